@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Argument checks and the model-state guard shared by every method and metric.
+
+Every public entry point validates its arguments here, so the error messages name
+the argument the same way everywhere, and runs the model inside
+:func:`preserved_model_state`, so the user's model is left as it was.
+"""
+import contextlib
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Module
+
+TargetLike = Union[None, int, List[int], Tensor]
+
+
+def check_image_batch(inputs: Any, name: str = "inputs") -> Tensor:
+    r"""
+    Checks that ``inputs`` is a 4-D floating-point ``N x C x H x W`` batch without NaN.
+
+    Args:
+        inputs (Any): the value to check.
+        name (str, optional): the argument name used in error messages.
+                    Default: ``"inputs"``.
+
+    Returns:
+        *Tensor*: ``inputs`` itself.
+    """
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(inputs).__name__}")
+    if inputs.dim() != 4:
+        raise ValueError(
+            f"{name} must be a 4-D tensor (N, C, H, W); got shape {tuple(inputs.shape)}"
+        )
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one example; got batch size 0")
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor; got {inputs.dtype}")
+    if torch.isnan(inputs).any():
+        raise ValueError(f"{name} contains NaN")
+    return inputs
+
+
+def check_positive_int(value: Any, name: str, allow_none: bool = True) -> Optional[int]:
+    r"""Checks that ``value`` is a positive int (or None when allowed) and returns it."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return value
+
+
+def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
+    r"""
+    Turns a Captum ``TargetType`` into one class index per example, checked.
+
+    ``None`` selects each example's predicted class (the arg-max of ``outputs``),
+    as pytorch-grad-cam and torchcam do.
+
+    Args:
+        target (int, list[int], Tensor or None): the target as the user gave it.
+        outputs (Tensor): the model's ``N x C`` outputs for the batch.
+
+    Returns:
+        *Tensor*: a ``torch.long`` tensor of shape ``(N,)`` on ``outputs.device``.
+    """
+    if outputs.dim() != 2:
+        raise ValueError(
+            "the model output must be N x num_classes for class-activation maps; got "
+            f"shape {tuple(outputs.shape)}"
+        )
+    num_examples, num_classes = outputs.shape
+    if target is None:
+        return outputs.argmax(dim=1)
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, a list of ints or a tensor; got bool")
+    if isinstance(target, int):
+        indices = torch.full((num_examples,), target, dtype=torch.long)
+    elif isinstance(target, (list, tuple)):
+        if len(target) != num_examples or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in target
+        ):
+            raise ValueError(
+                f"target given as a list must hold one int per example ({num_examples}); "
+                f"got {target!r}"
+            )
+        indices = torch.tensor(list(target), dtype=torch.long)
+    elif isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex():
+            raise TypeError(f"target must be an integer tensor; got {target.dtype}")
+        if target.dim() == 0 or target.numel() == 1:
+            indices = target.reshape(()).expand(num_examples)
+        elif target.dim() == 1 and target.shape[0] == num_examples:
+            indices = target
+        else:
+            raise ValueError(
+                f"target tensor must be a scalar or have shape ({num_examples},); got "
+                f"shape {tuple(target.shape)}"
+            )
+        indices = indices.to(dtype=torch.long)
+    else:
+        raise TypeError(
+            f"target must be an int, a list of ints or a tensor; got {type(target).__name__}"
+        )
+    indices = indices.to(outputs.device)
+    if bool(((indices < 0) | (indices >= num_classes)).any()):
+        raise ValueError(
+            f"target out of range: the model has {num_classes} classes; got "
+            f"{indices.tolist()}"
+        )
+    return indices
+
+
+def check_layer_in_model(forward_func: Callable, layer: Any, name: str = "layer") -> None:
+    r"""Checks that ``layer`` is a module and, for a module model, one of its submodules."""
+    if not isinstance(layer, Module):
+        raise TypeError(f"{name} must be a torch.nn.Module; got {type(layer).__name__}")
+    if isinstance(forward_func, Module) and not any(
+        m is layer for m in forward_func.modules()
+    ):
+        raise ValueError(f"{name} is not a submodule of the model (forward_func)")
+
+
+@contextlib.contextmanager
+def preserved_model_state(model: Any) -> Iterator[None]:
+    r"""
+    Restores the model's train/eval flags, ``requires_grad`` flags and the
+    parameters' ``.grad`` tensors on exit, exceptions included.
+
+    A ``forward_func`` that is not an ``nn.Module`` is left alone.
+
+    Args:
+        model (Any): the model, or any callable.
+
+    Examples::
+
+        >>> with preserved_model_state(model):
+        ...     model.eval()
+        >>> # model.training is what it was before
+    """
+    if not isinstance(model, Module):
+        yield
+        return
+    modes: List[Tuple[Module, bool]] = [(m, m.training) for m in model.modules()]
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        for param, flag, grad in zip(params, flags, grads):
+            param.requires_grad_(flag)
+            param.grad = grad
