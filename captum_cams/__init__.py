@@ -1,3 +1,26 @@
 #!/usr/bin/env python3
-"""captum_cams: class-activation-map attribution methods and metrics for Captum."""
+"""captum_cams: class-activation-map attribution methods and metrics for Captum.
+
+The public API is re-exported flat, like ``captum.attr``::
+
+    from captum_cams import LayerGradCamPlusPlus, LayerScoreCam
+"""
+from captum_cams.attr import (
+    LayerAblationCam,
+    LayerCam,
+    LayerGradCam,
+    LayerGradCamPlusPlus,
+    LayerScoreCam,
+    LayerXGradCam,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "LayerAblationCam",
+    "LayerCam",
+    "LayerGradCam",
+    "LayerGradCamPlusPlus",
+    "LayerScoreCam",
+    "LayerXGradCam",
+]

@@ -1,1 +1,23 @@
 #!/usr/bin/env python3
+"""Class-activation-map attributions, each a Captum ``LayerAttribution``."""
+from captum_cams.attr._base import CamBase, CamContext
+from captum_cams.attr._head import LayerHead, split_head
+from captum_cams.attr.ablation_cam import LayerAblationCam
+from captum_cams.attr.grad_cam import LayerGradCam
+from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
+from captum_cams.attr.layer_cam import LayerCam
+from captum_cams.attr.score_cam import LayerScoreCam
+from captum_cams.attr.xgrad_cam import LayerXGradCam
+
+__all__ = [
+    "CamBase",
+    "CamContext",
+    "LayerAblationCam",
+    "LayerCam",
+    "LayerGradCam",
+    "LayerGradCamPlusPlus",
+    "LayerHead",
+    "LayerScoreCam",
+    "LayerXGradCam",
+    "split_head",
+]

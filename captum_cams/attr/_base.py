@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""The shared core of every class-activation map.
+
+One pipeline does what every CAM needs:
+
+1. check the arguments, and keep the model as it was (:mod:`captum_cams._utils.guards`);
+2. one forward (and, for gradient methods, one backward to the layer) that captures the
+   layer's activations ``A``, the gradients ``g = dy_c/dA`` and the outputs, reusing
+   Captum's ``compute_layer_gradients_and_eval`` / ``_forward_layer_eval`` (their hooks
+   are removed in ``finally``);
+3. the method's weights — the one override point, :meth:`CamBase._weights`;
+4. ``map = relu(sum_k w_k * A_k)`` in :meth:`CamBase._weighted_sum` — the one place a
+   map is weighted.
+
+Methods that need many extra evaluations (of the head, or of the model on masked
+inputs) use :func:`batched_target_scores`, the one chunked evaluation loop.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from captum._utils.common import (
+    _format_additional_forward_args,
+    _format_tensor_into_tuples,
+)
+from captum._utils.gradient import (
+    _forward_layer_eval,
+    compute_layer_gradients_and_eval,
+)
+from captum.log import log_usage
+from captum.attr._utils.attribution import (
+    GradientAttribution,
+    LayerAttribution,
+    PerturbationAttribution,
+)
+from torch import Tensor
+from torch.nn import Module
+
+from captum_cams.attr._head import LayerHead
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_image_batch,
+    check_layer_in_model,
+    preserved_model_state,
+    target_indices,
+)
+
+CamOutput = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+@dataclass
+class CamContext:
+    r"""
+    Everything a method's :meth:`CamBase._weights` may need about one batch.
+
+    Attributes:
+        inputs (tuple[Tensor, ...]): the formatted inputs (the image batch first).
+        additional_forward_args (tuple): the formatted extra forward arguments.
+        target (Tensor): ``(N,)`` class index per example.
+        outputs (Tensor): ``N x C`` model outputs (logits), detached.
+        activations (Tensor): ``N x K x h x w`` layer activations, detached.
+        gradients (Tensor or None): ``dy_c/dA`` of the same shape, for gradient methods.
+        options (dict): the method's own keyword arguments of this call.
+    """
+
+    inputs: Tuple[Tensor, ...]
+    additional_forward_args: Tuple[Any, ...]
+    target: Tensor
+    outputs: Tensor
+    activations: Tensor
+    gradients: Optional[Tensor]
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target_scores(self) -> Tensor:
+        r"""``(N,)`` the target logits ``y_c``."""
+        return self.outputs.gather(1, self.target[:, None]).squeeze(1)
+
+
+def batched_target_scores(
+    evaluate: Callable[[Tensor], Tensor],
+    row_example: Tensor,
+    target: Tensor,
+    internal_batch_size: Optional[int],
+) -> Tensor:
+    r"""
+    Evaluates many modified copies of a batch in chunks and keeps each row's target score.
+
+    Args:
+        evaluate (Callable): maps a ``LongTensor`` of row indices to the model (or
+                    head) outputs ``M x C`` for those rows.
+        row_example (Tensor): ``(R,)`` the example each of the ``R`` rows belongs to.
+        target (Tensor): ``(N,)`` class index per example.
+        internal_batch_size (int, optional): rows per evaluation; ``None`` evaluates
+                    all rows at once.
+
+    Returns:
+        *Tensor*: ``(R,)`` score of each row's target class.
+    """
+    num_rows = row_example.shape[0]
+    chunk = internal_batch_size or max(num_rows, 1)
+    scores: Optional[Tensor] = None
+    with torch.no_grad():
+        for start in range(0, num_rows, chunk):
+            rows = torch.arange(
+                start, min(start + chunk, num_rows), device=row_example.device
+            )
+            outputs = evaluate(rows)
+            selected = outputs.gather(1, target[row_example[rows]][:, None].to(outputs.device))
+            if scores is None:  # one buffer for all chunks, in the outputs' dtype
+                scores = outputs.new_empty(num_rows)
+            scores[start : start + rows.shape[0]] = selected.squeeze(1)
+    assert scores is not None, "batched_target_scores needs at least one row"
+    return scores
+
+
+class CamBase(LayerAttribution):
+    r"""
+    Base of the channel-weighted class-activation maps of this package.
+
+    A subclass sets :attr:`uses_gradients` and implements :meth:`_weights`; its
+    ``attribute`` documents the arguments and calls :meth:`_attribute_cam`.
+    """
+
+    #: Whether :meth:`_weights` needs ``dy_c/dA`` (one backward to the layer).
+    uses_gradients: bool = True
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        layer: Module,
+        device_ids: Union[None, List[int]] = None,
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable; got {type(forward_func).__name__}"
+            )
+        check_layer_in_model(forward_func, layer)
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+
+    # ------------------------------------------------------------------ override
+    def _weights(self, context: CamContext) -> Tensor:
+        r"""
+        The method's weights: ``N x K`` channel weights, or ``N x K x h x w``
+        per-position weights (Layer-CAM).
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ pipeline
+    def _attribute_cam(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetLike,
+        additional_forward_args: Any,
+        attribute_to_layer_input: bool,
+        relu_attributions: bool,
+        return_weights: bool,
+        **options: Any,
+    ) -> CamOutput:
+        formatted_inputs = _format_tensor_into_tuples(inputs)
+        if not formatted_inputs:
+            raise ValueError("inputs must hold at least one tensor")
+        check_image_batch(formatted_inputs[0], "inputs")
+        for extra in formatted_inputs[1:]:
+            if isinstance(extra, Tensor) and extra.is_floating_point() and torch.isnan(extra).any():
+                raise ValueError("inputs contains NaN")
+        formatted_args = _format_additional_forward_args(additional_forward_args) or ()
+        with preserved_model_state(self.forward_func):
+            context = self._capture(
+                formatted_inputs, target, formatted_args, attribute_to_layer_input
+            )
+            context.options = options
+            weights = self._weights(context)
+        cam = self._weighted_sum(weights, context.activations)
+        if relu_attributions:
+            cam = F.relu(cam)
+        if return_weights:
+            return cam, weights
+        return cam
+
+    def _capture(
+        self,
+        inputs: Tuple[Tensor, ...],
+        target: TargetLike,
+        additional_forward_args: Tuple[Any, ...],
+        attribute_to_layer_input: bool,
+    ) -> CamContext:
+        record: Dict[str, Tensor] = {}
+
+        def target_logit(*args: Any) -> Tensor:
+            outputs = self.forward_func(*args)
+            if not isinstance(outputs, Tensor):
+                raise TypeError(
+                    f"forward_func must return a tensor; got {type(outputs).__name__}"
+                )
+            record["target"] = target_indices(target, outputs)
+            record["outputs"] = outputs.detach()
+            return outputs.gather(1, record["target"][:, None]).squeeze(1)
+
+        gradients: Optional[Tensor] = None
+        try:
+            if self.uses_gradients:
+                layer_gradients, layer_evals = compute_layer_gradients_and_eval(
+                    target_logit,
+                    self.layer,
+                    inputs,
+                    None,
+                    additional_forward_args,
+                    device_ids=self.device_ids,
+                    attribute_to_layer_input=attribute_to_layer_input,
+                )
+                gradients = layer_gradients[0].detach()
+            else:
+                with torch.no_grad():
+                    layer_evals = _forward_layer_eval(
+                        target_logit,
+                        inputs,
+                        self.layer,
+                        additional_forward_args,
+                        device_ids=self.device_ids,
+                        attribute_to_layer_input=attribute_to_layer_input,
+                    )
+        except AssertionError as error:
+            if "did not obtain any outputs" in str(error):
+                raise ValueError(
+                    "layer was not called by forward_func: it is not on the path from "
+                    "the inputs to the output"
+                ) from error
+            raise
+        if len(layer_evals) != 1:
+            raise ValueError(
+                "the layer must produce a single tensor; it produced "
+                f"{len(layer_evals)}"
+            )
+        activations = layer_evals[0].detach()
+        if activations.dim() != 4:
+            raise ValueError(
+                "the layer's output must be 4-D (N, K, h, w) for a class-activation "
+                f"map; got shape {tuple(activations.shape)}"
+            )
+        return CamContext(
+            inputs=inputs,
+            additional_forward_args=additional_forward_args,
+            target=record["target"],
+            outputs=record["outputs"],
+            activations=activations,
+            gradients=gradients,
+        )
+
+    @staticmethod
+    def _weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
+        r"""``sum_k w_k * A_k`` for channel (``N x K``) or positional weights."""
+        if weights.dim() == 2:
+            weights = weights[:, :, None, None]
+        return (weights.to(activations.dtype) * activations).sum(dim=1, keepdim=True)
+
+
+
+class GradientCamBase(CamBase, GradientAttribution):
+    r"""Base of the CAMs whose weights come from ``dy_c/dA`` (one backward to the layer)."""
+
+    uses_gradients = True
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        layer: Module,
+        device_ids: Union[None, List[int]] = None,
+    ) -> None:
+        CamBase.__init__(self, forward_func, layer, device_ids)
+        GradientAttribution.__init__(self, forward_func)
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: bool = False,
+    ) -> CamOutput:
+        r"""
+        Args:
+            inputs (Tensor or tuple[Tensor, ...]): the image batch ``N x C x H x W``
+                        (first, when the model takes several inputs).
+            target (int, list[int], Tensor, optional): the class per example, as in
+                        Captum. ``None`` takes each example's predicted class, as
+                        pytorch-grad-cam and torchcam do. Default: None.
+            additional_forward_args (Any, optional): further arguments of
+                        ``forward_func``, after the inputs. Default: None.
+            attribute_to_layer_input (bool, optional): use the layer's input instead
+                        of its output. Default: False.
+            relu_attributions (bool, optional): apply ReLU to the map, as the
+                        methods' papers do. Default: True.
+            return_weights (bool, optional): also return the weights (``N x K``,
+                        or ``N x K x h x w`` for positional weights). Default: False.
+
+        Returns:
+            *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
+            resolution, and the weights when ``return_weights`` is set.
+
+        Examples::
+
+            >>> net = torchvision.models.resnet18().eval()
+            >>> cam = LayerGradCamPlusPlus(net, net.layer4)
+            >>> maps = cam.attribute(torch.randn(2, 3, 224, 224), target=[3, 7])
+            >>> maps.shape
+            torch.Size([2, 1, 7, 7])
+        """
+        return self._attribute_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            attribute_to_layer_input,
+            relu_attributions,
+            return_weights,
+        )
+
+
+class PerturbationCamBase(CamBase, PerturbationAttribution):
+    r"""Base of the CAMs whose weights come from extra forward evaluations only."""
+
+    uses_gradients = False
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        layer: Module,
+        device_ids: Union[None, List[int]] = None,
+    ) -> None:
+        CamBase.__init__(self, forward_func, layer, device_ids)
+        PerturbationAttribution.__init__(self, forward_func)
+
+
+class HeadCamBase(PerturbationCamBase):
+    r"""
+    Base of the CAMs that evaluate only the model's head on modified activations
+    (Ablation-CAM; LIFT-CAM and SHAP-CAM build on the same :class:`LayerHead`).
+
+    The head is ``head=`` when given, else split from the model with ``torch.fx``,
+    else the whole model with the layer's output substituted; it is checked once
+    against the model (``head(A(x)) == f(x)``) before it is used.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        layer: Module,
+        device_ids: Union[None, List[int]] = None,
+        head: Optional[Module] = None,
+    ) -> None:
+        PerturbationCamBase.__init__(self, forward_func, layer, device_ids)
+        self.head = LayerHead(forward_func, layer, head)
+
+    def _verified_head(self, context: CamContext) -> LayerHead:
+        r"""The head, bound to this batch and checked against the model's outputs."""
+        self.head.bind(context.inputs, context.additional_forward_args)
+        self.head.verify(context.activations, context.outputs)
+        return self.head
+
+
+__all__ = [
+    "CamBase",
+    "CamContext",
+    "GradientCamBase",
+    "HeadCamBase",
+    "PerturbationCamBase",
+    "batched_target_scores",
+]

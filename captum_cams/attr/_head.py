@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""The head of a model: the part from a layer's output to the model's output.
+
+Methods that only need the head (Ablation-CAM, LIFT-CAM, SHAP-CAM) evaluate it many
+times on modified layer activations instead of re-running the whole network. The
+head is, in order of preference:
+
+1. the module the user passes as ``head=``;
+2. a ``torch.fx`` split of the model: the nodes downstream of the layer, when they
+   depend on the input only through the layer's output;
+3. a fallback that re-runs the whole model with a forward hook substituting the
+   layer's output (always correct, but costs a full forward per evaluation).
+
+Whatever the source, :meth:`LayerHead.verify` checks once that ``head(A(x))``
+reproduces ``f(x)``; a mismatch is an error, never a silent wrong answer.
+"""
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.fx as fx
+from torch import Tensor
+from torch.nn import Module
+
+from captum_cams._utils.batching import take_examples
+
+#: Relative and absolute tolerance of the one-off ``head(A) == f(x)`` check.
+HEAD_CHECK_RTOL: float = 1e-4
+HEAD_CHECK_ATOL: float = 1e-5
+
+
+def _qualified_name(model: Module, layer: Module) -> Optional[str]:
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    return None
+
+
+class _LeafTracer(fx.Tracer):
+    """Traces a model keeping ``layer`` (and torch's own modules) as single calls."""
+
+    def __init__(self, layer: Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, module: Module, qualified_name: str) -> bool:
+        return module is self.layer or super().is_leaf_module(module, qualified_name)
+
+
+def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
+    r"""
+    Splits off the part of ``model`` that follows ``layer`` with ``torch.fx``.
+
+    The split succeeds when the model traces symbolically, the layer is called
+    exactly once, and every node after it depends on the model's inputs only
+    through the layer's output (no skip connection around the layer).
+
+    Args:
+        model (nn.Module): the full model.
+        layer (nn.Module): a submodule of ``model``.
+
+    Returns:
+        *GraphModule* or *None*: a module mapping the layer's output to the model's
+        output, sharing the model's parameters; ``None`` when no such split exists.
+
+    Examples::
+
+        >>> net = torchvision.models.resnet18().eval()
+        >>> head = split_head(net, net.layer4)
+        >>> head(torch.zeros(1, 512, 7, 7)).shape
+        torch.Size([1, 1000])
+    """
+    layer_name = _qualified_name(model, layer)
+    if not layer_name:
+        return None
+    try:
+        graph = _LeafTracer(layer).trace(model)
+    except Exception:  # models with data-dependent control flow do not trace
+        return None
+    layer_nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == layer_name]
+    if len(layer_nodes) != 1:
+        return None
+    layer_node = layer_nodes[0]
+
+    # Nodes that depend on the model's inputs through any path.
+    input_dependent = set()
+    for node in graph.nodes:
+        if node.op == "placeholder" or any(
+            arg in input_dependent for arg in node.all_input_nodes
+        ):
+            input_dependent.add(node)
+    # Nodes downstream of the layer.
+    downstream = {layer_node}
+    for node in graph.nodes:
+        if any(arg in downstream for arg in node.all_input_nodes):
+            downstream.add(node)
+    output_node = next(n for n in graph.nodes if n.op == "output")
+    if output_node not in downstream:
+        return None
+
+    head_graph = fx.Graph()
+    activation = head_graph.placeholder("activation")
+    copied: Dict[fx.Node, fx.Node] = {layer_node: activation}
+
+    def copy_node(node: fx.Node) -> Optional[fx.Node]:
+        if node in copied:
+            return copied[node]
+        if node in input_dependent and node not in downstream:
+            return None  # a path around the layer: no clean split
+        for arg in node.all_input_nodes:
+            if copy_node(arg) is None:
+                return None
+        copied[node] = head_graph.node_copy(node, lambda n: copied[n])
+        return copied[node]
+
+    for node in graph.nodes:
+        if node in downstream and node is not layer_node and node.op != "output":
+            if copy_node(node) is None:
+                return None
+    result = output_node.args[0]
+    if not isinstance(result, fx.Node) or result not in copied:
+        return None
+    head_graph.output(copied[result])
+    head_graph.lint()
+    return fx.GraphModule(model, head_graph, class_name="Head")
+
+
+class LayerHead:
+    r"""
+    Evaluates the head of a model on batches of layer activations.
+
+    Rows of an activation batch may be modified copies of the original examples'
+    activations (one row per ablated channel, per permutation, …);
+    ``example_index`` tells which original example each row belongs to, which
+    only the whole-model fallback needs.
+
+    Args:
+        forward_func (Callable): the model.
+        layer (nn.Module): the layer whose output the head takes.
+        head (nn.Module, optional): the head given by the user. Default: None
+                    (split with ``torch.fx``, else fall back to a substituting hook).
+    """
+
+    def __init__(
+        self, forward_func: Callable, layer: Module, head: Optional[Module] = None
+    ) -> None:
+        if head is not None and not callable(head):
+            raise TypeError(f"head must be an nn.Module or callable; got {type(head).__name__}")
+        self.forward_func = forward_func
+        self.layer = layer
+        self.source = "given"
+        if head is None and isinstance(forward_func, Module):
+            head = split_head(forward_func, layer)
+            self.source = "fx"
+        if head is None:
+            self.source = "fallback"
+        self.module = head
+        self._verified = False
+        self._inputs: Tuple[Tensor, ...] = ()
+        self._additional_args: Tuple[Any, ...] = ()
+
+    def bind(self, inputs: Tuple[Tensor, ...], additional_forward_args: Tuple[Any, ...]) -> None:
+        r"""Remembers the current batch, which the whole-model fallback re-runs."""
+        self._inputs = inputs
+        self._additional_args = additional_forward_args
+
+    def __call__(self, activations: Tensor, example_index: Tensor) -> Tensor:
+        r"""
+        Args:
+            activations (Tensor): ``M x K x h x w`` layer activations.
+            example_index (Tensor): ``(M,)`` index of the example each row came from.
+
+        Returns:
+            *Tensor*: the model's outputs, ``M x C``.
+        """
+        if self.module is not None:
+            return self.module(activations)
+        return self._substituted_forward(activations, example_index)
+
+    def _substituted_forward(self, activations: Tensor, example_index: Tensor) -> Tensor:
+        batch = self._inputs[0].shape[0]
+        inputs = take_examples(self._inputs, example_index, batch)
+        args = take_examples(self._additional_args, example_index, batch)
+
+        def substitute(_module: Module, _inp: Any, _out: Any) -> Tensor:
+            return activations
+
+        handle = self.layer.register_forward_hook(substitute)
+        try:
+            return self.forward_func(*inputs, *args)
+        finally:
+            handle.remove()
+
+    def verify(self, activations: Tensor, outputs: Tensor) -> None:
+        r"""
+        Checks once that the head reproduces the model: ``head(A(x)) ≈ f(x)``.
+
+        Args:
+            activations (Tensor): the layer's output for the current batch.
+            outputs (Tensor): the model's output for the same batch.
+        """
+        if self._verified or self.source == "fallback":
+            return
+        with torch.no_grad():
+            index = torch.arange(activations.shape[0], device=activations.device)
+            predicted = self(activations, index)
+        if not isinstance(predicted, Tensor) or predicted.shape != outputs.shape:
+            raise ValueError(
+                f"head ({self.source}) does not reproduce the model's output: it returns "
+                f"{getattr(predicted, 'shape', type(predicted).__name__)}, the model "
+                f"{tuple(outputs.shape)}"
+            )
+        if not torch.allclose(
+            predicted.to(outputs.dtype), outputs, rtol=HEAD_CHECK_RTOL, atol=HEAD_CHECK_ATOL
+        ):
+            gap = (predicted.to(outputs.dtype) - outputs).abs().max().item()
+            raise ValueError(
+                f"head ({self.source}) does not reproduce the model's output "
+                f"(max abs difference {gap:.3g}); pass the right head= for this layer, "
+                "and make sure the model is in eval mode (dropout and batch-norm "
+                "statistics change the output between calls in train mode)"
+            )
+        self._verified = True
+
+
+__all__: Sequence[str] = ["LayerHead", "split_head"]
