@@ -17,6 +17,7 @@ from captum_cams._utils.maps import as_maps
 
 def _average_ranks(values: Tensor) -> Tensor:
     r"""1-based ranks along dim 1; tied values share the mean of their ranks."""
+    values = values.contiguous()
     ordered = torch.sort(values, dim=1).values
     below = torch.searchsorted(ordered, values, right=False)
     upto = torch.searchsorted(ordered, values, right=True)

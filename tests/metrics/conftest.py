@@ -70,3 +70,8 @@ def make_batch() -> Callable[..., tuple]:
         return x, maps
 
     return make
+
+
+@pytest.fixture
+def pixel_linear() -> type:
+    return PixelLinear
