@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Pascal-VOC XML reading: boxes, sizes, coordinate conversion, refusal of DTDs/entities."""
 import pytest
-import torch
 
 from captum_cams.datasets.voc import (
     read_voc_boxes,
