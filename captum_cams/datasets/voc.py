@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+r"""Pascal-VOC XML annotations (``torchvision.datasets.VOCDetection`` layout) for the
+localisation metrics.
+
+Files are parsed with :mod:`xml.etree.ElementTree` after a first pass with expat that
+refuses any DTD (``<!DOCTYPE``) or entity declaration, so no entity is ever expanded
+(no "billion laughs", no external entities). VOC annotations never need either.
+
+Coordinates: VOC stores 1-based inclusive pixel coordinates. :func:`read_voc_boxes`
+returns them as written; :func:`voc_boxes_to_tensor` and :func:`voc_ground_truth_mask`
+convert them to the 0-based inclusive coordinates of :mod:`captum_cams.metrics`.
+"""
+import os
+import xml.etree.ElementTree as ET
+from typing import List, Optional, Sequence, Tuple, Union
+from xml.parsers import expat
+
+import torch
+from torch import Tensor
+
+from captum_cams.metrics.localization import boxes_to_masks
+
+PathLike = Union[str, "os.PathLike[str]"]
+VOCBox = Tuple[str, Tuple[float, float, float, float]]
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def _refuse(*_: object) -> None:
+    raise _Forbidden()
+
+
+def _parse(path: PathLike) -> ET.Element:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    checker = expat.ParserCreate()
+    checker.StartDoctypeDeclHandler = _refuse
+    checker.EntityDeclHandler = _refuse
+    checker.UnparsedEntityDeclHandler = _refuse
+    checker.ExternalEntityRefHandler = _refuse
+    try:
+        checker.Parse(data, True)
+    except _Forbidden:
+        raise ValueError(
+            f"{os.fspath(path)}: DTD or entity declarations are not accepted in VOC annotations"
+        ) from None
+    except expat.ExpatError as exc:
+        raise ValueError(f"{os.fspath(path)}: not well-formed XML ({exc})") from None
+    return ET.fromstring(data)
+
+
+def _number(node: Optional[ET.Element], what: str, path: PathLike) -> float:
+    if node is None or node.text is None:
+        raise ValueError(f"{os.fspath(path)}: missing {what}")
+    try:
+        return float(node.text.strip())
+    except ValueError:
+        raise ValueError(f"{os.fspath(path)}: {what} is not a number: {node.text!r}") from None
+
+
+def read_voc_boxes(path: PathLike, include_difficult: bool = True) -> List[VOCBox]:
+    r"""
+    Reads the objects of one VOC annotation file.
+
+    Args:
+        path (str or PathLike): the ``.xml`` file.
+        include_difficult (bool, optional): keep objects marked ``<difficult>1``.
+                    Default: True
+
+    Returns:
+        *list*: ``(label_name, (xmin, ymin, xmax, ymax))`` per object, in file order,
+        VOC's 1-based coordinates as floats.
+
+    Examples::
+
+        >>> read_voc_boxes("VOC2012/Annotations/2007_000027.xml")
+        [('person', (174.0, 101.0, 349.0, 351.0))]
+    """
+    root = _parse(path)
+    boxes: List[VOCBox] = []
+    for obj in root.iter("object"):
+        name_node = obj.find("name")
+        if name_node is None or not (name_node.text or "").strip():
+            raise ValueError(f"{os.fspath(path)}: an object has no name")
+        difficult = obj.find("difficult")
+        if not include_difficult and difficult is not None and (difficult.text or "").strip() == "1":
+            continue
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{os.fspath(path)}: object {name_node.text!r} has no bndbox")
+        coords = tuple(
+            _number(box.find(tag), f"bndbox/{tag}", path)
+            for tag in ("xmin", "ymin", "xmax", "ymax")
+        )
+        boxes.append((name_node.text.strip(), coords))  # type: ignore[arg-type]
+    return boxes
+
+
+def read_voc_size(path: PathLike) -> Tuple[int, int]:
+    r"""The image size ``(H, W)`` written in a VOC annotation's ``<size>``."""
+    root = _parse(path)
+    size = root.find("size")
+    if size is None:
+        raise ValueError(f"{os.fspath(path)}: missing size")
+    return int(_number(size.find("height"), "size/height", path)), int(
+        _number(size.find("width"), "size/width", path)
+    )
+
+
+def voc_boxes_to_tensor(
+    boxes: Sequence[VOCBox], labels: Optional[Sequence[str]] = None
+) -> Tensor:
+    r"""
+    VOC boxes as a ``K x 4`` float64 tensor in 0-based inclusive pixel coordinates
+    (VOC's values minus 1), optionally only those whose label is in ``labels``.
+
+    Examples::
+
+        >>> voc_boxes_to_tensor([("dog", (1.0, 1.0, 10.0, 20.0))])
+        tensor([[ 0.,  0.,  9., 19.]], dtype=torch.float64)
+    """
+    kept = [coords for name, coords in boxes if labels is None or name in labels]
+    if not kept:
+        return torch.zeros(0, 4, dtype=torch.float64)
+    return torch.tensor(kept, dtype=torch.float64) - 1
+
+
+def voc_ground_truth_mask(
+    path: PathLike,
+    labels: Optional[Sequence[str]] = None,
+    include_difficult: bool = True,
+) -> Tensor:
+    r"""
+    The union of an annotation's boxes as a ``1 x H x W`` bool mask at the size the
+    file gives (for ``masks=`` of the localisation metrics; stack several with
+    ``torch.stack``).
+
+    Examples::
+
+        >>> mask = voc_ground_truth_mask("Annotations/2007_000027.xml", labels=["person"])
+        >>> mask.shape
+        torch.Size([1, 500, 486])
+    """
+    boxes = voc_boxes_to_tensor(read_voc_boxes(path, include_difficult), labels)
+    return boxes_to_masks([boxes], read_voc_size(path), name=os.fspath(path))[0]

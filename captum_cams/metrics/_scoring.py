@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+r"""Chunked model evaluation shared by the perturbation metrics.
+
+A metric describes its perturbed inputs as a grid of ``N x S`` jobs (example ``i``,
+step ``s``) and a function that builds the perturbed inputs of any list of jobs.
+:func:`perturbed_scores` walks the grid in example-major order, ``max_examples_per_batch``
+jobs per forward pass, so no more than that many perturbed inputs exist at a time,
+and returns the ``N x S`` target scores. Because every job is built from its own
+example only, the chunk size cannot change a result (apart from the model's own
+batch dependence, e.g. BatchNorm in training mode).
+"""
+from typing import Any, Callable, Optional, Tuple
+
+import torch
+from captum._utils.common import _format_additional_forward_args, _run_forward
+from torch import Tensor
+
+from captum_cams._utils.guards import TargetLike, check_positive_int, target_indices
+
+SCORES = ("probability", "logit")
+
+
+def check_score(score: str) -> str:
+    r"""Checks the ``score`` option: ``"probability"`` (softmax) or ``"logit"``."""
+    if score not in SCORES:
+        raise ValueError(f"score must be 'probability' or 'logit'; got {score!r}")
+    return score
+
+
+def _select_args(additional_forward_args: Any, examples: Tensor, num_examples: int) -> Any:
+    r"""Per-example arguments (tensors whose first dimension is N) follow their example."""
+    if additional_forward_args is None:
+        return None
+    selected = []
+    for arg in additional_forward_args:
+        if isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] == num_examples:
+            selected.append(arg[examples.to(arg.device)])
+        else:
+            selected.append(arg)
+    return tuple(selected)
+
+
+def _to_scores(outputs: Tensor, score: str) -> Tensor:
+    if not isinstance(outputs, Tensor) or outputs.dim() != 2:
+        shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
+        raise ValueError(
+            f"forward_func must return an N x num_classes tensor; got {shape}"
+        )
+    if score == "probability":
+        return torch.softmax(outputs, dim=1)
+    return outputs
+
+
+def _forward_scores(
+    forward_func: Callable,
+    batch: Tensor,
+    examples: Tensor,
+    num_examples: int,
+    additional_forward_args: Any,
+    score: str,
+) -> Tensor:
+    args = _select_args(additional_forward_args, examples, num_examples)
+    outputs = _run_forward(forward_func, batch, additional_forward_args=args)
+    return _to_scores(outputs, score)
+
+
+def original_scores(
+    forward_func: Callable,
+    inputs: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""
+    Scores of the unperturbed inputs, evaluated in chunks.
+
+    Returns:
+        *tuple*: ``(y, target_idx, all_scores)``: the target score per example
+        ``(N,)``, the checked target indices ``(N,)`` (``None`` → predicted class),
+        and the full ``N x num_classes`` scores.
+    """
+    num = inputs.shape[0]
+    chunk = max_examples_per_batch or num
+    afa = _format_additional_forward_args(additional_forward_args)
+    parts = []
+    for start in range(0, num, chunk):
+        examples = torch.arange(start, min(start + chunk, num), device=inputs.device)
+        parts.append(
+            _forward_scores(forward_func, inputs[examples], examples, num, afa, score)
+        )
+    all_scores = torch.cat(parts, dim=0)
+    idx = target_indices(target, all_scores)
+    return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
+
+
+def perturbed_scores(
+    forward_func: Callable,
+    inputs: Tensor,
+    num_steps: int,
+    build: Callable[[Tensor, Tensor], Tensor],
+    target_idx: Tensor,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+    return_all: bool = False,
+) -> Tensor:
+    r"""
+    Target scores of ``N x num_steps`` perturbed inputs.
+
+    Args:
+        forward_func (Callable): the model.
+        inputs (Tensor): ``N x C x H x W`` inputs.
+        num_steps (int): ``S``, perturbations per example.
+        build (Callable): ``build(examples, steps)`` returns the ``B x C x H x W``
+                    perturbed inputs of the jobs ``(examples[b], steps[b])``.
+        target_idx (Tensor): ``(N,)`` class index per example.
+        additional_forward_args (Any): as Captum takes them; tensors with first
+                    dimension ``N`` are indexed per example, others passed as is.
+        max_examples_per_batch (int, optional): jobs per forward pass; None: all.
+        score (str): ``"probability"`` or ``"logit"``.
+        return_all (bool, optional): return ``N x S x num_classes`` scores instead.
+
+    Returns:
+        *Tensor*: ``N x S`` target scores (or all scores with ``return_all``).
+    """
+    num = inputs.shape[0]
+    total = num * num_steps
+    chunk = max_examples_per_batch or total
+    afa = _format_additional_forward_args(additional_forward_args)
+    device = inputs.device
+    parts = []
+    for start in range(0, total, chunk):
+        jobs = torch.arange(start, min(start + chunk, total), device=device)
+        examples = torch.div(jobs, num_steps, rounding_mode="floor")
+        steps = jobs - examples * num_steps
+        batch = build(examples, steps)
+        scores = _forward_scores(forward_func, batch, examples, num, afa, score)
+        if return_all:
+            parts.append(scores)
+        else:
+            parts.append(scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1))
+    out = torch.cat(parts, dim=0)
+    if return_all:
+        return out.reshape(num, num_steps, -1)
+    return out.reshape(num, num_steps)
+
+
+def check_metric_args(max_examples_per_batch: Any, score: str) -> None:
+    r"""The checks every perturbation metric makes on its common options."""
+    check_positive_int(max_examples_per_batch, "max_examples_per_batch")
+    check_score(score)

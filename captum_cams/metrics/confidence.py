@@ -1,0 +1,499 @@
+#!/usr/bin/env python3
+r"""Confidence metrics of masked inputs: average drop, increase in confidence,
+average probability increase, drop rate, average drop in deletion, TFT's relative
+probability increase, and the threshold sweep with its API-vs-APD AUC.
+
+Notation (``METHODS.md``): ``y`` is the score of the target class on ``x``, ``o``
+the score on the masked input ``M ⊙ x`` (more generally
+``M ⊙ x + (1 − M) ⊙ b`` with a baseline ``b``), ``M`` made from ``mm(up(I))``.
+Scores are softmax probabilities unless ``score="logit"``.
+"""
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams.metrics._masking import (
+    BaselineLike,
+    apply_mask,
+    build_mask,
+    check_fraction,
+    make_baseline,
+    prepare_maps,
+    threshold_mask,
+)
+from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+
+#: The thresholds of :func:`threshold_sweep`: 0, 0.1, ..., 1.0.
+DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))
+
+
+def _masked_confidence(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    keep_top_fraction: Optional[float],
+    threshold: Optional[float],
+    binary: bool,
+    baselines: BaselineLike,
+    score: str,
+    invert: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    r"""``(y, o)``: target scores of the inputs and of the masked inputs.
+
+    With ``invert`` the complement ``1 − M`` is kept (the deletion of ADD).
+    """
+    check_image_batch(inputs)
+    check_metric_args(max_examples_per_batch, score)
+    with torch.no_grad(), preserved_model_state(forward_func):
+        x = inputs.detach()
+        maps = prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+        keep = build_mask(maps, keep_top_fraction, threshold, binary)
+        if invert:
+            keep = 1 - keep
+        base = make_baseline(x, baselines)
+        y, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            return apply_mask(x[examples], keep[examples], base[examples])
+
+        o = perturbed_scores(
+            forward_func,
+            x,
+            1,
+            build,
+            idx,
+            additional_forward_args,
+            max_examples_per_batch,
+            score,
+        ).squeeze(1)
+    return y, o
+
+
+_COMMON_ARGS = r"""
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images. Left unchanged; gradients are
+                    never built (the call runs under ``torch.no_grad()``).
+        attributions (Tensor): maps ``N x h x w`` or ``N x 1 x h x w`` of any spatial
+                    size (e.g. a CAM at layer resolution); upsampled to ``H x W``
+                    (bilinear, ``align_corners=False``) and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example, as Captum takes
+                    it. None: each example's predicted class. Default: None
+        additional_forward_args (Any, optional): further arguments of
+                    ``forward_func``; tensors whose first dimension is ``N`` follow
+                    their example into the chunks. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: the whole batch at once. Default: None
+        keep_top_fraction (float, optional): instead of the soft mask, keep the
+                    binary mask of this fraction of highest pixels (0.15 gives the
+                    Drop% / Increase% at top-15 %). Default: None
+        threshold (float, optional): instead of the soft mask ``I``, use
+                    ``I ⊙ 1[I ≥ threshold]`` (binarised with ``binary``). Default: None
+        binary (bool, optional): binarise the mask: ``1[I_t ≠ 0]``. Default: False
+        baselines (str, float or Tensor, optional): what removed pixels become:
+                    ``None``/``"zero"``, ``"blur"``, a constant or a tensor
+                    broadcastable to ``inputs``. Default: None (zeros, i.e. ``M ⊙ x``)
+        score (str, optional): ``"probability"`` (softmax) or ``"logit"``.
+                    Default: ``"probability"``"""
+
+
+def _docstring(summary: str, formula: str, returns: str, example: str) -> str:
+    return (
+        f"\n    {summary}\n\n    {formula}\n\n    Args:\n{_COMMON_ARGS}\n\n    Returns:\n"
+        f"        *Tensor* of shape ``(N,)``: {returns}\n\n    Examples::\n\n{example}\n    "
+    )
+
+
+_EXAMPLE = r"""        >>> net = ImageClassifier()
+        >>> cam = LayerGradCam(net, net.conv4)
+        >>> x = torch.randn(2, 3, 32, 32)
+        >>> maps = cam.attribute(x, target=3)   # N x 1 x 8 x 8
+        >>> {name}(net, x, maps, target=3)
+        tensor([...])"""
+
+
+@log_usage()
+def average_drop(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    keep_top_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> Tensor:
+    y, o = _masked_confidence(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
+    )  # fmt: skip
+    return torch.clamp(y - o, min=0) / y
+
+
+average_drop.__doc__ = _docstring(
+    "Average drop (AD, Libra's APD; Chattopadhyay et al., Grad-CAM++, "
+    "https://arxiv.org/abs/1710.11063).",
+    "``max(y − o, 0) / y``; averaging over examples gives the paper's number.",
+    "the relative drop per example (lower is better).",
+    _EXAMPLE.format(name="average_drop"),
+)
+
+
+@log_usage()
+def increase_in_confidence(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    keep_top_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> Tensor:
+    y, o = _masked_confidence(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
+    )  # fmt: skip
+    return (o > y).to(y.dtype)
+
+
+increase_in_confidence.__doc__ = _docstring(
+    "Increase in confidence (IIC; Libra's increase rate IR; Grad-CAM++).",
+    "``1[o > y]``; the mean over examples is the fraction whose score rose.",
+    "1.0 where the masked input scores higher, else 0.0.",
+    _EXAMPLE.format(name="increase_in_confidence"),
+)
+
+
+@log_usage()
+def average_probability_increase(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    keep_top_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> Tensor:
+    y, o = _masked_confidence(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
+    )  # fmt: skip
+    return torch.clamp(o - y, min=0) / y
+
+
+average_probability_increase.__doc__ = _docstring(
+    "Average probability increase (API; Libra-CAM).",
+    "``max(o − y, 0) / y``.",
+    "the relative increase per example (higher is better).",
+    _EXAMPLE.format(name="average_probability_increase"),
+)
+
+
+@log_usage()
+def drop_rate(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    keep_top_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> Tensor:
+    y, o = _masked_confidence(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
+    )  # fmt: skip
+    return (o < y).to(y.dtype)
+
+
+drop_rate.__doc__ = _docstring(
+    "Drop rate (DR; Libra-CAM).",
+    "``1[o < y]``; the mean over examples is the fraction whose score fell.",
+    "1.0 where the masked input scores lower, else 0.0.",
+    _EXAMPLE.format(name="drop_rate"),
+)
+
+
+@log_usage()
+def average_drop_in_deletion(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    keep_top_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> Tensor:
+    y, d = _masked_confidence(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
+        invert=True,
+    )  # fmt: skip
+    return (y - d) / y
+
+
+average_drop_in_deletion.__doc__ = _docstring(
+    "Average drop in deletion (ADD; LIFT-CAM, https://arxiv.org/abs/2102.07799).",
+    "``(y − d) / y`` with ``d`` the score of ``(1 − M) ⊙ x``: the mask's complement "
+    "is kept, i.e. the explained region is deleted. Not clipped: negative when "
+    "deleting raises the score. With ``keep_top_fraction`` the top pixels are "
+    "deleted.",
+    "the relative drop after deletion (higher is better).",
+    _EXAMPLE.format(name="average_drop_in_deletion"),
+)
+
+
+@log_usage()
+def relative_probability_increase(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    threshold: float = 0.0,
+    binary: bool = True,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> Tensor:
+    r"""
+    TFT's relative probability increase (RPI; Han, Lee & Lee, Appl. Sci. 2022).
+
+    ``I_τ = I ⊙ 1[I ≥ τ]``, ``M_τ = 1[I_τ ≠ 0]``, ``x̂ = M_τ ⊙ x``;
+    ``RPI = max(ŷ − y, 0) / y``. This is :func:`average_probability_increase` with
+    TFT's binary thresholded mask. The RPI curve over several τ (TFT's search for
+    τ*) is ``threshold_sweep(..., thresholds=[0.1, ..., 1.0], binary=True).api``.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments.
+                    Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    Default: None
+        threshold (float, optional): τ in ``[0, 1]``. Default: 0.0
+        binary (bool, optional): TFT's binary mask ``M_τ``; False uses the soft
+                    ``I_τ``. Default: True
+        baselines (str, float or Tensor, optional): replacement of removed pixels.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+
+    Returns:
+        *Tensor* of shape ``(N,)``: RPI per example.
+
+    Examples::
+
+        >>> rpi = relative_probability_increase(net, x, maps, target=3, threshold=0.5)
+    """
+    y, o = _masked_confidence(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, None, threshold, binary, baselines, score,
+    )  # fmt: skip
+    return torch.clamp(o - y, min=0) / y
+
+
+class ThresholdSweep(NamedTuple):
+    r"""
+    Result of :func:`threshold_sweep`; curves are ``N x T`` (one row per example).
+
+    Attributes:
+        thresholds (Tensor): the ``T`` thresholds, ascending.
+        api (Tensor): average probability increase ``max(o − y, 0)/y`` per threshold.
+        apd (Tensor): average (probability) drop ``max(y − o, 0)/y``.
+        ir (Tensor): increase rate ``1[o > y]``.
+        dr (Tensor): drop rate ``1[o < y]``.
+        scores (Tensor): ``o``, the masked inputs' target scores.
+        original (Tensor): ``y``, shape ``(N,)``.
+    """
+
+    thresholds: Tensor
+    api: Tensor
+    apd: Tensor
+    ir: Tensor
+    dr: Tensor
+    scores: Tensor
+    original: Tensor
+
+
+@log_usage()
+def threshold_sweep(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    thresholds: Sequence[float] = DEFAULT_SWEEP_THRESHOLDS,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+) -> ThresholdSweep:
+    r"""
+    API, APD, IR and DR of thresholded masks over a range of thresholds
+    (Libra-CAM's Fig. 1 and Table 1).
+
+    For every threshold ``t``, the masked input is ``I_t ⊙ x`` with
+    ``I_t = I ⊙ 1[I ≥ t]`` (soft, Libra) or ``M_t ⊙ x`` with ``M_t = 1[I_t ≠ 0]``
+    (``binary=True``, TFT). All ``N·T`` masked inputs go through the model in
+    chunks of ``max_examples_per_batch``.
+
+    Note that ``mm`` maps a map's maximum to ``r/(r + eps) < 1``, so at ``t = 1``
+    every mask is empty (the score of the all-baseline input).
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments.
+                    Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    Default: None
+        thresholds (sequence of float, optional): values in ``[0, 1]``.
+                    Default: ``(0, 0.1, ..., 1.0)``
+        binary (bool, optional): TFT's binary masks instead of Libra's soft ones.
+                    Default: False
+        baselines (str, float or Tensor, optional): replacement of removed pixels.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+
+    Returns:
+        *ThresholdSweep*: per-example curves (``N x T``) and the thresholds.
+
+    Examples::
+
+        >>> sweep = threshold_sweep(net, x, maps, target=3)
+        >>> sweep.api.mean(0)          # the dataset curve of API over thresholds
+        >>> api_apd_auc(sweep)         # Libra's AUC of API vs APD
+    """
+    check_image_batch(inputs)
+    check_metric_args(max_examples_per_batch, score)
+    values = [check_fraction(t, "thresholds", allow_zero=True) for t in thresholds]
+    if len(values) == 0:
+        raise ValueError("thresholds must hold at least one value")
+    values = sorted(values)
+    with torch.no_grad(), preserved_model_state(forward_func):
+        x = inputs.detach()
+        maps = prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+        base = make_baseline(x, baselines)
+        y, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
+        t_tensor = torch.tensor(values, dtype=x.dtype, device=x.device)
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            t = t_tensor[steps].reshape(-1, 1, 1, 1)
+            keep = threshold_mask(maps[examples], t, binary=binary)
+            return apply_mask(x[examples], keep, base[examples])
+
+        o = perturbed_scores(
+            forward_func, x, len(values), build, idx, additional_forward_args,
+            max_examples_per_batch, score,
+        )  # fmt: skip
+        yy = y.unsqueeze(1)
+        return ThresholdSweep(
+            thresholds=t_tensor,
+            api=torch.clamp(o - yy, min=0) / yy,
+            apd=torch.clamp(yy - o, min=0) / yy,
+            ir=(o > yy).to(o.dtype),
+            dr=(o < yy).to(o.dtype),
+            scores=o,
+            original=y,
+        )
+
+
+def api_apd_auc(
+    sweep: Union[ThresholdSweep, Tuple[Tensor, Tensor]],
+    per_example: bool = False,
+) -> Tensor:
+    r"""
+    Area under the API-vs-APD curve of a threshold sweep (Libra-CAM, Table 1).
+
+    The curve (x = APD, y = API) is built and integrated like this:
+
+    1. Unless ``per_example``, the curves are first averaged over examples
+       (Libra's dataset curve: mean API and mean APD at every threshold).
+    2. API is scaled to ``[0, 1]`` per curve: divided by its maximum over the
+       thresholds (a curve whose API is 0 everywhere stays 0 and has AUC 0).
+    3. The points are ordered by APD ascending; points with equal APD keep the
+       order of their thresholds (ascending; a stable sort).
+    4. The area is the trapezoid rule over these points with APD as abscissa. No
+       end points are added: the area covers only the APD range the sweep reaches.
+
+    Args:
+        sweep (ThresholdSweep or tuple[Tensor, Tensor]): the result of
+                    :func:`threshold_sweep`, or ``(api, apd)`` curves of shape
+                    ``N x T`` (or ``T``), columns ordered by ascending threshold.
+        per_example (bool, optional): one AUC per example's own curve instead of
+                    the AUC of the mean curve. Default: False
+
+    Returns:
+        *Tensor*: a scalar, or ``(N,)`` with ``per_example=True``.
+
+    Examples::
+
+        >>> sweep = threshold_sweep(net, x, maps, target=3)
+        >>> api_apd_auc(sweep)
+        tensor(0.4210)
+    """
+    if isinstance(sweep, ThresholdSweep):
+        api, apd = sweep.api, sweep.apd
+    elif isinstance(sweep, tuple) and len(sweep) == 2:
+        api, apd = sweep
+    else:
+        raise TypeError("sweep must be a ThresholdSweep or an (api, apd) tuple of tensors")
+    if not isinstance(api, Tensor) or not isinstance(apd, Tensor) or api.shape != apd.shape:
+        raise ValueError("sweep's api and apd must be tensors of the same shape")
+    if api.dim() == 1:
+        api, apd = api.unsqueeze(0), apd.unsqueeze(0)
+    if api.dim() != 2 or api.shape[1] < 1:
+        raise ValueError(f"sweep curves must be N x T; got shape {tuple(api.shape)}")
+    if torch.isnan(api).any() or torch.isnan(apd).any():
+        raise ValueError("sweep contains NaN")
+    if not per_example:
+        api, apd = api.mean(0, keepdim=True), apd.mean(0, keepdim=True)
+    peak = api.max(dim=1, keepdim=True).values
+    scaled = torch.where(peak > 0, api / torch.where(peak > 0, peak, 1), 0.0)
+    order = torch.argsort(apd, dim=1, stable=True)
+    xs = apd.gather(1, order)
+    ys = scaled.gather(1, order)
+    auc = torch.trapezoid(ys, xs, dim=1)
+    return auc if per_example else auc.squeeze(0)

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+r"""Insertion and deletion AUC (Petsiuk et al., RISE, https://arxiv.org/abs/1806.07421),
+as used in LIFT-CAM's Table 4.
+
+Pixels are ranked by ``mm(up(I))`` (highest first, ties by row-major index). At the
+fractions ``0, step, 2·step, …, 1`` the ``k = round(fraction·H·W)`` highest pixels are
+removed from the input (deletion: replaced by the baseline) or added to the baseline
+(insertion: copied from the input), in all channels at once. The curve of target
+scores is integrated with the trapezoid rule against the actual fractions ``k/(H·W)``
+on ``[0, 1]``.
+"""
+import math
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import torch
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams.metrics._masking import (
+    BaselineLike,
+    apply_mask,
+    check_fraction,
+    count_of_fraction,
+    make_baseline,
+    pixel_ranks,
+    prepare_maps,
+    top_k_mask,
+)
+from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+
+
+class InsertionDeletionResult(NamedTuple):
+    r"""
+    Result of :func:`insertion_auc` / :func:`deletion_auc` with ``return_curves=True``.
+
+    Attributes:
+        auc (Tensor): ``(N,)`` trapezoid areas.
+        curves (Tensor): ``N x S`` target scores at each fraction.
+        fractions (Tensor): ``(S,)`` the fractions ``k/(H·W)`` actually perturbed.
+    """
+
+    auc: Tensor
+    curves: Tensor
+    fractions: Tensor
+
+
+def _curve_counts(step: float, num_pixels: int) -> Tensor:
+    num_points = int(math.ceil(1.0 / step - 1e-9)) + 1
+    counts = [
+        count_of_fraction(min(i * step, 1.0), num_pixels) for i in range(num_points)
+    ]
+    counts[-1] = num_pixels
+    return torch.tensor(counts, dtype=torch.long)
+
+
+def _curve(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    step: float,
+    baselines: BaselineLike,
+    score: str,
+    insertion: bool,
+    return_curves: bool,
+) -> Union[Tensor, InsertionDeletionResult]:
+    check_image_batch(inputs)
+    check_metric_args(max_examples_per_batch, score)
+    step = check_fraction(step, "step")
+    with torch.no_grad(), preserved_model_state(forward_func):
+        x = inputs.detach()
+        size = tuple(x.shape[-2:])
+        maps = prepare_maps(attributions, size, x.shape[0], dtype=x.dtype, device=x.device)
+        ranks = pixel_ranks(maps)
+        num_pixels = size[0] * size[1]
+        counts = _curve_counts(step, num_pixels).to(x.device)
+        base = make_baseline(x, baselines)
+        _, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            top = top_k_mask(ranks[examples], counts[steps], size, x.dtype)
+            keep = top if insertion else 1 - top
+            return apply_mask(x[examples], keep, base[examples])
+
+        curves = perturbed_scores(
+            forward_func, x, counts.shape[0], build, idx, additional_forward_args,
+            max_examples_per_batch, score,
+        )  # fmt: skip
+        fractions = counts.to(x.dtype) / num_pixels
+        auc = torch.trapezoid(curves, fractions, dim=1)
+    if return_curves:
+        return InsertionDeletionResult(auc=auc, curves=curves, fractions=fractions)
+    return auc
+
+
+_ARGS = r"""
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled to ``H x W`` and min-max normalised before ranking.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most perturbed inputs per forward
+                    pass. Default: None (all ``N·S`` at once)
+        step (float, optional): fraction of pixels per step. Default: 0.025 (41 points)
+        baselines (str, float or Tensor, optional): ``"zero"``, ``"blur"``, a
+                    constant or a tensor broadcastable to ``inputs``. Default: {base}
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        return_curves (bool, optional): also return the curves and fractions.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: the AUC per example; with ``return_curves``,
+        an :class:`InsertionDeletionResult` ``(auc, curves, fractions)``.
+"""
+
+
+@log_usage()
+def deletion_auc(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    step: float = 0.025,
+    baselines: BaselineLike = "zero",
+    score: str = "probability",
+    return_curves: bool = False,
+) -> Union[Tensor, InsertionDeletionResult]:
+    return _curve(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, step, baselines, score, False, return_curves,
+    )  # fmt: skip
+
+
+@log_usage()
+def insertion_auc(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    step: float = 0.025,
+    baselines: BaselineLike = "blur",
+    score: str = "probability",
+    return_curves: bool = False,
+) -> Union[Tensor, InsertionDeletionResult]:
+    return _curve(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, step, baselines, score, True, return_curves,
+    )  # fmt: skip
+
+
+deletion_auc.__doc__ = (
+    r"""
+    Deletion AUC (RISE): remove the highest-ranked pixels, step by step, and
+    integrate the falling target score. Lower is better.
+
+    The curve starts at the input's score (nothing removed) and ends at the
+    baseline's score (everything removed). The default baseline is zeros, as in RISE.
+"""
+    + _ARGS.format(base='``"zero"``')
+    + r"""
+    Examples::
+
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> deletion_auc(net, x, maps, target=3)
+        >>> result = deletion_auc(net, x, maps, target=3, return_curves=True)
+        >>> plt.plot(result.fractions, result.curves[0])
+    """
+)
+
+insertion_auc.__doc__ = (
+    r"""
+    Insertion AUC (RISE): starting from the baseline, insert the highest-ranked
+    pixels of the input step by step and integrate the rising target score. Higher
+    is better.
+
+    The curve starts at the baseline's score and ends at the input's score. The
+    default baseline is a Gaussian blur of the input (11 pixels, sigma 5), as in RISE.
+"""
+    + _ARGS.format(base='``"blur"``')
+    + r"""
+    Examples::
+
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> insertion_auc(net, x, maps, target=3, baselines="zero")
+    """
+)

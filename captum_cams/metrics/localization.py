@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+r"""Localisation metrics: no model needed, only maps and ground truth.
+
+Ground truth (argument ``masks``) is given either as
+
+- boxes: an ``N x 4`` tensor of ``(x1, y1, x2, y2)`` per example, or a list of ``N``
+  tensors ``K_i x 4`` (the union of an example's boxes), in **0-based, inclusive
+  pixel coordinates**: pixel (row ``r``, column ``c``) is inside when
+  ``x1 ≤ c ≤ x2`` and ``y1 ≤ r ≤ y2``. Boxes must lie in the image:
+  ``0 ≤ x1 ≤ x2 ≤ W − 1`` and ``0 ≤ y1 ≤ y2 ≤ H − 1``. Their image size is
+  ``image_size`` (default: the attributions' size);
+- masks: ``N x H x W`` or ``N x 1 x H x W``, bool or 0/1 numbers; the image size
+  is the masks' size.
+
+The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
+"""
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from captum_cams._utils.maps import as_maps
+from captum_cams.metrics._masking import pixel_ranks, prepare_maps
+
+GroundTruth = Union[Tensor, Sequence[Tensor]]
+
+#: PxAP's default thresholds: 0, 0.01, ..., 1.0 (as wsolevaluation's CAM curve).
+DEFAULT_PXAP_THRESHOLDS: Tuple[float, ...] = tuple(i / 100 for i in range(101))
+
+
+def _check_size(image_size: Sequence[int], name: str = "image_size") -> Tuple[int, int]:
+    if (
+        len(image_size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size)
+    ):
+        raise ValueError(f"{name} must be a pair of positive ints (H, W); got {image_size!r}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def boxes_to_masks(
+    boxes: GroundTruth, image_size: Tuple[int, int], name: str = "boxes"
+) -> Tensor:
+    r"""
+    Turns boxes into boolean masks.
+
+    Args:
+        boxes (Tensor or list[Tensor]): ``N x 4`` boxes ``(x1, y1, x2, y2)``, one per
+                    example, or a list of ``N`` tensors ``K_i x 4`` whose union is
+                    an example's mask (``K_i = 0`` gives an empty mask). 0-based,
+                    inclusive pixel coordinates.
+        image_size (tuple[int, int]): ``(H, W)``.
+        name (str, optional): argument name used in error messages.
+
+    Returns:
+        *Tensor*: ``N x 1 x H x W`` bool masks.
+
+    Examples::
+
+        >>> boxes_to_masks(torch.tensor([[1, 0, 2, 1]]), (3, 4))[0, 0].int()
+        tensor([[0, 1, 1, 0],
+                [0, 1, 1, 0],
+                [0, 0, 0, 0]], dtype=torch.int32)
+    """
+    height, width = _check_size(image_size)
+    per_example: List[Tensor]
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"{name} must be N x 4 (x1, y1, x2, y2); got shape {tuple(boxes.shape)}")
+        per_example = [boxes[i : i + 1] for i in range(boxes.shape[0])]
+    elif isinstance(boxes, (list, tuple)):
+        per_example = []
+        for i, b in enumerate(boxes):
+            if not isinstance(b, Tensor):
+                b = torch.as_tensor(b, dtype=torch.float64)
+            b = b.reshape(-1, 4) if b.numel() % 4 == 0 and b.dim() <= 2 else b
+            if b.dim() != 2 or b.shape[1] != 4:
+                raise ValueError(f"{name}[{i}] must be K x 4 boxes; got shape {tuple(b.shape)}")
+            per_example.append(b)
+    else:
+        raise TypeError(f"{name} must be an N x 4 tensor or a list of K x 4 tensors")
+    rows = torch.arange(height).reshape(1, height, 1)
+    cols = torch.arange(width).reshape(1, 1, width)
+    masks = torch.zeros(len(per_example), 1, height, width, dtype=torch.bool)
+    for i, b in enumerate(per_example):
+        if b.shape[0] == 0:
+            continue
+        b = b.detach().to("cpu", torch.float64)
+        if not torch.isfinite(b).all():
+            raise ValueError(f"{name} of example {i} contain NaN or inf")
+        x1, y1, x2, y2 = (b[:, j].reshape(-1, 1, 1) for j in range(4))
+        if bool(((x1 > x2) | (y1 > y2)).any()):
+            raise ValueError(f"{name} of example {i} must have x1 <= x2 and y1 <= y2; got {b.tolist()}")
+        if bool(((x1 < 0) | (y1 < 0) | (x2 > width - 1) | (y2 > height - 1)).any()):
+            raise ValueError(
+                f"{name} of example {i} lie outside the {height} x {width} image "
+                f"(0 <= x <= {width - 1}, 0 <= y <= {height - 1}); got {b.tolist()}"
+            )
+        inside = (cols >= x1) & (cols <= x2) & (rows >= y1) & (rows <= y2)
+        masks[i, 0] = inside.any(dim=0)
+    return masks
+
+
+def _ground_truth(
+    masks: GroundTruth,
+    batch_size: int,
+    default_size: Tuple[int, int],
+    image_size: Optional[Tuple[int, int]],
+    allow_empty: bool = False,
+    name: str = "masks",
+) -> Tensor:
+    r"""Ground truth as ``N x 1 x H x W`` bool masks, checked."""
+    is_boxes = (isinstance(masks, Tensor) and masks.dim() == 2) or isinstance(
+        masks, (list, tuple)
+    )
+    if is_boxes:
+        size = _check_size(image_size) if image_size is not None else default_size
+        gt = boxes_to_masks(masks, size, name=name)
+    elif isinstance(masks, Tensor):
+        if masks.dim() == 3:
+            gt = masks.unsqueeze(1)
+        elif masks.dim() == 4 and masks.shape[1] == 1:
+            gt = masks
+        else:
+            raise ValueError(
+                f"{name} must be N x 4 boxes, N x H x W or N x 1 x H x W masks; got shape "
+                f"{tuple(masks.shape)}"
+            )
+        if gt.dtype != torch.bool:
+            if torch.isnan(gt).any() if gt.is_floating_point() else False:
+                raise ValueError(f"{name} contains NaN")
+            if not bool(((gt == 0) | (gt == 1)).all()):
+                raise ValueError(f"{name} must be binary (bool or 0/1 values)")
+            gt = gt != 0
+        if image_size is not None and tuple(image_size) != tuple(gt.shape[-2:]):
+            raise ValueError(
+                f"image_size {tuple(image_size)} does not match the size of {name} "
+                f"{tuple(gt.shape[-2:])}"
+            )
+    else:
+        raise TypeError(f"{name} must be a tensor of boxes or masks, or a list of boxes")
+    if gt.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must hold one ground truth per example of attributions ({batch_size}); "
+            f"got {gt.shape[0]}"
+        )
+    if not allow_empty:
+        empty = ~gt.flatten(1).any(dim=1)
+        if bool(empty.any()):
+            raise ValueError(
+                f"{name} is empty (no pixel inside) for examples {empty.nonzero().flatten().tolist()}"
+            )
+    return gt
+
+
+def _maps_and_truth(
+    attributions: Tensor,
+    masks: GroundTruth,
+    image_size: Optional[Tuple[int, int]],
+    allow_empty: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    maps = as_maps(attributions)
+    gt = _ground_truth(
+        masks, maps.shape[0], tuple(maps.shape[-2:]), image_size, allow_empty=allow_empty
+    )
+    dtype = maps.dtype if maps.is_floating_point() else torch.get_default_dtype()
+    scores = prepare_maps(maps, tuple(gt.shape[-2:]), maps.shape[0], dtype=dtype)
+    return scores, gt.to(scores.device)
+
+
+def energy_pointing_game(
+    attributions: Tensor,
+    masks: GroundTruth,
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Tensor:
+    r"""
+    Energy-based pointing game (Score-CAM; used by LIFT-CAM and Integrated Grad-CAM):
+    the share of the map's energy inside the ground truth, ``Σ(S ⊙ G) / Σ S``.
+
+    A constant map (all zeros after ``mm``) has no energy; its score is 0.
+
+    Args:
+        attributions (Tensor): ``N x (1 x) h x w`` maps of any size; NaN is refused.
+        masks (Tensor or list[Tensor]): boxes or masks, see the module docs.
+        image_size (tuple[int, int], optional): the ``(H, W)`` boxes refer to.
+                    Default: None (the attributions' size, or the masks' size)
+
+    Returns:
+        *Tensor* of shape ``(N,)`` in ``[0, 1]``.
+
+    Examples::
+
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> energy_pointing_game(maps, boxes, image_size=(224, 224))
+    """
+    with torch.no_grad():
+        maps, gt = _maps_and_truth(attributions, masks, image_size)
+        total = maps.flatten(1).sum(1)
+        inside = (maps * gt.to(maps.dtype)).flatten(1).sum(1)
+        return torch.where(total > 0, inside / torch.where(total > 0, total, 1), 0.0)
+
+
+def bbox_score(
+    attributions: Tensor,
+    masks: GroundTruth,
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Tensor:
+    r"""
+    Bbox metric (Integrated Grad-CAM): with ``n = |G|`` ground-truth pixels, the
+    fraction of the ``n`` highest pixels of ``S`` that lie inside ``G``. Ties in ``S``
+    are ranked by row-major pixel index.
+
+    Args:
+        attributions (Tensor): ``N x (1 x) h x w`` maps of any size; NaN is refused.
+        masks (Tensor or list[Tensor]): boxes or masks, see the module docs.
+        image_size (tuple[int, int], optional): the ``(H, W)`` boxes refer to.
+                    Default: None
+
+    Returns:
+        *Tensor* of shape ``(N,)`` in ``[0, 1]``.
+
+    Examples::
+
+        >>> bbox_score(maps, torch.tensor([[10, 20, 80, 120]]), image_size=(224, 224))
+    """
+    with torch.no_grad():
+        maps, gt = _maps_and_truth(attributions, masks, image_size)
+        flat_gt = gt.flatten(1)
+        n = flat_gt.sum(1)
+        top = pixel_ranks(maps) < n.unsqueeze(1)
+        hits = (top & flat_gt).sum(1)
+        return hits.to(maps.dtype) / n.to(maps.dtype)
+
+
+def pointing_game(
+    attributions: Tensor,
+    masks: GroundTruth,
+    tolerance: float = 15,
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Tensor:
+    r"""
+    Pointing game (Zhang et al.; TorchRay's protocol): a hit when the map's maximum
+    lies within ``tolerance`` pixels (Euclidean) of a ground-truth pixel. Among tied
+    maxima the first in row-major order is taken.
+
+    Args:
+        attributions (Tensor): ``N x (1 x) h x w`` maps of any size; NaN is refused.
+        masks (Tensor or list[Tensor]): boxes or masks, see the module docs.
+        tolerance (float, optional): radius in pixels at image size. Default: 15
+        image_size (tuple[int, int], optional): the ``(H, W)`` boxes refer to.
+                    Default: None
+
+    Returns:
+        *Tensor* of shape ``(N,)``: 1.0 for a hit, 0.0 for a miss.
+
+    Examples::
+
+        >>> pointing_game(maps, masks, tolerance=15).mean()   # the accuracy
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+        raise ValueError(f"tolerance must be a number >= 0; got {tolerance!r}")
+    with torch.no_grad():
+        maps, gt = _maps_and_truth(attributions, masks, image_size)
+        height, width = maps.shape[-2:]
+        peak = torch.argmax((pixel_ranks(maps) == 0).to(torch.uint8), dim=1)
+        peak_r = torch.div(peak, width, rounding_mode="floor")
+        peak_c = peak - peak_r * width
+        rows = torch.arange(height, device=maps.device).reshape(1, height, 1)
+        cols = torch.arange(width, device=maps.device).reshape(1, 1, width)
+        dist2 = (rows - peak_r.reshape(-1, 1, 1)) ** 2 + (cols - peak_c.reshape(-1, 1, 1)) ** 2
+        near = dist2.to(torch.float64) <= float(tolerance) ** 2
+        return (near & gt[:, 0]).flatten(1).any(1).to(maps.dtype)
+
+
+def pixel_average_precision(
+    attributions: Tensor,
+    masks: GroundTruth,
+    thresholds: Sequence[float] = DEFAULT_PXAP_THRESHOLDS,
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Tensor:
+    r"""
+    Pixel-wise average precision, PxAP (Choe et al., "Evaluating weakly supervised
+    object localization methods right", CVPR 2020; used by CALM), of one set of maps.
+
+    All pixels of all examples are pooled. For every threshold ``t`` a pixel is
+    predicted positive when ``S ≥ t``; ``P(t) = TP/(TP + FP)`` (0 when nothing is
+    predicted) and ``R(t) = TP / |G|``. Going through the thresholds from the highest
+    to the lowest, ``PxAP = Σ_t P(t) · (R(t) − R(t_prev))`` with ``R = 0`` before the
+    first threshold. With the default thresholds this is wsolevaluation's ``MaskEvaluator``.
+
+    Examples may have empty masks (they contribute negatives only), but the set must
+    hold at least one ground-truth pixel.
+
+    Args:
+        attributions (Tensor): ``N x (1 x) h x w`` maps of any size; NaN is refused.
+        masks (Tensor or list[Tensor]): boxes or masks, see the module docs.
+        thresholds (sequence of float, optional): Default: ``0, 0.01, ..., 1.0``
+        image_size (tuple[int, int], optional): the ``(H, W)`` boxes refer to.
+                    Default: None
+
+    Returns:
+        *Tensor*: a scalar in ``[0, 1]`` for the whole set.
+
+    Examples::
+
+        >>> pixel_average_precision(maps, masks)
+        tensor(0.6125)
+    """
+    if len(thresholds) == 0:
+        raise ValueError("thresholds must hold at least one value")
+    with torch.no_grad():
+        maps, gt = _maps_and_truth(attributions, masks, image_size, allow_empty=True)
+        flat_gt = gt.flatten()
+        if not bool(flat_gt.any()):
+            raise ValueError("masks is empty for every example: PxAP needs ground-truth pixels")
+        t = torch.tensor(sorted(float(v) for v in thresholds), dtype=maps.dtype, device=maps.device)
+        # bucket b = number of thresholds <= score; S >= t_j  <=>  b >= j + 1
+        buckets = torch.bucketize(maps.flatten(), t, right=True)
+        size = t.shape[0] + 1
+        pos_hist = torch.bincount(buckets[flat_gt], minlength=size)
+        neg_hist = torch.bincount(buckets[~flat_gt], minlength=size)
+        # counts at thresholds t_{T-1}, ..., t_0 (descending)
+        tp = pos_hist.flip(0).cumsum(0)[:-1].to(maps.dtype)
+        fp = neg_hist.flip(0).cumsum(0)[:-1].to(maps.dtype)
+        predicted = tp + fp
+        precision = torch.where(predicted > 0, tp / torch.where(predicted > 0, predicted, 1), 0.0)
+        recall = tp / flat_gt.sum().to(maps.dtype)
+        gains = torch.diff(recall, prepend=recall.new_zeros(1))
+        return (precision * gains).sum()
+
+
+def mean_pixel_average_precision(
+    sets: Iterable[Tuple[Tensor, GroundTruth]],
+    thresholds: Sequence[float] = DEFAULT_PXAP_THRESHOLDS,
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Tensor:
+    r"""
+    mPxAP: the mean of :func:`pixel_average_precision` over several sets, e.g. CALM's
+    class pairs (one set of counterfactual maps and masks per pair).
+
+    Args:
+        sets (iterable of (Tensor, masks)): ``(attributions, masks)`` per set.
+        thresholds (sequence of float, optional): Default: ``0, 0.01, ..., 1.0``
+        image_size (tuple[int, int], optional): the ``(H, W)`` boxes refer to.
+                    Default: None
+
+    Returns:
+        *Tensor*: a scalar.
+
+    Examples::
+
+        >>> mean_pixel_average_precision([(maps_a, masks_a), (maps_b, masks_b)])
+    """
+    values = [
+        pixel_average_precision(attr, gt, thresholds=thresholds, image_size=image_size)
+        for attr, gt in sets
+    ]
+    if not values:
+        raise ValueError("sets must hold at least one (attributions, masks) pair")
+    return torch.stack([v.to(values[0].dtype) for v in values]).mean()
