@@ -122,6 +122,27 @@ def embedded_default_layer(model: ShapesNet) -> nn.Module:
     return model.features[-1]
 
 
+def _check_plain(value: Any, name: str) -> None:
+    # Exact types: subclasses such as torch.torch_version.TorchVersion (a str)
+    # would be pickled as their class and refused by weights_only=True loading.
+    if type(value) in (str, int, float, bool, type(None)):
+        return
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{name}[{i}]")
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{name} keys must be str; got {type(key).__name__}")
+            _check_plain(item, f"{name}[{key!r}]")
+        return
+    raise TypeError(
+        f"{name} must hold only plain str/int/float/bool/None/list/tuple/dict values "
+        f"(weights_only loading refuses others); got {type(value).__name__}"
+    )
+
+
 def save_checkpoint(
     model: ShapesNet,
     path: Union[str, "os.PathLike[str]"],
@@ -134,16 +155,20 @@ def save_checkpoint(
     Args:
         model (ShapesNet): the model to save.
         path (str or PathLike): the checkpoint path.
-        meta (dict, optional): plain-typed metadata (str, int, float, lists).
+        meta (dict, optional): metadata of exact plain types (str, int, float,
+                    bool, None, lists, tuples, dicts with str keys); anything else
+                    is a ``TypeError``, since ``weights_only=True`` could not load it.
                     Default: None.
     """
+    meta = dict(meta or {})
+    _check_plain(meta, "meta")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        torch.save({"state_dict": state, "meta": dict(meta or {})}, tmp)
+        torch.save({"state_dict": state, "meta": meta}, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -133,7 +133,7 @@ def main(argv: Optional[List[str]] = None) -> float:
         "test_accuracy": test_accuracy,
         "train_seconds": round(seconds, 1),
         "command": command.strip(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     save_checkpoint(model, args.out, meta)
     print(
