@@ -1,1 +1,24 @@
 #!/usr/bin/env python3
+from captum_cams.models.cifar_resnet import (  # noqa: F401
+    CifarResNet,
+    load_cifar_resnet,
+    resnet20,
+    resnet56,
+)
+from captum_cams.models.embedded import (  # noqa: F401
+    EMBEDDED_DEFAULT_CHECKPOINT,
+    ShapesNet,
+    embedded_default_layer,
+    load_embedded_default,
+)
+
+__all__ = [
+    "CifarResNet",
+    "EMBEDDED_DEFAULT_CHECKPOINT",
+    "ShapesNet",
+    "embedded_default_layer",
+    "load_cifar_resnet",
+    "load_embedded_default",
+    "resnet20",
+    "resnet56",
+]
