@@ -158,10 +158,10 @@ class CamBase(LayerAttribution):
         return_weights: bool,
         **options: Any,
     ) -> CamOutput:
-        formatted_inputs = _format_tensor_into_tuples(inputs)
-        if not formatted_inputs:
+        if isinstance(inputs, tuple) and not inputs:
             raise ValueError("inputs must hold at least one tensor")
-        check_image_batch(formatted_inputs[0], "inputs")
+        check_image_batch(inputs[0] if isinstance(inputs, tuple) else inputs, "inputs")
+        formatted_inputs = _format_tensor_into_tuples(inputs)
         for extra in formatted_inputs[1:]:
             if isinstance(extra, Tensor) and extra.is_floating_point() and torch.isnan(extra).any():
                 raise ValueError("inputs contains NaN")

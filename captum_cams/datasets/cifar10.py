@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The shared CIFAR-10 folder: real photos for tests, benchmarks and tutorials.
+
+The folder lives beside the project (``../shared/data/cifar10``), never inside it.
+Its place is taken from, in order: an explicit argument, the environment variable
+``CAPTUM_CAMS_CIFAR10``, ``../shared/data/cifar10`` from the working directory, and
+the same path from the repository root of this package.
+"""
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import torchvision.transforms as T
+from torchvision.datasets import ImageFolder
+
+#: The normalisation the shared checkpoints were trained with.
+CIFAR10_MEAN = (0.485, 0.456, 0.406)
+CIFAR10_STD = (0.229, 0.224, 0.225)
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+ENV_VAR = "CAPTUM_CAMS_CIFAR10"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def find_cifar10_root(root: Optional[PathLike] = None) -> Optional[Path]:
+    r"""
+    Finds the shared CIFAR-10 folder, or returns None when it is absent.
+
+    Args:
+        root (str or PathLike, optional): an explicit folder; checked alone when given.
+                    Default: None.
+
+    Returns:
+        *Path* or *None*: a folder that holds ``test/``.
+    """
+    if root is not None:
+        candidates = [Path(root)]
+    else:
+        candidates = []
+        if os.environ.get(ENV_VAR):
+            candidates.append(Path(os.environ[ENV_VAR]))
+        candidates.append(Path.cwd().parent / "shared" / "data" / "cifar10")
+        candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10")
+    for candidate in candidates:
+        if (candidate / "test").is_dir():
+            return candidate
+    return None
+
+
+def cifar10_root(root: Optional[PathLike] = None) -> Path:
+    r"""
+    Like :func:`find_cifar10_root`, but raises a clear error when the folder is absent.
+
+    Examples::
+
+        >>> from captum_cams.models import load_cifar_resnet
+        >>> model = load_cifar_resnet(cifar10_root() / "resnet20-12fca82f.th")
+    """
+    found = find_cifar10_root(root)
+    if found is None:
+        raise FileNotFoundError(
+            "CIFAR-10 folder not found"
+            + (f" at {os.fspath(root)}" if root is not None else "")
+            + f": set {ENV_VAR} or place shared/data/cifar10 beside the project"
+        )
+    return found
+
+
+def cifar10_transform() -> T.Compose:
+    r"""``ToTensor()`` then the checkpoints' ``Normalize``."""
+    return T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+
+def cifar10_test_set(root: Optional[PathLike] = None) -> ImageFolder:
+    r"""
+    The 10,000 test JPEGs as an ``ImageFolder`` with the checkpoints' preprocessing.
+
+    Args:
+        root (str or PathLike, optional): the CIFAR-10 folder. Default: found as above.
+
+    Returns:
+        *ImageFolder*: items ``(image 3x32x32, label)``; labels in :data:`CIFAR10_CLASSES` order.
+    """
+    return ImageFolder(str(cifar10_root(root) / "test"), transform=cifar10_transform())
+
+
+def cifar10_train_set(
+    root: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None
+) -> ImageFolder:
+    r"""
+    The 50,000 training JPEGs, extracted once from ``train.tar.gz`` into a cache.
+
+    Extraction goes to a temporary folder that is renamed into place, so an
+    interrupted run never leaves a half-extracted cache.
+
+    Args:
+        root (str or PathLike, optional): the CIFAR-10 folder. Default: found as above.
+        cache_dir (str or PathLike, optional): where ``train/`` is extracted.
+                    Default: ``~/.cache/captum_cams/cifar10``.
+
+    Returns:
+        *ImageFolder*: items ``(image 3x32x32, label)``.
+    """
+    archive = cifar10_root(root) / "train.tar.gz"
+    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "captum_cams" / "cifar10"
+    target = cache / "train"
+    if not target.is_dir():
+        if not archive.is_file():
+            raise FileNotFoundError(f"training archive not found: {archive}")
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".train-", dir=cache))
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter="data")
+            extracted = staging / "train"
+            if not extracted.is_dir():
+                raise ValueError(f"{archive} holds no train/ folder")
+            try:
+                os.replace(extracted, target)
+            except OSError:
+                if not target.is_dir():  # another process finished first otherwise
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return ImageFolder(str(target), transform=cifar10_transform())
