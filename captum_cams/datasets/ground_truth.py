@@ -372,7 +372,7 @@ def _mask_box(mask: np.ndarray) -> Tensor:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return torch.tensor(
-        [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=torch.float32
+        [cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32
     )
 
 
@@ -405,10 +405,10 @@ class GroundTruthShapes(Dataset):
 
         - ``"mask"``: ``1 x H x W`` bool, the object's pixels (body and parts).
         - ``"box"``: ``float32`` ``(x1, y1, x2, y2)``, tight around ``"mask"``, in
-          pixel-edge coordinates with **exclusive** ``x2, y2``: the box covers
-          pixel columns ``x1 .. x2 - 1`` and rows ``y1 .. y2 - 1``, i.e.
-          ``mask[:, y1:y2, x1:x2]``, and its area ``(x2 - x1) * (y2 - y1)`` counts
-          pixels.
+          0-based pixel indices with **inclusive** ``x2, y2`` (the package's one
+          box convention, as ``torchvision.ops.masks_to_boxes`` and
+          :func:`captum_cams.metrics.boxes_to_masks`): the box covers
+          ``mask[:, y1:y2 + 1, x1:x2 + 1]``.
         - ``"part_masks"``: ``P x H x W`` bool, one mask per entry of
           :attr:`part_names`, all-False for parts the object does not have. Part
           masks are disjoint and lie inside ``"mask"``.
@@ -513,7 +513,7 @@ class GroundTruthBatch(NamedTuple):
     labels: Tensor
     #: ``N x 1 x H x W`` bool object masks.
     masks: Tensor
-    #: ``N x 4`` float32 boxes ``(x1, y1, x2, y2)``, ``x2, y2`` exclusive.
+    #: ``N x 4`` float32 boxes ``(x1, y1, x2, y2)``, 0-based, ``x2, y2`` inclusive.
     boxes: Tensor
 
 
@@ -535,7 +535,7 @@ def make_batch(
     Returns:
         *GroundTruthBatch*: a named tuple ``(images, labels, masks, boxes)`` of
         shapes ``N x 3 x H x W`` (float32), ``N`` (long), ``N x 1 x H x W`` (bool)
-        and ``N x 4`` (float32, ``x2, y2`` exclusive).
+        and ``N x 4`` (float32, 0-based, ``x2, y2`` inclusive).
 
     Examples::
 

@@ -93,15 +93,23 @@ def test_labels_cover_every_class() -> None:
     assert set(labels.tolist()) == set(range(NUM_CLASSES))
 
 
-def test_box_is_tight_around_mask_with_exclusive_end() -> None:
+def test_box_is_tight_around_mask_with_inclusive_end() -> None:
+    from torchvision.ops import masks_to_boxes
+
+    from captum_cams.metrics import boxes_to_masks
+
     data = GroundTruthShapes(30, split="val", return_annotations=True)
     for _, _, annotation in data:
         mask = annotation["mask"][0]
         x1, y1, x2, y2 = (int(v) for v in annotation["box"])
         assert annotation["box"].tolist() == [x1, y1, x2, y2]
-        assert mask[y1:y2, x1:x2].sum() == mask.sum()
-        assert mask[y1, x1:x2].any() and mask[y2 - 1, x1:x2].any()
-        assert mask[y1:y2, x1].any() and mask[y1:y2, x2 - 1].any()
+        assert mask[y1 : y2 + 1, x1 : x2 + 1].sum() == mask.sum()
+        assert mask[y1, x1 : x2 + 1].any() and mask[y2, x1 : x2 + 1].any()
+        assert mask[y1 : y2 + 1, x1].any() and mask[y1 : y2 + 1, x2].any()
+        # one convention across the package and torchvision
+        assert torch.equal(masks_to_boxes(mask[None].float())[0], annotation["box"])
+        box_mask = boxes_to_masks(annotation["box"][None], (64, 64))
+        assert not (mask & ~box_mask.reshape(64, 64).bool()).any()
 
 
 def test_part_masks_are_disjoint_inside_the_object_and_match_the_class() -> None:
