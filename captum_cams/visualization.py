@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Figures for class-activation maps, next to ``captum.attr.visualization``.
+
+Everything takes torch tensors as the rest of the package produces them (images
+``C x H x W`` in ``[0, 1]``, maps ``1 x h x w`` at any resolution) and returns
+matplotlib objects; nothing here opens a window.
+"""
+from typing import Dict, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from captum_cams._utils.maps import as_maps, minmax_normalize, upsample  # noqa: E402
+
+
+def _image_to_numpy(image: Tensor) -> np.ndarray:
+    if image.dim() != 3:
+        raise ValueError(f"image must be C x H x W; got shape {tuple(image.shape)}")
+    array = image.detach().float().cpu().permute(1, 2, 0).numpy()
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 1:  # e.g. a normalised image: rescale for display only
+        array = (array - low) / (high - low + 1e-12)
+    return array if array.shape[2] == 3 else array[:, :, 0]
+
+
+def overlay(
+    image: Tensor,
+    attribution: Tensor,
+    ax: Optional[Axes] = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    title: Optional[str] = None,
+) -> Axes:
+    r"""
+    Draws a map, upsampled to the image and min-max scaled, over the image.
+
+    Args:
+        image (Tensor): ``C x H x W`` image (values outside ``[0, 1]`` are rescaled
+                    for display).
+        attribution (Tensor): ``1 x h x w`` or ``h x w`` map at any resolution.
+        ax (Axes, optional): where to draw. Default: a new figure's axes.
+        alpha (float, optional): opacity of the map. Default: 0.5.
+        cmap (str, optional): matplotlib colour map. Default: ``"jet"``.
+        title (str, optional): the axes' title. Default: None.
+
+    Returns:
+        *Axes*: the axes drawn on.
+
+    Examples::
+
+        >>> maps = LayerGradCamPlusPlus(model, layer).attribute(images, target=labels)
+        >>> overlay(images[0], maps[0])
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
+    pixels = _image_to_numpy(image)
+    maps = as_maps(attribution.detach().reshape(1, 1, *attribution.shape[-2:]).float().cpu())
+    heat = minmax_normalize(upsample(maps, tuple(image.shape[-2:])))[0, 0].numpy()
+    ax.imshow(pixels, cmap=None if pixels.ndim == 3 else "gray")
+    ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def overlay_grid(
+    images: Tensor,
+    maps_by_method: Dict[str, Tensor],
+    row_titles: Optional[Sequence[str]] = None,
+    cell_size: float = 2.0,
+) -> Figure:
+    r"""
+    A grid of images (rows) by methods (columns, after the plain image).
+
+    Args:
+        images (Tensor): ``N x C x H x W`` images.
+        maps_by_method (dict[str, Tensor]): method name to its ``N x 1 x h x w`` maps.
+        row_titles (list[str], optional): one label per image, e.g. the class.
+                    Default: None.
+        cell_size (float, optional): inches per cell. Default: 2.0.
+
+    Returns:
+        *Figure*: the grid; save it with ``fig.savefig(path)``.
+
+    Examples::
+
+        >>> fig = overlay_grid(images, {"Grad-CAM++": maps_pp, "Score-CAM": maps_sc})
+        >>> fig.savefig("grid.png")
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be N x C x H x W; got shape {tuple(images.shape)}")
+    count = images.shape[0]
+    for name, maps in maps_by_method.items():
+        if maps.shape[0] != count:
+            raise ValueError(
+                f"maps_by_method[{name!r}] has {maps.shape[0]} maps for {count} images"
+            )
+    if row_titles is not None and len(row_titles) != count:
+        raise ValueError(f"row_titles must have {count} entries; got {len(row_titles)}")
+    columns = 1 + len(maps_by_method)
+    figure, axes = plt.subplots(
+        count, columns, figsize=(cell_size * columns, cell_size * count), squeeze=False
+    )
+    for row in range(count):
+        axes[row, 0].imshow(_image_to_numpy(images[row]))
+        axes[row, 0].set_xticks([])
+        axes[row, 0].set_yticks([])
+        if row_titles is not None:
+            axes[row, 0].set_ylabel(row_titles[row], fontsize=9)
+        if row == 0:
+            axes[row, 0].set_title("input", fontsize=9)
+        for column, (name, maps) in enumerate(maps_by_method.items(), start=1):
+            overlay(images[row], maps[row], ax=axes[row, column],
+                    title=name if row == 0 else None)
+    figure.tight_layout()
+    return figure
