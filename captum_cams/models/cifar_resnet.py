@@ -7,7 +7,7 @@ of a non-linearity is its own out-of-place module and the whole network traces w
 ``torch.fx``, which the head extraction of :mod:`captum_cams.attr` relies on.
 """
 import os
-from typing import List, Type, Union
+from typing import List, Union
 
 import torch
 import torch.nn as nn
