@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Row selection for batches whose rows are modified copies of the original examples."""
-from typing import Any, Tuple
+"""Batches whose rows are modified copies of the original examples: row selection and
+the one chunked evaluation loop."""
+from typing import Any, Callable, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 
@@ -27,3 +29,40 @@ def take_examples(values: Tuple[Any, ...], index: Tensor, batch_size: int) -> Tu
         else value
         for value in values
     )
+
+
+def evaluate_in_chunks(
+    evaluate: Callable[[Tensor], Tensor],
+    num_rows: int,
+    chunk_size: Optional[int],
+    device: torch.device,
+) -> Tensor:
+    r"""
+    The one chunked evaluation loop: ``evaluate`` on consecutive row ranges.
+
+    Every method and metric that evaluates many modified copies of a batch (ablated
+    channels, masked inputs, thresholds, insertion steps, …) goes through here, so
+    at most ``chunk_size`` rows exist at a time and results land in one buffer.
+
+    Args:
+        evaluate (Callable): maps a ``LongTensor`` of row indices to a tensor whose
+                    first dimension has one entry per row.
+        num_rows (int): the number of rows, at least 1.
+        chunk_size (int, optional): rows per call; ``None`` evaluates all at once.
+        device (torch.device): where the row indices live.
+
+    Returns:
+        *Tensor*: the results of all rows, in row order.
+    """
+    if num_rows < 1:
+        raise ValueError(f"num_rows must be at least 1; got {num_rows}")
+    chunk = chunk_size or num_rows
+    results: Optional[Tensor] = None
+    for start in range(0, num_rows, chunk):
+        rows = torch.arange(start, min(start + chunk, num_rows), device=device)
+        values = evaluate(rows)
+        if results is None:  # one buffer, in the dtype and device of the results
+            results = values.new_empty((num_rows, *values.shape[1:]))
+        results[start : start + rows.shape[0]] = values
+    assert results is not None
+    return results

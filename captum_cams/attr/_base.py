@@ -37,6 +37,7 @@ from captum.attr._utils.attribution import (
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.batching import evaluate_in_chunks
 from captum_cams.attr._head import LayerHead
 from captum_cams._utils.guards import (
     TargetLike,
@@ -98,21 +99,15 @@ def batched_target_scores(
     Returns:
         *Tensor*: ``(R,)`` score of each row's target class.
     """
-    num_rows = row_example.shape[0]
-    chunk = internal_batch_size or max(num_rows, 1)
-    scores: Optional[Tensor] = None
+    def target_scores(rows: Tensor) -> Tensor:
+        outputs = evaluate(rows)
+        selected = target[row_example[rows]].to(outputs.device)
+        return outputs.gather(1, selected[:, None]).squeeze(1)
+
     with torch.no_grad():
-        for start in range(0, num_rows, chunk):
-            rows = torch.arange(
-                start, min(start + chunk, num_rows), device=row_example.device
-            )
-            outputs = evaluate(rows)
-            selected = outputs.gather(1, target[row_example[rows]][:, None].to(outputs.device))
-            if scores is None:  # one buffer for all chunks, in the outputs' dtype
-                scores = outputs.new_empty(num_rows)
-            scores[start : start + rows.shape[0]] = selected.squeeze(1)
-    assert scores is not None, "batched_target_scores needs at least one row"
-    return scores
+        return evaluate_in_chunks(
+            target_scores, row_example.shape[0], internal_batch_size, row_example.device
+        )
 
 
 class CamBase(LayerAttribution):

@@ -15,6 +15,7 @@ import torch
 from captum._utils.common import _format_additional_forward_args, _run_forward
 from torch import Tensor
 
+from captum_cams._utils.batching import evaluate_in_chunks, take_examples
 from captum_cams._utils.guards import TargetLike, check_positive_int, target_indices
 
 SCORES = ("probability", "logit")
@@ -25,19 +26,6 @@ def check_score(score: str) -> str:
     if score not in SCORES:
         raise ValueError(f"score must be 'probability' or 'logit'; got {score!r}")
     return score
-
-
-def _select_args(additional_forward_args: Any, examples: Tensor, num_examples: int) -> Any:
-    r"""Per-example arguments (tensors whose first dimension is N) follow their example."""
-    if additional_forward_args is None:
-        return None
-    selected = []
-    for arg in additional_forward_args:
-        if isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] == num_examples:
-            selected.append(arg[examples.to(arg.device)])
-        else:
-            selected.append(arg)
-    return tuple(selected)
 
 
 def _to_scores(outputs: Tensor, score: str) -> Tensor:
@@ -59,7 +47,11 @@ def _forward_scores(
     additional_forward_args: Any,
     score: str,
 ) -> Tensor:
-    args = _select_args(additional_forward_args, examples, num_examples)
+    args = (
+        None
+        if additional_forward_args is None
+        else take_examples(additional_forward_args, examples, num_examples)
+    )
     outputs = _run_forward(forward_func, batch, additional_forward_args=args)
     return _to_scores(outputs, score)
 
@@ -81,15 +73,15 @@ def original_scores(
         and the full ``N x num_classes`` scores.
     """
     num = inputs.shape[0]
-    chunk = max_examples_per_batch or num
     afa = _format_additional_forward_args(additional_forward_args)
-    parts = []
-    for start in range(0, num, chunk):
-        examples = torch.arange(start, min(start + chunk, num), device=inputs.device)
-        parts.append(
-            _forward_scores(forward_func, inputs[examples], examples, num, afa, score)
-        )
-    all_scores = torch.cat(parts, dim=0)
+    all_scores = evaluate_in_chunks(
+        lambda examples: _forward_scores(
+            forward_func, inputs[examples], examples, num, afa, score
+        ),
+        num,
+        max_examples_per_batch,
+        inputs.device,
+    )
     idx = target_indices(target, all_scores)
     return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
 
@@ -125,22 +117,19 @@ def perturbed_scores(
         *Tensor*: ``N x S`` target scores (or all scores with ``return_all``).
     """
     num = inputs.shape[0]
-    total = num * num_steps
-    chunk = max_examples_per_batch or total
     afa = _format_additional_forward_args(additional_forward_args)
-    device = inputs.device
-    parts = []
-    for start in range(0, total, chunk):
-        jobs = torch.arange(start, min(start + chunk, total), device=device)
+
+    def job_scores(jobs: Tensor) -> Tensor:
         examples = torch.div(jobs, num_steps, rounding_mode="floor")
         steps = jobs - examples * num_steps
-        batch = build(examples, steps)
-        scores = _forward_scores(forward_func, batch, examples, num, afa, score)
+        scores = _forward_scores(
+            forward_func, build(examples, steps), examples, num, afa, score
+        )
         if return_all:
-            parts.append(scores)
-        else:
-            parts.append(scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1))
-    out = torch.cat(parts, dim=0)
+            return scores
+        return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
+
+    out = evaluate_in_chunks(job_scores, num * num_steps, max_examples_per_batch, inputs.device)
     if return_all:
         return out.reshape(num, num_steps, -1)
     return out.reshape(num, num_steps)
