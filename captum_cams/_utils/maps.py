@@ -5,7 +5,7 @@
 ``METHODS.md``: bilinear upsampling with ``align_corners=False`` and per-sample
 min-max scaling to ``[0, 1]`` that maps a constant map to zeros, never to NaN.
 """
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,13 +44,13 @@ def minmax_normalize(maps: Tensor, eps: float = MINMAX_EPS) -> Tensor:
     return ((flat - low) / (high - low + eps)).reshape(maps.shape)
 
 
-def upsample(maps: Tensor, size: Tuple[int, int]) -> Tensor:
+def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
     r"""
     Bilinear upsampling of ``N x C x h x w`` maps to ``size`` (``align_corners=False``).
 
     Args:
         maps (Tensor): maps of shape ``N x C x h x w``.
-        size (tuple[int, int]): the target ``(H, W)``.
+        size (sequence of two ints): the target ``(H, W)``.
 
     Returns:
         *Tensor*: maps of shape ``N x C x H x W``; returned unchanged when they

@@ -551,7 +551,7 @@ def make_batch(
     masks = torch.empty(num, 1, image_size, image_size, dtype=torch.bool)
     boxes = torch.empty(num, 4)
     for i in range(num):
-        image, label, annotation = data[i]
+        image, label, annotation = data[i]  # type: ignore[misc]  # annotations on
         images[i], labels[i] = image, label
         masks[i], boxes[i] = annotation["mask"], annotation["box"]
     return GroundTruthBatch(images, labels, masks, boxes)

@@ -12,7 +12,7 @@ convert them to the 0-based inclusive coordinates of :mod:`captum_cams.metrics`.
 """
 import os
 import xml.etree.ElementTree as ET
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NoReturn, Optional, Sequence, Tuple, Union
 from xml.parsers import expat
 
 import torch
@@ -28,7 +28,7 @@ class _Forbidden(Exception):
     pass
 
 
-def _refuse(*_: object) -> None:
+def _refuse(*_: object) -> NoReturn:
     raise _Forbidden()
 
 
@@ -94,7 +94,8 @@ def read_voc_boxes(path: PathLike, include_difficult: bool = True) -> List[VOCBo
             _number(box.find(tag), f"bndbox/{tag}", path)
             for tag in ("xmin", "ymin", "xmax", "ymax")
         )
-        boxes.append((name_node.text.strip(), coords))  # type: ignore[arg-type]
+        x1, y1, x2, y2 = coords
+        boxes.append(((name_node.text or "").strip(), (x1, y1, x2, y2)))
     return boxes
 
 

@@ -18,7 +18,7 @@ Pixel rankings (:func:`pixel_ranks`) sort by value, highest first; ties are brok
 by the row-major pixel index (a stable sort), so results are deterministic.
 """
 import math
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ BLUR_SIGMA: float = 5.0
 
 def prepare_maps(
     attributions: Tensor,
-    size: Tuple[int, int],
+    size: Sequence[int],
     batch_size: int,
     dtype: Optional[torch.dtype] = None,
     device: Optional[torch.device] = None,

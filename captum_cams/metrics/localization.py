@@ -38,7 +38,7 @@ def _check_size(image_size: Sequence[int], name: str = "image_size") -> Tuple[in
 
 
 def boxes_to_masks(
-    boxes: GroundTruth, image_size: Tuple[int, int], name: str = "boxes"
+    boxes: GroundTruth, image_size: Sequence[int], name: str = "boxes"
 ) -> Tensor:
     r"""
     Turns boxes into boolean masks.
@@ -103,8 +103,8 @@ def boxes_to_masks(
 def _ground_truth(
     masks: GroundTruth,
     batch_size: int,
-    default_size: Tuple[int, int],
-    image_size: Optional[Tuple[int, int]],
+    default_size: Sequence[int],
+    image_size: Optional[Sequence[int]],
     allow_empty: bool = False,
     name: str = "masks",
 ) -> Tensor:
