@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Added to the range in :func:`minmax_normalize`; small enough not to move values
-#: of a non-constant map noticeably, large enough that a constant map gives zeros.
+#: Lower bound of the range in :func:`minmax_normalize`: a constant map gives zeros,
+#: and any map with a larger range reaches exactly 1 at its maximum (so a threshold
+#: of 1.0 keeps the top pixel, as the TFT and Libra-CAM grids assume).
 MINMAX_EPS: float = 1e-7
 
 
@@ -23,11 +24,11 @@ def minmax_normalize(maps: Tensor, eps: float = MINMAX_EPS) -> Tensor:
     Args:
         maps (Tensor): maps of shape ``N x ...``; each of the ``N`` entries is
                     scaled independently over all its remaining dimensions.
-        eps (float, optional): added to the range ``max - min`` so that a constant
-                    map becomes all zeros instead of NaN. Default: ``1e-7``.
+        eps (float, optional): lower bound of the range ``max - min``, so that a
+                    constant map becomes all zeros instead of NaN. Default: ``1e-7``.
 
     Returns:
-        *Tensor*: ``(maps - min) / (max - min + eps)``, same shape, dtype and device.
+        *Tensor*: ``(maps - min) / max(max - min, eps)``, same shape, dtype and device.
 
     Examples::
 
@@ -41,7 +42,7 @@ def minmax_normalize(maps: Tensor, eps: float = MINMAX_EPS) -> Tensor:
     flat = maps.reshape(maps.shape[0], -1)
     low = flat.min(dim=1, keepdim=True).values
     high = flat.max(dim=1, keepdim=True).values
-    return ((flat - low) / (high - low + eps)).reshape(maps.shape)
+    return ((flat - low) / (high - low).clamp_min(eps)).reshape(maps.shape)
 
 
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:

@@ -370,8 +370,9 @@ def threshold_sweep(
     (``binary=True``, TFT). All ``N·T`` masked inputs go through the model in
     chunks of ``max_examples_per_batch``.
 
-    Note that ``mm`` maps a map's maximum to ``r/(r + eps) < 1``, so at ``t = 1``
-    every mask is empty (the score of the all-baseline input).
+    ``mm`` maps a non-constant map's maximum to exactly 1, so at ``t = 1`` the mask
+    keeps the top pixel(s); a constant map becomes zeros, and is kept whole only at
+    ``t = 0``.
 
     Args:
         forward_func (Callable): The model, returning ``N x num_classes`` logits.

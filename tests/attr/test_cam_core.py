@@ -276,3 +276,12 @@ def test_layer_not_called_by_forward_func() -> None:
     with pytest.raises(ValueError, match="not called"):
         LayerGradCamPlusPlus(model, unused).attribute(_images(), target=0)
     assert _hook_count(model) == 0
+
+
+def test_minmax_reaches_exactly_one_and_constant_maps_give_zeros() -> None:
+    from captum_cams._utils.maps import minmax_normalize
+
+    maps = torch.tensor([[[[1.0, 3.0], [2.0, 5.0]]], [[[2.0, 2.0], [2.0, 2.0]]]], dtype=torch.float64)
+    out = minmax_normalize(maps)
+    assert out[0].flatten().tolist() == [0.0, 0.5, 0.25, 1.0]
+    assert out[1].abs().sum() == 0 and not torch.isnan(out).any()

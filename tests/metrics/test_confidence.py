@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torchcam.metrics import ClassificationMetric
 
-from captum_cams._utils.maps import MINMAX_EPS, minmax_normalize
+from captum_cams._utils.maps import minmax_normalize
 from captum_cams.metrics import (
     ThresholdSweep,
     api_apd_auc,
@@ -23,7 +23,7 @@ from captum_cams.metrics import (
     threshold_sweep,
 )
 
-C = 4 / (4 + MINMAX_EPS)  # mm's largest value for the map [[0, 1], [2, 4]]
+C = 1.0  # mm's largest value (exactly 1) for the map [[0, 1], [2, 4]] -> [0, .25, .5, 1]
 
 
 def sig(z: float) -> float:
@@ -116,16 +116,16 @@ def test_threshold_sweep_by_hand(linear_model, x22, map22):
     sweep = threshold_sweep(linear_model, x22, map22, target=0, score="logit")
     assert isinstance(sweep, ThresholdSweep)
     assert torch.allclose(sweep.thresholds, torch.tensor([i / 10 for i in range(11)], dtype=torch.float64))
-    # kept (soft) logit per t: all three non-zero pixels up to t = 0.2 (C/4 >= t),
-    # pixels 3 and 4 for t = 0.3, 0.4; only pixel 4 for 0.5 <= t <= 0.9 (C/2 < 0.5 because
-    # of mm's eps); nothing at t = 1 (C < 1)
-    expected = [2.15 * C] * 3 + [2.05 * C] * 2 + [1.6 * C] * 5 + [0.0]
+    # kept (soft) logit per t: all three non-zero pixels up to t = 0.2 (1/4 >= t),
+    # pixels 3 and 4 for t = 0.3 ... 0.5 (1/2 >= t); only pixel 4 (value 1) for
+    # 0.6 <= t <= 1.0
+    expected = [2.15 * C] * 3 + [2.05 * C] * 3 + [1.6 * C] * 5
     assert torch.allclose(sweep.scores[0], torch.tensor(expected, dtype=torch.float64), rtol=1e-12)
     assert torch.allclose(sweep.apd[0], (3.0 - sweep.scores[0]) / 3.0, rtol=1e-12)
     assert torch.all(sweep.api == 0) and torch.all(sweep.ir == 0) and torch.all(sweep.dr == 1)
     assert sweep.original.item() == 3.0
     binary = threshold_sweep(linear_model, x22, map22, target=0, score="logit", binary=True)
-    expected_b = [2.9] * 3 + [2.5] * 2 + [1.6] * 5 + [0.0]
+    expected_b = [2.9] * 3 + [2.5] * 3 + [1.6] * 5
     assert torch.allclose(binary.scores[0], torch.tensor(expected_b, dtype=torch.float64), rtol=1e-12)
     # the RPI curve of TFT is the binary sweep's API, equal to the single-τ function
     tft = threshold_sweep(linear_model, x22, map22, target=1, thresholds=[0.1, 0.4], binary=True)
