@@ -73,6 +73,9 @@ def _save_figure(figure: "object", path: Path) -> None:
     os.close(handle)
     try:
         figure.savefig(temporary, dpi=100)  # type: ignore[attr-defined]
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

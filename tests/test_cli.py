@@ -24,6 +24,7 @@ def test_main_job_writes_a_figure(tmp_path: Path, capsys: pytest.CaptureFixture)
     printed = capsys.readouterr().out
     assert "gradcam++" in printed and "energy in box" in printed
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert figure.stat().st_mode & 0o044  # readable by others, like any saved figure
 
 
 def test_explain_an_image_file(tmp_path: Path) -> None:
