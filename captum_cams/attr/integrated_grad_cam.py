@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -258,7 +258,7 @@ class LayerIntegratedGradCam(GradientCamBase):
                 ).activations
             else:
                 start_activations = None
-            kwargs = dict(
+            kwargs: Dict[str, Any] = dict(
                 image=image,
                 start=start,
                 rows=rows,

@@ -34,7 +34,8 @@ def _model(act: type = nn.Tanh, seed: int = 0) -> nn.Sequential:
 
 
 def _inputs(n: int = 3, seed: int = 1) -> Tensor:
-    return torch.rand(n, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 9, 9, dtype=torch.float64, generator=generator)
 
 
 def _reference(
@@ -171,7 +172,10 @@ def test_additional_forward_args_follow_their_examples() -> None:
     cam = LayerIntegratedGradCam(model, model.inner[0])
     ours = cam.attribute(x, base, 1, scale, n_steps=5, internal_batch_size=4)
     looped = torch.cat(
-        [cam.attribute(x[i : i + 1], base[i : i + 1], 1, scale[i : i + 1], n_steps=5) for i in range(3)]
+        [
+            cam.attribute(x[i : i + 1], base[i : i + 1], 1, scale[i : i + 1], n_steps=5)
+            for i in range(3)
+        ]
     )
     torch.testing.assert_close(ours, looped, atol=1e-12, rtol=0)
 
@@ -315,7 +319,9 @@ def test_dtype_is_kept() -> None:
     ],
 )
 @pytest.mark.parametrize("training", [False, True])
-def test_bad_arguments_name_themselves(kwargs: dict, error: type, message: str, training: bool) -> None:
+def test_bad_arguments_name_themselves(
+    kwargs: dict, error: type, message: str, training: bool
+) -> None:
     kwargs = dict(kwargs)  # the parametrised dict is shared between runs
     model = _model()
     model.train(training)
