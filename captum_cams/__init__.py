@@ -10,6 +10,7 @@ from captum_cams.attr import (
     LayerCam,
     LayerGradCam,
     LayerGradCamPlusPlus,
+    LayerIntegratedGradCam,
     LayerScoreCam,
     LayerXGradCam,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "LayerCam",
     "LayerGradCam",
     "LayerGradCamPlusPlus",
+    "LayerIntegratedGradCam",
     "LayerScoreCam",
     "LayerXGradCam",
 ]

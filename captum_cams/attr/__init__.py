@@ -5,6 +5,7 @@ from captum_cams.attr._head import LayerHead, split_head
 from captum_cams.attr.ablation_cam import LayerAblationCam
 from captum_cams.attr.grad_cam import LayerGradCam
 from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
+from captum_cams.attr.integrated_grad_cam import LayerIntegratedGradCam
 from captum_cams.attr.layer_cam import LayerCam
 from captum_cams.attr.score_cam import LayerScoreCam
 from captum_cams.attr.xgrad_cam import LayerXGradCam
@@ -17,6 +18,7 @@ __all__ = [
     "LayerGradCam",
     "LayerGradCamPlusPlus",
     "LayerHead",
+    "LayerIntegratedGradCam",
     "LayerScoreCam",
     "LayerXGradCam",
     "split_head",

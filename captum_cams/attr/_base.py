@@ -153,14 +153,9 @@ class CamBase(LayerAttribution):
         return_weights: bool,
         **options: Any,
     ) -> CamOutput:
-        if isinstance(inputs, tuple) and not inputs:
-            raise ValueError("inputs must hold at least one tensor")
-        check_image_batch(inputs[0] if isinstance(inputs, tuple) else inputs, "inputs")
-        formatted_inputs = _format_tensor_into_tuples(inputs)
-        for extra in formatted_inputs[1:]:
-            if isinstance(extra, Tensor) and extra.is_floating_point() and torch.isnan(extra).any():
-                raise ValueError("inputs contains NaN")
-        formatted_args = _format_additional_forward_args(additional_forward_args) or ()
+        formatted_inputs, formatted_args = self._format_cam_inputs(
+            inputs, additional_forward_args
+        )
         with preserved_model_state(self.forward_func):
             context = self._capture(
                 formatted_inputs, target, formatted_args, attribute_to_layer_input
@@ -174,13 +169,38 @@ class CamBase(LayerAttribution):
             return cam, weights
         return cam
 
+    @staticmethod
+    def _format_cam_inputs(
+        inputs: Union[Tensor, Tuple[Tensor, ...]], additional_forward_args: Any
+    ) -> Tuple[Tuple[Tensor, ...], Tuple[Any, ...]]:
+        r"""Formats and checks ``inputs`` (the image batch first) and the extra arguments."""
+        if isinstance(inputs, tuple) and not inputs:
+            raise ValueError("inputs must hold at least one tensor")
+        check_image_batch(inputs[0] if isinstance(inputs, tuple) else inputs, "inputs")
+        formatted_inputs = _format_tensor_into_tuples(inputs)
+        for extra in formatted_inputs[1:]:
+            if isinstance(extra, Tensor) and extra.is_floating_point() and torch.isnan(extra).any():
+                raise ValueError("inputs contains NaN")
+        formatted_args = _format_additional_forward_args(additional_forward_args) or ()
+        return formatted_inputs, formatted_args
+
     def _capture(
         self,
         inputs: Tuple[Tensor, ...],
         target: TargetLike,
         additional_forward_args: Tuple[Any, ...],
         attribute_to_layer_input: bool,
+        with_gradients: Optional[bool] = None,
     ) -> CamContext:
+        r"""
+        One forward (and, with gradients, one backward to the layer) of ``inputs``.
+
+        ``with_gradients`` overrides :attr:`uses_gradients` for this pass (a gradient
+        method may need forward-only passes too, e.g. Integrated Grad-CAM's
+        activations at the baseline); None keeps the class's setting.
+        """
+        if with_gradients is None:
+            with_gradients = self.uses_gradients
         record: Dict[str, Tensor] = {}
 
         def target_logit(*args: Any) -> Tensor:
@@ -195,7 +215,7 @@ class CamBase(LayerAttribution):
 
         gradients: Optional[Tensor] = None
         try:
-            if self.uses_gradients:
+            if with_gradients:
                 layer_gradients, layer_evals = compute_layer_gradients_and_eval(
                     target_logit,
                     self.layer,
