@@ -10,7 +10,9 @@ from captum_cams.attr import (
     LayerCam,
     LayerGradCam,
     LayerGradCamPlusPlus,
+    LayerLiftCam,
     LayerScoreCam,
+    LayerShapCam,
     LayerXGradCam,
 )
 
@@ -21,6 +23,8 @@ __all__ = [
     "LayerCam",
     "LayerGradCam",
     "LayerGradCamPlusPlus",
+    "LayerLiftCam",
     "LayerScoreCam",
+    "LayerShapCam",
     "LayerXGradCam",
 ]

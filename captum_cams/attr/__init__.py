@@ -6,7 +6,9 @@ from captum_cams.attr.ablation_cam import LayerAblationCam
 from captum_cams.attr.grad_cam import LayerGradCam
 from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
 from captum_cams.attr.layer_cam import LayerCam
+from captum_cams.attr.lift_cam import LayerLiftCam
 from captum_cams.attr.score_cam import LayerScoreCam
+from captum_cams.attr.shap_cam import LayerShapCam
 from captum_cams.attr.xgrad_cam import LayerXGradCam
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "LayerGradCam",
     "LayerGradCamPlusPlus",
     "LayerHead",
+    "LayerLiftCam",
     "LayerScoreCam",
+    "LayerShapCam",
     "LayerXGradCam",
     "split_head",
 ]
