@@ -286,6 +286,15 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
         traced.add_submodule(name, module)
         return name
 
+    def own_input(node: fx.Node, value: Any) -> Any:
+        # Captum's DeepLift hooks the *tensor* a non-linear module receives; a tensor
+        # that also feeds other operations would hand the hook their gradients too.
+        # A clone per site makes the module its only consumer.
+        if not isinstance(value, fx.Node):
+            return value
+        with graph.inserting_before(node):
+            return graph.call_method("clone", (value,))
+
     for node in list(graph.nodes):
         if node not in dependent or node.op in ("placeholder", "output", "get_attr"):
             continue
@@ -293,6 +302,7 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
             module = traced.get_submodule(str(node.target))
             if type(module) in RESCALE_RULES:
                 node.target = add_site(_fresh_copy(module))
+                node.args = (own_input(node, node.args[0]),) + tuple(node.args[1:])
                 is_affine = False
             elif isinstance(module, _AFFINE_MODULES):
                 continue
@@ -320,7 +330,8 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
                     "than its input"
                 )
             with graph.inserting_before(node):
-                site = graph.call_module(add_site(module), (node.args[0],))
+                site = graph.call_module(add_site(module), (own_input(node, node.args[0]),))
+            dependent.add(site)
             node.replace_all_uses_with(site)
             graph.erase_node(node)
             is_affine = False

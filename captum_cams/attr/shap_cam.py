@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-from typing import Any, Optional, Tuple, Union
+import math
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 from captum.log import log_usage
@@ -7,6 +8,77 @@ from torch import Tensor
 
 from captum_cams._utils.guards import TargetLike, check_positive_int
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase, batched_target_scores
+
+
+#: Above this many channels the exact enumeration (``2^K`` head evaluations per
+#: example) is refused.
+MAX_EXACT_CHANNELS: int = 16
+
+
+def exact_channel_shapley(
+    head: Callable[[Tensor], Tensor],
+    activations: Tensor,
+    target: Tensor,
+    internal_batch_size: Optional[int] = 1024,
+) -> Tensor:
+    r"""
+    The exact Shapley values of the channels of ``activations`` for the target
+    outputs of ``head``, by enumerating all ``2^K`` channel subsets (absent channels
+    zeroed): the reference that SHAP-CAM estimates and LIFT-CAM approximates.
+
+    Args:
+        head (Callable): maps ``M x K x h x w`` activations to ``M x C`` outputs.
+        activations (Tensor): ``N x K x h x w`` layer activations, ``K <= 16``.
+        target (Tensor): ``(N,)`` class index per example.
+        internal_batch_size (int, optional): subsets evaluated at once; ``None``
+                    evaluates all at once. Default: 1024.
+
+    Returns:
+        *Tensor*: ``N x K`` Shapley values; each row sums to
+        ``head(A)_c - head(0)_c``.
+
+    Examples::
+
+        >>> phi = exact_channel_shapley(head, activations, torch.tensor([3, 7]))
+    """
+    num_examples, num_channels = activations.shape[:2]
+    if num_channels > MAX_EXACT_CHANNELS:
+        raise ValueError(
+            f"exact enumeration needs 2^K head evaluations per example; K = "
+            f"{num_channels} > {MAX_EXACT_CHANNELS}: use LayerShapCam instead"
+        )
+    device = activations.device
+    subsets = torch.arange(2**num_channels, device=device)
+    bits = 2 ** torch.arange(num_channels, device=device)
+    members = (subsets[:, None] & bits) > 0  # (2^K, K)
+    num_subsets = subsets.shape[0]
+    row_example = torch.arange(num_examples, device=device).repeat_interleave(num_subsets)
+
+    def subset_outputs(rows: Tensor) -> Tensor:
+        examples = row_example[rows]
+        present = members[rows % num_subsets].to(activations.dtype)
+        return head(activations[examples] * present[:, :, None, None])
+
+    values = batched_target_scores(
+        subset_outputs, row_example, target.to(device), internal_batch_size
+    ).view(num_examples, num_subsets)
+    sizes = members.sum(dim=1)
+    weights = torch.tensor(
+        [
+            math.factorial(s) * math.factorial(num_channels - s - 1) / math.factorial(num_channels)
+            if s < num_channels
+            else 0.0
+            for s in range(num_channels + 1)
+        ],
+        dtype=values.dtype,
+        device=device,
+    )[sizes]
+    phi = values.new_zeros(num_examples, num_channels)
+    for k in range(num_channels):
+        without = ~members[:, k]
+        gain = values[:, subsets[without] | bits[k]] - values[:, subsets[without]]
+        phi[:, k] = (gain * weights[without]).sum(dim=1)
+    return phi
 
 
 class LayerShapCam(HeadCamBase):
