@@ -213,6 +213,14 @@ def _flag(node: fx.Node, position: int, name: str, default: bool) -> Any:
     return default
 
 
+def _is_shape_query(node: fx.Node) -> bool:
+    if node.op == "call_method" and node.target in ("size", "dim"):
+        return True
+    return node.op == "call_function" and node.target is getattr and node.args[1:2] == (
+        "shape",
+    )
+
+
 def _fresh_copy(module: Module) -> Module:
     r"""An independent out-of-place copy of a non-linear module, sharing its parameters."""
     if type(module) is nn.ReLU:
@@ -271,8 +279,12 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
             "traceable head= (for example an nn.Sequential of torch.nn modules)."
         ) from error
     graph = traced.graph
+    # Nodes whose value depends on the activations; shapes (x.size(), x.dim(),
+    # x.shape) do not, so ``x.view(x.size(0), x.size(1) * x.size(2))`` stays affine.
     dependent: Set[fx.Node] = set()
     for node in graph.nodes:
+        if _is_shape_query(node):
+            continue
         if node.op == "placeholder" or any(a in dependent for a in node.all_input_nodes):
             dependent.add(node)
     stochastic_depth = _stochastic_depth_target()

@@ -84,8 +84,8 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         self.uses_gradients = self.head_is_affine
 
     def _weights(self, context: CamContext) -> Tensor:
-        self._verified_head(context)
         check_eval_mode(self.deeplift_head)
+        self._verified_head(context)
         activations = context.activations
         if self.head_is_affine:
             # DeepLIFT with a zero reference through an affine head is exactly

@@ -344,3 +344,27 @@ def test_hooks_released_and_model_unchanged() -> None:
     assert not model.training
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
+class ShapeArithmeticHead(nn.Module):
+    """Reshapes with products of sizes: shape arithmetic is not a product of activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(K * 4 * 4, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu6(x * 2.0 - 1.0)
+        return self.fc(x.view(x.size(0), x.size(1) * x.shape[2] * x.shape[3]))
+
+
+def test_shape_arithmetic_is_not_mistaken_for_a_product() -> None:
+    torch.manual_seed(0)
+    body = _body()
+    model = nn.Sequential(body, ShapeArithmeticHead()).double().eval()
+    x = _inputs()
+    _, alpha = LayerLiftCam(model, body).attribute(x, target=2, return_weights=True)
+    A = _activations(model, body, x)
+    with torch.no_grad():
+        gap = model[1](A)[:, 2] - model[1](torch.zeros_like(A))[:, 2]
+    torch.testing.assert_close(alpha.sum(1), gap, rtol=1e-5, atol=1e-10)
