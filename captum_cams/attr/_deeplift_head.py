@@ -232,7 +232,7 @@ def _fresh_copy(module: Module) -> Module:
     for name, parameter in module.named_parameters(recurse=False):
         setattr(fresh, name, parameter)
     if hasattr(fresh, "inplace"):
-        fresh.inplace = False
+        setattr(fresh, "inplace", False)  # noqa: B010 (not every module declares it)
     return fresh
 
 

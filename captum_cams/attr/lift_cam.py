@@ -10,7 +10,11 @@ from torch.nn import Module
 
 from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
-from captum_cams.attr._deeplift_head import RescaleDeepLift, check_eval_mode, deeplift_head
+from captum_cams.attr._deeplift_head import (
+    RescaleDeepLift,
+    check_eval_mode,
+    deeplift_head,
+)
 
 
 class LayerLiftCam(HeadCamBase, GradientAttribution):

@@ -7,7 +7,12 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.guards import TargetLike, check_positive_int
-from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase, batched_target_scores
+from captum_cams.attr._base import (
+    CamContext,
+    CamOutput,
+    HeadCamBase,
+    batched_target_scores,
+)
 
 
 #: Above this many channels the exact enumeration (``2^K`` head evaluations per

@@ -131,7 +131,7 @@ def test_completeness(head_name: str) -> None:
 
 
 def test_affine_head_uses_gradient_times_activation_equal_to_deeplift() -> None:
-    model, body, head = _model("affine")
+    model, body, _ = _model("affine")
     lift = LayerLiftCam(model, body)
     assert lift.head_is_affine and lift.uses_gradients
     x = _inputs()

@@ -119,7 +119,7 @@ def test_first_example_is_batch_invariant_and_map_is_weighted_sum() -> None:
     x = _inputs(3)
     shap = LayerShapCam(model, body)
     maps, alpha = shap.attribute(x, target=4, num_permutations=4, return_weights=True)
-    one_map, one_alpha = shap.attribute(x[:1], target=4, num_permutations=4, return_weights=True)
+    _, one_alpha = shap.attribute(x[:1], target=4, num_permutations=4, return_weights=True)
     torch.testing.assert_close(one_alpha, alpha[:1], rtol=1e-12, atol=1e-13)
     A = _activations(model, body, x)
     expected = torch.relu((alpha[:, :, None, None] * A).sum(1, keepdim=True))
