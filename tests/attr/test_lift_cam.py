@@ -66,13 +66,20 @@ def _conv_act_head(activation: nn.Module) -> nn.Module:
     )
 
 
+def _steep(head: nn.Sequential, factor: float = 4.0) -> nn.Sequential:
+    """Scales the first convolution so that pre-activations span a wider range."""
+    with torch.no_grad():
+        head[0].weight.mul_(factor)
+    return head
+
+
 HEADS: Dict[str, Callable[[], nn.Module]] = {
     "affine": lambda: nn.Sequential(
         nn.Conv2d(K, 12, 1), nn.AvgPool2d(2), nn.BatchNorm2d(12), nn.AdaptiveAvgPool2d(1),
         nn.Flatten(), nn.Dropout(0.5), nn.Linear(12, 10),
     ),
     "relu": lambda: _conv_act_head(nn.ReLU()),
-    "relu6": lambda: _conv_act_head(nn.ReLU6()),
+    "relu6": lambda: _steep(_conv_act_head(nn.ReLU6())),  # clips at 6 too
     "leaky_relu": lambda: _conv_act_head(nn.LeakyReLU(0.1)),
     "maxpool": lambda: nn.Sequential(
         nn.Conv2d(K, 12, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(12, 12, 1),
@@ -85,6 +92,13 @@ HEADS: Dict[str, Callable[[], nn.Module]] = {
     "tanh": lambda: _conv_act_head(nn.Tanh()),
     "elu": lambda: _conv_act_head(nn.ELU()),
     "gelu": lambda: _conv_act_head(nn.GELU()),
+    "mish": lambda: _conv_act_head(nn.Mish()),
+    "celu": lambda: _conv_act_head(nn.CELU(0.5)),
+    "selu": lambda: _conv_act_head(nn.SELU()),
+    "softsign": lambda: _conv_act_head(nn.Softsign()),
+    "softplus": lambda: _conv_act_head(nn.Softplus(beta=2.0)),
+    "hardtanh": lambda: _conv_act_head(nn.Hardtanh(-0.5, 2.0)),
+    "prelu": lambda: _conv_act_head(nn.PReLU(16, init=0.3)),
     "functional_and_shared": FunctionalHead,
 }
 
@@ -368,3 +382,11 @@ def test_shape_arithmetic_is_not_mistaken_for_a_product() -> None:
     with torch.no_grad():
         gap = model[1](A)[:, 2] - model[1](torch.zeros_like(A))[:, 2]
     torch.testing.assert_close(alpha.sum(1), gap, rtol=1e-5, atol=1e-10)
+
+
+def test_prepared_head_shares_the_model_parameters() -> None:
+    model, body, _ = _model("prelu")
+    lift = LayerLiftCam(model, body)
+    model_parameters = {id(p) for p in model.parameters()}
+    assert {id(p) for p in lift.deeplift_head.parameters()} <= model_parameters
+    assert any(isinstance(m, nn.PReLU) for m in lift.deeplift_head.modules())
