@@ -313,6 +313,11 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
         if node.op == "call_module":
             module = traced.get_submodule(str(node.target))
             if type(module) in RESCALE_RULES:
+                if getattr(module, "return_indices", False):
+                    raise UnsupportedNonLinearityError(
+                        f"the head's {type(module).__name__} at {node.target!r} returns "
+                        "indices; a max-pool that returns indices has no DeepLIFT rule"
+                    )
                 node.target = add_site(_fresh_copy(module))
                 node.args = (own_input(node, node.args[0]),) + tuple(node.args[1:])
                 is_affine = False
