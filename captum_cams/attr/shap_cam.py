@@ -14,7 +14,6 @@ from captum_cams.attr._base import (
     batched_target_scores,
 )
 
-
 #: Above this many channels the exact enumeration (``2^K`` head evaluations per
 #: example) is refused.
 MAX_EXACT_CHANNELS: int = 16
