@@ -11,7 +11,9 @@ from captum_cams.attr import (
     LayerGradCam,
     LayerGradCamPlusPlus,
     LayerIntegratedGradCam,
+    LayerLiftCam,
     LayerScoreCam,
+    LayerShapCam,
     LayerXGradCam,
 )
 
@@ -23,6 +25,8 @@ __all__ = [
     "LayerGradCam",
     "LayerGradCamPlusPlus",
     "LayerIntegratedGradCam",
+    "LayerLiftCam",
     "LayerScoreCam",
+    "LayerShapCam",
     "LayerXGradCam",
 ]

@@ -7,7 +7,9 @@ from captum_cams.attr.grad_cam import LayerGradCam
 from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
 from captum_cams.attr.integrated_grad_cam import LayerIntegratedGradCam
 from captum_cams.attr.layer_cam import LayerCam
+from captum_cams.attr.lift_cam import LayerLiftCam
 from captum_cams.attr.score_cam import LayerScoreCam
+from captum_cams.attr.shap_cam import LayerShapCam, exact_channel_shapley
 from captum_cams.attr.xgrad_cam import LayerXGradCam
 
 __all__ = [
@@ -19,7 +21,10 @@ __all__ = [
     "LayerGradCamPlusPlus",
     "LayerHead",
     "LayerIntegratedGradCam",
+    "LayerLiftCam",
     "LayerScoreCam",
+    "LayerShapCam",
     "LayerXGradCam",
+    "exact_channel_shapley",
     "split_head",
 ]

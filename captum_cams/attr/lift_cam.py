@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+import warnings
+from typing import Any, Callable, List, Optional, Tuple, Union
+
+import torch
+from captum.attr._utils.attribution import GradientAttribution
+from captum.log import log_usage
+from torch import Tensor
+from torch.nn import Module
+
+from captum_cams._utils.guards import TargetLike
+from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
+from captum_cams.attr._deeplift_head import (
+    RescaleDeepLift,
+    check_eval_mode,
+    deeplift_head,
+)
+
+
+class LayerLiftCam(HeadCamBase, GradientAttribution):
+    r"""
+    LIFT-CAM: channel weights ``alpha_k = sum_ij C(dA_k,ij -> dF_c)``, the
+    DeepLIFT-Rescale contributions of the layer's neurons to the target logit,
+    computed on the model's head ``F`` with the reference ``A_ref = 0`` at the layer;
+    map ``relu(sum_k alpha_k A_k)``.
+
+    The weights satisfy completeness, ``sum_k alpha_k = F_c(A) - F_c(0)``, and
+    approximate the Shapley values of the channels (SHAP-CAM,
+    :class:`~captum_cams.LayerShapCam`) at the cost of one DeepLIFT pass on the head
+    for the whole batch.
+
+    The head (given, or split from the model with ``torch.fx``) is rewritten once so
+    that every non-linearity call site is its own out-of-place module with an exact
+    Rescale rule (see :func:`~captum_cams.attr._deeplift_head.deeplift_head`), and
+    Captum's ``DeepLift`` runs on it. ``ReLU6``, ``Hardswish``, ``Hardsigmoid``,
+    ``SiLU`` and the other element-wise activations Captum does not list get the
+    exact element-wise Rescale rule; a head with an operation that has no exact rule
+    (a product of two activation-dependent tensors as in squeeze-excitation, an
+    adaptive max-pool, softmax, an unknown module) is refused when the method is
+    constructed — never a silent gradient fallback. When the head is affine (only
+    linear layers, convolutions, batch-norm, average pooling, reshapes, dropout in
+    eval mode), DeepLIFT with a zero reference equals gradient times activation and
+    the weights come from the one backward pass to the layer that Grad-CAM needs.
+
+    Paper: Jung & Oh, "Towards Better Explanations of Class Activation Mapping",
+    ICCV 2021. https://arxiv.org/abs/2102.05228
+
+    Args:
+        forward_func (Callable or torch.nn.Module): the model.
+        layer (torch.nn.Module): the convolutional layer whose output ``A``
+                    (``N x K x h x w``) the map is computed on.
+        device_ids (list[int], optional): device ids for a model wrapped in
+                    ``DataParallel``, as in Captum. Default: None.
+        head (torch.nn.Module, optional): the part of the model from the layer's
+                    output to the model's output. Default: None (split from the model
+                    with ``torch.fx``). Checked once against the model. LIFT-CAM
+                    needs the head as a module: a model that cannot be split needs
+                    ``head=``.
+
+    Examples::
+
+        >>> net = torchvision.models.resnet18().eval()
+        >>> lift = LayerLiftCam(net, net.layer4[0])
+        >>> maps, weights = lift.attribute(
+        ...     torch.randn(2, 3, 224, 224), target=[3, 7], return_weights=True)
+        >>> weights.shape
+        torch.Size([2, 512])
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        layer: Module,
+        device_ids: Union[None, List[int]] = None,
+        head: Optional[Module] = None,
+    ) -> None:
+        HeadCamBase.__init__(self, forward_func, layer, device_ids, head)
+        GradientAttribution.__init__(self, forward_func)
+        if self.head.module is None:
+            raise ValueError(
+                "LIFT-CAM needs the model's head as a module, and the model could not "
+                "be split after the layer with torch.fx (skip connections around the "
+                "layer, or code torch.fx cannot trace); pass head= (the part of the "
+                "model from the layer's output to its output)"
+            )
+        self.deeplift_head, self.head_is_affine = deeplift_head(self.head.module)
+        # An affine head needs only dF_c/dA: one backward to the layer, as Grad-CAM.
+        self.uses_gradients = self.head_is_affine
+
+    def _weights(self, context: CamContext) -> Tensor:
+        check_eval_mode(self.deeplift_head)
+        self._verified_head(context)
+        activations = context.activations
+        if self.head_is_affine:
+            # DeepLIFT with a zero reference through an affine head is exactly
+            # gradient x activation, summed over positions.
+            assert context.gradients is not None
+            return (context.gradients * activations).sum(dim=(2, 3))
+        inputs = activations.clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
+            contributions = RescaleDeepLift(self.deeplift_head).attribute(
+                inputs, baselines=torch.zeros_like(activations), target=context.target
+            )
+        return contributions.detach().sum(dim=(2, 3))
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        relu_attributions: bool = True,
+        return_weights: bool = False,
+    ) -> CamOutput:
+        r"""
+        Args:
+            inputs (Tensor or tuple[Tensor, ...]): the image batch ``N x C x H x W``
+                        (first, when the model takes several inputs).
+            target (int, list[int], Tensor, optional): the class per example, as in
+                        Captum. ``None`` takes each example's predicted class.
+                        Default: None.
+            additional_forward_args (Any, optional): further arguments of
+                        ``forward_func``, after the inputs. Default: None.
+            relu_attributions (bool, optional): apply ReLU to the map, as the paper
+                        does. Default: True.
+            return_weights (bool, optional): also return the ``N x K`` channel
+                        weights ``alpha``. Default: False.
+
+        Returns:
+            *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
+            resolution, and the weights when ``return_weights`` is set.
+
+        Examples::
+
+            >>> maps, alpha = LayerLiftCam(net, net.layer4).attribute(
+            ...     images, target=labels, return_weights=True)
+        """
+        return self._attribute_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            False,
+            relu_attributions,
+            return_weights,
+        )
