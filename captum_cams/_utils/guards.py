@@ -125,8 +125,9 @@ def check_layer_in_model(forward_func: Callable, layer: Any, name: str = "layer"
 @contextlib.contextmanager
 def preserved_model_state(model: Any) -> Iterator[None]:
     r"""
-    Restores the model's train/eval flags, ``requires_grad`` flags and the
-    parameters' ``.grad`` tensors on exit, exceptions included.
+    Restores the model's train/eval flags, ``requires_grad`` flags, the
+    parameters' ``.grad`` tensors and its buffers (e.g. batch-norm running
+    statistics, which a forward in train mode updates) on exit, exceptions included.
 
     A ``forward_func`` that is not an ``nn.Module`` is left alone.
 
@@ -146,11 +147,15 @@ def preserved_model_state(model: Any) -> Iterator[None]:
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
         yield
     finally:
         for module, mode in modes:
             module.training = mode
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
         for param, flag, grad in zip(params, flags, grads):
             param.requires_grad_(flag)
             param.grad = grad

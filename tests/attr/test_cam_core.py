@@ -285,3 +285,17 @@ def test_minmax_reaches_exactly_one_and_constant_maps_give_zeros() -> None:
     out = minmax_normalize(maps)
     assert out[0].flatten().tolist() == [0.0, 0.5, 0.25, 1.0]
     assert out[1].abs().sum() == 0 and not torch.isnan(out).any()
+
+
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
+def test_batch_norm_statistics_untouched_in_train_mode(method: type) -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    ).train()
+    before = {name: b.clone() for name, b in model.named_buffers()}
+    method(model, model[2]).attribute(_images(), target=[0, 1, 2])
+    for name, buffer in model.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+    assert model.training
