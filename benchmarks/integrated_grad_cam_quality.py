@@ -22,6 +22,7 @@ Run from the repository root::
 ``CAPTUM_CAMS_CIFAR10`` defaults to ``../shared/data/cifar10`` relative to the
 repository root.
 """
+
 import argparse
 import os
 import sys

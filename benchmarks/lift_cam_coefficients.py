@@ -16,6 +16,7 @@ Usage::
 The folder holds ``resnet20-12fca82f.th`` and ``test/<class>/*.jpg``; it defaults to
 ``../shared/data/cifar10`` next to the repository.
 """
+
 import argparse
 import os
 import sys
@@ -57,8 +58,9 @@ def cifar10_folder() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num-images", type=int, default=64)
-    parser.add_argument("--num-permutations", type=int, default=256,
-                        help="permutations of the SHAP-CAM reference")
+    parser.add_argument(
+        "--num-permutations", type=int, default=256, help="permutations of the SHAP-CAM reference"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,9 +86,7 @@ def main() -> None:
         method = cls(model, layer)
         methods[name] = lambda x, t, m=method: m.attribute(x, target=t, return_weights=True)[1]
     ablation = LayerAblationCam(model, layer)
-    methods["Ablation-CAM"] = lambda x, t: ablation.attribute(
-        x, target=t, return_weights=True
-    )[1]
+    methods["Ablation-CAM"] = lambda x, t: ablation.attribute(x, target=t, return_weights=True)[1]
     lift = LayerLiftCam(model, layer)
     methods["LIFT-CAM"] = lambda x, t: lift.attribute(x, target=t, return_weights=True)[1]
     shap = LayerShapCam(model, layer)
@@ -107,8 +107,12 @@ def main() -> None:
         correct += int((target == labels).sum())
         begin = time.perf_counter()
         reference = shap.attribute(
-            x, target=target, num_permutations=args.num_permutations, seed=args.seed,
-            return_weights=True, internal_batch_size=1024,
+            x,
+            target=target,
+            num_permutations=args.num_permutations,
+            seed=args.seed,
+            return_weights=True,
+            internal_batch_size=1024,
         )[1]
         reference_seconds += time.perf_counter() - begin
         for name, weights_of in methods.items():

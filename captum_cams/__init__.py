@@ -5,6 +5,7 @@ The public API is re-exported flat, like ``captum.attr``::
 
     from captum_cams import LayerGradCamPlusPlus, LayerScoreCam
 """
+
 from captum_cams.attr import (
     LayerAblationCam,
     LayerCam,

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """``python -m captum_cams``: the same as the ``captum-cams`` command."""
+
 import sys
 
 from captum_cams.cli import main

@@ -6,6 +6,7 @@ and saves an overlay figure. With no image given it runs on the embedded default
 the project's ground-truth dataset and its trained model, so it needs no download,
 and it also prints how much of each map's energy falls in the object's box.
 """
+
 import argparse
 import os
 import sys
@@ -118,7 +119,8 @@ def explain(args: argparse.Namespace) -> int:
         maps_by_method[name] = maps
         energy = (
             f"{float(energy_pointing_game(maps, box_masks).mean()):14.3f}"
-            if box_masks is not None else f"{'-':>14}"
+            if box_masks is not None
+            else f"{'-':>14}"
         )
         print(f"{name:<12} {elapsed:8.3f} {energy}")
     if box_masks is not None:
@@ -146,10 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         "images", nargs="*", help="image files (default: the embedded ground-truth dataset)"
     )
     for target in (parser, explain_parser):
-        target.add_argument("--methods", default=",".join(METHODS),
-                            help=f"comma-separated, from: {', '.join(METHODS)}")
-        target.add_argument("--num-images", type=int, default=6,
-                            help="images of the embedded dataset to explain")
+        target.add_argument(
+            "--methods",
+            default=",".join(METHODS),
+            help=f"comma-separated, from: {', '.join(METHODS)}",
+        )
+        target.add_argument(
+            "--num-images", type=int, default=6, help="images of the embedded dataset to explain"
+        )
         target.add_argument("--out", default="captum_cams_out", help="output folder")
         target.add_argument("--seed", type=int, default=0)
     return parser

@@ -5,6 +5,7 @@ Everything takes torch tensors as the rest of the package produces them (images
 ``C x H x W`` in ``[0, 1]``, maps ``1 x h x w`` at any resolution) and returns
 matplotlib objects; nothing here opens a window.
 """
+
 from typing import Dict, Optional, Sequence
 
 import matplotlib
@@ -120,7 +121,6 @@ def overlay_grid(
         if row == 0:
             axes[row, 0].set_title("input", fontsize=9)
         for column, (name, maps) in enumerate(maps_by_method.items(), start=1):
-            overlay(images[row], maps[row], ax=axes[row, column],
-                    title=name if row == 0 else None)
+            overlay(images[row], maps[row], ax=axes[row, column], title=name if row == 0 else None)
     figure.tight_layout()
     return figure

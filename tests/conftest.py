@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Shared fixtures: small random-weight models and the shared CIFAR-10 folder."""
+
 import os
 from pathlib import Path
 from typing import Iterator

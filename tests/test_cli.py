@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The command line: the main job on the embedded default, and one-line errors."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,10 @@ def test_not_an_image_without_traceback(tmp_path: Path) -> None:
     fake.write_text("not an image")
     result = subprocess.run(
         [sys.executable, "-m", "captum_cams", "explain", str(fake), "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "not a readable image" in result.stderr

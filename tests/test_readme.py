@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The README's two commands stay true: CI runs exactly its test command."""
+
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

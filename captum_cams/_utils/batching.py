@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Batches whose rows are modified copies of the original examples: row selection and
 the one chunked evaluation loop."""
+
 from typing import Any, Callable, Optional, Tuple
 
 import torch

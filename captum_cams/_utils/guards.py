@@ -5,6 +5,7 @@ Every public entry point validates its arguments here, so the error messages nam
 the argument the same way everywhere, and runs the model inside
 :func:`preserved_model_state`, so the user's model is left as it was.
 """
+
 import contextlib
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
@@ -106,8 +107,7 @@ def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
     indices = indices.to(outputs.device)
     if bool(((indices < 0) | (indices >= num_classes)).any()):
         raise ValueError(
-            f"target out of range: the model has {num_classes} classes; got "
-            f"{indices.tolist()}"
+            f"target out of range: the model has {num_classes} classes; got {indices.tolist()}"
         )
     return indices
 
@@ -116,9 +116,7 @@ def check_layer_in_model(forward_func: Callable, layer: Any, name: str = "layer"
     r"""Checks that ``layer`` is a module and, for a module model, one of its submodules."""
     if not isinstance(layer, Module):
         raise TypeError(f"{name} must be a torch.nn.Module; got {type(layer).__name__}")
-    if isinstance(forward_func, Module) and not any(
-        m is layer for m in forward_func.modules()
-    ):
+    if isinstance(forward_func, Module) and not any(m is layer for m in forward_func.modules()):
         raise ValueError(f"{name} is not a submodule of the model (forward_func)")
 
 

@@ -5,7 +5,8 @@
 ``METHODS.md``: bilinear upsampling with ``align_corners=False`` and per-sample
 min-max scaling to ``[0, 1]`` that maps a constant map to zeros, never to NaN.
 """
-from typing import Sequence, Tuple
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +64,7 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
         torch.Size([2, 1, 8, 8])
     """
     if maps.dim() != 4:
-        raise ValueError(
-            f"maps must be a 4-D tensor (N, C, h, w); got shape {tuple(maps.shape)}"
-        )
+        raise ValueError(f"maps must be a 4-D tensor (N, C, h, w); got shape {tuple(maps.shape)}")
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
@@ -96,8 +95,7 @@ def as_maps(attributions: Tensor, name: str = "attributions") -> Tensor:
             attributions = attributions.sum(dim=1, keepdim=True)
     else:
         raise ValueError(
-            f"{name} must be N x h x w or N x C x h x w; got shape "
-            f"{tuple(attributions.shape)}"
+            f"{name} must be N x h x w or N x C x h x w; got shape {tuple(attributions.shape)}"
         )
     if torch.isnan(attributions).any():
         raise ValueError(f"{name} contains NaN")

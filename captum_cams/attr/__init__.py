@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Class-activation-map attributions, each a Captum ``LayerAttribution``."""
+
 from captum_cams.attr._base import CamBase, CamContext
 from captum_cams.attr._head import LayerHead, split_head
 from captum_cams.attr.ablation_cam import LayerAblationCam

@@ -15,6 +15,7 @@ One pipeline does what every CAM needs:
 Methods that need many extra evaluations (of the head, or of the model on masked
 inputs) use :func:`batched_target_scores`, the one chunked evaluation loop.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -99,6 +100,7 @@ def batched_target_scores(
     Returns:
         *Tensor*: ``(R,)`` score of each row's target class.
     """
+
     def target_scores(rows: Tensor) -> Tensor:
         outputs = evaluate(rows)
         selected = target[row_example[rows]].to(outputs.device)
@@ -128,9 +130,7 @@ class CamBase(LayerAttribution):
         device_ids: Union[None, List[int]] = None,
     ) -> None:
         if not callable(forward_func):
-            raise TypeError(
-                f"forward_func must be callable; got {type(forward_func).__name__}"
-            )
+            raise TypeError(f"forward_func must be callable; got {type(forward_func).__name__}")
         check_layer_in_model(forward_func, layer)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
 
@@ -153,9 +153,7 @@ class CamBase(LayerAttribution):
         return_weights: bool,
         **options: Any,
     ) -> CamOutput:
-        formatted_inputs, formatted_args = self._format_cam_inputs(
-            inputs, additional_forward_args
-        )
+        formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
         with preserved_model_state(self.forward_func):
             context = self._capture(
                 formatted_inputs, target, formatted_args, attribute_to_layer_input
@@ -206,9 +204,7 @@ class CamBase(LayerAttribution):
         def target_logit(*args: Any) -> Tensor:
             outputs = self.forward_func(*args)
             if not isinstance(outputs, Tensor):
-                raise TypeError(
-                    f"forward_func must return a tensor; got {type(outputs).__name__}"
-                )
+                raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
             record["target"] = target_indices(target, outputs)
             record["outputs"] = outputs.detach()
             return outputs.gather(1, record["target"][:, None]).squeeze(1)
@@ -245,8 +241,7 @@ class CamBase(LayerAttribution):
             raise
         if len(layer_evals) != 1:
             raise ValueError(
-                "the layer must produce a single tensor; it produced "
-                f"{len(layer_evals)}"
+                f"the layer must produce a single tensor; it produced {len(layer_evals)}"
             )
         activations = layer_evals[0].detach()
         if activations.dim() != 4:
@@ -269,7 +264,6 @@ class CamBase(LayerAttribution):
         if weights.dim() == 2:
             weights = weights[:, :, None, None]
         return (weights.to(activations.dtype) * activations).sum(dim=1, keepdim=True)
-
 
 
 class GradientCamBase(CamBase, GradientAttribution):

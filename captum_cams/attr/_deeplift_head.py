@@ -25,6 +25,7 @@ element-wise activations Captum does not list. For an element-wise function the
 Rescale multiplier ``(f(x) - f(x0)) / (x - x0)`` is exact whatever the function,
 which is Captum's own ``nonlinear`` rule, reused here.
 """
+
 import copy
 import operator
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
@@ -132,7 +133,9 @@ for _fn in (F.relu6,):
     _FUNCTIONAL[_fn] = _factory(nn.ReLU6, [], {}, [])
 for _fn in (F.hardtanh, F.hardtanh_):
     _FUNCTIONAL[_fn] = _factory(
-        nn.Hardtanh, ["min_val", "max_val"], {"min_val": -1.0, "max_val": 1.0},
+        nn.Hardtanh,
+        ["min_val", "max_val"],
+        {"min_val": -1.0, "max_val": 1.0},
         ["min_val", "max_val"],
     )
 for _fn in (F.leaky_relu, F.leaky_relu_):
@@ -157,7 +160,9 @@ for _fn in (F.tanh, torch.tanh, "tanh"):
     _FUNCTIONAL[_fn] = _factory(nn.Tanh, [], {}, [])
 for _fn in (F.softplus,):
     _FUNCTIONAL[_fn] = _factory(
-        nn.Softplus, ["beta", "threshold"], {"beta": 1.0, "threshold": 20.0},
+        nn.Softplus,
+        ["beta", "threshold"],
+        {"beta": 1.0, "threshold": 20.0},
         ["beta", "threshold"],
     )
 _FUNCTIONAL[F.max_pool1d] = _factory(nn.MaxPool1d, _POOL_NAMES, {}, _POOL_NAMES[:-1])
@@ -175,24 +180,81 @@ def _stochastic_depth_target() -> Optional[Callable]:
 
 #: Functions (and tensor methods) that are affine in every activation-dependent argument.
 _AFFINE_FUNCTIONS: Set[Any] = {
-    operator.add, operator.sub, operator.neg, operator.pos, operator.getitem,
-    torch.add, torch.sub, torch.neg, torch.flatten, torch.cat, torch.concat, torch.stack,
-    torch.reshape, torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute,
-    torch.mean, torch.sum, torch.chunk, torch.split,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.linear, F.conv1d, F.conv2d, F.conv3d,
+    operator.add,
+    operator.sub,
+    operator.neg,
+    operator.pos,
+    operator.getitem,
+    torch.add,
+    torch.sub,
+    torch.neg,
+    torch.flatten,
+    torch.cat,
+    torch.concat,
+    torch.stack,
+    torch.reshape,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.transpose,
+    torch.permute,
+    torch.mean,
+    torch.sum,
+    torch.chunk,
+    torch.split,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.linear,
+    F.conv1d,
+    F.conv2d,
+    F.conv3d,
     F.pad,
 }
 _AFFINE_METHODS: Set[str] = {
-    "add", "sub", "neg", "view", "reshape", "flatten", "squeeze", "unsqueeze", "permute",
-    "transpose", "contiguous", "mean", "sum", "expand", "expand_as", "view_as", "clone",
-    "chunk", "split", "size", "dim", "__getitem__", "float", "double", "to", "type_as",
+    "add",
+    "sub",
+    "neg",
+    "view",
+    "reshape",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+    "permute",
+    "transpose",
+    "contiguous",
+    "mean",
+    "sum",
+    "expand",
+    "expand_as",
+    "view_as",
+    "clone",
+    "chunk",
+    "split",
+    "size",
+    "dim",
+    "__getitem__",
+    "float",
+    "double",
+    "to",
+    "type_as",
 }
 #: Products: affine when at most one factor (the numerator, for a division) depends on
 #: the activations.
 _PRODUCTS: Set[Any] = {
-    operator.mul, operator.truediv, torch.mul, torch.div, operator.matmul, torch.matmul,
-    "mul", "div", "matmul", "__mul__", "__truediv__",
+    operator.mul,
+    operator.truediv,
+    torch.mul,
+    torch.div,
+    operator.matmul,
+    torch.matmul,
+    "mul",
+    "div",
+    "matmul",
+    "__mul__",
+    "__truediv__",
 }
 #: Functions with a ``training`` flag: affine only when it is False.
 _TRAINING_FLAG: Dict[Any, int] = {F.dropout: 2, F.batch_norm: 5}
@@ -216,9 +278,7 @@ def _flag(node: fx.Node, position: int, name: str, default: bool) -> Any:
 def _is_shape_query(node: fx.Node) -> bool:
     if node.op == "call_method" and node.target in ("size", "dim"):
         return True
-    return node.op == "call_function" and node.target is getattr and node.args[1:2] == (
-        "shape",
-    )
+    return node.op == "call_function" and node.target is getattr and node.args[1:2] == ("shape",)
 
 
 def _fresh_copy(module: Module) -> Module:
@@ -226,8 +286,7 @@ def _fresh_copy(module: Module) -> Module:
     if type(module) is nn.ReLU:
         return nn.ReLU()
     fresh = copy.deepcopy(module)
-    for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                  "_backward_pre_hooks"):
+    for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
         getattr(fresh, hooks, {}).clear()
     for name, parameter in module.named_parameters(recurse=False):
         setattr(fresh, name, parameter)
@@ -343,8 +402,7 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
                 ) from error
             if len(dependent_args) != 1 or node.args[0] is not dependent_args[0]:
                 raise UnsupportedNonLinearityError(
-                    f"{_node_name(node)} has activation-dependent arguments other "
-                    "than its input"
+                    f"{_node_name(node)} has activation-dependent arguments other than its input"
                 )
             with graph.inserting_before(node):
                 site = graph.call_module(add_site(module), (own_input(node, node.args[0]),))

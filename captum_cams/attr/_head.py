@@ -14,6 +14,7 @@ head is, in order of preference:
 Whatever the source, :meth:`LayerHead.verify` checks once that ``head(A(x))``
 reproduces ``f(x)``; a mismatch is an error, never a silent wrong answer.
 """
+
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -84,9 +85,7 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     # Nodes that depend on the model's inputs through any path.
     input_dependent = set()
     for node in graph.nodes:
-        if node.op == "placeholder" or any(
-            arg in input_dependent for arg in node.all_input_nodes
-        ):
+        if node.op == "placeholder" or any(arg in input_dependent for arg in node.all_input_nodes):
             input_dependent.add(node)
     # Nodes downstream of the layer.
     downstream = {layer_node}

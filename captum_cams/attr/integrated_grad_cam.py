@@ -220,9 +220,7 @@ class LayerIntegratedGradCam(GradientCamBase):
             >>> several = torch.rand(1, 8, 3, 224, 224)
             >>> maps = cam.attribute(x, baselines=several, target=[3, 7])
         """
-        formatted_inputs, formatted_args = self._format_cam_inputs(
-            inputs, additional_forward_args
-        )
+        formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
         if len(formatted_inputs) != 1:
             raise ValueError(
                 "inputs must be one image tensor for Integrated Grad-CAM; pass further "

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Data: the shared CIFAR-10 folder, the project's ground-truth dataset, VOC boxes."""
+
 from captum_cams.datasets.cifar10 import (  # noqa: F401
     CIFAR10_CLASSES,
     CIFAR10_MEAN,

@@ -6,6 +6,7 @@ Its place is taken from, in order: an explicit argument, the environment variabl
 ``CAPTUM_CAMS_CIFAR10``, ``../shared/data/cifar10`` from the working directory, and
 the same path from the repository root of this package.
 """
+
 import os
 import shutil
 import tarfile
@@ -46,7 +47,9 @@ def find_cifar10_root(root: Optional[PathLike] = None) -> Optional[Path]:
         if os.environ.get(ENV_VAR):
             candidates.append(Path(os.environ[ENV_VAR]))
         candidates.append(Path.cwd().parent / "shared" / "data" / "cifar10")
-        candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10")
+        candidates.append(
+            Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
+        )
     for candidate in candidates:
         if (candidate / "test").is_dir():
             return candidate
@@ -108,7 +111,11 @@ def cifar10_train_set(
         *ImageFolder*: items ``(image 3x32x32, label)``.
     """
     archive = cifar10_root(root) / "train.tar.gz"
-    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "captum_cams" / "cifar10"
+    cache = (
+        Path(cache_dir)
+        if cache_dir is not None
+        else Path.home() / ".cache" / "captum_cams" / "cifar10"
+    )
     target = cache / "train"
     if not target.is_dir():
         if not archive.is_file():

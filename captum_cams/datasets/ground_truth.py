@@ -28,6 +28,7 @@ integer variates only), and the drawing uses only IEEE-exact arithmetic
 (``+ - * /``, comparisons, ``sqrt``), no transcendental functions and no BLAS,
 so neither the CPU's vector units nor the thread count can change a bit.
 """
+
 import colorsys
 import operator
 from typing import Any, Dict, List, NamedTuple, Sequence, Set, Tuple, Union
@@ -55,9 +56,7 @@ CLASS_PARTS: Tuple[Tuple[int, ...], ...] = (
 )
 
 #: Class names, in label order: the names of the class's parts joined by ``+``.
-CLASSES: Tuple[str, ...] = tuple(
-    "+".join(PART_NAMES[p] for p in parts) for parts in CLASS_PARTS
-)
+CLASSES: Tuple[str, ...] = tuple("+".join(PART_NAMES[p] for p in parts) for parts in CLASS_PARTS)
 
 NUM_CLASSES: int = len(CLASSES)
 NUM_PARTS: int = len(PART_NAMES)
@@ -76,9 +75,7 @@ def _check_label(label: Any, name: str) -> int:
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
         raise TypeError(f"{name} must be an int class index; got {type(label).__name__}")
     if not 0 <= int(label) < NUM_CLASSES:
-        raise ValueError(
-            f"{name} must be a class index in [0, {NUM_CLASSES}); got {int(label)}"
-        )
+        raise ValueError(f"{name} must be a class index in [0, {NUM_CLASSES}); got {int(label)}")
     return int(label)
 
 
@@ -295,9 +292,9 @@ def _render(
     seed: int, split_code: int, index: int, size: int
 ) -> Tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     r"""Draws one item: image ``H x W x 3`` (float64), label, object mask, part masks."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
-        [_SALT, seed, split_code, index]
-    )))
+    rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([_SALT, seed, split_code, index]))
+    )
     canvas = _Canvas(size)
     scale = size / 64.0
     label = int(rng.integers(NUM_CLASSES))
@@ -313,10 +310,16 @@ def _render(
     cx = rng.uniform(left + margin, size - right - margin)
     cy = rng.uniform(top + margin, size - bottom - margin)
     body = canvas.ellipse(cx, cy, rx, ry)
-    horn = canvas.triangle(
-        [(cx - 0.38 * rx, cy - 0.6 * ry), (cx + 0.38 * rx, cy - 0.6 * ry),
-         (cx, cy - ry - 0.8 * rx)]
-    ) & ~body
+    horn = (
+        canvas.triangle(
+            [
+                (cx - 0.38 * rx, cy - 0.6 * ry),
+                (cx + 0.38 * rx, cy - 0.6 * ry),
+                (cx, cy - ry - 0.8 * rx),
+            ]
+        )
+        & ~body
+    )
     tail_half = max(0.16 * rx, 1.0)
     tail = canvas.rect(cx + 0.8 * rx, cy - tail_half, cx + 1.9 * rx, cy + tail_half) & ~body
     stripe = canvas.rect(0.0, cy + 0.2 * ry, float(size), cy + 0.55 * ry) & body
@@ -351,8 +354,7 @@ def _render(
             shape = canvas.rect(dx0, dy0, dx0 + extent, dy0 + extent)
         elif kind == 2:
             shape = canvas.triangle(
-                [(dx0, dy0 + extent), (dx0 + extent, dy0 + extent),
-                 (dx0 + extent / 2, dy0)]
+                [(dx0, dy0 + extent), (dx0 + extent, dy0 + extent), (dx0 + extent / 2, dy0)]
             )
         else:
             thick = max(extent / 3.5, 1.0)
@@ -371,9 +373,7 @@ def _render(
 def _mask_box(mask: np.ndarray) -> Tensor:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    return torch.tensor(
-        [cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32
-    )
+    return torch.tensor([cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32)
 
 
 class GroundTruthShapes(Dataset):
@@ -445,11 +445,7 @@ class GroundTruthShapes(Dataset):
         image_size: int = 64,
         return_annotations: bool = False,
     ) -> None:
-        if (
-            isinstance(num_samples, bool)
-            or not isinstance(num_samples, int)
-            or num_samples < 0
-        ):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise ValueError(f"num_samples must be a non-negative int; got {num_samples!r}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
@@ -480,8 +476,7 @@ class GroundTruthShapes(Dataset):
             raise TypeError(f"index must be an int; got {type(index).__name__}") from None
         if not -self.num_samples <= position < self.num_samples:
             raise IndexError(
-                f"index {position} is out of range for a dataset of {self.num_samples} "
-                "items"
+                f"index {position} is out of range for a dataset of {self.num_samples} items"
             )
         return position % self.num_samples
 

@@ -10,6 +10,7 @@ Coordinates: VOC stores 1-based inclusive pixel coordinates. :func:`read_voc_box
 returns them as written; :func:`voc_boxes_to_tensor` and :func:`voc_ground_truth_mask`
 convert them to the 0-based inclusive coordinates of :mod:`captum_cams.metrics`.
 """
+
 import os
 import xml.etree.ElementTree as ET
 from typing import List, NoReturn, Optional, Sequence, Tuple, Union
@@ -85,7 +86,11 @@ def read_voc_boxes(path: PathLike, include_difficult: bool = True) -> List[VOCBo
         if name_node is None or not (name_node.text or "").strip():
             raise ValueError(f"{os.fspath(path)}: an object has no name")
         difficult = obj.find("difficult")
-        if not include_difficult and difficult is not None and (difficult.text or "").strip() == "1":
+        if (
+            not include_difficult
+            and difficult is not None
+            and (difficult.text or "").strip() == "1"
+        ):
             continue
         box = obj.find("bndbox")
         if box is None:
@@ -110,9 +115,7 @@ def read_voc_size(path: PathLike) -> Tuple[int, int]:
     )
 
 
-def voc_boxes_to_tensor(
-    boxes: Sequence[VOCBox], labels: Optional[Sequence[str]] = None
-) -> Tensor:
+def voc_boxes_to_tensor(boxes: Sequence[VOCBox], labels: Optional[Sequence[str]] = None) -> Tensor:
     r"""
     VOC boxes as a ``K x 4`` float64 tensor in 0-based inclusive pixel coordinates
     (VOC's values minus 1), optionally only those whose label is in ``labels``.

@@ -6,6 +6,7 @@ additional_forward_args, max_examples_per_batch, ...)`` and return one value per
 example; localisation metrics take ``(attributions, masks)``. All of them build
 their masked inputs with the shared :mod:`captum_cams.metrics._masking` module.
 """
+
 from captum_cams.metrics._masking import gaussian_blur
 from captum_cams.metrics.confidence import (
     ThresholdSweep,

@@ -17,6 +17,7 @@ Maps are brought to input resolution once by :func:`prepare_maps`:
 Pixel rankings (:func:`pixel_ranks`) sort by value, highest first; ties are broken
 by the row-major pixel index (a stable sort), so results are deterministic.
 """
+
 import math
 from typing import Optional, Sequence, Tuple, Union
 
@@ -62,8 +63,7 @@ def prepare_maps(
     maps = as_maps(attributions, name=name).detach()
     if maps.shape[0] != batch_size:
         raise ValueError(
-            f"{name} must hold one map per example ({batch_size}); got batch size "
-            f"{maps.shape[0]}"
+            f"{name} must hold one map per example ({batch_size}); got batch size {maps.shape[0]}"
         )
     if dtype is None:
         dtype = maps.dtype if maps.is_floating_point() else torch.get_default_dtype()
@@ -120,9 +120,7 @@ def top_k_mask(ranks: Tensor, counts: Tensor, shape: Tuple[int, ...], dtype: tor
     return selected.to(dtype).reshape(ranks.shape[0], 1, *shape)
 
 
-def threshold_mask(
-    maps: Tensor, threshold: Union[float, Tensor], binary: bool = False
-) -> Tensor:
+def threshold_mask(maps: Tensor, threshold: Union[float, Tensor], binary: bool = False) -> Tensor:
     r"""
     ``I_t = I ⊙ 1[I ≥ t]`` (soft), or the binary ``M_t = 1[I_t ≠ 0]`` (TFT's mask).
 

@@ -9,6 +9,7 @@ and returns the ``N x S`` target scores. Because every job is built from its own
 example only, the chunk size cannot change a result (apart from the model's own
 batch dependence, e.g. BatchNorm in training mode).
 """
+
 from typing import Any, Callable, Optional, Tuple
 
 import torch
@@ -31,9 +32,7 @@ def check_score(score: str) -> str:
 def _to_scores(outputs: Tensor, score: str) -> Tensor:
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
-        raise ValueError(
-            f"forward_func must return an N x num_classes tensor; got {shape}"
-        )
+        raise ValueError(f"forward_func must return an N x num_classes tensor; got {shape}")
     if score == "probability":
         return torch.softmax(outputs, dim=1)
     return outputs
@@ -75,9 +74,7 @@ def original_scores(
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
     all_scores = evaluate_in_chunks(
-        lambda examples: _forward_scores(
-            forward_func, inputs[examples], examples, num, afa, score
-        ),
+        lambda examples: _forward_scores(forward_func, inputs[examples], examples, num, afa, score),
         num,
         max_examples_per_batch,
         inputs.device,
@@ -122,9 +119,7 @@ def perturbed_scores(
     def job_scores(jobs: Tensor) -> Tensor:
         examples = torch.div(jobs, num_steps, rounding_mode="floor")
         steps = jobs - examples * num_steps
-        scores = _forward_scores(
-            forward_func, build(examples, steps), examples, num, afa, score
-        )
+        scores = _forward_scores(forward_func, build(examples, steps), examples, num, afa, score)
         if return_all:
             return scores
         return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)

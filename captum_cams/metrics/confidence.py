@@ -8,6 +8,7 @@ the score on the masked input ``M ⊙ x`` (more generally
 ``M ⊙ x + (1 − M) ⊙ b`` with a baseline ``b``), ``M`` made from ``mm(up(I))``.
 Scores are softmax probabilities unless ``score="logit"``.
 """
+
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch

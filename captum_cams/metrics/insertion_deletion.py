@@ -9,6 +9,7 @@ removed from the input (deletion: replaced by the baseline) or added to the base
 scores is integrated with the trapezoid rule against the actual fractions ``k/(H·W)``
 on ``[0, 1]``.
 """
+
 import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -47,9 +48,7 @@ class InsertionDeletionResult(NamedTuple):
 
 def _curve_counts(step: float, num_pixels: int) -> Tensor:
     num_points = int(math.ceil(1.0 / step - 1e-9)) + 1
-    counts = [
-        count_of_fraction(min(i * step, 1.0), num_pixels) for i in range(num_points)
-    ]
+    counts = [count_of_fraction(min(i * step, 1.0), num_pixels) for i in range(num_points)]
     counts[-1] = num_pixels
     return torch.tensor(counts, dtype=torch.long)
 

@@ -14,6 +14,7 @@ Ground truth (argument ``masks``) is given either as
 
 The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -29,17 +30,14 @@ DEFAULT_PXAP_THRESHOLDS: Tuple[float, ...] = tuple(i / 100 for i in range(101))
 
 
 def _check_size(image_size: Sequence[int], name: str = "image_size") -> Tuple[int, int]:
-    if (
-        len(image_size) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size)
+    if len(image_size) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size
     ):
         raise ValueError(f"{name} must be a pair of positive ints (H, W); got {image_size!r}")
     return int(image_size[0]), int(image_size[1])
 
 
-def boxes_to_masks(
-    boxes: GroundTruth, image_size: Sequence[int], name: str = "boxes"
-) -> Tensor:
+def boxes_to_masks(boxes: GroundTruth, image_size: Sequence[int], name: str = "boxes") -> Tensor:
     r"""
     Turns boxes into boolean masks.
 
@@ -65,7 +63,9 @@ def boxes_to_masks(
     per_example: List[Tensor]
     if isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"{name} must be N x 4 (x1, y1, x2, y2); got shape {tuple(boxes.shape)}")
+            raise ValueError(
+                f"{name} must be N x 4 (x1, y1, x2, y2); got shape {tuple(boxes.shape)}"
+            )
         per_example = [boxes[i : i + 1] for i in range(boxes.shape[0])]
     elif isinstance(boxes, (list, tuple)):
         per_example = []
@@ -89,7 +89,9 @@ def boxes_to_masks(
             raise ValueError(f"{name} of example {i} contain NaN or inf")
         x1, y1, x2, y2 = (b[:, j].reshape(-1, 1, 1) for j in range(4))
         if bool(((x1 > x2) | (y1 > y2)).any()):
-            raise ValueError(f"{name} of example {i} must have x1 <= x2 and y1 <= y2; got {b.tolist()}")
+            raise ValueError(
+                f"{name} of example {i} must have x1 <= x2 and y1 <= y2; got {b.tolist()}"
+            )
         if bool(((x1 < 0) | (y1 < 0) | (x2 > width - 1) | (y2 > height - 1)).any()):
             raise ValueError(
                 f"{name} of example {i} lie outside the {height} x {width} image "
@@ -109,9 +111,7 @@ def _ground_truth(
     name: str = "masks",
 ) -> Tensor:
     r"""Ground truth as ``N x 1 x H x W`` bool masks, checked."""
-    is_boxes = (isinstance(masks, Tensor) and masks.dim() == 2) or isinstance(
-        masks, (list, tuple)
-    )
+    is_boxes = (isinstance(masks, Tensor) and masks.dim() == 2) or isinstance(masks, (list, tuple))
     if is_boxes:
         size = _check_size(image_size) if image_size is not None else default_size
         gt = boxes_to_masks(masks, size, name=name)
@@ -146,9 +146,8 @@ def _ground_truth(
     if not allow_empty:
         empty = ~gt.flatten(1).any(dim=1)
         if bool(empty.any()):
-            raise ValueError(
-                f"{name} is empty (no pixel inside) for examples {empty.nonzero().flatten().tolist()}"
-            )
+            examples = empty.nonzero().flatten().tolist()
+            raise ValueError(f"{name} is empty (no pixel inside) for examples {examples}")
     return gt
 
 

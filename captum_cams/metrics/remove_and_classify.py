@@ -6,6 +6,7 @@ erased (replaced by a blurred or zero baseline) and the model classifies the res
 the same is done with ``round(k·H·W)`` pixels chosen at random (seeded). A map that
 finds the evidence should make accuracy fall faster than random erasure.
 """
+
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
@@ -112,9 +113,7 @@ def remove_and_classify(
         random_ranks = torch.stack(
             [torch.randperm(num_pixels, generator=generator) for _ in range(num)]
         ).to(x.device)
-        counts = torch.tensor(
-            [count_of_fraction(f, num_pixels) for f in values], device=x.device
-        )
+        counts = torch.tensor([count_of_fraction(f, num_pixels) for f in values], device=x.device)
         base = make_baseline(x, baselines)
         _, idx, _ = original_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"

@@ -3,6 +3,7 @@ r"""Sanity checks of attribution methods: cascading model-parameter randomisatio
 (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018; Libra-CAM's check)
 and the cosine similarity of channel weights (LIFT-CAM's Table 2).
 """
+
 import copy
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
@@ -156,7 +157,11 @@ def cascading_randomization(
         idx = target_indices(target, work(x))
     original = as_maps(attribute_func(work, x, idx)).detach()
     devices = sorted(
-        {p.device.index for p in work.parameters() if p.device.type == "cuda" and p.device.index is not None}
+        {
+            p.device.index
+            for p in work.parameters()
+            if p.device.type == "cuda" and p.device.index is not None
+        }
     )
     columns = []
     for step, name in enumerate(names):

@@ -6,6 +6,7 @@ ResNet-56 by Yerlan Idelbayev, BSD-2-Clause). It is written so that every call s
 of a non-linearity is its own out-of-place module and the whole network traces with
 ``torch.fx``, which the head extraction of :mod:`captum_cams.attr` relies on.
 """
+
 import os
 from typing import List, Union
 
@@ -29,9 +30,7 @@ class OptionAShortcut(nn.Module):
         self.pad_channels = pad_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pad(
-            x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad_channels, self.pad_channels)
-        )
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad_channels, self.pad_channels))
 
 
 class BasicBlock(nn.Module):
@@ -153,7 +152,7 @@ def load_cifar_resnet(
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {name!r} holds no state_dict")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     model = _ARCHITECTURES[arch]()
     model.load_state_dict(state)
     return model.eval()

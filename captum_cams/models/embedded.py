@@ -11,6 +11,7 @@ global average pooling, ``Flatten`` and one ``Linear``, so its head is linear.
 Train it again with ``python -m captum_cams.models.train_embedded`` (see
 ``docs/embedded_default.md``).
 """
+
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -40,9 +41,7 @@ class ConvBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, 3, stride=stride, padding=1, bias=False
-        )
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
 

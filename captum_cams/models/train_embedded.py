@@ -13,6 +13,7 @@ generated once and kept in memory; the reported accuracy is on the first
 thread count a run is repeatable. The checkpoint is written atomically (temporary
 file, then ``os.replace``) and loads with :func:`load_embedded_default`.
 """
+
 import argparse
 import shlex
 import sys
@@ -58,15 +59,13 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 @torch.no_grad()
-def accuracy(
-    model: torch.nn.Module, images: Tensor, labels: Tensor, batch: int = 500
-) -> float:
+def accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor, batch: int = 500) -> float:
     r"""Top-1 accuracy of ``model`` (put in eval mode) on ``images``, in ``[0, 1]``."""
     model.eval()
     correct = 0
     for start in range(0, images.shape[0], batch):
-        logits = model(images[start:start + batch])
-        correct += int((logits.argmax(1) == labels[start:start + batch]).sum())
+        logits = model(images[start : start + batch])
+        correct += int((logits.argmax(1) == labels[start : start + batch]).sum())
     return correct / images.shape[0]
 
 
@@ -91,9 +90,7 @@ def main(argv: Optional[List[str]] = None) -> float:
     test = make_batch(args.test_samples, split="test", seed=args.data_seed)
 
     model = ShapesNet(num_classes=NUM_CLASSES)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=args.lr, weight_decay=args.weight_decay
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-args.train_samples // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch
@@ -105,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> float:
         model.train()
         order = torch.randperm(args.train_samples, generator=shuffler)
         for start in range(0, args.train_samples, args.batch_size):
-            idx = order[start:start + args.batch_size]
+            idx = order[start : start + args.batch_size]
             loss = F.cross_entropy(model(train.images[idx]), train.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

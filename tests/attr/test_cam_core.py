@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The shared CAM core, checked through every method built on it."""
+
 from typing import List
 
 import pytest
@@ -60,7 +61,9 @@ def _images(n: int = 3, dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 def _hook_count(model: nn.Module) -> int:
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     )
@@ -85,8 +88,15 @@ def test_grad_cam_equals_captum_layer_grad_cam_with_relu() -> None:
 def test_grad_cam_weights_are_mean_gradients_float64() -> None:
     """Grad-CAM's closed form on a linear head: dy_c/dA = W_c / (h w), weights W_c / (h w)."""
     model = _small(torch.float64)
-    head_free = nn.Sequential(model.conv1, model.relu1, model.conv2, model.relu2, model.pool,
-                              model.flatten, nn.Linear(16, 5).double()).eval()
+    head_free = nn.Sequential(
+        model.conv1,
+        model.relu1,
+        model.conv2,
+        model.relu2,
+        model.pool,
+        model.flatten,
+        nn.Linear(16, 5).double(),
+    ).eval()
     layer = head_free[3]
     _, weights = LayerGradCam(head_free, layer).attribute(
         _images(2, torch.float64), target=[0, 3], return_weights=True
@@ -153,8 +163,11 @@ def test_hooks_released_grads_and_mode_kept(method: type) -> None:
 
 def test_hooks_released_after_head_mismatch() -> None:
     model = _small()
-    attribution = LayerAblationCam(model, model.relu2, head=nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)))
+    attribution = LayerAblationCam(
+        model,
+        model.relu2,
+        head=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)),
+    )
     with pytest.raises(ValueError, match="head"):
         attribution.attribute(_images(), target=0)
     assert _hook_count(model) == 0
@@ -172,8 +185,9 @@ def test_derived_head_is_fx_and_fallback_agrees() -> None:
     fx_maps = LayerAblationCam(model, model.layer4[1]).attribute(images, target=[3, 4])
     forced = LayerAblationCam(model, model.layer4[1])
     forced.head.module, forced.head.source = None, "fallback"
-    torch.testing.assert_close(forced.attribute(images, target=[3, 4]), fx_maps,
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        forced.attribute(images, target=[3, 4]), fx_maps, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_return_weights_shapes() -> None:
@@ -184,8 +198,15 @@ def test_return_weights_shapes() -> None:
         expected = (3, 4, 4, 4) if method is LayerCam else (3, 4)
         assert weights.shape == expected, method.__name__
         torch.testing.assert_close(
-            maps, torch.relu(CamBase._weighted_sum(weights, model.relu2(model.conv2(
-                model.relu1(model.conv1(images)))))), rtol=1e-5, atol=1e-6)
+            maps,
+            torch.relu(
+                CamBase._weighted_sum(
+                    weights, model.relu2(model.conv2(model.relu1(model.conv1(images))))
+                )
+            ),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_predicted_class_is_the_default_target() -> None:
@@ -220,10 +241,13 @@ def test_additional_forward_args_follow_the_rows() -> None:
     images = _images()
     scale = torch.tensor([1.0, -2.0, 0.5])
     for method in (LayerScoreCam, LayerAblationCam, LayerGradCamPlusPlus):
-        batched = method(model, model.net.relu2).attribute(images, target=1, additional_forward_args=(scale,))
+        batched = method(model, model.net.relu2).attribute(
+            images, target=1, additional_forward_args=(scale,)
+        )
         for i in range(3):
             alone = method(model, model.net.relu2).attribute(
-                images[i : i + 1], target=1, additional_forward_args=(scale[i : i + 1],))
+                images[i : i + 1], target=1, additional_forward_args=(scale[i : i + 1],)
+            )
             torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-6)
 
 
@@ -231,8 +255,10 @@ def test_internal_batch_size_does_not_change_results() -> None:
     model = _small(torch.float64)
     images = _images(3, torch.float64)
     for method in (LayerScoreCam, LayerAblationCam):
-        results = [method(model, model.relu2).attribute(images, target=[0, 1, 2], internal_batch_size=b)
-                   for b in (1, 5, None)]
+        results = [
+            method(model, model.relu2).attribute(images, target=[0, 1, 2], internal_batch_size=b)
+            for b in (1, 5, None)
+        ]
         for other in results[1:]:
             torch.testing.assert_close(other, results[0], rtol=1e-12, atol=1e-14)
 
@@ -281,7 +307,9 @@ def test_layer_not_called_by_forward_func() -> None:
 def test_minmax_reaches_exactly_one_and_constant_maps_give_zeros() -> None:
     from captum_cams._utils.maps import minmax_normalize
 
-    maps = torch.tensor([[[[1.0, 3.0], [2.0, 5.0]]], [[[2.0, 2.0], [2.0, 2.0]]]], dtype=torch.float64)
+    maps = torch.tensor(
+        [[[[1.0, 3.0], [2.0, 5.0]]], [[[2.0, 2.0], [2.0, 2.0]]]], dtype=torch.float64
+    )
     out = minmax_normalize(maps)
     assert out[0].flatten().tolist() == [0.0, 0.5, 0.25, 1.0]
     assert out[1].abs().sum() == 0 and not torch.isnan(out).any()
@@ -291,8 +319,12 @@ def test_minmax_reaches_exactly_one_and_constant_maps_give_zeros() -> None:
 def test_batch_norm_statistics_untouched_in_train_mode(method: type) -> None:
     torch.manual_seed(3)
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
     ).train()
     before = {name: b.clone() for name, b in model.named_buffers()}
     method(model, model[2]).attribute(_images(), target=[0, 1, 2])

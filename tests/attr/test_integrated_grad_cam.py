@@ -6,6 +6,7 @@ The models are tiny ``Sequential(features, head)`` CNNs in float64, so that the
 reference sums can evaluate ``features`` and ``head`` separately with autograd,
 without any hook.
 """
+
 import functools
 from typing import List, Optional, Sequence
 

@@ -5,6 +5,7 @@ Shapley values, the DeepLIFT head rewrite and the argument checks.
 Tiny float64 models: a body (the layer) from the image to ``K`` channels and a head
 from there to 10 logits.
 """
+
 from typing import Callable, Dict, List, Tuple
 
 import pytest
@@ -75,15 +76,25 @@ def _steep(head: nn.Sequential, factor: float = 4.0) -> nn.Sequential:
 
 HEADS: Dict[str, Callable[[], nn.Module]] = {
     "affine": lambda: nn.Sequential(
-        nn.Conv2d(K, 12, 1), nn.AvgPool2d(2), nn.BatchNorm2d(12), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(12, 10),
+        nn.Conv2d(K, 12, 1),
+        nn.AvgPool2d(2),
+        nn.BatchNorm2d(12),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(12, 10),
     ),
     "relu": lambda: _conv_act_head(nn.ReLU()),
     "relu6": lambda: _steep(_conv_act_head(nn.ReLU6())),  # clips at 6 too
     "leaky_relu": lambda: _conv_act_head(nn.LeakyReLU(0.1)),
     "maxpool": lambda: nn.Sequential(
-        nn.Conv2d(K, 12, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(12, 12, 1),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 10),
+        nn.Conv2d(K, 12, 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(12, 12, 1),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(12, 10),
     ),
     "hardswish": lambda: _conv_act_head(nn.Hardswish()),
     "hardsigmoid": lambda: _conv_act_head(nn.Hardsigmoid()),
@@ -151,9 +162,7 @@ def test_affine_head_uses_gradient_times_activation_equal_to_deeplift() -> None:
     x = _inputs()
     _, fast = lift.attribute(x, target=2, return_weights=True)
     A = _activations(model, body, x).requires_grad_()
-    slow = RescaleDeepLift(lift.deeplift_head).attribute(
-        A, baselines=torch.zeros_like(A), target=2
-    )
+    slow = RescaleDeepLift(lift.deeplift_head).attribute(A, baselines=torch.zeros_like(A), target=2)
     torch.testing.assert_close(fast, slow.detach().sum(dim=(2, 3)), rtol=1e-10, atol=1e-12)
     assert not LayerLiftCam(*_model("relu")[:2]).head_is_affine
 
@@ -163,9 +172,7 @@ def test_resnet18_layer4_closed_form() -> None:
     model = torchvision.models.resnet18(weights=None).double().eval()
     x = _inputs(2, size=64)
     target = torch.tensor([3, 512])
-    maps, alpha = LayerLiftCam(model, model.layer4).attribute(
-        x, target=target, return_weights=True
-    )
+    maps, alpha = LayerLiftCam(model, model.layer4).attribute(x, target=target, return_weights=True)
     A = _activations(model, model.layer4, x)
     expected = model.fc.weight[target].detach() * A.mean(dim=(2, 3))
     torch.testing.assert_close(alpha, expected, rtol=1e-10, atol=1e-12)
@@ -177,9 +184,7 @@ def test_cifar_resnet20_layer3_closed_form() -> None:
     model = resnet20().double().eval()
     x = _inputs(2, size=32)
     target = torch.tensor([1, 7])
-    _, alpha = LayerLiftCam(model, model.layer3).attribute(
-        x, target=target, return_weights=True
-    )
+    _, alpha = LayerLiftCam(model, model.layer3).attribute(x, target=target, return_weights=True)
     A = _activations(model, model.layer3, x)
     expected = model.linear.weight[target].detach() * A.mean(dim=(2, 3))
     torch.testing.assert_close(alpha, expected, rtol=1e-10, atol=1e-12)
@@ -220,9 +225,7 @@ def test_resnet18_head_with_shared_inplace_relu() -> None:
     assert len(sites) == len(set(map(id, sites))) >= 2
     assert all(not getattr(m, "inplace", False) for m in sites)
     target = torch.tensor([5, 900])
-    _, alpha = LayerLiftCam(model, model.layer4[0]).attribute(
-        x, target=target, return_weights=True
-    )
+    _, alpha = LayerLiftCam(model, model.layer4[0]).attribute(x, target=target, return_weights=True)
     with torch.no_grad():
         gap = (head(A) - head(torch.zeros_like(A))).gather(1, target[:, None]).squeeze(1)
     torch.testing.assert_close(alpha.sum(1), gap, rtol=1e-5, atol=1e-10)
@@ -245,9 +248,7 @@ def _torchvision_case(name: str) -> Tuple[nn.Module, nn.Module]:
     return model.double().eval(), layer
 
 
-@pytest.mark.parametrize(
-    "name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "vgg11"]
-)
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "vgg11"])
 def test_torchvision_heads_rewrite_and_completeness(name: str) -> None:
     # The heads of torchvision models after their second-to-last block (ReLU6,
     # Hardswish, SiLU, MaxPool2d, functional pooling): rewritten, they compute the
@@ -281,8 +282,11 @@ def test_squeeze_excitation_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "module, name",
-    [(nn.Softmax(dim=1), "Softmax"), (nn.AdaptiveMaxPool2d(1), "AdaptiveMaxPool2d"),
-     (nn.Upsample(scale_factor=2), "Upsample")],
+    [
+        (nn.Softmax(dim=1), "Softmax"),
+        (nn.AdaptiveMaxPool2d(1), "AdaptiveMaxPool2d"),
+        (nn.Upsample(scale_factor=2), "Upsample"),
+    ],
 )
 def test_unsupported_non_linearity_is_named(module: nn.Module, name: str) -> None:
     head = nn.Sequential(nn.Conv2d(K, 10, 1), module, nn.AdaptiveAvgPool2d(1), nn.Flatten())

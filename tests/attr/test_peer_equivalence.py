@@ -5,6 +5,7 @@ pytorch-grad-cam for Grad-CAM++, XGrad-CAM, Layer-CAM and Ablation-CAM; torchcam
 Score-CAM. Both sides are compared at layer resolution after min-max normalisation,
 to 1e-4 (max abs), on a batch of 3 with 3 different targets.
 """
+
 from typing import Callable, Dict, Tuple
 
 import numpy as np

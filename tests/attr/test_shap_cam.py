@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """SHAP-CAM: exact completeness per permutation, convergence to the exact Shapley
 values, seeding, chunking and argument checks, on tiny float64 models."""
+
 from typing import List, Tuple
 
 import pytest
@@ -18,8 +19,14 @@ def _model(seed: int = 0) -> Tuple[nn.Module, nn.Module, nn.Module]:
     torch.manual_seed(seed)
     body = nn.Sequential(nn.Conv2d(3, K, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     head = nn.Sequential(
-        nn.Conv2d(K, 12, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(12, 12, 1), nn.Tanh(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 10),
+        nn.Conv2d(K, 12, 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(12, 12, 1),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(12, 10),
     )
     return nn.Sequential(body, head).double().eval(), body, head
 
@@ -64,8 +71,12 @@ def test_converges_to_exact_shapley() -> None:
     for num_permutations in (4, 16, 64, 256):
         runs = [
             shap.attribute(
-                x, target=target, num_permutations=num_permutations, seed=seed,
-                return_weights=True, internal_batch_size=None,
+                x,
+                target=target,
+                num_permutations=num_permutations,
+                seed=seed,
+                return_weights=True,
+                internal_batch_size=None,
             )[1]
             for seed in range(8)
         ]
@@ -105,8 +116,9 @@ def test_internal_batch_size_does_not_change_the_result() -> None:
     x = _inputs()
     shap = LayerShapCam(model, body)
     results = [
-        shap.attribute(x, target=[1, 2, 3], num_permutations=5, return_weights=True,
-                       internal_batch_size=size)
+        shap.attribute(
+            x, target=[1, 2, 3], num_permutations=5, return_weights=True, internal_batch_size=size
+        )
         for size in (None, 1, 7, 64)
     ]
     for maps, weights in results[1:]:

@@ -131,8 +131,7 @@ def test_class_tables() -> None:
     assert len(set(part_sets)) == NUM_CLASSES  # every class is a distinct part set
     assert GroundTruthShapes.class_parts(4) == class_parts(4)
     assert all(
-        name == "+".join(PART_NAMES[p] for p in sorted(s))
-        for name, s in zip(CLASSES, part_sets)
+        name == "+".join(PART_NAMES[p] for p in sorted(s)) for name, s in zip(CLASSES, part_sets)
     )
     with pytest.raises(ValueError, match="label"):
         class_parts(NUM_CLASSES)
@@ -185,9 +184,7 @@ def test_counterfactual_mask_on_a_collated_batch() -> None:
     assert batched.shape == (8, 1, 64, 64)
     for i in range(8):
         _, label, annotation = data[i]
-        assert torch.equal(
-            batched[i], counterfactual_mask(annotation, label, int(others[i]))
-        )
+        assert torch.equal(batched[i], counterfactual_mask(annotation, label, int(others[i])))
 
 
 def test_counterfactual_mask_rejects_a_label_that_is_not_the_images() -> None:

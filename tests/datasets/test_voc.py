@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Pascal-VOC XML reading: boxes, sizes, coordinate conversion, refusal of DTDs/entities."""
+
 import pytest
 
 from captum_cams.datasets.voc import (
@@ -37,7 +38,9 @@ def test_read_boxes_and_size(annotation):
         ("person", (1.0, 2.0, 3.0, 4.0)),
         ("dog", (5.5, 1.0, 6.0, 1.0)),
     ]
-    assert read_voc_boxes(str(annotation), include_difficult=False) == [("person", (1.0, 2.0, 3.0, 4.0))]
+    assert read_voc_boxes(str(annotation), include_difficult=False) == [
+        ("person", (1.0, 2.0, 3.0, 4.0))
+    ]
     assert read_voc_size(annotation) == (4, 6)
 
 

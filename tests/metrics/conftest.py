@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Tiny float64 models whose outputs can be worked out by hand."""
+
 from typing import Callable, Optional
 
 import pytest

@@ -2,6 +2,7 @@
 """Average drop & co., RPI, the threshold sweep and its AUC: hand-computed values on
 a 2 x 2 pixel-linear model, equality with torchcam's ClassificationMetric, batching,
 no-grad and input-safety properties, and argument errors."""
+
 import math
 from functools import partial
 
@@ -99,7 +100,9 @@ def test_relative_probability_increase_by_hand(linear_model, x22, map22):
     y1 = 1 - Y0
     rpi = relative_probability_increase(linear_model, x22, map22, target=1, threshold=0.4)
     assert rpi.item() == pytest.approx(((1 - sig(2.5)) - y1) / y1, rel=1e-12)
-    assert relative_probability_increase(linear_model, x22, map22, target=0, threshold=0.4).item() == 0
+    assert (
+        relative_probability_increase(linear_model, x22, map22, target=0, threshold=0.4).item() == 0
+    )
 
 
 def test_low_resolution_map_is_upsampled(linear_model):
@@ -115,7 +118,9 @@ def test_low_resolution_map_is_upsampled(linear_model):
 def test_threshold_sweep_by_hand(linear_model, x22, map22):
     sweep = threshold_sweep(linear_model, x22, map22, target=0, score="logit")
     assert isinstance(sweep, ThresholdSweep)
-    assert torch.allclose(sweep.thresholds, torch.tensor([i / 10 for i in range(11)], dtype=torch.float64))
+    assert torch.allclose(
+        sweep.thresholds, torch.tensor([i / 10 for i in range(11)], dtype=torch.float64)
+    )
     # kept (soft) logit per t: all three non-zero pixels up to t = 0.2 (1/4 >= t),
     # pixels 3 and 4 for t = 0.3 ... 0.5 (1/2 >= t); only pixel 4 (value 1) for
     # 0.6 <= t <= 1.0
@@ -126,7 +131,9 @@ def test_threshold_sweep_by_hand(linear_model, x22, map22):
     assert sweep.original.item() == 3.0
     binary = threshold_sweep(linear_model, x22, map22, target=0, score="logit", binary=True)
     expected_b = [2.9] * 3 + [2.5] * 3 + [1.6] * 5
-    assert torch.allclose(binary.scores[0], torch.tensor(expected_b, dtype=torch.float64), rtol=1e-12)
+    assert torch.allclose(
+        binary.scores[0], torch.tensor(expected_b, dtype=torch.float64), rtol=1e-12
+    )
     # the RPI curve of TFT is the binary sweep's API, equal to the single-τ function
     tft = threshold_sweep(linear_model, x22, map22, target=1, thresholds=[0.1, 0.4], binary=True)
     one = relative_probability_increase(linear_model, x22, map22, target=1, threshold=0.4)
@@ -139,7 +146,9 @@ def test_sweep_matches_the_single_metrics(cnn, make_batch):
     for j, t in enumerate([0.0, 0.3, 0.6]):
         kw = dict(threshold=t)
         assert torch.allclose(sweep.apd[:, j], average_drop(cnn, x, maps, **kw), atol=1e-12)
-        assert torch.allclose(sweep.api[:, j], average_probability_increase(cnn, x, maps, **kw), atol=1e-12)
+        assert torch.allclose(
+            sweep.api[:, j], average_probability_increase(cnn, x, maps, **kw), atol=1e-12
+        )
         assert torch.equal(sweep.ir[:, j], increase_in_confidence(cnn, x, maps, **kw))
         assert torch.equal(sweep.dr[:, j], drop_rate(cnn, x, maps, **kw))
     # threshold 0 (soft) is the plain soft mask
@@ -270,7 +279,10 @@ def test_per_example_additional_forward_args_follow_chunks(linear_model, x22, ma
     # logit drop is scale-free: every row (3 - 2.15 C) / 3
     for g in got:
         assert torch.allclose(g, torch.full((3,), (3.0 - 2.15 * C) / 3.0, dtype=torch.float64))
-    probs = [average_drop(linear_model, x, maps, 0, scale, max_examples_per_batch=b) for b in (1, 2, None)]
+    probs = [
+        average_drop(linear_model, x, maps, 0, scale, max_examples_per_batch=b)
+        for b in (1, 2, None)
+    ]
     expected = [(sig(3 * s) - sig(2.15 * C * s)) / sig(3 * s) for s in (1.0, 0.5, 2.0)]
     for p in probs:
         assert p.tolist() == pytest.approx(expected, rel=1e-12)

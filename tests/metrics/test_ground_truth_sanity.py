@@ -4,6 +4,7 @@
 Grad-CAM of the embedded model must put far more of its energy in the object's box
 than the box's share of the image; a random map must put about that share.
 """
+
 import torch
 
 from captum_cams import LayerGradCam

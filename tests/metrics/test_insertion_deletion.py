@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Insertion/deletion AUC: hand-computed curves on a 2 x 2 pixel-linear model,
 equality with torchcam's DeletionInsertionMetric, batching and safety properties."""
+
 from functools import partial
 
 import pytest
@@ -12,7 +13,9 @@ from captum_cams.metrics import InsertionDeletionResult, deletion_auc, gaussian_
 
 def test_deletion_curve_by_hand(linear_model, x22, map22):
     # contributions [[0.1, 0.4], [0.9, 1.6]], map order: 1.6, 0.9, 0.4, 0.1
-    res = deletion_auc(linear_model, x22, map22, target=0, step=0.25, score="logit", return_curves=True)
+    res = deletion_auc(
+        linear_model, x22, map22, target=0, step=0.25, score="logit", return_curves=True
+    )
     assert isinstance(res, InsertionDeletionResult)
     assert res.fractions.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert res.curves[0].tolist() == pytest.approx([3.0, 1.4, 0.5, 0.1, 0.0], abs=1e-12)
@@ -24,14 +27,22 @@ def test_deletion_curve_by_hand(linear_model, x22, map22):
 
 def test_insertion_curve_by_hand(linear_model, x22, map22):
     res = insertion_auc(
-        linear_model, x22, map22, target=0, step=0.25, baselines="zero", score="logit",
+        linear_model,
+        x22,
+        map22,
+        target=0,
+        step=0.25,
+        baselines="zero",
+        score="logit",
         return_curves=True,
     )
     assert res.curves[0].tolist() == pytest.approx([0.0, 1.6, 2.5, 2.9, 3.0], abs=1e-12)
     # 0.25 * (1.6 + 4.1 + 5.4 + 5.9) / 2 = 2.125
     assert res.auc.item() == pytest.approx(2.125, abs=1e-12)
     # with probabilities of class 0 the curve is sigmoid of the logits
-    prob = insertion_auc(linear_model, x22, map22, target=0, step=0.25, baselines="zero", return_curves=True)
+    prob = insertion_auc(
+        linear_model, x22, map22, target=0, step=0.25, baselines="zero", return_curves=True
+    )
     expected = torch.sigmoid(torch.tensor([0.0, 1.6, 2.5, 2.9, 3.0], dtype=torch.float64))
     assert torch.allclose(prob.curves[0], expected, atol=1e-12)
     assert prob.auc.item() == pytest.approx(torch.trapezoid(expected, dx=0.25).item(), abs=1e-12)
@@ -40,7 +51,14 @@ def test_insertion_curve_by_hand(linear_model, x22, map22):
 def test_constant_baseline_and_default_steps(linear_model, x22, map22):
     # baseline 1 everywhere: deleted pixels contribute w instead of w x
     res = deletion_auc(
-        linear_model, x22, map22, target=0, step=0.5, baselines=1.0, score="logit", return_curves=True
+        linear_model,
+        x22,
+        map22,
+        target=0,
+        step=0.5,
+        baselines=1.0,
+        score="logit",
+        return_curves=True,
     )
     # k = 0, 2, 4: [3.0, 0.1 + 0.4 + 0.3 + 0.4, 0.1 + 0.2 + 0.3 + 0.4]
     assert res.curves[0].tolist() == pytest.approx([3.0, 1.2, 1.0], abs=1e-12)
@@ -88,7 +106,9 @@ def test_equals_torchcam_deletion_insertion(cnn, size):
     x = torch.randn(3, 3, *size, generator=gen, dtype=torch.float64)
     maps = torch.rand(3, 1, *size, generator=gen, dtype=torch.float64)
     extractor = _torchcam_extractor(cnn, maps[:, 0])
-    metric = DeletionInsertionMetric(extractor, partial(torch.softmax, dim=-1), steps=40, batch_size=7)
+    metric = DeletionInsertionMetric(
+        extractor, partial(torch.softmax, dim=-1), steps=40, batch_size=7
+    )
     dels, inss = [], []
     for i in range(3):
         metric.reset()
@@ -127,7 +147,9 @@ def test_batching_grad_and_inputs(func, cnn, make_batch):
     x, maps = make_batch(n=3)
     x.requires_grad_(True)
     before = x.detach().clone()
-    results = [func(cnn, x, maps, max_examples_per_batch=b, return_curves=True) for b in (1, 2, None)]
+    results = [
+        func(cnn, x, maps, max_examples_per_batch=b, return_curves=True) for b in (1, 2, None)
+    ]
     for r in results:
         assert r.auc.shape == (3,) and r.curves.shape == (3, 41)
         assert r.auc.grad_fn is None and r.curves.grad_fn is None

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Localisation metrics: hand-computed values, boxes vs masks, PxAP against an
 independent histogram implementation (wsolevaluation's recipe), and errors."""
+
 import numpy as np
 import pytest
 import torch
@@ -81,7 +82,9 @@ def test_pixel_average_precision_by_hand():
     masks = torch.tensor([[[0, 1, 0, 1]]])
     assert pixel_average_precision(maps, masks).item() == pytest.approx(5 / 6, rel=1e-12)
     # a perfect separation gives 1
-    assert pixel_average_precision(maps, torch.tensor([[[0, 0, 1, 1]]])).item() == pytest.approx(1.0)
+    assert pixel_average_precision(maps, torch.tensor([[[0, 0, 1, 1]]])).item() == pytest.approx(
+        1.0
+    )
     # mPxAP is the mean over sets
     m = mean_pixel_average_precision([(maps, masks), (maps, torch.tensor([[[0, 0, 1, 1]]]))])
     assert m.item() == pytest.approx((5 / 6 + 1) / 2, rel=1e-12)
@@ -127,7 +130,9 @@ def test_no_grad_and_unchanged():
     assert torch.equal(maps.detach(), before)
 
 
-@pytest.mark.parametrize("metric", [energy_pointing_game, bbox_score, pointing_game, pixel_average_precision])
+@pytest.mark.parametrize(
+    "metric", [energy_pointing_game, bbox_score, pointing_game, pixel_average_precision]
+)
 def test_errors_name_the_argument(metric):
     maps = torch.rand(2, 1, 4, 4)
     with pytest.raises(ValueError, match="masks of example 1 lie outside"):

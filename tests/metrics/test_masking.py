@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The shared masking module: masks, ranks, pixel counts and baselines."""
+
 import pytest
 import torch
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Remove-and-classify: hand-computed erasures on pixel-linear models, seeding,
 batching and errors."""
+
 import pytest
 import torch
 
@@ -11,11 +12,15 @@ def test_map_erasure_by_hand(linear_model, x22, map22):
     # class 0 logit = sum of kept contributions [[0.1, 0.4], [0.9, 1.6]], class 1 = 1.5.
     # Erasing by the map (zero baseline): 1 pixel -> 1.4, 2 -> 0.5, 3 -> 0.1: all class 1.
     model = type(linear_model)(linear_model.weight.data, other=1.5)
-    res = remove_and_classify(model, x22, map22, target=0, fractions=[0.25, 0.5, 0.75], baselines="zero")
+    res = remove_and_classify(
+        model, x22, map22, target=0, fractions=[0.25, 0.5, 0.75], baselines="zero"
+    )
     assert res.correct.tolist() == [[0.0, 0.0, 0.0]]
     assert res.fractions.tolist() == [0.25, 0.5, 0.75]
     # erasing the least important pixels instead (reversed map): 2.9, 2.5, 1.6 -> kept
-    rev = remove_and_classify(model, x22, -map22, target=0, fractions=[0.25, 0.5, 0.75], baselines="zero")
+    rev = remove_and_classify(
+        model, x22, -map22, target=0, fractions=[0.25, 0.5, 0.75], baselines="zero"
+    )
     assert rev.correct.tolist() == [[1.0, 1.0, 1.0]]
 
 
@@ -48,7 +53,9 @@ def test_seed_batching_and_safety(cnn, make_batch):
     x.requires_grad_(True)
     before = x.detach().clone()
     state = torch.get_rng_state()
-    runs = [remove_and_classify(cnn, x, maps, max_examples_per_batch=b, seed=7) for b in (1, 2, None)]
+    runs = [
+        remove_and_classify(cnn, x, maps, max_examples_per_batch=b, seed=7) for b in (1, 2, None)
+    ]
     for r in runs:
         assert r.correct.shape == (3, 9) and r.correct.grad_fn is None
         assert torch.equal(r.correct, runs[-1].correct)

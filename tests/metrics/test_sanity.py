@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Cascading randomisation (deep copy, order, hand-computed Spearman values, RNG left
 alone) and the coefficient cosine similarity."""
+
 import math
 
 import pytest
@@ -116,7 +117,9 @@ def test_cascading_errors(cnn, make_batch):
 def test_coefficient_cosine_similarity():
     w = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
     ref = torch.tensor([[1.0, 1.0], [1.0, 1.0], [-2.0, -4.0]], dtype=torch.float64)
-    assert coefficient_cosine_similarity(w, ref).tolist() == pytest.approx([1 / math.sqrt(2), 0.0, -1.0])
+    assert coefficient_cosine_similarity(w, ref).tolist() == pytest.approx(
+        [1 / math.sqrt(2), 0.0, -1.0]
+    )
     g = coefficient_cosine_similarity(w.requires_grad_(), ref)
     assert g.grad_fn is None
     with pytest.raises(ValueError, match="same shape"):

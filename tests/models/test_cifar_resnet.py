@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The CIFAR ResNet definition against the real shared checkpoints and photos."""
+
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,21 @@ def test_accuracy_matches_the_data_readme(cifar10_root: Path, checkpoint: str) -
 
 def test_every_baseline_gives_finite_non_constant_maps(cifar10_root: Path) -> None:
     model = load_cifar_resnet(cifar10_root / "resnet20-12fca82f.th")
-    images, labels = next(iter(torch.utils.data.DataLoader(
-        _first_per_class(cifar10_test_set(cifar10_root), 1), batch_size=10)))
-    for method in (LayerGradCam, LayerGradCamPlusPlus, LayerXGradCam, LayerCam,
-                   LayerAblationCam, LayerScoreCam):
+    images, labels = next(
+        iter(
+            torch.utils.data.DataLoader(
+                _first_per_class(cifar10_test_set(cifar10_root), 1), batch_size=10
+            )
+        )
+    )
+    for method in (
+        LayerGradCam,
+        LayerGradCamPlusPlus,
+        LayerXGradCam,
+        LayerCam,
+        LayerAblationCam,
+        LayerScoreCam,
+    ):
         maps = method(model, model.layer3).attribute(images, target=labels)
         assert maps.shape == (10, 1, 8, 8), method.__name__
         assert torch.isfinite(maps).all(), method.__name__

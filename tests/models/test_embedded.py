@@ -135,8 +135,18 @@ def test_save_checkpoint_refuses_metadata_weights_only_cannot_load(tmp_path) -> 
 def test_training_command_writes_a_loadable_checkpoint(tmp_path, capsys) -> None:
     out = tmp_path / "tiny.pt"
     accuracy = train_embedded.main(
-        ["--epochs", "1", "--train-samples", "32", "--test-samples", "16",
-         "--batch-size", "16", "--out", str(out)]
+        [
+            "--epochs",
+            "1",
+            "--train-samples",
+            "32",
+            "--test-samples",
+            "16",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+        ]
     )
     assert 0.0 <= accuracy <= 1.0
     assert "test accuracy" in capsys.readouterr().out

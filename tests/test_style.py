@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""The code stays lint-clean and formatted (ruff, configured in ruff.toml)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PATHS = ["captum_cams", "tests", "benchmarks"]
+
+
+@pytest.mark.parametrize("arguments", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff(arguments: list) -> None:
+    pytest.importorskip("ruff", reason="ruff is part of the test extra")
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *arguments, *PATHS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
