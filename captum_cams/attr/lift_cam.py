@@ -3,6 +3,7 @@ import warnings
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
+from captum.attr import InputXGradient
 from captum.attr._utils.attribution import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
@@ -39,8 +40,10 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
     adaptive max-pool, softmax, an unknown module) is refused when the method is
     constructed — never a silent gradient fallback. When the head is affine (only
     linear layers, convolutions, batch-norm, average pooling, reshapes, dropout in
-    eval mode), DeepLIFT with a zero reference equals gradient times activation and
-    the weights come from the one backward pass to the layer that Grad-CAM needs.
+    eval mode), DeepLIFT with a zero reference equals gradient times activation, and
+    the weights come from Captum's ``InputXGradient`` on the head (the quantity of
+    Captum's ``LayerGradientXActivation`` at the layer, without a backward pass
+    through the layers before it).
 
     Paper: Jung & Oh, "Towards Better Explanations of Class Activation Mapping",
     ICCV 2021. https://arxiv.org/abs/2102.05228
@@ -84,19 +87,24 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 "model from the layer's output to its output)"
             )
         self.deeplift_head, self.head_is_affine = deeplift_head(self.head.module)
-        # An affine head needs only dF_c/dA: one backward to the layer, as Grad-CAM.
-        self.uses_gradients = self.head_is_affine
+        # The layer's activations come from a forward-only capture; both paths then
+        # work on the head alone.
+        self.uses_gradients = False
 
     def _weights(self, context: CamContext) -> Tensor:
         check_eval_mode(self.deeplift_head)
         self._verified_head(context)
         activations = context.activations
+        inputs = activations.clone().requires_grad_()
         if self.head_is_affine:
             # DeepLIFT with a zero reference through an affine head is exactly
-            # gradient x activation, summed over positions.
-            assert context.gradients is not None
-            return (context.gradients * activations).sum(dim=(2, 3))
-        inputs = activations.clone().requires_grad_()
+            # gradient x activation: Captum's InputXGradient on the head (what
+            # LayerGradientXActivation computes at the layer, without re-running
+            # the layers before it), summed over positions.
+            contributions = InputXGradient(self.head.module).attribute(
+                inputs, target=context.target
+            )
+            return contributions.detach().sum(dim=(2, 3))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
             contributions = RescaleDeepLift(self.deeplift_head).attribute(
