@@ -24,19 +24,24 @@ from torch import Tensor
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams.metrics._masking import (
     BaselineLike,
+    apply_mask,
     check_fraction,
+    count_of_fraction,
+    make_baseline,
+    pixel_ranks,
     prepare_maps,
     threshold_mask,
+    top_k_mask,
 )
-from captum_cams.metrics._scoring import check_metric_args, original_scores
+from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
 from captum_cams.metrics.confidence import threshold_sweep
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
 DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
 
-#: The values ``threshold_mode`` accepts. The authors' rank thresholds (fractions of
-#: pixels kept) are not implemented.
-THRESHOLD_MODES: Tuple[str, ...] = ("value",)
+#: The values ``threshold_mode`` accepts: value thresholds (the paper) or rank
+#: thresholds, fractions of pixels kept (the authors' code).
+THRESHOLD_MODES: Tuple[str, ...] = ("value", "rank")
 
 
 class TFTResult(NamedTuple):
@@ -46,13 +51,16 @@ class TFTResult(NamedTuple):
     Attributes:
         tuned_maps (Tensor): ``N x 1 x H x W`` maps at input resolution,
                     ``I_τ* = I ⊙ 1[I ≥ τ*]`` of the normalised map
-                    ``I = mm(up(attributions))``; ``I`` itself for an example whose
-                    RPI is 0 at every threshold.
+                    ``I = mm(up(attributions))`` (``I ⊙ top(τ*)`` for rank
+                    thresholds); ``I`` itself for an example whose RPI is 0 at
+                    every threshold.
         thresholds (Tensor): ``(N,)`` the chosen ``τ*`` per example; NaN where the
                     map was returned unchanged (every RPI 0).
         rpi_curves (Tensor): ``N x T`` RPI per example and candidate threshold,
                     columns in the order of ``grid``.
-        grid (Tensor): ``(T,)`` the candidate thresholds, ascending.
+        grid (Tensor): ``(T,)`` the candidate thresholds, ordered from the
+                    largest mask to the smallest: ascending values, or descending
+                    fractions kept for rank thresholds.
     """
 
     tuned_maps: Tensor
@@ -73,10 +81,7 @@ def _check_thresholds(thresholds: Sequence[float]) -> Tuple[float, ...]:
 
 def _check_threshold_mode(threshold_mode: str) -> None:
     if threshold_mode not in THRESHOLD_MODES:
-        raise ValueError(
-            f"threshold_mode must be 'value' (rank thresholds are not implemented); "
-            f"got {threshold_mode!r}"
-        )
+        raise ValueError(f"threshold_mode must be 'value' or 'rank'; got {threshold_mode!r}")
 
 
 @log_usage()
@@ -101,14 +106,24 @@ def threshold_fine_tuning(
     the masked input ``x̂_τ = M_τ ⊙ x`` (``I_τ ⊙ x`` with ``soft``) and
     ``RPI(τ) = max(ŷ_c − y_c, 0) / y_c`` with softmax probabilities ``y_c`` of ``x``
     and ``ŷ_c`` of ``x̂_τ``. Per example, ``τ* = argmax_τ RPI(τ)``; ties (exactly
-    equal RPIs) go to the smallest ``τ``. The tuned map is ``I_τ*``. Where every RPI
+    equal RPIs) go to the smallest ``τ``, i.e. the largest mask. The tuned map is
+    ``I_τ*``. Where every RPI
     of an example is 0 (no threshold raises the probability), its tuned map is
     ``I`` unchanged (normalised and upsampled, not thresholded) and its ``τ*`` is
     NaN.
 
+    With ``threshold_mode="rank"`` (the authors' code), ``τ`` is instead the
+    fraction of pixels kept: ``I_τ = I ⊙ top(τ)`` with ``top(τ)`` the binary mask of
+    the ``round(τ·H·W)`` highest pixels of ``I`` (ties by row-major index, as
+    everywhere in :mod:`captum_cams.metrics`); ``M_τ = 1[I_τ ≠ 0]`` as above. Ties
+    then go to the largest fraction, again the largest mask. (The authors zero the
+    lowest ``10·i %`` of pixels, ``i = 0 ... 10``, and mask softly: fractions kept
+    ``1.0 ... 0.1`` with ``soft=True`` come closest.)
+
     The ``N x T`` masked inputs are evaluated in one sweep
-    (:func:`captum_cams.metrics.threshold_sweep` with ``binary=True``), at most
-    ``max_examples_per_batch`` per forward pass, under ``torch.no_grad()``.
+    (:func:`captum_cams.metrics.threshold_sweep` with ``binary=True`` for value
+    thresholds), at most ``max_examples_per_batch`` per forward pass, under
+    ``torch.no_grad()``.
 
     Paper: Han, Lee & Lee, Applied Sciences 2022 (TFT, Sec. 3); the default
     thresholds are the paper's ten values.
@@ -127,15 +142,14 @@ def threshold_fine_tuning(
         max_examples_per_batch (int, optional): most inputs per forward pass.
                     None: all ``N x T`` masked inputs at once. Default: None
         thresholds (sequence of float, optional): candidate ``τ``, each in
-                    ``(0, 1]``, at least one; used in ascending order.
+                    ``(0, 1]``, at least one; the order given does not matter.
                     Default: ``(0.1, 0.2, ..., 1.0)``
         soft (bool, optional): mask the input with the soft ``I_τ`` instead of the
                     binary ``M_τ``. The tuned map is ``I_τ*`` either way.
                     Default: False
         threshold_mode (str, optional): ``"value"``: ``τ`` thresholds the values of
-                    ``I``. The authors' code also ranks pixels (``τ`` a fraction of
-                    pixels kept); that mode is not implemented and is refused.
-                    Default: ``"value"``
+                    ``I`` (the paper); ``"rank"``: ``τ`` is the fraction of pixels
+                    kept (the authors' code). Default: ``"value"``
         baselines (str, float or Tensor, optional): what removed pixels become:
                     ``None``/``"zero"`` (the paper's ``M_τ ⊙ x``), ``"blur"``, a
                     constant or a tensor broadcastable to ``inputs``. Default: None
@@ -143,7 +157,8 @@ def threshold_fine_tuning(
     Returns:
         *TFTResult*: ``(tuned_maps, thresholds, rpi_curves, grid)``: the
         ``N x 1 x H x W`` tuned maps, ``τ*`` per example ``(N,)`` (NaN where
-        unchanged), the ``N x T`` RPI curves and the ``(T,)`` ascending candidates.
+        unchanged), the ``N x T`` RPI curves and the ``(T,)`` candidates in the
+        order of the curves' columns.
 
     Examples::
 
@@ -160,6 +175,49 @@ def threshold_fine_tuning(
     values = _check_thresholds(thresholds)
     _check_threshold_mode(threshold_mode)
     x = inputs.detach()
+    if threshold_mode == "value":
+        curves, grid = _value_curves(
+            forward_func, x, attributions, target, additional_forward_args,
+            max_examples_per_batch, values, soft, baselines,
+        )  # fmt: skip
+    else:
+        curves, grid = _rank_curves(
+            forward_func, x, attributions, target, additional_forward_args,
+            max_examples_per_batch, values, soft, baselines,
+        )  # fmt: skip
+    with torch.no_grad():
+        # the sweep's own I = mm(up(attributions)), made again the same way (mm is
+        # not idempotent on maps of tiny range, so the sweeps get the originals)
+        maps = prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+        num_thresholds = grid.shape[0]
+        best = curves.max(dim=1, keepdim=True).values
+        columns = torch.arange(num_thresholds, device=grid.device).expand_as(curves)
+        first_best = torch.where(curves == best, columns, num_thresholds).min(dim=1).values
+        first_best = first_best.clamp(max=num_thresholds - 1)  # a NaN row matches nothing
+        improved = best.squeeze(1) > 0
+        tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
+        if threshold_mode == "value":
+            kept = threshold_mask(maps, grid[first_best].reshape(-1, 1, 1, 1), binary=False)
+        else:
+            kept = maps * _top_fraction_mask(maps, grid[first_best])
+        tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
+    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+
+
+def _value_curves(
+    forward_func: Callable,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    values: Tuple[float, ...],
+    soft: bool,
+    baselines: BaselineLike,
+) -> Tuple[Tensor, Tensor]:
+    r"""RPI curves of value thresholds: ``threshold_sweep``'s API (ascending grid)."""
     sweep = threshold_sweep(
         forward_func,
         x,
@@ -172,24 +230,63 @@ def threshold_fine_tuning(
         baselines=baselines,
         score="probability",
     )
-    with torch.no_grad():
-        # the sweep's own I = mm(up(attributions)), made again the same way (mm is
-        # not idempotent on maps of tiny range, so the sweep is given the originals)
+    return sweep.api, sweep.thresholds
+
+
+def _top_fraction_mask(maps: Tensor, fractions: Tensor) -> Tensor:
+    r"""Binary masks of the ``round(q·H·W)`` highest pixels, one fraction ``q`` per map."""
+    num_pixels = maps.shape[-1] * maps.shape[-2]
+    counts = torch.tensor(
+        [count_of_fraction(float(q), num_pixels) for q in fractions], device=maps.device
+    )
+    return top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
+
+
+def _rank_curves(
+    forward_func: Callable,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    values: Tuple[float, ...],
+    soft: bool,
+    baselines: BaselineLike,
+) -> Tuple[Tensor, Tensor]:
+    r"""
+    RPI curves of rank thresholds: ``τ`` is the fraction of pixels kept, the
+    ``round(τ·H·W)`` highest of ``I`` (:func:`pixel_ranks`, ties by row-major
+    index); ``I_τ = I ⊙ top(τ)`` and the mask is ``1[I_τ ≠ 0]`` (``I_τ`` with
+    ``soft``). The grid is descending, so masks shrink along the columns as they
+    do for value thresholds.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
-        curves, grid = sweep.api, sweep.thresholds
-        num_thresholds = grid.shape[0]
-        best = curves.max(dim=1, keepdim=True).values
-        columns = torch.arange(num_thresholds, device=grid.device).expand_as(curves)
-        first_best = torch.where(curves == best, columns, num_thresholds).min(dim=1).values
-        first_best = first_best.clamp(max=num_thresholds - 1)  # a NaN row matches nothing
-        improved = best.squeeze(1) > 0
-        tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
-        # τ = 0 keeps I whole: I ⊙ 1[I ≥ 0] = I, the unchanged map
-        cut = torch.where(improved, tau, torch.zeros_like(tau)).reshape(-1, 1, 1, 1)
-        tuned = threshold_mask(maps, cut, binary=False)
-    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+        base = make_baseline(x, baselines)
+        y, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            "probability",
+        )  # fmt: skip
+        grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
+        ranks = pixel_ranks(maps)
+        num_pixels = maps.shape[-1] * maps.shape[-2]
+        counts = torch.tensor(
+            [count_of_fraction(q, num_pixels) for q in grid.tolist()], device=x.device
+        )
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            top = top_k_mask(ranks[examples], counts[steps], tuple(x.shape[-2:]), x.dtype)
+            keep = threshold_mask(maps[examples] * top, 0.0, binary=not soft)
+            return apply_mask(x[examples], keep, base[examples])
+
+        o = perturbed_scores(
+            forward_func, x, grid.shape[0], build, idx, additional_forward_args,
+            max_examples_per_batch, "probability",
+        )  # fmt: skip
+        yy = y.unsqueeze(1)
+        return torch.clamp(o - yy, min=0) / yy, grid
 
 
 class ThresholdFineTuned(Attribution):
@@ -259,7 +356,8 @@ class ThresholdFineTuned(Attribution):
             return_details (bool, optional): also return the :class:`TFTResult`.
                         Default: False
             soft (bool, optional): TFT's soft-mask option. Default: False
-            threshold_mode (str, optional): only ``"value"``. Default: ``"value"``
+            threshold_mode (str, optional): ``"value"`` or ``"rank"``.
+                        Default: ``"value"``
             baselines (str, float or Tensor, optional): what removed pixels become
                         in TFT's masked inputs. Default: None (zeros)
             **attribution_kwargs (Any): further keyword arguments of the wrapped

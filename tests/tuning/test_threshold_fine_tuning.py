@@ -117,26 +117,38 @@ def test_ties_go_to_the_smallest_threshold_whatever_the_given_order():
     assert result.thresholds.tolist() == [0.7]
 
 
-def _direct_tft(model: nn.Module, x: Tensor, maps: Tensor, target: List[int]) -> tuple:
+def _kept_map(image: Tensor, order: List[int], tau: float, mode: str) -> Tensor:
+    r"""``I_τ``: ``I ⊙ 1[I ≥ τ]``, or for ranks ``I`` on its ``floor(τ·H·W + 0.5)``
+    highest pixels (``order``: pixels by value descending, ties by index)."""
+    if mode == "value":
+        return image * (image >= tau)
+    top = torch.zeros(image.numel(), dtype=image.dtype)
+    top[order[: int(math.floor(tau * image.numel() + 0.5))]] = 1
+    return image * top.reshape(image.shape)
+
+
+def _direct_tft(
+    model: nn.Module, x: Tensor, maps: Tensor, target: List[int], mode: str = "value"
+) -> tuple:
     r"""TFT written out: one example, one threshold, one forward at a time."""
+    grid = sorted(DEFAULT_TFT_THRESHOLDS, reverse=mode == "rank")
     taus, curves, tuned = [], [], []
     for i in range(x.shape[0]):
         m = F.interpolate(maps[i : i + 1], size=x.shape[-2:], mode="bilinear", align_corners=False)
         low, high = m.min(), m.max()
         image = (m - low) / torch.clamp(high - low, min=1e-7)
+        order = sorted(range(image.numel()), key=lambda p: (-image.flatten()[p].item(), p))
         with torch.no_grad():
             y = torch.softmax(model(x[i : i + 1]), dim=1)[0, target[i]]
             row = []
-            for tau in DEFAULT_TFT_THRESHOLDS:
-                kept = image * (image >= tau)
-                mask = (kept != 0).to(x.dtype)
+            for tau in grid:
+                mask = (_kept_map(image, order, tau, mode) != 0).to(x.dtype)
                 o = torch.softmax(model(mask * x[i : i + 1]), dim=1)[0, target[i]]
                 row.append(max((o - y).item(), 0.0) / y.item())
         best = max(row)
         if best > 0:
-            k = row.index(best)
-            tau_star = DEFAULT_TFT_THRESHOLDS[k]
-            tuned.append(image * (image >= tau_star))
+            tau_star = grid[row.index(best)]
+            tuned.append(_kept_map(image, order, tau_star, mode))
             taus.append(tau_star)
         else:
             tuned.append(image)
@@ -162,7 +174,41 @@ def test_equals_a_direct_per_example_per_threshold_loop():
     assert torch.equal(result.rpi_curves, sweep.api)
 
 
-def test_batching_gives_identical_results_and_leaves_inputs_alone():
+def test_rank_thresholds_equal_a_direct_loop():
+    model = small_cnn()
+    x, maps = batch(n=5, seed=2)
+    target = least_likely(model, x)
+    result = threshold_fine_tuning(model, x, maps, target=target, threshold_mode="rank")
+    taus, curves, tuned = _direct_tft(model, x, maps, target, mode="rank")
+    assert result.grid.tolist() == sorted(DEFAULT_TFT_THRESHOLDS, reverse=True)
+    torch.testing.assert_close(result.rpi_curves, curves, rtol=1e-10, atol=1e-12)
+    assert result.thresholds.tolist() == pytest.approx(taus, nan_ok=True)
+    torch.testing.assert_close(result.tuned_maps, tuned, rtol=0, atol=1e-15)
+    assert any(not math.isnan(t) for t in taus)
+
+
+def test_rank_thresholds_by_hand():
+    # I = [0, .25, .5, 1]: fractions kept 1.0 ... 0.1 keep round(4τ) = 4, 4, 3, 3, 2, 2,
+    # 2, 1, 1, 0 pixels; the zero pixel never enters M = 1[I_τ ≠ 0]
+    result = threshold_fine_tuning(PixelLinear(), X22, MAP22, target=1, threshold_mode="rank")
+    y1 = sig(-3.0)
+    logits = [2.9] * 4 + [2.5] * 3 + [1.6] * 2 + [0.0]
+    expected = torch.tensor([(sig(-z) - y1) / y1 for z in logits], dtype=torch.float64)
+    torch.testing.assert_close(result.rpi_curves[0], expected, rtol=1e-12, atol=0)
+    assert result.thresholds.tolist() == [0.1]  # nothing kept: the empty mask wins
+    assert result.tuned_maps.eq(0).all()
+    # without 0.1, fractions 0.3 and 0.2 keep the same pixel and tie: the larger
+    # fraction (the larger mask) wins
+    tied = threshold_fine_tuning(
+        PixelLinear(), X22, MAP22, target=1, threshold_mode="rank", thresholds=(0.2, 0.3, 0.6)
+    )
+    assert tied.grid.tolist() == [0.6, 0.3, 0.2]
+    assert tied.thresholds.tolist() == [0.3]
+    assert torch.equal(tied.tuned_maps, I22 * (I22 >= 1.0))
+
+
+@pytest.mark.parametrize("threshold_mode", ["value", "rank"])
+def test_batching_gives_identical_results_and_leaves_inputs_alone(threshold_mode):
     model = small_cnn()
     x, maps = batch(n=3)
     x.requires_grad_(True)
@@ -170,7 +216,14 @@ def test_batching_gives_identical_results_and_leaves_inputs_alone():
     x_before, maps_before = x.detach().clone(), maps.detach().clone()
     target = least_likely(model, x.detach())
     results = [
-        threshold_fine_tuning(model, x, maps, target=target, max_examples_per_batch=size)
+        threshold_fine_tuning(
+            model,
+            x,
+            maps,
+            target=target,
+            max_examples_per_batch=size,
+            threshold_mode=threshold_mode,
+        )
         for size in (1, 2, None)
     ]
     for other in results[1:]:
@@ -260,7 +313,7 @@ def test_exported_from_the_package():
         ({"thresholds": (0.5, 1.2)}, "thresholds"),
         ({"thresholds": (-0.1,)}, "thresholds"),
         ({"thresholds": (float("nan"),)}, "thresholds"),
-        ({"threshold_mode": "rank"}, "threshold_mode"),
+        ({"threshold_mode": "Value"}, "threshold_mode"),
         ({"threshold_mode": "pixels"}, "threshold_mode"),
         ({"max_examples_per_batch": 0}, "max_examples_per_batch"),
     ],
