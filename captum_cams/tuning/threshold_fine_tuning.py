@@ -201,7 +201,8 @@ def threshold_fine_tuning(
         if threshold_mode == "value":
             kept = threshold_mask(maps, grid[first_best].reshape(-1, 1, 1, 1), binary=False)
         else:
-            kept = maps * _top_fraction_mask(maps, grid[first_best])
+            counts = _kept_counts(values, maps)[first_best]
+            kept = maps * top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
     return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
 
@@ -233,13 +234,14 @@ def _value_curves(
     return sweep.api, sweep.thresholds
 
 
-def _top_fraction_mask(maps: Tensor, fractions: Tensor) -> Tensor:
-    r"""Binary masks of the ``round(q·H·W)`` highest pixels, one fraction ``q`` per map."""
+def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
+    r"""
+    ``(T,)`` pixels kept, ``round(τ·H·W)``, per rank threshold in descending order
+    (counted from the Python floats, not from a lower-precision tensor copy).
+    """
     num_pixels = maps.shape[-1] * maps.shape[-2]
-    counts = torch.tensor(
-        [count_of_fraction(float(q), num_pixels) for q in fractions], device=maps.device
-    )
-    return top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
+    ordered = sorted(values, reverse=True)
+    return torch.tensor([count_of_fraction(q, num_pixels) for q in ordered], device=maps.device)
 
 
 def _rank_curves(
@@ -271,10 +273,7 @@ def _rank_curves(
         )  # fmt: skip
         grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
         ranks = pixel_ranks(maps)
-        num_pixels = maps.shape[-1] * maps.shape[-2]
-        counts = torch.tensor(
-            [count_of_fraction(q, num_pixels) for q in grid.tolist()], device=x.device
-        )
+        counts = _kept_counts(values, maps)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             top = top_k_mask(ranks[examples], counts[steps], tuple(x.shape[-2:]), x.dtype)

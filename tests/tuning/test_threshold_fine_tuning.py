@@ -337,3 +337,24 @@ def test_bad_maps_name_the_argument():
         threshold_fine_tuning(model, x[:, :, 0], maps, target=0)
     with pytest.raises(ValueError, match="target"):
         threshold_fine_tuning(model, x, maps, target=[0, 1, 2])
+
+
+def test_float32_keeps_its_dtype_and_counts_rank_pixels_from_the_exact_fractions():
+    # 5 pixels at 70 % kept: round(3.5) = 4 pixels; float32(0.7)·5 = 3.49999... would
+    # give 3. Class 1 gains when the lowest pixel (I = 0, positive logit) goes.
+    weight = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]).reshape(1, 1, 1, 5)
+
+    def model(x: Tensor) -> Tensor:
+        z0 = (x * weight).flatten(1).sum(1)
+        return torch.stack([z0, torch.zeros_like(z0)], dim=1)
+
+    x = torch.ones(1, 1, 1, 5)
+    maps = torch.arange(1.0, 6.0).reshape(1, 1, 1, 5)
+    result = threshold_fine_tuning(
+        model, x, maps, target=1, thresholds=(0.7,), threshold_mode="rank"
+    )
+    assert result.tuned_maps.dtype == torch.float32 and result.rpi_curves.dtype == torch.float32
+    assert result.rpi_curves[0, 0] > 0
+    # the top 4 pixels: I's 0 is the one left out, so the tuned map is I itself
+    expected = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]).reshape(1, 1, 1, 5)
+    torch.testing.assert_close(result.tuned_maps, expected)
