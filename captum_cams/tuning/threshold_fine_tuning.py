@@ -8,10 +8,12 @@ For a map ``I = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``τ``:
 ``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves come from
 :func:`captum_cams.metrics.threshold_sweep` (``binary=True``: its ``api`` is the RPI),
 so all ``N x T`` masked inputs go through the model in one chunked sweep, and the
-masks are those of :mod:`captum_cams.metrics._masking`.
+masks are those of :mod:`captum_cams.metrics._masking`. Rank thresholds (the
+authors' code) rank pixels with the same module's :func:`pixel_ranks`.
 
-Paper: Han, Lee & Lee, "Fine-tuning of class activation maps ...", Applied
-Sciences 2022 (threshold fine-tuning, TFT).
+Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
+Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
+12961, 2022. https://www.mdpi.com/2076-3417/12/24/12961
 """
 
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
@@ -125,8 +127,10 @@ def threshold_fine_tuning(
     thresholds), at most ``max_examples_per_batch`` per forward pass, under
     ``torch.no_grad()``.
 
-    Paper: Han, Lee & Lee, Applied Sciences 2022 (TFT, Sec. 3); the default
-    thresholds are the paper's ten values.
+    Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural
+    Networks for Improved Input Attribution Based on Class Activation Maps",
+    Applied Sciences 2022 (threshold fine-tuning); the default thresholds are the
+    paper's ten values. https://www.mdpi.com/2076-3417/12/24/12961
 
     Args:
         forward_func (Callable): The model, returning ``N x num_classes`` logits.
@@ -298,6 +302,7 @@ class ThresholdFineTuned(Attribution):
     ``forward_func``.
 
     Paper: Han, Lee & Lee, Applied Sciences 2022 (threshold fine-tuning, TFT).
+    https://www.mdpi.com/2076-3417/12/24/12961
 
     Args:
         attribution (Attribution): a Captum attribution whose ``attribute`` returns
