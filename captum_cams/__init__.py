@@ -17,6 +17,7 @@ from captum_cams.attr import (
     LayerShapCam,
     LayerXGradCam,
 )
+from captum_cams.tuning import TFTResult, ThresholdFineTuned, threshold_fine_tuning
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,7 @@ __all__ = [
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "TFTResult",
+    "ThresholdFineTuned",
+    "threshold_fine_tuning",
 ]

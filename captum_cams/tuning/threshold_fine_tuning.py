@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+r"""Threshold fine-tuning (TFT): keep only the part of a map above the threshold
+that raises the target probability most.
+
+For a map ``I = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``τ``:
+``I_τ = I ⊙ 1[I ≥ τ]``, ``M_τ = 1[I_τ ≠ 0]``, ``x̂_τ = M_τ ⊙ x`` and
+``RPI(τ) = max(ŷ_c − y_c, 0) / y_c`` (softmax probabilities). The tuned map is
+``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves come from
+:func:`captum_cams.metrics.threshold_sweep` (``binary=True``: its ``api`` is the RPI),
+so all ``N x T`` masked inputs go through the model in one chunked sweep, and the
+masks are those of :mod:`captum_cams.metrics._masking`. Rank thresholds (the
+authors' code) rank pixels with the same module's :func:`pixel_ranks`.
+
+Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
+Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
+12961, 2022. https://www.mdpi.com/2076-3417/12/24/12961
+"""
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from captum.attr._utils.attribution import Attribution
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams.metrics._masking import (
+    BaselineLike,
+    apply_mask,
+    check_fraction,
+    count_of_fraction,
+    make_baseline,
+    pixel_ranks,
+    prepare_maps,
+    threshold_mask,
+    top_k_mask,
+)
+from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics.confidence import threshold_sweep
+
+#: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
+DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
+
+#: The values ``threshold_mode`` accepts: value thresholds (the paper) or rank
+#: thresholds, fractions of pixels kept (the authors' code).
+THRESHOLD_MODES: Tuple[str, ...] = ("value", "rank")
+
+
+class TFTResult(NamedTuple):
+    r"""
+    Result of :func:`threshold_fine_tuning`.
+
+    Attributes:
+        tuned_maps (Tensor): ``N x 1 x H x W`` maps at input resolution,
+                    ``I_τ* = I ⊙ 1[I ≥ τ*]`` of the normalised map
+                    ``I = mm(up(attributions))`` (``I ⊙ top(τ*)`` for rank
+                    thresholds); ``I`` itself for an example whose RPI is 0 at
+                    every threshold.
+        thresholds (Tensor): ``(N,)`` the chosen ``τ*`` per example; NaN where the
+                    map was returned unchanged (every RPI 0).
+        rpi_curves (Tensor): ``N x T`` RPI per example and candidate threshold,
+                    columns in the order of ``grid``.
+        grid (Tensor): ``(T,)`` the candidate thresholds, ordered from the
+                    largest mask to the smallest: ascending values, or descending
+                    fractions kept for rank thresholds.
+    """
+
+    tuned_maps: Tensor
+    thresholds: Tensor
+    rpi_curves: Tensor
+    grid: Tensor
+
+
+def _check_thresholds(thresholds: Sequence[float]) -> Tuple[float, ...]:
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+        raise TypeError(
+            f"thresholds must be a sequence of numbers in (0, 1]; got {type(thresholds).__name__}"
+        )
+    if len(thresholds) == 0:
+        raise ValueError("thresholds must hold at least one value in (0, 1]; got none")
+    return tuple(sorted(check_fraction(t, "thresholds") for t in thresholds))
+
+
+def _check_threshold_mode(threshold_mode: str) -> None:
+    if threshold_mode not in THRESHOLD_MODES:
+        raise ValueError(f"threshold_mode must be 'value' or 'rank'; got {threshold_mode!r}")
+
+
+@log_usage()
+def threshold_fine_tuning(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+    soft: bool = False,
+    threshold_mode: str = "value",
+    baselines: BaselineLike = None,
+) -> TFTResult:
+    r"""
+    Threshold fine-tuning (TFT) of attribution maps.
+
+    With ``I = mm(up(attributions))`` (bilinear upsampling to the inputs' ``H x W``,
+    ``align_corners=False``, then per-example min-max to ``[0, 1]``), for every
+    candidate ``τ``: ``I_τ = I ⊙ 1[I ≥ τ]``, the binary mask ``M_τ = 1[I_τ ≠ 0]``,
+    the masked input ``x̂_τ = M_τ ⊙ x`` (``I_τ ⊙ x`` with ``soft``) and
+    ``RPI(τ) = max(ŷ_c − y_c, 0) / y_c`` with softmax probabilities ``y_c`` of ``x``
+    and ``ŷ_c`` of ``x̂_τ``. Per example, ``τ* = argmax_τ RPI(τ)``; ties (exactly
+    equal RPIs) go to the smallest ``τ``, i.e. the largest mask. The tuned map is
+    ``I_τ*``. Where every RPI
+    of an example is 0 (no threshold raises the probability), its tuned map is
+    ``I`` unchanged (normalised and upsampled, not thresholded) and its ``τ*`` is
+    NaN.
+
+    With ``threshold_mode="rank"`` (the authors' code), ``τ`` is instead the
+    fraction of pixels kept: ``I_τ = I ⊙ top(τ)`` with ``top(τ)`` the binary mask of
+    the ``round(τ·H·W)`` highest pixels of ``I`` (ties by row-major index, as
+    everywhere in :mod:`captum_cams.metrics`); ``M_τ = 1[I_τ ≠ 0]`` as above. Ties
+    then go to the largest fraction, again the largest mask. (The authors zero the
+    lowest ``10·i %`` of pixels, ``i = 0 ... 10``, and mask softly: fractions kept
+    ``1.0 ... 0.1`` with ``soft=True`` come closest.)
+
+    The ``N x T`` masked inputs are evaluated in one sweep
+    (:func:`captum_cams.metrics.threshold_sweep` with ``binary=True`` for value
+    thresholds), at most ``max_examples_per_batch`` per forward pass, under
+    ``torch.no_grad()``.
+
+    Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural
+    Networks for Improved Input Attribution Based on Class Activation Maps",
+    Applied Sciences 2022 (threshold fine-tuning); the default thresholds are the
+    paper's ten values. https://www.mdpi.com/2076-3417/12/24/12961
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images. Left unchanged; gradients are
+                    never built.
+        attributions (Tensor): maps ``N x h x w`` or ``N x 1 x h x w`` of any
+                    spatial size (e.g. a CAM at layer resolution), without NaN.
+        target (int, list[int], Tensor, optional): class per example, as Captum
+                    takes it. None: each example's predicted class. Default: None
+        additional_forward_args (Any, optional): further arguments of
+                    ``forward_func``; tensors whose first dimension is ``N`` follow
+                    their example into the chunks. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: all ``N x T`` masked inputs at once. Default: None
+        thresholds (sequence of float, optional): candidate ``τ``, each in
+                    ``(0, 1]``, at least one; the order given does not matter.
+                    Default: ``(0.1, 0.2, ..., 1.0)``
+        soft (bool, optional): mask the input with the soft ``I_τ`` instead of the
+                    binary ``M_τ``. The tuned map is ``I_τ*`` either way.
+                    Default: False
+        threshold_mode (str, optional): ``"value"``: ``τ`` thresholds the values of
+                    ``I`` (the paper); ``"rank"``: ``τ`` is the fraction of pixels
+                    kept (the authors' code). Default: ``"value"``
+        baselines (str, float or Tensor, optional): what removed pixels become:
+                    ``None``/``"zero"`` (the paper's ``M_τ ⊙ x``), ``"blur"``, a
+                    constant or a tensor broadcastable to ``inputs``. Default: None
+
+    Returns:
+        *TFTResult*: ``(tuned_maps, thresholds, rpi_curves, grid)``: the
+        ``N x 1 x H x W`` tuned maps, ``τ*`` per example ``(N,)`` (NaN where
+        unchanged), the ``N x T`` RPI curves and the ``(T,)`` candidates in the
+        order of the curves' columns.
+
+    Examples::
+
+        >>> net = ImageClassifier()
+        >>> cam = LayerGradCam(net, net.conv4)
+        >>> x = torch.randn(2, 3, 32, 32)
+        >>> maps = cam.attribute(x, target=3)          # N x 1 x 8 x 8
+        >>> tuned, tau, rpi, grid = threshold_fine_tuning(net, x, maps, target=3)
+        >>> tuned.shape, tau.shape, rpi.shape
+        (torch.Size([2, 1, 32, 32]), torch.Size([2]), torch.Size([2, 10]))
+    """
+    check_image_batch(inputs)
+    check_metric_args(max_examples_per_batch, "probability")
+    values = _check_thresholds(thresholds)
+    _check_threshold_mode(threshold_mode)
+    x = inputs.detach()
+    if threshold_mode == "value":
+        curves, grid = _value_curves(
+            forward_func, x, attributions, target, additional_forward_args,
+            max_examples_per_batch, values, soft, baselines,
+        )  # fmt: skip
+    else:
+        curves, grid = _rank_curves(
+            forward_func, x, attributions, target, additional_forward_args,
+            max_examples_per_batch, values, soft, baselines,
+        )  # fmt: skip
+    with torch.no_grad():
+        # the sweep's own I = mm(up(attributions)), made again the same way (mm is
+        # not idempotent on maps of tiny range, so the sweeps get the originals)
+        maps = prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+        num_thresholds = grid.shape[0]
+        best = curves.max(dim=1, keepdim=True).values
+        columns = torch.arange(num_thresholds, device=grid.device).expand_as(curves)
+        first_best = torch.where(curves == best, columns, num_thresholds).min(dim=1).values
+        first_best = first_best.clamp(max=num_thresholds - 1)  # a NaN row matches nothing
+        improved = best.squeeze(1) > 0
+        tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
+        if threshold_mode == "value":
+            kept = threshold_mask(maps, grid[first_best].reshape(-1, 1, 1, 1), binary=False)
+        else:
+            counts = _kept_counts(values, maps)[first_best]
+            kept = maps * top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
+        tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
+    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+
+
+def _value_curves(
+    forward_func: Callable,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    values: Tuple[float, ...],
+    soft: bool,
+    baselines: BaselineLike,
+) -> Tuple[Tensor, Tensor]:
+    r"""RPI curves of value thresholds: ``threshold_sweep``'s API (ascending grid)."""
+    sweep = threshold_sweep(
+        forward_func,
+        x,
+        attributions,
+        target=target,
+        additional_forward_args=additional_forward_args,
+        max_examples_per_batch=max_examples_per_batch,
+        thresholds=values,
+        binary=not soft,
+        baselines=baselines,
+        score="probability",
+    )
+    return sweep.api, sweep.thresholds
+
+
+def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
+    r"""
+    ``(T,)`` pixels kept, ``round(τ·H·W)``, per rank threshold in descending order
+    (counted from the Python floats, not from a lower-precision tensor copy).
+    """
+    num_pixels = maps.shape[-1] * maps.shape[-2]
+    ordered = sorted(values, reverse=True)
+    return torch.tensor([count_of_fraction(q, num_pixels) for q in ordered], device=maps.device)
+
+
+def _rank_curves(
+    forward_func: Callable,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    values: Tuple[float, ...],
+    soft: bool,
+    baselines: BaselineLike,
+) -> Tuple[Tensor, Tensor]:
+    r"""
+    RPI curves of rank thresholds: ``τ`` is the fraction of pixels kept, the
+    ``round(τ·H·W)`` highest of ``I`` (:func:`pixel_ranks`, ties by row-major
+    index); ``I_τ = I ⊙ top(τ)`` and the mask is ``1[I_τ ≠ 0]`` (``I_τ`` with
+    ``soft``). The grid is descending, so masks shrink along the columns as they
+    do for value thresholds.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
+        maps = prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+        base = make_baseline(x, baselines)
+        y, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            "probability",
+        )  # fmt: skip
+        grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
+        ranks = pixel_ranks(maps)
+        counts = _kept_counts(values, maps)
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            top = top_k_mask(ranks[examples], counts[steps], tuple(x.shape[-2:]), x.dtype)
+            keep = threshold_mask(maps[examples] * top, 0.0, binary=not soft)
+            return apply_mask(x[examples], keep, base[examples])
+
+        o = perturbed_scores(
+            forward_func, x, grid.shape[0], build, idx, additional_forward_args,
+            max_examples_per_batch, "probability",
+        )  # fmt: skip
+        yy = y.unsqueeze(1)
+        return torch.clamp(o - yy, min=0) / yy, grid
+
+
+class ThresholdFineTuned(Attribution):
+    r"""
+    Wraps any Captum attribution (Captum's :class:`captum.attr.LayerGradCam`, this
+    package's :class:`~captum_cams.LayerGradCamPlusPlus`, :class:`~captum_cams.LayerCam`,
+    :class:`~captum_cams.LayerAblationCam`, ...) into its threshold-fine-tuned
+    version: :meth:`attribute` runs the wrapped method, then
+    :func:`threshold_fine_tuning` on its maps, with the wrapped method's
+    ``forward_func``.
+
+    Paper: Han, Lee & Lee, Applied Sciences 2022 (threshold fine-tuning, TFT).
+    https://www.mdpi.com/2076-3417/12/24/12961
+
+    Args:
+        attribution (Attribution): a Captum attribution whose ``attribute`` returns
+                    one tensor of maps (``N x h x w`` or ``N x 1 x h x w``) and
+                    which holds the model as ``forward_func``, as Captum's do.
+
+    Examples::
+
+        >>> from captum.attr import LayerGradCam
+        >>> tuned_cam = ThresholdFineTuned(LayerGradCam(net, net.conv4))
+        >>> maps = tuned_cam.attribute(x, target=3)     # N x 1 x H x W
+        >>> maps, details = tuned_cam.attribute(x, target=3, return_details=True)
+        >>> details.thresholds                          # τ* per example
+    """
+
+    def __init__(self, attribution: Attribution) -> None:
+        if not isinstance(attribution, Attribution):
+            raise TypeError(
+                "attribution must be a Captum Attribution (e.g. captum.attr.LayerGradCam); "
+                f"got {type(attribution).__name__}"
+            )
+        forward_func = getattr(attribution, "forward_func", None)
+        if not callable(forward_func):
+            raise TypeError("attribution must hold its model as a callable forward_func")
+        Attribution.__init__(self, forward_func)
+        self.attribution = attribution
+
+    @log_usage()
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Tensor,
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        max_examples_per_batch: Optional[int] = None,
+        thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+        return_details: bool = False,
+        soft: bool = False,
+        threshold_mode: str = "value",
+        baselines: BaselineLike = None,
+        **attribution_kwargs: Any,
+    ) -> Union[Tensor, Tuple[Tensor, TFTResult]]:
+        r"""
+        Args:
+            inputs (Tensor): ``N x C x H x W`` images; left unchanged.
+            target (int, list[int], Tensor, optional): class per example, as Captum
+                        takes it. None: each example's predicted class, found with
+                        one forward pass and then given to both the wrapped method
+                        and TFT (so they explain the same class). Default: None
+            additional_forward_args (Any, optional): further arguments of
+                        ``forward_func``, given to both. Default: None
+            max_examples_per_batch (int, optional): most masked inputs per forward
+                        pass of TFT's sweep. None: all at once. Default: None
+            thresholds (sequence of float, optional): TFT's candidates in
+                        ``(0, 1]``. Default: ``(0.1, 0.2, ..., 1.0)``
+            return_details (bool, optional): also return the :class:`TFTResult`.
+                        Default: False
+            soft (bool, optional): TFT's soft-mask option. Default: False
+            threshold_mode (str, optional): ``"value"`` or ``"rank"``.
+                        Default: ``"value"``
+            baselines (str, float or Tensor, optional): what removed pixels become
+                        in TFT's masked inputs. Default: None (zeros)
+            **attribution_kwargs (Any): further keyword arguments of the wrapped
+                        method's ``attribute`` (e.g. ``relu_attributions``,
+                        ``internal_batch_size``).
+
+        Returns:
+            *Tensor* or (*Tensor*, *TFTResult*): the tuned maps ``N x 1 x H x W``
+            at input resolution, and the full result with ``return_details``.
+
+        Examples::
+
+            >>> tuned_cam = ThresholdFineTuned(LayerCam(net, net.conv4))
+            >>> maps = tuned_cam.attribute(x, target=[3, 7], max_examples_per_batch=8)
+        """
+        check_image_batch(inputs)
+        check_metric_args(max_examples_per_batch, "probability")
+        _check_thresholds(thresholds)
+        _check_threshold_mode(threshold_mode)
+        if target is None:
+            with torch.no_grad(), preserved_model_state(self.forward_func):
+                _, target, _ = original_scores(
+                    self.forward_func,
+                    inputs.detach(),
+                    None,
+                    additional_forward_args,
+                    max_examples_per_batch,
+                    "probability",
+                )
+        maps = self.attribution.attribute(
+            inputs,
+            target=target,
+            additional_forward_args=additional_forward_args,
+            **attribution_kwargs,
+        )
+        if not isinstance(maps, Tensor):
+            raise TypeError(
+                "the wrapped attribution must return one tensor of maps; got "
+                f"{type(maps).__name__} (options such as return_weights are not supported)"
+            )
+        result = threshold_fine_tuning(
+            self.forward_func,
+            inputs,
+            maps,
+            target=target,
+            additional_forward_args=additional_forward_args,
+            max_examples_per_batch=max_examples_per_batch,
+            thresholds=thresholds,
+            soft=soft,
+            threshold_mode=threshold_mode,
+            baselines=baselines,
+        )
+        if return_details:
+            return result.tuned_maps, result
+        return result.tuned_maps

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Threshold fine-tuning: RPI curves and τ* worked out by hand on a 2 x 2 pixel-linear
+model and by a direct per-example, per-threshold loop on a small CNN; unchanged maps,
+ties, batching, input safety, the wrapper around Captum's and this package's CAMs, and
+argument errors."""
+
+import math
+from typing import List
+
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerGradCam as CaptumLayerGradCam
+from torch import Tensor, nn
+
+import captum_cams
+from captum_cams import LayerAblationCam, LayerCam, LayerGradCamPlusPlus
+from captum_cams.metrics import threshold_sweep
+from captum_cams.tuning import (
+    DEFAULT_TFT_THRESHOLDS,
+    TFTResult,
+    ThresholdFineTuned,
+    threshold_fine_tuning,
+)
+
+
+class PixelLinear(nn.Module):
+    r"""Two classes: logit 0 = ``Σ w ⊙ x``, logit 1 = 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        weight = torch.tensor([[[0.1, 0.2], [0.3, 0.4]]], dtype=torch.float64)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z0 = (x * self.weight).flatten(1).sum(1)
+        return torch.stack([z0, torch.zeros_like(z0)], dim=1)
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 6, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(6, 5),
+        )
+        .double()
+        .eval()
+    )
+
+
+def sig(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def batch(n: int = 4, size: int = 8, map_size: int = 4, seed: int = 1) -> tuple:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, size, size, generator=gen, dtype=torch.float64)
+    maps = torch.rand(n, 1, map_size, map_size, generator=gen, dtype=torch.float64)
+    return x, maps
+
+
+def least_likely(model: nn.Module, x: Tensor) -> List[int]:
+    with torch.no_grad():
+        return model(x).argmin(dim=1).tolist()
+
+
+# x = [[1, 2], [3, 4]]: contributions w ⊙ x = [[0.1, 0.4], [0.9, 1.6]], logit 3.0.
+# The map [[0, 1], [2, 4]] normalises exactly to I = [[0, .25], [.5, 1]]; kept pixels:
+# τ ∈ {0.1, 0.2}: {.25, .5, 1} (logit 2.9), τ ∈ {0.3, 0.4, 0.5}: {.5, 1} (2.5),
+# τ ≥ 0.6: {1} (1.6). Class 1 has probability sig(−z0): it rises as pixels go.
+X22 = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=torch.float64)
+MAP22 = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]], dtype=torch.float64)
+I22 = torch.tensor([[[[0.0, 0.25], [0.5, 1.0]]]], dtype=torch.float64)
+KEPT_LOGIT = [2.9, 2.9, 2.5, 2.5, 2.5, 1.6, 1.6, 1.6, 1.6, 1.6]
+
+
+def test_rpi_curves_and_tau_by_hand_with_ties_and_unchanged_map():
+    x, maps = X22.repeat(2, 1, 1, 1), MAP22.repeat(2, 1, 1, 1)
+    result = threshold_fine_tuning(PixelLinear(), x, maps, target=[1, 0])
+    assert isinstance(result, TFTResult)
+    assert result.grid.tolist() == list(DEFAULT_TFT_THRESHOLDS)
+    y1 = sig(-3.0)
+    expected = torch.tensor([(sig(-z) - y1) / y1 for z in KEPT_LOGIT], dtype=torch.float64)
+    torch.testing.assert_close(result.rpi_curves[0], expected, rtol=1e-12, atol=0)
+    # class 0 only loses probability: every RPI is 0
+    assert result.rpi_curves[1].eq(0).all()
+    # τ = 0.6 ... 1.0 keep the same pixel and tie exactly: the smallest wins
+    assert result.thresholds[0].item() == 0.6
+    assert torch.isnan(result.thresholds[1])
+    assert torch.equal(result.tuned_maps[0], I22[0] * (I22[0] >= 0.6))
+    assert torch.equal(result.tuned_maps[1], I22[0])  # unchanged: I itself
+    assert result.tuned_maps.shape == (2, 1, 2, 2)
+
+
+def test_soft_masks_by_hand():
+    # I_τ ⊙ x keeps 0.25·0.4 + 0.5·0.9 + 1.6 = 2.15, then 0.5·0.9 + 1.6 = 2.05, then 1.6
+    result = threshold_fine_tuning(PixelLinear(), X22, MAP22, target=1, soft=True)
+    y1 = sig(-3.0)
+    logits = [2.15] * 2 + [2.05] * 3 + [1.6] * 5
+    expected = torch.tensor([(sig(-z) - y1) / y1 for z in logits], dtype=torch.float64)
+    torch.testing.assert_close(result.rpi_curves[0], expected, rtol=1e-12, atol=0)
+    assert result.thresholds.tolist() == [0.6]
+    assert torch.equal(result.tuned_maps, I22 * (I22 >= 0.6))
+
+
+def test_ties_go_to_the_smallest_threshold_whatever_the_given_order():
+    # 0.7 and 0.9 keep the same pixel as 0.6; the grid is sorted before the sweep
+    result = threshold_fine_tuning(PixelLinear(), X22, MAP22, target=1, thresholds=[0.9, 0.7, 0.2])
+    assert result.grid.tolist() == [0.2, 0.7, 0.9]
+    assert result.rpi_curves[0, 1] == result.rpi_curves[0, 2]
+    assert result.thresholds.tolist() == [0.7]
+
+
+def _kept_map(image: Tensor, order: List[int], tau: float, mode: str) -> Tensor:
+    r"""``I_τ``: ``I ⊙ 1[I ≥ τ]``, or for ranks ``I`` on its ``floor(τ·H·W + 0.5)``
+    highest pixels (``order``: pixels by value descending, ties by index)."""
+    if mode == "value":
+        return image * (image >= tau)
+    top = torch.zeros(image.numel(), dtype=image.dtype)
+    top[order[: int(math.floor(tau * image.numel() + 0.5))]] = 1
+    return image * top.reshape(image.shape)
+
+
+def _direct_tft(
+    model: nn.Module, x: Tensor, maps: Tensor, target: List[int], mode: str = "value"
+) -> tuple:
+    r"""TFT written out: one example, one threshold, one forward at a time."""
+    grid = sorted(DEFAULT_TFT_THRESHOLDS, reverse=mode == "rank")
+    taus, curves, tuned = [], [], []
+    for i in range(x.shape[0]):
+        m = F.interpolate(maps[i : i + 1], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        low, high = m.min(), m.max()
+        image = (m - low) / torch.clamp(high - low, min=1e-7)
+        order = sorted(range(image.numel()), key=lambda p: (-image.flatten()[p].item(), p))
+        with torch.no_grad():
+            y = torch.softmax(model(x[i : i + 1]), dim=1)[0, target[i]]
+            row = []
+            for tau in grid:
+                mask = (_kept_map(image, order, tau, mode) != 0).to(x.dtype)
+                o = torch.softmax(model(mask * x[i : i + 1]), dim=1)[0, target[i]]
+                row.append(max((o - y).item(), 0.0) / y.item())
+        best = max(row)
+        if best > 0:
+            tau_star = grid[row.index(best)]
+            tuned.append(_kept_map(image, order, tau_star, mode))
+            taus.append(tau_star)
+        else:
+            tuned.append(image)
+            taus.append(math.nan)
+        curves.append(row)
+    return taus, torch.tensor(curves, dtype=x.dtype), torch.cat(tuned)
+
+
+def test_equals_a_direct_per_example_per_threshold_loop():
+    model = small_cnn()
+    x, maps = batch(n=5)
+    target = least_likely(model, x)
+    result = threshold_fine_tuning(model, x, maps, target=target)
+    taus, curves, tuned = _direct_tft(model, x, maps, target)
+    torch.testing.assert_close(result.rpi_curves, curves, rtol=1e-10, atol=1e-12)
+    assert result.thresholds.tolist() == pytest.approx(taus, nan_ok=True)
+    torch.testing.assert_close(result.tuned_maps, tuned, rtol=0, atol=1e-15)
+    assert any(not math.isnan(t) for t in taus)  # the test exercises real tuning
+    # the curves are the sweep's binary API (TFT's RPI), from one batched sweep
+    sweep = threshold_sweep(
+        model, x, maps, target=target, thresholds=DEFAULT_TFT_THRESHOLDS, binary=True
+    )
+    assert torch.equal(result.rpi_curves, sweep.api)
+
+
+def test_rank_thresholds_equal_a_direct_loop():
+    model = small_cnn()
+    x, maps = batch(n=5, seed=2)
+    target = least_likely(model, x)
+    result = threshold_fine_tuning(model, x, maps, target=target, threshold_mode="rank")
+    taus, curves, tuned = _direct_tft(model, x, maps, target, mode="rank")
+    assert result.grid.tolist() == sorted(DEFAULT_TFT_THRESHOLDS, reverse=True)
+    torch.testing.assert_close(result.rpi_curves, curves, rtol=1e-10, atol=1e-12)
+    assert result.thresholds.tolist() == pytest.approx(taus, nan_ok=True)
+    torch.testing.assert_close(result.tuned_maps, tuned, rtol=0, atol=1e-15)
+    assert any(not math.isnan(t) for t in taus)
+
+
+def test_rank_thresholds_by_hand():
+    # I = [0, .25, .5, 1]: fractions kept 1.0 ... 0.1 keep round(4τ) = 4, 4, 3, 3, 2, 2,
+    # 2, 1, 1, 0 pixels; the zero pixel never enters M = 1[I_τ ≠ 0]
+    result = threshold_fine_tuning(PixelLinear(), X22, MAP22, target=1, threshold_mode="rank")
+    y1 = sig(-3.0)
+    logits = [2.9] * 4 + [2.5] * 3 + [1.6] * 2 + [0.0]
+    expected = torch.tensor([(sig(-z) - y1) / y1 for z in logits], dtype=torch.float64)
+    torch.testing.assert_close(result.rpi_curves[0], expected, rtol=1e-12, atol=0)
+    assert result.thresholds.tolist() == [0.1]  # nothing kept: the empty mask wins
+    assert result.tuned_maps.eq(0).all()
+    # without 0.1, fractions 0.3 and 0.2 keep the same pixel and tie: the larger
+    # fraction (the larger mask) wins
+    tied = threshold_fine_tuning(
+        PixelLinear(), X22, MAP22, target=1, threshold_mode="rank", thresholds=(0.2, 0.3, 0.6)
+    )
+    assert tied.grid.tolist() == [0.6, 0.3, 0.2]
+    assert tied.thresholds.tolist() == [0.3]
+    assert torch.equal(tied.tuned_maps, I22 * (I22 >= 1.0))
+
+
+@pytest.mark.parametrize("threshold_mode", ["value", "rank"])
+def test_batching_gives_identical_results_and_leaves_inputs_alone(threshold_mode):
+    model = small_cnn()
+    x, maps = batch(n=3)
+    x.requires_grad_(True)
+    maps.requires_grad_(True)
+    x_before, maps_before = x.detach().clone(), maps.detach().clone()
+    target = least_likely(model, x.detach())
+    results = [
+        threshold_fine_tuning(
+            model,
+            x,
+            maps,
+            target=target,
+            max_examples_per_batch=size,
+            threshold_mode=threshold_mode,
+        )
+        for size in (1, 2, None)
+    ]
+    for other in results[1:]:
+        torch.testing.assert_close(other.rpi_curves, results[0].rpi_curves, rtol=1e-12, atol=0)
+        assert torch.equal(other.tuned_maps, results[0].tuned_maps)
+        assert torch.equal(other.thresholds.nan_to_num(-1), results[0].thresholds.nan_to_num(-1))
+    assert torch.equal(x.detach(), x_before) and torch.equal(maps.detach(), maps_before)
+    for tensor in results[0]:
+        assert not tensor.requires_grad and tensor.grad_fn is None
+    assert x.grad is None and maps.grad is None
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_predicted_class_is_the_default_target():
+    model = small_cnn()
+    x, maps = batch(n=3)
+    predicted = model(x).argmax(dim=1).tolist()
+    default = threshold_fine_tuning(model, x, maps)
+    explicit = threshold_fine_tuning(model, x, maps, target=predicted)
+    assert torch.equal(default.rpi_curves, explicit.rpi_curves)
+
+
+@pytest.mark.parametrize(
+    "make_method",
+    [
+        lambda model: CaptumLayerGradCam(model, model[2]),
+        lambda model: LayerGradCamPlusPlus(model, model[2]),
+        lambda model: LayerCam(model, model[2]),
+        lambda model: LayerAblationCam(model, model[2]),
+    ],
+    ids=["captum-grad-cam", "grad-cam++", "layer-cam", "ablation-cam"],
+)
+def test_wrapper_equals_method_then_tft(make_method):
+    model = small_cnn()
+    x, _ = batch(n=3)
+    target = least_likely(model, x)
+    method = make_method(model)
+    maps = method.attribute(x, target=target)
+    expected = threshold_fine_tuning(model, x, maps, target=target, max_examples_per_batch=4)
+    tuned_method = ThresholdFineTuned(method)
+    tuned, details = tuned_method.attribute(
+        x, target=target, max_examples_per_batch=4, return_details=True
+    )
+    assert tuned.shape == (3, 1, 8, 8)
+    assert torch.equal(tuned, expected.tuned_maps)
+    assert torch.equal(details.rpi_curves, expected.rpi_curves)
+    assert torch.equal(details.thresholds.nan_to_num(-1), expected.thresholds.nan_to_num(-1))
+    assert torch.equal(tuned_method.attribute(x, target=target), tuned)
+
+
+def test_wrapper_passes_method_options_and_resolves_the_default_target_once():
+    model = small_cnn()
+    x, _ = batch(n=3)
+    predicted = model(x).argmax(dim=1).tolist()
+    method = CaptumLayerGradCam(model, model[2])
+    maps = method.attribute(x, target=predicted, relu_attributions=True)
+    expected = threshold_fine_tuning(model, x, maps, target=predicted, thresholds=(0.3, 0.6))
+    # Captum's Grad-CAM cannot take target=None on an N x 5 output; the wrapper
+    # gives it (and TFT) the predicted class
+    tuned = ThresholdFineTuned(method).attribute(x, thresholds=(0.3, 0.6), relu_attributions=True)
+    assert torch.equal(tuned, expected.tuned_maps)
+
+
+def test_wrapper_refuses_what_it_cannot_wrap():
+    model = small_cnn()
+    with pytest.raises(TypeError, match="attribution"):
+        ThresholdFineTuned(model)  # type: ignore[arg-type]
+    x, _ = batch(n=2)
+    tuned = ThresholdFineTuned(LayerCam(model, model[2]))
+    with pytest.raises(TypeError, match="one tensor of maps"):
+        tuned.attribute(x, target=0, return_weights=True)
+    with pytest.raises(ValueError, match="thresholds"):
+        tuned.attribute(x, target=0, thresholds=(0.0, 0.5))
+
+
+def test_exported_from_the_package():
+    assert captum_cams.threshold_fine_tuning is threshold_fine_tuning
+    assert captum_cams.ThresholdFineTuned is ThresholdFineTuned
+    assert captum_cams.TFTResult is TFTResult
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"thresholds": ()}, "thresholds"),
+        ({"thresholds": (0.0, 0.5)}, "thresholds"),
+        ({"thresholds": (0.5, 1.2)}, "thresholds"),
+        ({"thresholds": (-0.1,)}, "thresholds"),
+        ({"thresholds": (float("nan"),)}, "thresholds"),
+        ({"threshold_mode": "Value"}, "threshold_mode"),
+        ({"threshold_mode": "pixels"}, "threshold_mode"),
+        ({"max_examples_per_batch": 0}, "max_examples_per_batch"),
+    ],
+)
+def test_bad_options_name_the_argument(kwargs, match):
+    x, maps = batch(n=2)
+    with pytest.raises(ValueError, match=match):
+        threshold_fine_tuning(small_cnn(), x, maps, target=0, **kwargs)
+
+
+def test_bad_maps_name_the_argument():
+    model = small_cnn()
+    x, maps = batch(n=2)
+    with pytest.raises(ValueError, match="attributions"):
+        threshold_fine_tuning(model, x, maps[:1], target=0)
+    nan_maps = maps.clone()
+    nan_maps[1, 0, 2, 2] = math.nan
+    with pytest.raises(ValueError, match="attributions contains NaN"):
+        threshold_fine_tuning(model, x, nan_maps, target=0)
+    with pytest.raises(ValueError, match="inputs"):
+        threshold_fine_tuning(model, x[:, :, 0], maps, target=0)
+    with pytest.raises(ValueError, match="target"):
+        threshold_fine_tuning(model, x, maps, target=[0, 1, 2])
+
+
+def test_float32_keeps_its_dtype_and_counts_rank_pixels_from_the_exact_fractions():
+    # 5 pixels at 70 % kept: round(3.5) = 4 pixels; float32(0.7)·5 = 3.49999... would
+    # give 3. Class 1 gains when the lowest pixel (I = 0, positive logit) goes.
+    weight = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]).reshape(1, 1, 1, 5)
+
+    def model(x: Tensor) -> Tensor:
+        z0 = (x * weight).flatten(1).sum(1)
+        return torch.stack([z0, torch.zeros_like(z0)], dim=1)
+
+    x = torch.ones(1, 1, 1, 5)
+    maps = torch.arange(1.0, 6.0).reshape(1, 1, 1, 5)
+    result = threshold_fine_tuning(
+        model, x, maps, target=1, thresholds=(0.7,), threshold_mode="rank"
+    )
+    assert result.tuned_maps.dtype == torch.float32 and result.rpi_curves.dtype == torch.float32
+    assert result.rpi_curves[0, 0] > 0
+    # the top 4 pixels: I's 0 is the one left out, so the tuned map is I itself
+    expected = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]).reshape(1, 1, 1, 5)
+    torch.testing.assert_close(result.tuned_maps, expected)
