@@ -23,7 +23,10 @@ from captum_cams.attr import (
     LayerCam,
     LayerGradCam,
     LayerGradCamPlusPlus,
+    LayerIntegratedGradCam,
+    LayerLiftCam,
     LayerScoreCam,
+    LayerShapCam,
     LayerXGradCam,
 )
 
@@ -35,6 +38,9 @@ METHODS: Dict[str, Type[CamBase]] = {
     "layercam": LayerCam,
     "ablationcam": LayerAblationCam,
     "scorecam": LayerScoreCam,
+    "liftcam": LayerLiftCam,
+    "shapcam": LayerShapCam,
+    "igcam": LayerIntegratedGradCam,
 }
 
 
