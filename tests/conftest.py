@@ -2,8 +2,10 @@
 """Shared fixtures: small random-weight models and the shared CIFAR-10 folder."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -28,3 +30,23 @@ def cifar10_root() -> Path:
             "../shared/data/cifar10 beside the project"
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> Callable[..., None]:
+    """Runs a script under ``torchrun --standalone`` (gloo on CPU) and fails with its output."""
+
+    def run(script: Path, *args: str, nproc: int = 2, timeout: float = 300.0) -> None:
+        root = Path(__file__).resolve().parents[1]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        env["OMP_NUM_THREADS"] = "1"
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", str(script), *args,
+        ]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            pytest.fail(f"torchrun exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+
+    return run
