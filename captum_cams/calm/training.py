@@ -210,12 +210,13 @@ def train_calm(
             images, labels = batch[0].to(device, param.dtype), batch[1].to(device)
             output = model.components(images)
             batch_loss = loss_fn(output, labels)
-            if not math.isfinite(float(batch_loss)):
+            batch_value = float(batch_loss.detach())
+            if not math.isfinite(batch_value):
                 raise FloatingPointError(f"the {loss} loss is not finite in epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
             optimizer.step()
-            total += float(batch_loss) * labels.shape[0]
+            total += batch_value * labels.shape[0]
             correct += int((output.log_probs.argmax(1) == labels).sum())
             seen += labels.shape[0]
             bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
