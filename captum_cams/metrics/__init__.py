@@ -25,7 +25,9 @@ from captum_cams.metrics.insertion_deletion import (
     insertion_auc,
 )
 from captum_cams.metrics.localization import (
+    BoxAccuracyResult,
     bbox_score,
+    box_accuracy,
     boxes_to_masks,
     energy_pointing_game,
     mean_pixel_average_precision,
@@ -62,6 +64,8 @@ __all__ = [
     "pixel_average_precision",
     "mean_pixel_average_precision",
     "boxes_to_masks",
+    "box_accuracy",
+    "BoxAccuracyResult",
     "remove_and_classify",
     "RemoveAndClassifyResult",
     "cascading_randomization",

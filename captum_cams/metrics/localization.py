@@ -15,7 +15,7 @@ Ground truth (argument ``masks``) is given either as
 The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
 """
 
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -356,3 +356,198 @@ def mean_pixel_average_precision(
     if not values:
         raise ValueError("sets must hold at least one (attributions, masks) pair")
     return torch.stack([v.to(values[0].dtype) for v in values]).mean()
+
+
+#: Where the predicted box of :func:`box_accuracy` comes from.
+BOX_SOURCES: Tuple[str, ...] = ("largest_component", "all")
+
+
+class BoxAccuracyResult(NamedTuple):
+    r"""
+    Result of :func:`box_accuracy`.
+
+    Attributes:
+        thresholds (Tensor): ``(T,)`` the map thresholds, ascending.
+        iou (Tensor): ``N x T`` IoU of each example's predicted box with its best
+                    matching ground-truth box (0 where no pixel reaches the threshold).
+        correct (Tensor): ``N x T``, 1.0 where ``iou ≥ iou_threshold``.
+        accuracy (Tensor): ``(T,)`` mean of ``correct``: box accuracy per threshold.
+        max_accuracy (Tensor): scalar, the best of ``accuracy`` (WSOL's MaxBoxAcc).
+        best_threshold (Tensor): scalar, the lowest threshold reaching ``max_accuracy``.
+    """
+
+    thresholds: Tensor
+    iou: Tensor
+    correct: Tensor
+    accuracy: Tensor
+    max_accuracy: Tensor
+    best_threshold: Tensor
+
+
+def connected_components(masks: Tensor) -> Tensor:
+    r"""
+    8-connected components of binary masks, by iterated 3 × 3 max-propagation.
+
+    Args:
+        masks (Tensor): ``B x H x W`` bool.
+
+    Returns:
+        *Tensor*: ``B x H x W`` long labels: 0 off the mask; on it, 1 + the largest
+        row-major pixel index of the pixel's component (so labels identify
+        components and are deterministic).
+    """
+    if masks.dim() != 3 or masks.dtype != torch.bool:
+        raise ValueError(
+            f"masks must be a B x H x W bool tensor; got {masks.dtype} {tuple(masks.shape)}"
+        )
+    batch, height, width = masks.shape
+    index = torch.arange(1, height * width + 1, dtype=torch.float64, device=masks.device)
+    on = masks.unsqueeze(1)
+    labels = torch.where(on, index.reshape(1, 1, height, width), 0.0)
+    while True:
+        grown = torch.nn.functional.max_pool2d(labels, 3, stride=1, padding=1)
+        grown = torch.where(on, grown, 0.0)
+        if torch.equal(grown, labels):
+            return labels[:, 0].to(torch.long)
+        labels = grown
+
+
+def _boxes_of(selected: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""Tight inclusive boxes ``B x 4`` of ``B x H x W`` bool masks, and which are non-empty."""
+    height, width = selected.shape[-2:]
+    rows, cols = selected.any(dim=2), selected.any(dim=1)
+    y1 = rows.to(torch.uint8).argmax(dim=1)
+    y2 = height - 1 - rows.flip(1).to(torch.uint8).argmax(dim=1)
+    x1 = cols.to(torch.uint8).argmax(dim=1)
+    x2 = width - 1 - cols.flip(1).to(torch.uint8).argmax(dim=1)
+    return torch.stack([x1, y1, x2, y2], dim=1), rows.any(dim=1)
+
+
+def _predicted_boxes(binary: Tensor, box_from: str) -> Tuple[Tensor, Tensor]:
+    if box_from == "largest_component":
+        labels = connected_components(binary)
+        flat = labels.flatten(1)
+        counts = torch.zeros(flat.shape[0], flat.shape[1] + 1, dtype=torch.long, device=flat.device)
+        counts.scatter_add_(1, flat, torch.ones_like(flat))
+        counts[:, 0] = 0  # background
+        largest = counts.argmax(dim=1)  # ties: the lowest label
+        binary = (labels == largest.reshape(-1, 1, 1)) & binary
+    return _boxes_of(binary)
+
+
+def _iou(pred: Tensor, truth: Tensor) -> Tensor:
+    r"""IoU of inclusive boxes ``B x 4`` with ``B x K x 4`` -> ``B x K``."""
+    pred = pred.unsqueeze(1).to(torch.float64)
+    truth = truth.to(torch.float64)
+    iw = (
+        torch.minimum(pred[..., 2], truth[..., 2]) - torch.maximum(pred[..., 0], truth[..., 0]) + 1
+    ).clamp_min(0)
+    ih = (
+        torch.minimum(pred[..., 3], truth[..., 3]) - torch.maximum(pred[..., 1], truth[..., 1]) + 1
+    ).clamp_min(0)
+    inter = iw * ih
+    area_p = (pred[..., 2] - pred[..., 0] + 1) * (pred[..., 3] - pred[..., 1] + 1)
+    area_t = (truth[..., 2] - truth[..., 0] + 1) * (truth[..., 3] - truth[..., 1] + 1)
+    return inter / (area_p + area_t - inter)
+
+
+def box_accuracy(
+    attributions: Tensor,
+    boxes: Union[Tensor, Sequence[Tensor]],
+    thresholds: Sequence[float] = DEFAULT_PXAP_THRESHOLDS,
+    iou_threshold: float = 0.5,
+    image_size: Optional[Tuple[int, int]] = None,
+    box_from: str = "largest_component",
+) -> BoxAccuracyResult:
+    r"""
+    Box accuracy of weakly-supervised localisation (WSOL; Choe et al., "Evaluating
+    weakly supervised object localization methods right", CVPR 2020, MaxBoxAcc;
+    used by CALM, Table 3) at every threshold, and its best value.
+
+    For each threshold ``t`` the map ``S = mm(up(I))`` is binarised as ``S ≥ t``;
+    the predicted box is the tight box around the largest 8-connected component
+    of it (``box_from="largest_component"``, the WSOL protocol; ties between
+    equally large components go to the one whose last row-major pixel comes
+    first) or around all its pixels (``box_from="all"``). An example is correct
+    when the IoU of the predicted box with one of its ground-truth boxes is
+    ``≥ iou_threshold``; with no pixel at ``t`` there is no box and it is wrong.
+    Components are counted in pixels (wsolevaluation uses OpenCV's contour area,
+    which can rank two components of nearly equal size differently).
+
+    Args:
+        attributions (Tensor): ``N x (1 x) h x w`` maps of any size; NaN is refused.
+        boxes (Tensor or list[Tensor]): ``N x 4`` boxes ``(x1, y1, x2, y2)`` or a list
+                    of ``N`` tensors ``K_i x 4`` (``K_i ≥ 1``), 0-based, inclusive.
+        thresholds (sequence of float, optional): Default: ``0, 0.01, ..., 1.0``
+        iou_threshold (float, optional): IoU needed for a hit, in ``(0, 1]``.
+                    Default: 0.5
+        image_size (tuple[int, int], optional): the ``(H, W)`` boxes refer to.
+                    Default: None (the attributions' size)
+        box_from (str, optional): ``"largest_component"`` or ``"all"``.
+                    Default: ``"largest_component"``
+
+    Returns:
+        *BoxAccuracyResult*: IoU and hits per example and threshold, accuracy per
+        threshold, the best accuracy and its threshold.
+
+    Examples::
+
+        >>> result = box_accuracy(maps, boxes, image_size=(224, 224))
+        >>> result.max_accuracy, result.best_threshold
+    """
+    if box_from not in BOX_SOURCES:
+        raise ValueError(f"box_from must be one of {BOX_SOURCES}; got {box_from!r}")
+    if len(thresholds) == 0:
+        raise ValueError("thresholds must hold at least one value")
+    if (
+        isinstance(iou_threshold, bool)
+        or not isinstance(iou_threshold, (int, float))
+        or not 0 < iou_threshold <= 1
+    ):
+        raise ValueError(f"iou_threshold must be in (0, 1]; got {iou_threshold!r}")
+    with torch.no_grad():
+        maps = as_maps(attributions)
+        num = maps.shape[0]
+        size = _check_size(image_size) if image_size is not None else tuple(maps.shape[-2:])
+        if isinstance(boxes, Tensor):
+            if boxes.dim() != 2 or boxes.shape[1] != 4:
+                raise ValueError(
+                    f"boxes must be N x 4 (x1, y1, x2, y2); got shape {tuple(boxes.shape)}"
+                )
+            per_example = [boxes[i : i + 1] for i in range(boxes.shape[0])]
+        elif isinstance(boxes, (list, tuple)):
+            per_example = [torch.as_tensor(b).reshape(-1, 4) for b in boxes]
+        else:
+            raise TypeError("boxes must be an N x 4 tensor or a list of K x 4 tensors")
+        if len(per_example) != num:
+            raise ValueError(
+                f"boxes must hold ground truth for every example of attributions ({num}); "
+                f"got {len(per_example)}"
+            )
+        if any(b.shape[0] == 0 for b in per_example):
+            raise ValueError("boxes must hold at least one box per example")
+        boxes_to_masks(per_example, size, name="boxes")  # checks range and order
+        most = max(b.shape[0] for b in per_example)
+        # pad with copies of the first box: the max IoU is unchanged
+        truth = torch.stack(
+            [torch.cat([b, b[:1].expand(most - b.shape[0], 4)]) for b in per_example]
+        ).to(device=maps.device, dtype=torch.float64)
+        dtype = maps.dtype if maps.is_floating_point() else torch.get_default_dtype()
+        scores = prepare_maps(maps, size, num, dtype=dtype)[:, 0]
+        t = torch.tensor(sorted(float(v) for v in thresholds), dtype=torch.float64)
+        iou = torch.zeros(num, t.shape[0], dtype=torch.float64, device=scores.device)
+        for j, value in enumerate(t.tolist()):
+            pred, found = _predicted_boxes(scores >= value, box_from)
+            best = _iou(pred, truth).max(dim=1).values
+            iou[:, j] = torch.where(found, best, 0.0)
+        correct = (iou >= iou_threshold).to(scores.dtype)
+        accuracy = correct.mean(0)
+        position = int(torch.argmax(accuracy))
+        return BoxAccuracyResult(
+            thresholds=t.to(scores.dtype),
+            iou=iou.to(scores.dtype),
+            correct=correct,
+            accuracy=accuracy,
+            max_accuracy=accuracy[position],
+            best_threshold=t[position].to(scores.dtype),
+        )

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""box_accuracy (WSOL's MaxBoxAcc): boxes and IoUs worked out by hand, components
+against scipy.ndimage.label, errors."""
+
+import pytest
+import torch
+
+from captum_cams.metrics import box_accuracy
+from captum_cams.metrics.localization import connected_components
+
+
+def _two_blobs() -> torch.Tensor:
+    # A: value 1.0, 6 pixels, rows 1-2, cols 1-3; B: value 0.6, 12 pixels, rows 4-7, cols 5-7
+    m = torch.zeros(8, 8, dtype=torch.float64)
+    m[1:3, 1:4] = 1.0
+    m[4:8, 5:8] = 0.6
+    return m
+
+
+def test_boxes_and_ious_by_hand():
+    maps = torch.stack([_two_blobs(), _two_blobs()]).unsqueeze(1)
+    truth = torch.tensor([[5, 4, 7, 7], [1, 1, 3, 2]])
+    res = box_accuracy(maps, truth, thresholds=[0.8, 0.0, 0.5])
+    assert res.thresholds.tolist() == [0.0, 0.5, 0.8]
+    # t=0: the whole image (64 px) holds the 12 px and 6 px boxes; t=0.5: the larger
+    # component B; t=0.8: only A
+    expected_iou = [[12 / 64, 1.0, 0.0], [6 / 64, 0.0, 1.0]]
+    torch.testing.assert_close(res.iou, torch.tensor(expected_iou, dtype=torch.float64))
+    assert res.correct.tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    assert res.accuracy.tolist() == [0.0, 0.5, 0.5]
+    assert res.max_accuracy.item() == 0.5 and res.best_threshold.item() == 0.5
+    # the box around all pixels >= 0.5 is (1, 1, 7, 7): 49 px, 12 of them B's box
+    every = box_accuracy(maps, truth, thresholds=[0.5], box_from="all")
+    torch.testing.assert_close(
+        every.iou[:, 0], torch.tensor([12 / 49, 6 / 49], dtype=torch.float64)
+    )
+    # a stricter IoU: 12/64 < 0.15 fails, a looser one counts it
+    loose = box_accuracy(maps[:1], truth[:1], thresholds=[0.0], iou_threshold=0.15)
+    assert loose.correct.tolist() == [[1.0]]
+
+
+def test_several_boxes_take_the_best_and_no_pixel_is_a_miss():
+    maps = _two_blobs().reshape(1, 1, 8, 8)
+    res = box_accuracy(maps, [torch.tensor([[0, 0, 0, 0], [5, 4, 7, 7]])], thresholds=[0.5])
+    assert res.iou.tolist() == [[1.0]]
+    # a constant map is all zeros after mm: nothing reaches 0.5
+    flat = box_accuracy(torch.ones(1, 1, 8, 8), torch.tensor([[0, 0, 7, 7]]), thresholds=[0.0, 0.5])
+    assert flat.iou.tolist() == [[1.0, 0.0]]
+
+
+def test_low_resolution_maps_are_upsampled():
+    # a 2 x 2 map with one hot cell, upsampled to 8 x 8: the top-left quadrant and its
+    # bilinear spill-over; at t = 1 only the pixels at the cell's peak remain
+    coarse = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]], dtype=torch.float64)
+    res = box_accuracy(coarse, torch.tensor([[0, 0, 3, 3]]), image_size=(8, 8), thresholds=[0.99])
+    # bilinear (align_corners=False) of a 2x2 map to 8x8 is 1.0 exactly on rows/cols 0-1
+    assert res.iou.tolist() == [[4 / 16]]
+
+
+def test_components_match_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 13, 11, generator=generator) > 0.55
+    masks[0] = False
+    labels = connected_components(masks)
+    for i in range(masks.shape[0]):
+        theirs, count = ndimage.label(masks[i].numpy(), structure=[[1, 1, 1]] * 3)
+        ours = labels[i].numpy()
+        assert ((ours == 0) == (theirs == 0)).all()
+        pairs = {(a, b) for a, b in zip(ours.ravel(), theirs.ravel()) if b}
+        assert len(pairs) == count == len({a for a, _ in pairs})
+
+
+def test_errors():
+    maps = torch.rand(2, 1, 8, 8)
+    boxes = torch.tensor([[0, 0, 3, 3], [1, 1, 2, 2]])
+    with pytest.raises(ValueError, match="box_from"):
+        box_accuracy(maps, boxes, box_from="contour")
+    with pytest.raises(ValueError, match="iou_threshold"):
+        box_accuracy(maps, boxes, iou_threshold=0)
+    with pytest.raises(ValueError, match="thresholds"):
+        box_accuracy(maps, boxes, thresholds=[])
+    with pytest.raises(ValueError, match="every example"):
+        box_accuracy(maps, boxes[:1])
+    with pytest.raises(ValueError, match="outside"):
+        box_accuracy(maps, torch.tensor([[0, 0, 8, 3], [1, 1, 2, 2]]))
+    with pytest.raises(ValueError, match="at least one box"):
+        box_accuracy(maps, [torch.zeros(0, 4), boxes[1]])
+    with pytest.raises(ValueError, match="NaN"):
+        box_accuracy(torch.full((2, 1, 8, 8), float("nan")), boxes)
+    with pytest.raises(ValueError, match="B x H x W bool"):
+        connected_components(torch.zeros(2, 3, 3))
