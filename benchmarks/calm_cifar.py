@@ -152,6 +152,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         models[name] = model
     results["accuracy"] = accuracy
     results["train seconds"] = seconds
+    gap = max(
+        float((a - b).detach().abs().max())
+        for a, b in zip(models["CALM_EM"].parameters(), models["CALM_ML"].parameters())
+    )
+    results["max parameter difference EM vs ML"] = gap
 
     rc_images, rc_labels = test_images[: args.rc_images], test_labels[: args.rc_images]
     maps = {"CAM": (resnet, _cam(resnet, rc_images, rc_labels))}
@@ -189,6 +194,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     for name, values in relative.items():
         cells = " | ".join(f"{100 * v:+.1f}" for v in values)
         print(f"| {name} | {cells} | {100 * sum(values) / len(values):+.2f} |")
+    print(f"\nlargest |parameter of CALM_EM - parameter of CALM_ML| after training: {gap:.2e}")
     print(f"\ntotal {time.time() - started:.0f} s")
     if args.json:
         tmp = args.json + ".tmp"

@@ -194,6 +194,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         calm[name] = model
     results["accuracy"] = accuracy
     print(f"trained in {time.time() - started:.0f} s")
+    gap = max(
+        float((a - b).detach().abs().max())
+        for a, b in zip(calm["CALM_EM"].parameters(), calm["CALM_ML"].parameters())
+    )
+    results["max parameter difference EM vs ML"] = gap
 
     methods: Dict[str, ClassMaps] = {
         "CALM_EM": _calm_joint(calm["CALM_EM"]),
@@ -247,15 +252,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     for i, subset in enumerate(subsets):
         member[i, subset] = True
     wsol: Dict[str, Dict[str, float]] = {}
+    size = (images.shape[-2], images.shape[-1])
     for name in ("CALM_EM", "CALM_ML", "CAM", "Grad-CAM", "Grad-CAM++"):
         fn = methods[name]
-        plain = box_accuracy(_in_chunks(fn, images, labels), boxes)
+        plain = box_accuracy(_in_chunks(fn, images, labels), boxes, image_size=size)
         row = {"plain": float(plain.max_accuracy), "plain_threshold": float(plain.best_threshold)}
         if name.startswith("CALM"):
             attr = CALMAttribution(calm[name])
             subset_maps = attr.attribute(images, attribution_type="subset", subset_targets=member)
             saliency = attr.attribute(images, attribution_type="saliency")
-            sal = box_accuracy(saliency, boxes)
+            sal = box_accuracy(saliency, boxes, image_size=size)
             row["saliency"] = float(sal.max_accuracy)
         elif name == "CAM":
             subset_maps = torch.zeros(len(labels), 1, 16, 16)
@@ -267,7 +273,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         else:
             wsol[name] = row
             continue
-        agg = box_accuracy(subset_maps, boxes)
+        agg = box_accuracy(subset_maps, boxes, image_size=size)
         row["subset"] = float(agg.max_accuracy)
         row["subset_threshold"] = float(agg.best_threshold)
         wsol[name] = row
@@ -297,6 +303,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         subset = f"{100 * row['subset']:.1f}" if "subset" in row else "–"
         sal = f"{100 * row['saliency']:.1f}" if "saliency" in row else "–"
         print(f"| {name} | {100 * row['plain']:.1f} | {subset} | {sal} |")
+    print(f"\nlargest |parameter of CALM_EM - parameter of CALM_ML| after training: {gap:.2e}")
     print(f"\ntotal {time.time() - started:.0f} s")
     if args.json:
         tmp = args.json + ".tmp"

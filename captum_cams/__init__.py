@@ -17,11 +17,14 @@ from captum_cams.attr import (
     LayerShapCam,
     LayerXGradCam,
 )
+from captum_cams.calm import CALM, CALMAttribution
 from captum_cams.tuning import TFTResult, ThresholdFineTuned, threshold_fine_tuning
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CALM",
+    "CALMAttribution",
     "LayerAblationCam",
     "LayerCam",
     "LayerGradCam",
