@@ -72,12 +72,12 @@ ClassMaps = Callable[[Tensor, Tensor], Tensor]
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-samples", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-samples", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01, help="backbone lr (head x10)")
-    parser.add_argument("--test-samples", type=int, default=1000)
-    parser.add_argument("--ig-steps", type=int, default=16)
+    parser.add_argument("--test-samples", type=int, default=600)
+    parser.add_argument("--ig-steps", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-dir", default=None, help="keep resumable checkpoints here")

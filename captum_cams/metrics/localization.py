@@ -17,6 +17,8 @@ The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
 
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 import torch
 from torch import Tensor
 
@@ -384,32 +386,37 @@ class BoxAccuracyResult(NamedTuple):
     best_threshold: Tensor
 
 
-def connected_components(masks: Tensor) -> Tensor:
+def _largest_component_boxes(binary: Tensor) -> Tuple[Tensor, Tensor]:
     r"""
-    8-connected components of binary masks, by iterated 3 × 3 max-propagation.
+    Boxes around the largest 8-connected component of each ``B x H x W`` bool mask.
 
-    Args:
-        masks (Tensor): ``B x H x W`` bool.
-
-    Returns:
-        *Tensor*: ``B x H x W`` long labels: 0 off the mask; on it, 1 + the largest
-        row-major pixel index of the pixel's component (so labels identify
-        components and are deterministic).
+    One ``scipy.ndimage.label`` call labels the whole stack (the structure does not
+    connect neighbouring masks); ties between equally large components go to the
+    one whose first pixel in row-major order comes first.
     """
-    if masks.dim() != 3 or masks.dtype != torch.bool:
-        raise ValueError(
-            f"masks must be a B x H x W bool tensor; got {masks.dtype} {tuple(masks.shape)}"
-        )
-    batch, height, width = masks.shape
-    index = torch.arange(1, height * width + 1, dtype=torch.float64, device=masks.device)
-    on = masks.unsqueeze(1)
-    labels = torch.where(on, index.reshape(1, 1, height, width), 0.0)
-    while True:
-        grown = torch.nn.functional.max_pool2d(labels, 3, stride=1, padding=1)
-        grown = torch.where(on, grown, 0.0)
-        if torch.equal(grown, labels):
-            return labels[:, 0].to(torch.long)
-        labels = grown
+    from scipy import ndimage
+
+    masks = binary.detach().cpu().numpy()
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True
+    labels, count = ndimage.label(masks, structure=structure)
+    batch = masks.shape[0]
+    boxes = torch.zeros(batch, 4, dtype=torch.long)
+    found = torch.zeros(batch, dtype=torch.bool)
+    if count == 0:
+        return boxes.to(binary.device), found.to(binary.device)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    slices = ndimage.find_objects(labels)
+    planes = np.array([s[0].start for s in slices])
+    # per plane: the largest component, then the lowest label (first in row-major order)
+    order = np.lexsort((np.arange(count), -sizes, planes))
+    first = np.ones(count, dtype=bool)
+    first[1:] = planes[order][1:] != planes[order][:-1]
+    for label in order[first]:
+        plane, rows, cols = slices[label]
+        boxes[plane.start] = torch.tensor([cols.start, rows.start, cols.stop - 1, rows.stop - 1])
+        found[plane.start] = True
+    return boxes.to(binary.device), found.to(binary.device)
 
 
 def _boxes_of(selected: Tensor) -> Tuple[Tensor, Tensor]:
@@ -425,13 +432,7 @@ def _boxes_of(selected: Tensor) -> Tuple[Tensor, Tensor]:
 
 def _predicted_boxes(binary: Tensor, box_from: str) -> Tuple[Tensor, Tensor]:
     if box_from == "largest_component":
-        labels = connected_components(binary)
-        flat = labels.flatten(1)
-        counts = torch.zeros(flat.shape[0], flat.shape[1] + 1, dtype=torch.long, device=flat.device)
-        counts.scatter_add_(1, flat, torch.ones_like(flat))
-        counts[:, 0] = 0  # background
-        largest = counts.argmax(dim=1)  # ties: the lowest label
-        binary = (labels == largest.reshape(-1, 1, 1)) & binary
+        return _largest_component_boxes(binary)
     return _boxes_of(binary)
 
 
@@ -466,9 +467,10 @@ def box_accuracy(
 
     For each threshold ``t`` the map ``S = mm(up(I))`` is binarised as ``S ≥ t``;
     the predicted box is the tight box around the largest 8-connected component
-    of it (``box_from="largest_component"``, the WSOL protocol; ties between
-    equally large components go to the one whose last row-major pixel comes
-    first) or around all its pixels (``box_from="all"``). An example is correct
+    of it (``box_from="largest_component"``, the WSOL protocol, components from
+    ``scipy.ndimage.label``; ties between equally large components go to the one
+    whose first row-major pixel comes first) or around all its pixels
+    (``box_from="all"``). An example is correct
     when the IoU of the predicted box with one of its ground-truth boxes is
     ``≥ iou_threshold``; with no pixel at ``t`` there is no box and it is wrong.
     Components are counted in pixels (wsolevaluation uses OpenCV's contour area,
@@ -536,10 +538,11 @@ def box_accuracy(
         scores = prepare_maps(maps, size, num, dtype=dtype)[:, 0]
         t = torch.tensor(sorted(float(v) for v in thresholds), dtype=torch.float64)
         iou = torch.zeros(num, t.shape[0], dtype=torch.float64, device=scores.device)
-        for j, value in enumerate(t.tolist()):
-            pred, found = _predicted_boxes(scores >= value, box_from)
-            best = _iou(pred, truth).max(dim=1).values
-            iou[:, j] = torch.where(found, best, 0.0)
+        for i in range(num):  # all thresholds of one example at once
+            stack = scores[i].unsqueeze(0) >= t.to(scores).reshape(-1, 1, 1)
+            pred, found = _predicted_boxes(stack, box_from)
+            best = _iou(pred, truth[i].expand(t.shape[0], -1, -1)).max(dim=1).values
+            iou[i] = torch.where(found, best, 0.0)
         correct = (iou >= iou_threshold).to(scores.dtype)
         accuracy = correct.mean(0)
         position = int(torch.argmax(accuracy))

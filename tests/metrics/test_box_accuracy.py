@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""box_accuracy (WSOL's MaxBoxAcc): boxes and IoUs worked out by hand, components
-against scipy.ndimage.label, errors."""
+"""box_accuracy (WSOL's MaxBoxAcc): boxes and IoUs worked out by hand, the largest
+component against a plain flood fill, errors."""
 
 import pytest
 import torch
 
 from captum_cams.metrics import box_accuracy
-from captum_cams.metrics.localization import connected_components
+from captum_cams.metrics.localization import _largest_component_boxes
 
 
 def _two_blobs() -> torch.Tensor:
@@ -57,18 +57,55 @@ def test_low_resolution_maps_are_upsampled():
     assert res.iou.tolist() == [[4 / 16]]
 
 
-def test_components_match_scipy():
-    ndimage = pytest.importorskip("scipy.ndimage")
+def _flood_fill_box(mask):
+    r"""Box of the largest 8-connected component by breadth-first search (ties: first found)."""
+    height, width = len(mask), len(mask[0])
+    seen, best = set(), None
+    for r in range(height):
+        for c in range(width):
+            if not mask[r][c] or (r, c) in seen:
+                continue
+            queue, component = [(r, c)], []
+            seen.add((r, c))
+            while queue:
+                y, x = queue.pop()
+                component.append((y, x))
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ny, nx = y + dy, x + dx
+                        inside = 0 <= ny < height and 0 <= nx < width
+                        if inside and mask[ny][nx] and (ny, nx) not in seen:
+                            seen.add((ny, nx))
+                            queue.append((ny, nx))
+            if best is None or len(component) > len(best):
+                best = component
+    if best is None:
+        return None
+    ys, xs = [p[0] for p in best], [p[1] for p in best]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def test_largest_component_matches_a_flood_fill():
     generator = torch.Generator().manual_seed(0)
-    masks = torch.rand(6, 13, 11, generator=generator) > 0.55
-    masks[0] = False
-    labels = connected_components(masks)
+    masks = torch.rand(12, 9, 11, generator=generator) > torch.linspace(0.3, 0.8, 12).reshape(
+        -1, 1, 1
+    )
+    masks[3] = False
+    boxes, found = _largest_component_boxes(masks)
     for i in range(masks.shape[0]):
-        theirs, count = ndimage.label(masks[i].numpy(), structure=[[1, 1, 1]] * 3)
-        ours = labels[i].numpy()
-        assert ((ours == 0) == (theirs == 0)).all()
-        pairs = {(a, b) for a, b in zip(ours.ravel(), theirs.ravel()) if b}
-        assert len(pairs) == count == len({a for a, _ in pairs})
+        expected = _flood_fill_box(masks[i].tolist())
+        assert bool(found[i]) == (expected is not None)
+        if expected is not None:
+            assert boxes[i].tolist() == expected
+    # diagonal neighbours connect (8-connectivity); of two equal components the first wins
+    diagonal = torch.zeros(1, 5, 5, dtype=torch.bool)
+    diagonal[0, 0, 0] = diagonal[0, 1, 1] = diagonal[0, 2, 2] = True
+    diagonal[0, 4, 3] = diagonal[0, 4, 4] = True
+    assert _largest_component_boxes(diagonal)[0].tolist() == [[0, 0, 2, 2]]
+    tie = torch.zeros(1, 4, 6, dtype=torch.bool)
+    tie[0, 3, 0:2] = True
+    tie[0, 0, 4:6] = True
+    assert _largest_component_boxes(tie)[0].tolist() == [[4, 0, 5, 0]]
 
 
 def test_errors():
@@ -88,5 +125,3 @@ def test_errors():
         box_accuracy(maps, [torch.zeros(0, 4), boxes[1]])
     with pytest.raises(ValueError, match="NaN"):
         box_accuracy(torch.full((2, 1, 8, 8), float("nan")), boxes)
-    with pytest.raises(ValueError, match="B x H x W bool"):
-        connected_components(torch.zeros(2, 3, 3))
