@@ -23,7 +23,8 @@ Improve Visual Feature Attribution", ICCV 2021, at CIFAR scale:
    erasing as many random pixels, each model classifying its own erased images;
    lower is better. CALM's map is the joint ``p(y, z | x)`` of the true class.
 
-Run from the repository root (defaults: about 10 CPU minutes on 2 threads)::
+Run from the repository root (defaults: 35 minutes wall clock on the shared, heavily
+loaded 2-core development machine, where all three trainings ran)::
 
     CAPTUM_CAMS_CIFAR10=/path/to/cifar10 python benchmarks/calm_cifar.py
 

@@ -31,7 +31,8 @@ map, best of the thresholds 0, 0.01, …, 1 (:func:`~captum_cams.metrics.box_acc
 it (the analogue of CUB's superclasses): for CALM ``Σ_{y∈𝒴} p(y, z|x)``, for CAM the
 sum of the min-max normalised CAMs (as the authors' code does).
 
-Run from the repository root (defaults: about 10 CPU minutes on 2 threads)::
+Run from the repository root (defaults: 17 minutes wall clock on the shared, heavily
+loaded 2-core development machine)::
 
     python benchmarks/calm_ground_truth.py
 """
