@@ -24,7 +24,7 @@ Improve Visual Feature Attribution", ICCV 2021, at CIFAR scale:
    lower is better. CALM's map is the joint ``p(y, z | x)`` of the true class.
 
 Run from the repository root (defaults: 35 minutes wall clock on the shared, heavily
-loaded 2-core development machine, where all three trainings ran)::
+loaded 2-core development machine, measured as two runs: --models em,ml and cam-ft)::
 
     CAPTUM_CAMS_CIFAR10=/path/to/cifar10 python benchmarks/calm_cifar.py
 
