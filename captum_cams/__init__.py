@@ -12,12 +12,20 @@ from captum_cams.attr import (
     LayerGradCam,
     LayerGradCamPlusPlus,
     LayerIntegratedGradCam,
+    LayerLibraCam,
     LayerLiftCam,
     LayerScoreCam,
     LayerShapCam,
     LayerXGradCam,
+    ReferenceLibrary,
 )
-from captum_cams.tuning import TFTResult, ThresholdFineTuned, threshold_fine_tuning
+from captum_cams.tuning import (
+    TFTResult,
+    ThresholdFineTuned,
+    reference_filtering,
+    threshold_calibration,
+    threshold_fine_tuning,
+)
 
 __version__ = "0.1.0"
 
@@ -27,11 +35,15 @@ __all__ = [
     "LayerGradCam",
     "LayerGradCamPlusPlus",
     "LayerIntegratedGradCam",
+    "LayerLibraCam",
     "LayerLiftCam",
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "ReferenceLibrary",
     "TFTResult",
     "ThresholdFineTuned",
+    "reference_filtering",
+    "threshold_calibration",
     "threshold_fine_tuning",
 ]

@@ -189,9 +189,13 @@ class CamBase(LayerAttribution):
         additional_forward_args: Tuple[Any, ...],
         attribute_to_layer_input: bool,
         with_gradients: Optional[bool] = None,
+        score: str = "logit",
     ) -> CamContext:
         r"""
         One forward (and, with gradients, one backward to the layer) of ``inputs``.
+
+        ``score="probability"`` differentiates the softmax probability of the target
+        instead of its logit (Libra-CAM); ``context.outputs`` are the logits either way.
 
         ``with_gradients`` overrides :attr:`uses_gradients` for this pass (a gradient
         method may need forward-only passes too, e.g. Integrated Grad-CAM's
@@ -207,7 +211,8 @@ class CamBase(LayerAttribution):
                 raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
             record["target"] = target_indices(target, outputs)
             record["outputs"] = outputs.detach()
-            return outputs.gather(1, record["target"][:, None]).squeeze(1)
+            scores = torch.softmax(outputs, dim=1) if score == "probability" else outputs
+            return scores.gather(1, record["target"][:, None]).squeeze(1)
 
         gradients: Optional[Tensor] = None
         try:

@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
-"""Fine-tuning of class-activation maps: threshold fine-tuning (TFT)."""
+"""Fine-tuning of class-activation maps: threshold fine-tuning (TFT), and Libra-CAM's
+reference filtering and threshold calibration for any method's maps."""
 
+from captum_cams.tuning.reference_filtering import FilteringResult, reference_filtering
+from captum_cams.tuning.threshold_calibration import (
+    DEFAULT_CALIBRATION_THRESHOLDS,
+    CalibrationResult,
+    threshold_calibration,
+)
 from captum_cams.tuning.threshold_fine_tuning import (
     DEFAULT_TFT_THRESHOLDS,
     TFTResult,
@@ -9,6 +16,11 @@ from captum_cams.tuning.threshold_fine_tuning import (
 )
 
 __all__ = [
+    "CalibrationResult",
+    "DEFAULT_CALIBRATION_THRESHOLDS",
+    "FilteringResult",
+    "reference_filtering",
+    "threshold_calibration",
     "DEFAULT_TFT_THRESHOLDS",
     "TFTResult",
     "ThresholdFineTuned",
