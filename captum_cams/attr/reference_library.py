@@ -265,7 +265,8 @@ class ReferenceLibrary:
         handle, temporary = tempfile.mkstemp(prefix=".library-", dir=target.parent or ".")
         os.close(handle)
         try:
-            torch.save(self.state_dict(), temporary)
+            with open(temporary, "wb") as stream:
+                torch.save(self.state_dict(), stream)
             os.replace(temporary, target)
         except BaseException:
             if os.path.exists(temporary):
@@ -310,7 +311,7 @@ class ReferenceLibrary:
                 source_indices=state["source_indices"],
                 min_confidence=state["min_confidence"],
             )
-        except (KeyError, TypeError, AttributeError, RuntimeError) as error:
+        except (KeyError, TypeError, AttributeError, RuntimeError, ValueError) as error:
             raise ValueError(f"{path} is a damaged reference library: {error}") from error
 
     # ------------------------------------------------------------------ building
