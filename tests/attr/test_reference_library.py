@@ -70,6 +70,12 @@ def test_dominant_class_inputs_are_stored_once() -> None:
     assert (k, h, w) == (5, 4, 4)
     assert library.entry_nbytes == 5 * 4 * 4 * 4
     assert library.nbytes == 3 * library.entry_nbytes + 9 * 8 + 3 * 8
+    # the estimate uses the same per-entry cost (9 class slots = 3 classes x R = 3)
+    estimate = ReferenceLibrary.estimate_nbytes(3, 3, (5, 4, 4), torch.float32, num_entries=3)
+    assert estimate == library.nbytes
+    assert (
+        ReferenceLibrary.estimate_nbytes(3, 3, (5, 4, 4), torch.float32) == 9 * 320 + 9 * 8 + 9 * 8
+    )
     half = ReferenceLibrary.build(
         net, net.layer, data, 4, max_per_class=3, dtype=torch.float16, progress=False
     )
