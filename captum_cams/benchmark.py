@@ -68,6 +68,27 @@ from captum_cams.metrics import (
 )
 from captum_cams.tuning import ThresholdFineTuned, threshold_fine_tuning
 
+__all__ = [
+    "METHODS",
+    "METRICS",
+    "BenchmarkData",
+    "EmbeddedData",
+    "FolderData",
+    "MethodContext",
+    "MethodSpec",
+    "MetricInputs",
+    "MetricOutput",
+    "MetricSpec",
+    "BenchmarkResult",
+    "on_layer",
+    "parse_names",
+    "run_benchmark",
+    "results_json",
+    "results_csv",
+    "format_table",
+    "write_atomic",
+]
+
 # --------------------------------------------------------------------------- data
 
 
@@ -77,6 +98,14 @@ class BenchmarkData:
 
     Subclasses give ``__len__``, :meth:`load` and :meth:`names`; ``has_boxes`` says
     whether :meth:`load` returns ground-truth masks for the localisation metrics.
+
+    Examples::
+
+        >>> class Tensors(BenchmarkData):
+        ...     def __init__(self, images): self.images = images
+        ...     def __len__(self): return len(self.images)
+        ...     def load(self, indices): return self.images[list(indices)], None, None
+        ...     def names(self, indices): return [f"#{i}" for i in indices]
     """
 
     has_boxes: bool = False

@@ -29,6 +29,8 @@ from captum_cams.benchmark import METHODS, METRICS, parse_names
 #: A user error: reported as one line and exit status 2, never a traceback.
 CliError = InputError
 
+__all__ = ["CliError", "DEFAULT_NUM_IMAGES", "build_parser", "main"]
+
 #: Images of the embedded default the benchmark runs on when ``--num-images`` is not
 #: given: about 3 CPU minutes for every method and metric on 2 cores.
 DEFAULT_NUM_IMAGES = 48

@@ -22,6 +22,15 @@ from torch import Tensor  # noqa: E402
 
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample  # noqa: E402
 
+__all__ = [
+    "overlay",
+    "overlay_grid",
+    "plot_curves",
+    "plot_threshold_sweep",
+    "plot_rpi_curves",
+    "save_figure",
+]
+
 
 def _image_to_numpy(image: Tensor) -> np.ndarray:
     if image.dim() != 3:
