@@ -96,6 +96,8 @@ def benchmark(args: argparse.Namespace) -> int:
     if args.metrics is None:  # every metric the data allows
         metric_names = [m for m in metric_names if data.has_boxes or not METRICS[m].needs_boxes]
     torch.manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives use the current device
     distributed = init_distributed_from_env("nccl" if device.type == "cuda" else "gloo")
     try:
         if is_main_process():

@@ -115,3 +115,25 @@ def test_image_files(tmp_path: Path) -> None:
     check_image_file(tmp_path / "b.png")
     with pytest.raises(InputError, match="not a readable image"):
         check_image_file(tmp_path / "notes.txt")
+
+
+def test_every_torch_load_in_the_package_is_weights_only() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "captum_cams"
+    unsafe = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name != "load" or not (
+                isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "torch"
+            ):
+                continue
+            flags = {k.arg: k.value for k in node.keywords}
+            value = flags.get("weights_only")
+            if not (isinstance(value, ast.Constant) and value.value is True):
+                unsafe.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    assert not unsafe, f"torch.load without weights_only=True at {unsafe}"
