@@ -9,7 +9,7 @@ import pytest
 import torch
 from captum.attr import LayerGradCam as CaptumLayerGradCam
 
-from captum_cams import LayerGradCam, LayerScoreCam
+from captum_cams import LayerGradCam, LayerGradCamPlusPlus
 from captum_cams.benchmark import (
     METHODS,
     METRICS,
@@ -42,13 +42,13 @@ def test_rows_are_the_metrics_of_the_methods_maps(model: torch.nn.Module) -> Non
     layer = embedded_default_layer(model)
     metrics = ["average_drop", "bbox", "api_apd_auc"]
     result = run_benchmark(
-        model, layer, EmbeddedData(3), ["gradcam", "scorecam"], metrics, batch_size=2,
+        model, layer, EmbeddedData(3), ["gradcam", "gradcam++"], metrics, batch_size=2,
         progress=False,
     )  # fmt: skip
     batch = make_batch(3, split="test", seed=0)  # the same images, recomputed directly
     target = model(batch.images).argmax(1)
     masks = boxes_to_masks(batch.boxes, (64, 64))
-    for name, cls in (("gradcam", LayerGradCam), ("scorecam", LayerScoreCam)):
+    for name, cls in (("gradcam", LayerGradCam), ("gradcam++", LayerGradCamPlusPlus)):
         maps = cls(model, layer).attribute(batch.images, target=target)
         rows = [row for row in result.rows if row["method"] == name]
         assert [row["index"] for row in rows] == [0, 1, 2]
@@ -71,8 +71,8 @@ def test_rows_are_the_metrics_of_the_methods_maps(model: torch.nn.Module) -> Non
         )
     table = format_table(result)
     assert table.splitlines()[0].startswith("| method | AD % ↓ | Bbox % ↑ | API/APD AUC ↑")
-    ad = result.summary["scorecam"]["average_drop"]
-    assert ad is not None and f"| Score-CAM | {ad * 100:.2f} |" in table
+    ad = result.summary["gradcam++"]["average_drop"]
+    assert ad is not None and f"| Grad-CAM++ | {ad * 100:.2f} |" in table
     assert results_csv(result).count("\n") == 7
 
 
