@@ -118,6 +118,23 @@ class CamBase(LayerAttribution):
 
     A subclass sets :attr:`uses_gradients` and implements :meth:`_weights`; its
     ``attribute`` documents the arguments and calls :meth:`_attribute_cam`.
+
+    Args:
+        forward_func (Callable): the model (an ``nn.Module`` or any callable).
+        layer (nn.Module): the layer whose activations are weighted; a module of
+                    the model.
+        device_ids (list[int], optional): as Captum's ``LayerAttribution`` (for
+                    ``DataParallel`` models). Default: None.
+
+    Examples::
+
+        >>> class LayerMeanCam(CamBase):      # every channel weighted by 1/K
+        ...     uses_gradients = False
+        ...     def _weights(self, context):
+        ...         n, k = context.activations.shape[:2]
+        ...         return context.activations.new_full((n, k), 1.0 / k)
+        ...     def attribute(self, inputs, target=None, additional_forward_args=None):
+        ...         return self._attribute_cam(inputs, target, additional_forward_args)
     """
 
     #: Whether :meth:`_weights` needs ``dy_c/dA`` (one backward to the layer).
