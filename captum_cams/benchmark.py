@@ -27,7 +27,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import torch
 import torch.nn as nn
@@ -48,10 +59,12 @@ from captum_cams.attr import (
     LayerGradCam,
     LayerGradCamPlusPlus,
     LayerIntegratedGradCam,
+    LayerLibraCam,
     LayerLiftCam,
     LayerScoreCam,
     LayerShapCam,
     LayerXGradCam,
+    ReferenceLibrary,
 )
 from captum_cams.metrics import (
     api_apd_auc,
@@ -234,6 +247,63 @@ class FolderData(BenchmarkData):
 
 # ------------------------------------------------------------------------ methods
 
+#: Images drawn for Libra-CAM's reference library in the benchmark.
+LIBRARY_IMAGES = 200
+
+
+def _reference_batches(context: "MethodContext", batch_size: int = 50) -> Iterator[Any]:
+    r"""``(images, labels)`` batches for a reference library: the ground-truth dataset's
+    training split on the embedded default (never the evaluated test images), else the
+    benchmark's own images labelled with the model's predictions."""
+    if isinstance(context.data, EmbeddedData) or context.data is None:
+        from captum_cams.datasets import GroundTruthShapes
+
+        train = GroundTruthShapes(LIBRARY_IMAGES, split="train", seed=context.seed)
+        for start in range(0, len(train), batch_size):
+            items = [train[i] for i in range(start, min(start + batch_size, len(train)))]
+            yield (
+                torch.stack([item[0] for item in items]).to(context.device),
+                torch.tensor([int(item[1]) for item in items], dtype=torch.long),
+            )
+        return
+    data = context.data
+    for start in range(0, min(len(data), LIBRARY_IMAGES), batch_size):
+        images = data.load(range(start, min(start + batch_size, len(data), LIBRARY_IMAGES)))[0]
+        images = images.to(context.device)
+        with torch.no_grad():
+            yield images, context.model(images).argmax(dim=1).cpu()
+
+
+def libra_cam_with_library(context: "MethodContext") -> Attribution:
+    r"""
+    Libra-CAM with a reference library built for the benchmark's model and layer.
+
+    The library (τ = 1e-4, R = 30) comes from :data:`LIBRARY_IMAGES` images: the
+    ground-truth dataset's training split on the embedded default, or the first images
+    of ``--data`` (labelled with the model's predictions) for real inputs.
+
+    Args:
+        context (MethodContext): the model, layer, data, device and seed.
+
+    Returns:
+        *LayerLibraCam*: ready to attribute.
+
+    Examples::
+
+        >>> METHODS["libracam"] = MethodSpec("Libra-CAM", libra_cam_with_library)
+    """
+    with torch.no_grad():
+        probe = next(iter(_reference_batches(context)))[0][:1]
+        num_classes = int(context.model(probe).shape[1])
+    library = ReferenceLibrary.build(
+        context.model,
+        context.layer,
+        _reference_batches(context),
+        num_classes=num_classes,
+        progress=False,
+    )
+    return LayerLibraCam(context.model, context.layer, library=library)
+
 
 class MethodContext(NamedTuple):
     r"""
@@ -331,6 +401,11 @@ METHODS: Dict[str, MethodSpec] = {
         "Grad-CAM + TFT",
         lambda c: ThresholdFineTuned(LayerGradCam(c.model, c.layer)),
         "https://doi.org/10.3390/app122412961",
+    ),
+    "libracam": MethodSpec(
+        "Libra-CAM",
+        lambda c: libra_cam_with_library(c),
+        "https://www.ijcai.org/proceedings/2022/0442",
     ),
 }
 

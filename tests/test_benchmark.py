@@ -148,3 +148,26 @@ def test_torchrun_two_processes_write_the_single_process_files(
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "overlay_grid.png", "results.json", "rpi_curves.png", "scores.csv",
     ]  # fmt: skip
+
+
+def test_libra_cam_library_comes_from_the_training_split(model: torch.nn.Module) -> None:
+    from torch.utils.data import DataLoader
+
+    from captum_cams import LayerLibraCam, ReferenceLibrary
+    from captum_cams.benchmark import LIBRARY_IMAGES, MethodContext, libra_cam_with_library
+    from captum_cams.datasets import GroundTruthShapes
+
+    layer = embedded_default_layer(model)
+    context = MethodContext(model, layer, EmbeddedData(2), torch.device("cpu"), seed=3)
+    libra = libra_cam_with_library(context)
+    direct = ReferenceLibrary.build(
+        model,
+        layer,
+        DataLoader(GroundTruthShapes(LIBRARY_IMAGES, split="train", seed=3), batch_size=7),
+        num_classes=10,
+        progress=False,
+    )
+    assert isinstance(libra, LayerLibraCam)
+    assert torch.equal(libra.library.activations, direct.activations)
+    for ours, theirs in zip(libra.library.class_indices, direct.class_indices):
+        assert torch.equal(ours, theirs)
