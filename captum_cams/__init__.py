@@ -17,11 +17,20 @@ from captum_cams.attr import (
     LayerShapCam,
     LayerXGradCam,
 )
-from captum_cams.tuning import TFTResult, ThresholdFineTuned, threshold_fine_tuning
+from captum_cams.tuning import (
+    ActivationFineTuner,
+    TFTMasks,
+    TFTResult,
+    ThresholdFineTuned,
+    TunerNetwork,
+    generate_tft_masks,
+    threshold_fine_tuning,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationFineTuner",
     "LayerAblationCam",
     "LayerCam",
     "LayerGradCam",
@@ -31,7 +40,10 @@ __all__ = [
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "TFTMasks",
     "TFTResult",
     "ThresholdFineTuned",
+    "TunerNetwork",
+    "generate_tft_masks",
     "threshold_fine_tuning",
 ]

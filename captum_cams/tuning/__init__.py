@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Fine-tuning of class-activation maps: threshold fine-tuning (TFT)."""
+"""Fine-tuning of class-activation maps: threshold fine-tuning (TFT) and activation
+fine-tuning (AFT: TFT masks of a training set, a tuner network and its trainer)."""
 
+from captum_cams.tuning.activation_fine_tuning import ActivationFineTuner, TunerNetwork
+from captum_cams.tuning.tft_masks import TFTMasks, generate_tft_masks
 from captum_cams.tuning.threshold_fine_tuning import (
     DEFAULT_TFT_THRESHOLDS,
     TFTResult,
@@ -9,8 +12,12 @@ from captum_cams.tuning.threshold_fine_tuning import (
 )
 
 __all__ = [
+    "ActivationFineTuner",
     "DEFAULT_TFT_THRESHOLDS",
+    "TFTMasks",
     "TFTResult",
     "ThresholdFineTuned",
+    "TunerNetwork",
+    "generate_tft_masks",
     "threshold_fine_tuning",
 ]
