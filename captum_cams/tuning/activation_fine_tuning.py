@@ -15,7 +15,8 @@ user's architecture with new weights, explained with any CAM method as before.
 The authors published code for TFT only; this is built from the paper's description.
 Choices made here, where the paper leaves them open: the tuner's output is squashed to
 ``[0, 1]`` with a sigmoid (the masks' range); the squared error is the mean over the
-mask's cells and the batch; "before ℓ" means the modules whose forward starts before
+mask's cells and the batch; items whose map TFT left unchanged (no threshold raised
+the probability, so there is no ``τ*``) add no squared error by default; "before ℓ" means the modules whose forward starts before
 ℓ's in one forward pass; by default the model runs in eval mode while it is trained
 (batch-norm running statistics are used and left unchanged), which suits a short
 fine-tune on a subset.
@@ -195,20 +196,29 @@ def _layer_channels(model: nn.Module, layer: nn.Module, example: Tensor) -> int:
     return shapes[0][1]
 
 
-def _check_masks(masks: Union[Tensor, TFTMasks], num_items: int) -> Tensor:
+def _check_masks(
+    masks: Union[Tensor, TFTMasks], num_items: int, skip_unchanged: bool
+) -> Tuple[Tensor, Tensor]:
+    r"""The mask rows and each item's weight in the squared error (0 or 1)."""
+    weights = None
     if isinstance(masks, TFTMasks):
+        if skip_unchanged:
+            weights = (~torch.isnan(masks.thresholds)).to(torch.float32).reshape(-1)
         masks = masks.masks
     if not isinstance(masks, Tensor):
         raise TypeError(f"masks must be a Tensor N x 1 x h x w; got {type(masks).__name__}")
     if masks.dim() != 4 or masks.shape[1] != 1:
         raise ValueError(f"masks must be N x 1 x h x w; got shape {tuple(masks.shape)}")
-    if masks.shape[0] != num_items:
+    if masks.shape[0] != num_items or (weights is not None and weights.shape[0] != num_items):
         raise ValueError(
-            f"masks must have one row per dataset item: {masks.shape[0]} rows for {num_items} items"
+            f"masks must have one row per dataset item: {masks.shape[0]} rows for "
+            f"{num_items} items"
         )
     if not torch.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
         raise ValueError("masks must hold finite values in [0, 1]")
-    return masks.detach()
+    if weights is None:
+        weights = torch.ones(num_items)
+    return masks.detach(), weights
 
 
 class ActivationFineTuner:
@@ -292,6 +302,7 @@ class ActivationFineTuner:
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         train_mode: bool = False,
+        skip_unchanged: bool = True,
         seed: int = 0,
         show_progress: bool = True,
     ) -> nn.Module:
@@ -302,7 +313,8 @@ class ActivationFineTuner:
             dataset (Dataset): map-style dataset of ``(image, label, ...)`` items,
                         the items the masks were made for, in the same order.
             masks (Tensor or TFTMasks): ``N x 1 x h x w`` masks in ``[0, 1]``, row
-                        ``i`` for item ``i``, ``h x w`` the layer's resolution.
+                        ``i`` for item ``i``, ``h x w`` the layer's resolution, or
+                        the result of :func:`~captum_cams.tuning.generate_tft_masks`.
             epochs (int, optional): passes over the dataset. Default: 1
             batch_size (int, optional): items per step (per process under
                         ``torchrun``). Default: 64
@@ -316,6 +328,13 @@ class ActivationFineTuner:
                         (batch statistics in batch norm, dropout on; the frozen part
                         stays in eval mode). False: eval mode throughout, batch-norm
                         running statistics used and kept. Default: False
+            skip_unchanged (bool, optional): with :class:`TFTMasks`, items whose
+                        ``τ*`` is NaN — TFT left their map unchanged because no
+                        threshold raised the probability, typical of images the
+                        model is already sure of — add nothing to the squared error
+                        (their weight is 0; the mean is still over the whole batch).
+                        Their mask ``1[I ≠ 0]`` would teach the tuner to keep almost
+                        everything. Default: True
             seed (int, optional): seeds the tuner's initial weights and the order of
                         the items. Default: 0
             show_progress (bool, optional): tqdm progress bar on the main process.
@@ -328,7 +347,7 @@ class ActivationFineTuner:
         num_items = len(dataset)  # type: ignore[arg-type]
         if num_items < 1:
             raise ValueError("dataset must hold at least one item")
-        mask_rows = _check_masks(masks, num_items)
+        mask_rows, mask_weights = _check_masks(masks, num_items, skip_unchanged)
         check_positive_int(epochs, "epochs", allow_none=False)
         check_positive_int(batch_size, "batch_size", allow_none=False)
         if not isinstance(lr, (int, float)) or not lr > 0:
@@ -399,6 +418,7 @@ class ActivationFineTuner:
                     x = x.to(device=device, dtype=dtype)
                     y = y.to(device)
                     target_masks = mask_rows[index].to(device=device, dtype=dtype)
+                    weights = mask_weights[index].to(device=device, dtype=dtype)
                     logits, predicted_masks = runner(x)
                     if predicted_masks.shape != target_masks.shape:
                         raise ValueError(
@@ -407,7 +427,8 @@ class ActivationFineTuner:
                             "the masks at the layer's resolution"
                         )
                     ce = F.cross_entropy(logits, y)
-                    mse = F.mse_loss(predicted_masks, target_masks)
+                    squared = (predicted_masks - target_masks).pow(2).mean(dim=(1, 2, 3))
+                    mse = (weights * squared).mean()
                     loss = ce + self.mask_weight * mse
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

@@ -78,8 +78,10 @@ def test_one_step_follows_the_objective_and_freezes_the_layers_before() -> None:
     before = state(model)
     lam, lr = 2.5, 0.1
     fine_tuner = ActivationFineTuner(model, model.block, mask_weight=lam)
+    # items 1 and 4: TFT left their maps unchanged (no τ*), so no squared error
+    taus = torch.tensor([0.3, float("nan"), 0.5, 0.1, float("nan"), 0.2, 0.9, 0.4])
     tuned = fine_tuner.fit(
-        data, masks, epochs=1, batch_size=8, lr=lr, momentum=0.0, show_progress=False
+        data, TFTMasks(masks, taus), batch_size=8, lr=lr, momentum=0.0, show_progress=False
     )
 
     # the expected step: plain SGD on CE + λ·MSE over the whole batch, from the
@@ -92,7 +94,8 @@ def test_one_step_follows_the_objective_and_freezes_the_layers_before() -> None:
     stem_out = reference.stem(images)
     activations = reference.block(stem_out)
     logits = reference.fc(reference.pool(activations).flatten(1))
-    squared = ((tuner(activations) - masks.double()) ** 2).mean()
+    per_item = ((tuner(activations) - masks.double()) ** 2).flatten(1).mean(1)
+    squared = (per_item * torch.tensor([1.0, 0, 1, 1, 0, 1, 1, 1], dtype=torch.float64)).mean()
     loss = F.cross_entropy(logits, labels) + lam * squared
     trained = list(reference.block.parameters()) + list(reference.fc.parameters())
     grads = torch.autograd.grad(loss, trained + list(tuner.parameters()))
@@ -139,6 +142,21 @@ def test_the_returned_model_is_an_ordinary_model_of_the_same_architecture() -> N
     # fc.weight was not trainable for the user, but AFT trains everything after ℓ
     assert not torch.equal(tuned.fc.weight, model.fc.weight)
     assert tuned(data.tensors[0]).shape == (8, 3)
+
+
+def test_all_items_count_when_asked_or_given_plain_masks() -> None:
+    model, data, masks = tiny_net(), tiny_data(), tiny_masks()
+    taus = torch.full((8,), float("nan"))
+    fit = dict(batch_size=8, lr=0.1, momentum=0.0, show_progress=False)
+    plain = ActivationFineTuner(model, model.block).fit(data, masks, **fit)
+    every = ActivationFineTuner(model, model.block).fit(
+        data, TFTMasks(masks, taus), skip_unchanged=False, **fit
+    )
+    skipping = ActivationFineTuner(model, model.block)
+    none = skipping.fit(data, TFTMasks(masks, taus), **fit)
+    assert torch.equal(plain.fc.weight, every.fc.weight)
+    assert skipping.history[0]["mse"] == 0.0
+    assert not torch.allclose(plain.block[0].weight, none.block[0].weight)
 
 
 def test_train_mode_updates_batch_norm_after_the_layer_only() -> None:
