@@ -16,8 +16,9 @@ Layer-CAM) at ``layer3`` (64 x 8 x 8):
    (:func:`~captum_cams.metrics.average_drop`, %) for
    Original (the method on the original model), TFT (the method's maps threshold
    fine-tuned, :class:`captum_cams.ThresholdFineTuned`) and AFT (the method on the
-   fine-tuned model, scored with that model).
-4. Top-1 accuracy of the original and the fine-tuned model on seeded test images.
+   fine-tuned model, scored with that model); as a control, CE-only (the same
+   fine-tune with λ = 0, i.e. without the tuner's loss).
+4. Top-1 accuracy of the original and the fine-tuned models on seeded test images.
 5. TFT's runtime over its base method: medians of repeated, interleaved timings of
    ``ThresholdFineTuned(method).attribute`` and ``method.attribute`` on one batch,
    and their ratio (same run).
@@ -141,6 +142,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     parser.add_argument("--mask-weight", type=float, default=1.0, help="λ")
+    parser.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fine-tune with λ = 0 (CE only) and score that model",
+    )
     parser.add_argument("--timing-batch", type=int, default=64)
     parser.add_argument("--timing-repeats", type=int, default=7)
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -164,6 +171,23 @@ def main(argv: Optional[List[str]] = None) -> None:
     predicted = _predicted(model, x_eval, 250)
     accuracy = float((_predicted(model, x_acc, 250) == y_acc).float().mean())
 
+    fit_options = dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        seed=args.seed,
+    )
+    control_model = None
+    if args.control:
+        # the same fine-tune without the tuner's loss (λ = 0): what plain fine-tuning
+        # on these images does to the maps and the accuracy
+        control_model = ActivationFineTuner(model, model.layer3, mask_weight=0.0).fit(
+            train, torch.zeros(len(train), 1, 8, 8), **fit_options
+        )
+        control_predicted = _predicted(control_model, x_eval, 250)
+        control_accuracy = float((_predicted(control_model, x_acc, 250) == y_acc).float().mean())
+
     results: Dict[str, Dict] = {}
     for name in args.methods.split(","):
         method = METHODS[name]
@@ -178,15 +202,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         mask_s = time.perf_counter() - started
         started = time.perf_counter()
         fine_tuner = ActivationFineTuner(model, model.layer3, mask_weight=args.mask_weight)
-        tuned_model = fine_tuner.fit(
-            train,
-            masks,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            seed=args.seed,
-        )
+        tuned_model = fine_tuner.fit(train, masks, **fit_options)
         train_s = time.perf_counter() - started
         if not main_process:
             continue
@@ -216,6 +232,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                 base, tft, timing_x, predicted[: args.timing_batch], args.timing_repeats
             ),
         }
+        if control_model is not None:
+            control = method(control_model, control_model.layer3)
+            control_maps = _maps(control, x_eval, control_predicted, batch)
+            results[name]["CE-only"] = _scores(
+                control_model, x_eval, control_maps, control_predicted
+            )
+            results[name]["accuracy_control"] = 100 * control_accuracy
         print(f"done: {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     barrier()
     if not main_process:
@@ -228,17 +251,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"{args.accuracy_images} seeded test images; seed {args.seed}\n"
     )
     print("Table 3 — average increase % ↑ / average drop % ↓ (unthresholded maps)\n")
-    print("| method | Original AI | Original AD | TFT AI | TFT AD | AFT AI | AFT AD |")
-    print("|---|---|---|---|---|---|---|")
+    columns = ["Original", "TFT", "AFT"] + (["CE-only"] if args.control else [])
+    print("| method | " + " | ".join(f"{c} AI | {c} AD" for c in columns) + " |")
+    print("|---" * (1 + 2 * len(columns)) + "|")
     for name, r in results.items():
-        cells = [f"{r[k]['increase']:.2f} | {r[k]['drop']:.2f}" for k in ("Original", "TFT", "AFT")]
+        cells = [f"{r[k]['increase']:.2f} | {r[k]['drop']:.2f}" for k in columns]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("\nTable 4 — top-1 accuracy % before / after AFT\n")
-    print("| method | before | after | change |")
-    print("|---|---|---|---|")
+    extra = " after CE-only |" if args.control else ""
+    print("| method | before | after AFT | change |" + extra)
+    print("|---|---|---|---|" + ("---|" if args.control else ""))
     for name, r in results.items():
         before, after = r["accuracy_before"], r["accuracy_after"]
-        print(f"| {name} | {before:.2f} | {after:.2f} | {after - before:+.2f} |")
+        row = f"| {name} | {before:.2f} | {after:.2f} | {after - before:+.2f} |"
+        if args.control:
+            row += f" {r['accuracy_control']:.2f} |"
+        print(row)
     print(f"\nTFT runtime over its base method (batch of {args.timing_batch}, medians of ")
     print(f"{args.timing_repeats} interleaved runs)\n")
     print("| method | base s | TFT s | ratio | TFT extra s / image |")
