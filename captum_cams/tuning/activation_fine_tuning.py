@@ -16,10 +16,10 @@ The authors published code for TFT only; this is built from the paper's descript
 Choices made here, where the paper leaves them open: the tuner's output is squashed to
 ``[0, 1]`` with a sigmoid (the masks' range); the squared error is the mean over the
 mask's cells and the batch; items whose map TFT left unchanged (no threshold raised
-the probability, so there is no ``τ*``) add no squared error by default; "before ℓ" means the modules whose forward starts before
-ℓ's in one forward pass; by default the model runs in eval mode while it is trained
-(batch-norm running statistics are used and left unchanged), which suits a short
-fine-tune on a subset.
+the probability, so there is no ``τ*``) add no squared error by default; "before ℓ"
+means the modules whose forward starts before ℓ's in one forward pass; by default the
+model runs in eval mode while it is trained (batch-norm running statistics are used and
+left unchanged), which suits a short fine-tune on a subset.
 
 Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
 Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
