@@ -211,8 +211,7 @@ def _check_masks(
         raise ValueError(f"masks must be N x 1 x h x w; got shape {tuple(masks.shape)}")
     if masks.shape[0] != num_items or (weights is not None and weights.shape[0] != num_items):
         raise ValueError(
-            f"masks must have one row per dataset item: {masks.shape[0]} rows for "
-            f"{num_items} items"
+            f"masks must have one row per dataset item: {masks.shape[0]} rows for {num_items} items"
         )
     if not torch.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
         raise ValueError("masks must hold finite values in [0, 1]")

@@ -145,13 +145,9 @@ def test_cache_is_written_in_shards_loaded_and_resumed(tmp_path: Path) -> None:
 
 def test_a_cache_of_other_settings_is_refused(tmp_path: Path) -> None:
     model, data = tiny_cnn(), tiny_data(n=4)
-    generate_tft_masks(
-        LayerGradCam(model, model[2]), data, cache_dir=tmp_path, show_progress=False
-    )
+    generate_tft_masks(LayerGradCam(model, model[2]), data, cache_dir=tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="cache_dir"):
-        generate_tft_masks(
-            LayerCam(model, model[2]), data, cache_dir=tmp_path, show_progress=False
-        )
+        generate_tft_masks(LayerCam(model, model[2]), data, cache_dir=tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="cache_dir"):
         generate_tft_masks(
             LayerGradCam(model, model[2]),
