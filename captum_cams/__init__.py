@@ -20,8 +20,12 @@ from captum_cams.attr import (
     ReferenceLibrary,
 )
 from captum_cams.tuning import (
+    ActivationFineTuner,
+    TFTMasks,
     TFTResult,
     ThresholdFineTuned,
+    TunerNetwork,
+    generate_tft_masks,
     reference_filtering,
     threshold_calibration,
     threshold_fine_tuning,
@@ -30,6 +34,7 @@ from captum_cams.tuning import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationFineTuner",
     "LayerAblationCam",
     "LayerCam",
     "LayerGradCam",
@@ -41,8 +46,11 @@ __all__ = [
     "LayerShapCam",
     "LayerXGradCam",
     "ReferenceLibrary",
+    "TFTMasks",
     "TFTResult",
     "ThresholdFineTuned",
+    "TunerNetwork",
+    "generate_tft_masks",
     "reference_filtering",
     "threshold_calibration",
     "threshold_fine_tuning",
