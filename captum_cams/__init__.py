@@ -12,17 +12,30 @@ from captum_cams.attr import (
     LayerGradCam,
     LayerGradCamPlusPlus,
     LayerIntegratedGradCam,
+    LayerLibraCam,
     LayerLiftCam,
     LayerScoreCam,
     LayerShapCam,
     LayerXGradCam,
+    ReferenceLibrary,
 )
 from captum_cams.calm import CALM, CALMAttribution
-from captum_cams.tuning import TFTResult, ThresholdFineTuned, threshold_fine_tuning
+from captum_cams.tuning import (
+    ActivationFineTuner,
+    TFTMasks,
+    TFTResult,
+    ThresholdFineTuned,
+    TunerNetwork,
+    generate_tft_masks,
+    reference_filtering,
+    threshold_calibration,
+    threshold_fine_tuning,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationFineTuner",
     "CALM",
     "CALMAttribution",
     "LayerAblationCam",
@@ -30,11 +43,18 @@ __all__ = [
     "LayerGradCam",
     "LayerGradCamPlusPlus",
     "LayerIntegratedGradCam",
+    "LayerLibraCam",
     "LayerLiftCam",
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "ReferenceLibrary",
+    "TFTMasks",
     "TFTResult",
     "ThresholdFineTuned",
+    "TunerNetwork",
+    "generate_tft_masks",
+    "reference_filtering",
+    "threshold_calibration",
     "threshold_fine_tuning",
 ]

@@ -1,169 +1,275 @@
 #!/usr/bin/env python3
-"""``captum-cams``: the command line.
+"""``captum-cams``: the command line (also ``python -m captum_cams``).
 
-``captum-cams`` (or ``captum-cams explain``) explains images with the CAM methods
-and saves an overlay figure. With no image given it runs on the embedded default:
-the project's ground-truth dataset and its trained model, so it needs no download,
-and it also prints how much of each map's energy falls in the object's box.
+``captum-cams`` with no command runs the main job, ``captum-cams benchmark``: every
+method and every metric on the embedded default (the project's ground-truth dataset
+and its trained model, inside the package), a results table, per-example scores
+(``results.json``, ``scores.csv``) and figures in ``--out``. Real inputs come with
+``--model`` (a torchvision name), ``--weights`` (its enum, ``none`` or a checkpoint),
+``--layer``, ``--data`` (an image folder) and ``--annotations`` (Pascal-VOC XML).
+Under ``torchrun`` the images are split across the processes and rank 0 writes.
+
+``captum-cams explain IMAGE ...`` explains image files and saves an overlay figure.
+
+Every user error (an unknown method, a missing folder, a file that is not an image, a
+layer that does not exist, ...) prints one line and exits with status 2.
 """
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Type
+from typing import Dict, NoReturn, Optional, Sequence
 
 import torch
 
-from captum_cams.attr import (
-    CamBase,
-    LayerAblationCam,
-    LayerCam,
-    LayerGradCam,
-    LayerGradCamPlusPlus,
-    LayerIntegratedGradCam,
-    LayerLiftCam,
-    LayerScoreCam,
-    LayerShapCam,
-    LayerXGradCam,
-)
+from captum_cams._utils.inputs import InputError
+from captum_cams.benchmark import METHODS, METRICS, parse_names
 
-#: The methods the command line knows, by the names it accepts.
-METHODS: Dict[str, Type[CamBase]] = {
-    "gradcam": LayerGradCam,
-    "gradcam++": LayerGradCamPlusPlus,
-    "xgradcam": LayerXGradCam,
-    "layercam": LayerCam,
-    "ablationcam": LayerAblationCam,
-    "scorecam": LayerScoreCam,
-    "liftcam": LayerLiftCam,
-    "shapcam": LayerShapCam,
-    "igcam": LayerIntegratedGradCam,
-}
+#: A user error: reported as one line and exit status 2, never a traceback.
+CliError = InputError
+
+__all__ = ["CliError", "DEFAULT_NUM_IMAGES", "build_parser", "main"]
+
+#: Images of the embedded default the benchmark runs on when ``--num-images`` is not
+#: given: about 3 CPU minutes for every method and metric on 2 cores.
+DEFAULT_NUM_IMAGES = 48
 
 
-class CliError(Exception):
-    """A user error: reported as one line and a non-zero exit, never a traceback."""
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (usage is for ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
-def _parse_methods(text: str) -> List[str]:
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHODS]
-    if unknown or not names:
-        raise CliError(
-            f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}"
-        )
-    return names
+def _model_and_layer(args: argparse.Namespace, device: torch.device) -> tuple:
+    from captum_cams._utils.inputs import load_model, resolve_layer
+
+    loaded = load_model(args.model, args.weights)
+    size = loaded.preprocess.crop
+    sample = torch.zeros(1, 3, size, size)
+    layer_name, layer = resolve_layer(
+        loaded.model, args.layer if args.layer is not None else loaded.default_layer, sample
+    )
+    return loaded, layer_name, layer
 
 
-def _load_image(path: str, size: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-    import torchvision.transforms.functional as TF
+def _positive(value: Optional[int], option: str) -> None:
+    if value is not None and value < 1:
+        raise CliError(f"{option} must be at least 1; got {value}")
 
-    if not os.path.isfile(path):
-        raise CliError(f"image not found: {path}")
+
+def benchmark(args: argparse.Namespace) -> int:
+    r"""The ``benchmark`` command: see :func:`captum_cams.benchmark.run_benchmark`."""
+    from captum_cams._utils.distributed import init_distributed_from_env, is_main_process
+    from captum_cams._utils.inputs import check_device, list_images
+    from captum_cams.benchmark import (
+        BenchmarkData,
+        EmbeddedData,
+        FolderData,
+        format_table,
+        run_benchmark,
+    )
+
+    methods = parse_names(args.methods, METHODS, "--methods")
+    metric_names = parse_names(args.metrics, METRICS, "--metrics")
+    _positive(args.num_images, "--num-images")
+    _positive(args.batch_size, "--batch-size")
+    if args.annotations is not None and args.data is None:
+        raise CliError("--annotations needs --data (the images the annotations are for)")
+    if args.annotations is not None and not Path(args.annotations).is_dir():
+        raise CliError(f"--annotations: folder not found: {args.annotations}")
+    device = check_device(args.device)
+    loaded, layer_name, layer = _model_and_layer(args, device)
+    data: BenchmarkData
+    if args.data is None:
+        if args.model != "embedded":
+            raise CliError("--data is needed with a torchvision --model (an image folder)")
+        data = EmbeddedData(args.num_images or DEFAULT_NUM_IMAGES)
+    else:
+        files = list_images(args.data)
+        if args.num_images is not None:
+            files = files[: args.num_images]
+        data = FolderData(files, loaded.preprocess, args.annotations, root=args.data)
+    if args.metrics is None:  # every metric the data allows
+        metric_names = [m for m in metric_names if data.has_boxes or not METRICS[m].needs_boxes]
+    torch.manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives use the current device
+    distributed = init_distributed_from_env("nccl" if device.type == "cuda" else "gloo")
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size))
-    except (UnidentifiedImageError, OSError) as error:
-        raise CliError(f"not a readable image: {path} ({error})") from error
-    return TF.to_tensor(rgb)
-
-
-def _save_figure(figure: "object", path: Path) -> None:
-    """Writes the figure to a temporary file in the same folder, then renames it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=100)  # type: ignore[attr-defined]
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects
-        os.replace(temporary, path)
+        if is_main_process():
+            print(
+                f"captum-cams benchmark: {len(data)} images, model {loaded.name}, layer "
+                f"{layer_name}, {len(methods)} methods, {len(metric_names)} metrics, {device}"
+            )
+        start = time.perf_counter()
+        result = run_benchmark(
+            loaded.model, layer, data, methods, metric_names, out=args.out,
+            batch_size=args.batch_size, seed=args.seed, device=device, progress=not args.quiet,
+        )  # fmt: skip
+        if is_main_process():
+            print(format_table(result))
+            print(f"({time.perf_counter() - start:.1f} s in all; files in {args.out}:")
+            print("  " + ", ".join(path.name for path in result.files) + ")")
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return 0
 
 
 def explain(args: argparse.Namespace) -> int:
-    r"""Runs the methods on the chosen images, prints a summary, saves the figure."""
-    from captum_cams.datasets import CLASSES, make_batch
-    from captum_cams.metrics import boxes_to_masks, energy_pointing_game
-    from captum_cams.models import embedded_default_layer, load_embedded_default
-    from captum_cams.visualization import overlay_grid
+    r"""The ``explain`` command: the methods on image files (or the embedded dataset)."""
+    from captum_cams._utils.inputs import check_device, open_image
+    from captum_cams.benchmark import MethodContext, EmbeddedData
+    from captum_cams.metrics import energy_pointing_game
+    from captum_cams.visualization import overlay_grid, save_figure
 
     import matplotlib.pyplot as plt
 
-    names = _parse_methods(args.methods)
-    if args.num_images < 1:
-        raise CliError(f"--num-images must be at least 1; got {args.num_images}")
-    torch.manual_seed(args.seed)
-    model = load_embedded_default()
-    layer = embedded_default_layer(model)
-    box_masks: Optional[torch.Tensor] = None
+    names = parse_names(args.methods, METHODS, "--methods")
+    _positive(args.num_images, "--num-images")
+    device = check_device(args.device)
+    loaded, layer_name, layer = _model_and_layer(args, device)
+    model = loaded.model.to(device)
+    masks: Optional[torch.Tensor] = None
     if args.images:
-        images = torch.stack([_load_image(path, 64) for path in args.images])
-        with torch.no_grad():
-            labels = model(images).argmax(1)
-        row_titles = [f"{Path(p).name}: {CLASSES[int(c)]}" for p, c in zip(args.images, labels)]
+        images = torch.stack([loaded.preprocess.image(open_image(path)) for path in args.images])
+        titles = [Path(path).name for path in args.images]
     else:
-        batch = make_batch(args.num_images, split="test", seed=args.seed)
-        images, labels = batch.images, batch.labels
-        box_masks = boxes_to_masks(batch.boxes, images.shape[-2:])
-        row_titles = [CLASSES[int(c)] for c in labels]
-
+        if args.model != "embedded":
+            raise CliError("give IMAGE files to explain with a torchvision --model")
+        data = EmbeddedData(args.num_images or 6)
+        images, _, masks = data.load(range(len(data)))
+        titles = data.names(range(len(data)))
+    images = images.to(device)
+    with torch.no_grad():
+        target = model(images).argmax(1)
+    if loaded.classes is not None:
+        titles = [f"{t}: {loaded.classes[int(c)]}" for t, c in zip(titles, target)]
+    else:
+        titles = [f"{t}: class {int(c)}" for t, c in zip(titles, target)]
+    torch.manual_seed(args.seed)
+    context = MethodContext(model, layer, None, device, args.seed)
     maps_by_method: Dict[str, torch.Tensor] = {}
+    print(f"model {loaded.name}, layer {layer_name}")
     print(f"{'method':<12} {'seconds':>8} {'energy in box':>14}")
     for name in names:
+        spec = METHODS[name]
+        kwargs = dict(spec.attribute_kwargs)
+        if spec.seeded:
+            kwargs["seed"] = args.seed
         start = time.perf_counter()
-        maps = METHODS[name](model, layer).attribute(images, target=labels)
+        maps = spec.build(context).attribute(images, target=target, **kwargs).detach()
         elapsed = time.perf_counter() - start
-        maps_by_method[name] = maps
+        maps_by_method[spec.title] = maps.cpu()
         energy = (
-            f"{float(energy_pointing_game(maps, box_masks).mean()):14.3f}"
-            if box_masks is not None
+            f"{float(energy_pointing_game(maps, masks).mean()):14.3f}"
+            if masks is not None
             else f"{'-':>14}"
         )
         print(f"{name:<12} {elapsed:8.3f} {energy}")
-    if box_masks is not None:
-        share = float(box_masks.flatten(1).float().mean())
+    if masks is not None:
+        share = float(masks.flatten(1).float().mean())
         print(f"(the boxes cover {share:.3f} of the images: a random map scores about that)")
-
-    figure = overlay_grid(images, maps_by_method, row_titles=row_titles)
+    figure = overlay_grid(images.cpu(), maps_by_method, row_titles=titles)
     output = Path(args.out) / "explain.png"
-    _save_figure(figure, output)
-    plt.close(figure)  # type: ignore[arg-type]
+    save_figure(figure, output)
+    plt.close(figure)
     print(f"figure written to {output}")
     return 0
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="embedded",
+        help="'embedded' (default: the package's model for its ground-truth dataset) or a "
+        "torchvision classification model name, e.g. resnet18",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a torchvision weights enum of --model (IMAGENET1K_V1, DEFAULT), 'none', or a "
+        "checkpoint path (state dict; loaded with weights_only=True; .safetensors too)",
+    )
+    parser.add_argument(
+        "--layer",
+        default=None,
+        help="the CAM layer's module name, e.g. layer4 (default: the last feature map)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument(
+        "--methods", default=None, help=f"comma-separated, from: {', '.join(METHODS)} (default all)"
+    )
+    parser.add_argument("--out", default="captum_cams_out", help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling methods")
+
+
+def _add_benchmark_options(parser: argparse.ArgumentParser) -> None:
+    _add_model_options(parser)
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help=f"comma-separated, from: {', '.join(METRICS)} (default: all the data allows)",
+    )
+    parser.add_argument(
+        "--num-images",
+        type=int,
+        default=None,
+        help=f"images to run on (default: {DEFAULT_NUM_IMAGES} of the embedded default, "
+        "or every image of --data)",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    parser.add_argument(
+        "--data", default=None, help="an image folder (ImageFolder tree or flat) instead"
+    )
+    parser.add_argument(
+        "--annotations",
+        default=None,
+        help="Pascal-VOC Annotations folder (<image stem>.xml) for the box metrics",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    r"""
+    The ``captum-cams`` argument parser.
+
+    Returns:
+        *argparse.ArgumentParser*: with the ``benchmark`` and ``explain`` commands;
+        with no command the benchmark's options apply.
+
+    Examples::
+
+        >>> build_parser().parse_args(["benchmark", "--methods", "gradcam"]).methods
+        'gradcam'
+    """
+    parser = _Parser(
         prog="captum-cams",
-        description="Class-activation maps for CNN image classifiers, next to Captum.",
+        description="Class-activation maps for CNN image classifiers, next to Captum. "
+        "With no command: the benchmark on the embedded default.",
     )
     commands = parser.add_subparsers(dest="command")
+    bench = commands.add_parser(
+        "benchmark", help="every method and metric: a table, per-example scores, figures"
+    )
     explain_parser = commands.add_parser(
-        "explain", help="explain images with CAM methods and save an overlay figure"
+        "explain", help="explain image files with CAM methods and save an overlay figure"
     )
     explain_parser.add_argument(
-        "images", nargs="*", help="image files (default: the embedded ground-truth dataset)"
+        "images", nargs="*", help="image files (default: images of the embedded dataset)"
     )
-    for target in (parser, explain_parser):
-        target.add_argument(
-            "--methods",
-            default=",".join(METHODS),
-            help=f"comma-separated, from: {', '.join(METHODS)}",
-        )
-        target.add_argument(
-            "--num-images", type=int, default=6, help="images of the embedded dataset to explain"
-        )
-        target.add_argument("--out", default="captum_cams_out", help="output folder")
-        target.add_argument("--seed", type=int, default=0)
+    _add_model_options(explain_parser)
+    explain_parser.add_argument(
+        "--num-images", type=int, default=None, help="embedded images when no IMAGE is given"
+    )
+    _add_benchmark_options(bench)
+    _add_benchmark_options(parser)
     return parser
 
 
@@ -176,14 +282,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     Returns:
         *int*: the exit status (0 success, 2 a user error).
+
+    Examples::
+
+        >>> main(["benchmark", "--methods", "gradcam", "--num-images", "4"])
+        0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args.images = []
     try:
-        return explain(args)
-    except CliError as error:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a one-line argparse error
+        return int(stop.code or 0)
+    try:
+        if args.command == "explain":
+            return explain(args)
+        return benchmark(args)
+    except InputError as error:
         print(f"captum-cams: error: {error}", file=sys.stderr)
         return 2
 

@@ -6,7 +6,10 @@ Everything takes torch tensors as the rest of the package produces them (images
 matplotlib objects; nothing here opens a window.
 """
 
-from typing import Dict, Optional, Sequence
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
 
 import matplotlib
 
@@ -18,6 +21,15 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample  # noqa: E402
+
+__all__ = [
+    "overlay",
+    "overlay_grid",
+    "plot_curves",
+    "plot_threshold_sweep",
+    "plot_rpi_curves",
+    "save_figure",
+]
 
 
 def _image_to_numpy(image: Tensor) -> np.ndarray:
@@ -124,3 +136,156 @@ def overlay_grid(
             overlay(images[row], maps[row], ax=axes[row, column], title=name if row == 0 else None)
     figure.tight_layout()
     return figure
+
+
+def _mean_curve(curve: Tensor, name: str, length: int) -> np.ndarray:
+    values = curve.detach().double().cpu()
+    if values.dim() == 2:
+        values = values.mean(0)
+    if values.dim() != 1 or values.shape[0] != length:
+        raise ValueError(
+            f"{name} must be a curve of {length} points (or N x {length}); "
+            f"got shape {tuple(curve.shape)}"
+        )
+    return values.numpy()
+
+
+def plot_curves(
+    grid: Tensor,
+    curves_by_method: Dict[str, Tensor],
+    ax: Optional[Axes] = None,
+    xlabel: str = "threshold",
+    ylabel: str = "",
+    title: Optional[str] = None,
+) -> Axes:
+    r"""
+    One line per method over a common grid (e.g. thresholds); ``N x T`` curves are
+    averaged over their examples first.
+
+    Args:
+        grid (Tensor): ``(T,)`` abscissae.
+        curves_by_method (dict[str, Tensor]): method name to a ``(T,)`` or ``N x T``
+                    curve.
+        ax (Axes, optional): where to draw. Default: a new figure's axes.
+        xlabel (str, optional): x-axis label. Default: ``"threshold"``.
+        ylabel (str, optional): y-axis label. Default: ``""``.
+        title (str, optional): the axes' title. Default: None.
+
+    Returns:
+        *Axes*: the axes drawn on.
+
+    Examples::
+
+        >>> sweep = threshold_sweep(model, images, maps, target=labels)
+        >>> plot_curves(sweep.thresholds, {"Grad-CAM": sweep.api}, ylabel="API")
+    """
+    xs = grid.detach().double().cpu().reshape(-1).numpy()
+    if not curves_by_method:
+        raise ValueError("curves_by_method must hold at least one curve")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    for name, curve in curves_by_method.items():
+        ax.plot(
+            xs, _mean_curve(curve, f"curves_by_method[{name!r}]", len(xs)), marker=".", label=name
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_threshold_sweep(
+    thresholds: Tensor,
+    api_by_method: Dict[str, Tensor],
+    apd_by_method: Dict[str, Tensor],
+) -> Figure:
+    r"""
+    The threshold-sweep figure (Libra-CAM's Fig. 1): API and APD against the
+    threshold, and API against APD, one line per method.
+
+    Args:
+        thresholds (Tensor): ``(T,)`` the sweep's thresholds
+                    (:attr:`ThresholdSweep.thresholds`).
+        api_by_method (dict[str, Tensor]): ``(T,)`` or ``N x T`` API curves.
+        apd_by_method (dict[str, Tensor]): the APD curves, same keys.
+
+    Returns:
+        *Figure*: three panels.
+
+    Examples::
+
+        >>> sweep = threshold_sweep(model, images, maps, target=labels)
+        >>> plot_threshold_sweep(sweep.thresholds, {"Grad-CAM": sweep.api}, {"Grad-CAM": sweep.apd})
+    """
+    if set(api_by_method) != set(apd_by_method):
+        raise ValueError("api_by_method and apd_by_method must have the same methods")
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    plot_curves(thresholds, api_by_method, axes[0], "threshold", "API", "API ↑")
+    plot_curves(thresholds, apd_by_method, axes[1], "threshold", "APD", "APD ↓")
+    length = thresholds.reshape(-1).shape[0]
+    for name in api_by_method:
+        api = _mean_curve(api_by_method[name], f"api_by_method[{name!r}]", length)
+        apd = _mean_curve(apd_by_method[name], f"apd_by_method[{name!r}]", length)
+        axes[2].plot(apd, api, marker=".", label=name)
+    axes[2].set_xlabel("APD")
+    axes[2].set_ylabel("API")
+    axes[2].set_title("API against APD", fontsize=10)
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def plot_rpi_curves(grid: Tensor, rpi_by_method: Dict[str, Tensor]) -> Figure:
+    r"""
+    TFT's relative-probability-increase curves against the threshold, one line per
+    method (from :attr:`TFTResult.rpi_curves` and :attr:`TFTResult.grid`).
+
+    Args:
+        grid (Tensor): ``(T,)`` the candidate thresholds.
+        rpi_by_method (dict[str, Tensor]): ``(T,)`` or ``N x T`` RPI curves.
+
+    Returns:
+        *Figure*: one panel.
+
+    Examples::
+
+        >>> result = threshold_fine_tuning(model, images, maps, target=labels)
+        >>> plot_rpi_curves(result.grid, {"Grad-CAM": result.rpi_curves})
+    """
+    figure, ax = plt.subplots(figsize=(5, 3.4))
+    plot_curves(grid, rpi_by_method, ax, "threshold τ", "RPI", "TFT: RPI(τ) ↑")
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure: Figure, path: Union[str, "os.PathLike[str]"], dpi: int = 100) -> None:
+    r"""
+    Saves a figure atomically: to a temporary file in the same folder, then
+    ``os.replace``, so no half-written image is ever left behind.
+
+    Args:
+        figure (Figure): the figure.
+        path (str or PathLike): the image file; its suffix picks the format.
+        dpi (int, optional): resolution. Default: 100.
+
+    Examples::
+
+        >>> save_figure(overlay_grid(images, maps), "out/grid.png")
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=dpi)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

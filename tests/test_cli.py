@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""The command line: the main job on the embedded default, and one-line errors."""
+"""The command line: the main job (the benchmark) on the embedded default, explain, real
+inputs, and one-line errors for every bad argument."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,52 +10,175 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
-from captum_cams.cli import main
+from captum_cams.cli import DEFAULT_NUM_IMAGES, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_main_job_writes_a_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    status = main(["--methods", "gradcam,gradcam++", "--num-images", "2", "--out", str(tmp_path)])
+def _png_is_a_picture(path: Path, min_width: int = 300) -> None:
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        assert image.size[0] > min_width
+        assert len(np.unique(np.asarray(image.convert("L")))) > 50
+
+
+def test_no_command_is_the_benchmark_with_its_default_size() -> None:
+    args = build_parser().parse_args([])
+    assert args.command is None and args.num_images is None and args.model == "embedded"
+    assert args.methods is None and args.metrics is None  # every method, every metric
+    assert DEFAULT_NUM_IMAGES == 48  # measured: see the README's "Command line"
+
+
+def test_main_job_writes_table_scores_and_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    status = main(
+        ["--methods", "gradcam,tft", "--num-images", "2", "--batch-size", "1", "--out",
+         str(tmp_path), "--quiet"]
+    )  # fmt: skip
     assert status == 0
-    figure = tmp_path / "explain.png"
-    assert figure.stat().st_size > 10_000
-    with Image.open(figure) as image:
-        assert image.size[0] > 300 and len(np.unique(np.asarray(image.convert("L")))) > 50
     printed = capsys.readouterr().out
-    assert "gradcam++" in printed and "energy in box" in printed
+    assert "| Grad-CAM + TFT |" in printed and "Bbox % ↑" in printed and "AD % ↓" in printed
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["methods"]) == ["gradcam", "tft"]
+    # every metric applies to the embedded default (it has boxes)
+    assert set(results["metrics"]) == {
+        "average_drop", "increase_in_confidence", "api", "drop_rate", "insertion_auc",
+        "deletion_auc", "api_apd_auc", "tft_rpi", "energy_pg", "bbox", "pointing_game",
+    }  # fmt: skip
+    assert len(results["examples"]) == 4
+    assert [row["index"] for row in results["examples"]] == [0, 1, 0, 1]
+    csv_lines = (tmp_path / "scores.csv").read_text().splitlines()
+    assert len(csv_lines) == 5 and csv_lines[0].startswith("index,image,label,target,method")
+    assert len(results["curves"]["tft"]["tft_rpi.rpi"]["mean"]) == 10
+    for name in ("overlay_grid.png", "threshold_sweep.png", "rpi_curves.png"):
+        _png_is_a_picture(tmp_path / name)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    assert figure.stat().st_mode & 0o044  # readable by others, like any saved figure
+    assert (tmp_path / "results.json").stat().st_mode & 0o044  # readable by others
 
 
-def test_explain_an_image_file(tmp_path: Path) -> None:
+def test_explain_an_image_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     image = (torch.rand(40, 50, 3) * 255).to(torch.uint8).numpy()
     path = tmp_path / "photo.png"
     Image.fromarray(image).save(path)
     assert main(["explain", str(path), "--methods", "layercam", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "explain.png").is_file()
+    _png_is_a_picture(tmp_path / "explain.png", min_width=200)
+    assert "layercam" in capsys.readouterr().out
+
+
+def test_explain_the_embedded_dataset_scores_the_box(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["explain", "--methods", "gradcam,gradcam++", "--num-images", "2", "--out"]
+    assert main(args + [str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "gradcam++" in printed and "energy in box" in printed
+    _png_is_a_picture(tmp_path / "explain.png")
+
+
+def _image_folder(root: Path, count: int = 2) -> Path:
+    generator = torch.Generator().manual_seed(3)
+    for i in range(count):
+        folder = root / "images" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (torch.rand(48, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    return root / "images"
+
+
+def _voc(folder: Path, stem: str, size: tuple, box: tuple) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.xml").write_text(
+        f"<annotation><size><width>{size[1]}</width><height>{size[0]}</height></size>"
+        f"<object><name>thing</name><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>"
+        f"<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object></annotation>"
+    )
+
+
+def test_benchmark_on_a_torchvision_model_folder_and_voc_boxes(tmp_path: Path) -> None:
+    data = _image_folder(tmp_path)
+    for i in range(2):
+        _voc(tmp_path / "Annotations", f"img{i}", (48, 64), (10, 8, 40, 30))
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18(weights=None, num_classes=7)
+    checkpoint = tmp_path / "resnet18.pt"
+    torch.save({"state_dict": model.state_dict()}, checkpoint)
+    out = tmp_path / "out"
+    arguments = [
+        "benchmark", "--model", "resnet18", "--weights", str(checkpoint), "--layer", "layer4",
+        "--data", str(data), "--annotations", str(tmp_path / "Annotations"),
+        "--methods", "gradcam", "--metrics", "average_drop,energy_pg", "--out", str(out),
+        "--quiet",
+    ]  # fmt: skip
+    # the checkpoint has 7 classes: it does not fit resnet18's 1000 outputs
+    assert main(arguments) == 2
+    model = torchvision.models.resnet18(weights=None)
+    torch.save(model.state_dict(), checkpoint)
+    assert main(arguments) == 0
+    rows = json.loads((out / "results.json").read_text())["examples"]
+    assert [row["image"] for row in rows] == ["class0/img0.png", "class1/img1.png"]
+    assert all(0.0 <= row["energy_pg"] <= 1.0 and row["label"] is None for row in rows)
+    _png_is_a_picture(out / "overlay_grid.png", min_width=150)
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--methods", "nosuchcam"], "unknown method(s) nosuchcam"),
-        (["explain", "/no/such/file.png"], "image not found"),
-        (["--num-images", "0"], "--num-images must be at least 1"),
+        (["--methods", "nosuchcam"], "--methods: unknown nosuchcam; choose from gradcam"),
+        (["--metrics", "accuracy"], "--metrics: unknown accuracy"),
+        (["--num-images", "0"], "--num-images must be at least 1; got 0"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--data", "/no/such/folder"], "--data: folder not found: /no/such/folder"),
+        (["--layer", "features.99"], "--layer: no module named 'features.99'"),
+        (["--layer", "fc"], "--layer: 'fc' outputs (1, 10), not an N x C x h x w feature map"),
+        (["--model", "resnet1"], "--model: unknown model 'resnet1' (did you mean resnet18"),
+        (["--weights", "/no/such.pt"], "--weights: checkpoint not found: /no/such.pt"),
+        (["--model", "resnet18", "--weights", "NOPE"], "--weights: 'NOPE' is not a weights enum"),
+        (["--device", "toaster"], "--device: not a device: 'toaster'"),
+        (["--annotations", "/no/such"], "--annotations needs --data"),
+        (["--num-images", "x"], "argument --num-images: invalid int value: 'x'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["explain", "/no/such/file.png"], "image not found: /no/such/file.png"),
+        (["explain", "--methods", ""], "--methods: none given"),
     ],
 )
 def test_bad_arguments_give_one_line(
     arguments: list, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert main(arguments + ["--out", str(tmp_path)]) == 2
+    assert main(arguments + ["--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
-    assert message in error and error.count("\n") == 1
-    assert not (tmp_path / "explain.png").exists()
+    assert message in error, error
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
-def test_not_an_image_without_traceback(tmp_path: Path) -> None:
+def test_folder_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _image_folder(tmp_path)
+    (data / "class0" / "broken.jpg").write_text("not an image")
+    base = ["--model", "resnet18", "--weights", "none", "--methods", "gradcam", "--quiet"]
+    out = ["--out", str(tmp_path / "out")]
+    assert main(base + ["--data", str(data)] + out) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    (data / "class0" / "broken.jpg").unlink()
+    assert main(base + ["--data", str(data), "--annotations", str(tmp_path)] + out) == 2
+    assert "--annotations: no annotation" in capsys.readouterr().err
+    assert main(base + ["--data", str(data), "--metrics", "bbox"] + out) == 2
+    assert "--metrics: bbox needs boxes; give --annotations" in capsys.readouterr().err
+    assert main(base + ["--data", str(tmp_path / "out")] + out) == 2  # not a folder yet
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_asked_for_without_cuda(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
     fake = tmp_path / "fake.jpg"
     fake.write_text("not an image")
     result = subprocess.run(
@@ -64,5 +189,5 @@ def test_not_an_image_without_traceback(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 2
-    assert "not a readable image" in result.stderr
+    assert "not a readable image" in result.stderr and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr

@@ -21,3 +21,17 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     _, test_command = _readme_commands()
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci_lines
+
+
+def test_command_line_section_names_every_method_and_metric() -> None:
+    from captum_cams.benchmark import METHODS, METRICS
+    from captum_cams.cli import DEFAULT_NUM_IMAGES
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Command line") : text.index("## Tutorials")]
+    missing = [name for name in [*METHODS, *METRICS] if f"`{name}`" not in section]
+    assert not missing, f"README's Command line section lacks {missing}"
+    assert f"default {DEFAULT_NUM_IMAGES} of the embedded default" in section
+    tutorials = text[text.index("## Tutorials") :].split("##")[1]
+    for notebook in sorted((REPO / "tutorials").glob("*.ipynb")):
+        assert f"`{notebook.name}`" in tutorials, notebook.name

@@ -8,7 +8,9 @@ from captum_cams.attr.grad_cam import LayerGradCam
 from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
 from captum_cams.attr.integrated_grad_cam import LayerIntegratedGradCam
 from captum_cams.attr.layer_cam import LayerCam
+from captum_cams.attr.libra_cam import LayerLibraCam, LibraCamDetails
 from captum_cams.attr.lift_cam import LayerLiftCam
+from captum_cams.attr.reference_library import ReferenceLibrary
 from captum_cams.attr.score_cam import LayerScoreCam
 from captum_cams.attr.shap_cam import LayerShapCam, exact_channel_shapley
 from captum_cams.attr.xgrad_cam import LayerXGradCam
@@ -22,10 +24,13 @@ __all__ = [
     "LayerGradCamPlusPlus",
     "LayerHead",
     "LayerIntegratedGradCam",
+    "LayerLibraCam",
     "LayerLiftCam",
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "LibraCamDetails",
+    "ReferenceLibrary",
     "exact_channel_shapley",
     "split_head",
 ]

@@ -118,6 +118,23 @@ class CamBase(LayerAttribution):
 
     A subclass sets :attr:`uses_gradients` and implements :meth:`_weights`; its
     ``attribute`` documents the arguments and calls :meth:`_attribute_cam`.
+
+    Args:
+        forward_func (Callable): the model (an ``nn.Module`` or any callable).
+        layer (nn.Module): the layer whose activations are weighted; a module of
+                    the model.
+        device_ids (list[int], optional): as Captum's ``LayerAttribution`` (for
+                    ``DataParallel`` models). Default: None.
+
+    Examples::
+
+        >>> class LayerMeanCam(CamBase):      # every channel weighted by 1/K
+        ...     uses_gradients = False
+        ...     def _weights(self, context):
+        ...         n, k = context.activations.shape[:2]
+        ...         return context.activations.new_full((n, k), 1.0 / k)
+        ...     def attribute(self, inputs, target=None, additional_forward_args=None):
+        ...         return self._attribute_cam(inputs, target, additional_forward_args)
     """
 
     #: Whether :meth:`_weights` needs ``dy_c/dA`` (one backward to the layer).
@@ -189,9 +206,13 @@ class CamBase(LayerAttribution):
         additional_forward_args: Tuple[Any, ...],
         attribute_to_layer_input: bool,
         with_gradients: Optional[bool] = None,
+        score: str = "logit",
     ) -> CamContext:
         r"""
         One forward (and, with gradients, one backward to the layer) of ``inputs``.
+
+        ``score="probability"`` differentiates the softmax probability of the target
+        instead of its logit (Libra-CAM); ``context.outputs`` are the logits either way.
 
         ``with_gradients`` overrides :attr:`uses_gradients` for this pass (a gradient
         method may need forward-only passes too, e.g. Integrated Grad-CAM's
@@ -207,7 +228,8 @@ class CamBase(LayerAttribution):
                 raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
             record["target"] = target_indices(target, outputs)
             record["outputs"] = outputs.detach()
-            return outputs.gather(1, record["target"][:, None]).squeeze(1)
+            scores = torch.softmax(outputs, dim=1) if score == "probability" else outputs
+            return scores.gather(1, record["target"][:, None]).squeeze(1)
 
         gradients: Optional[Tensor] = None
         try:

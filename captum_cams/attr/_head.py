@@ -137,6 +137,12 @@ class LayerHead:
         layer (nn.Module): the layer whose output the head takes.
         head (nn.Module, optional): the head given by the user. Default: None
                     (split with ``torch.fx``, else fall back to a substituting hook).
+
+    Examples::
+
+        >>> head = LayerHead(model, model.layer4)
+        >>> head.bind((images,), ())
+        >>> logits = head(activations, torch.arange(len(images)))
     """
 
     def __init__(

@@ -39,6 +39,12 @@ def find_cifar10_root(root: Optional[PathLike] = None) -> Optional[Path]:
 
     Returns:
         *Path* or *None*: a folder that holds ``test/``.
+
+    Examples::
+
+        >>> root = find_cifar10_root()
+        >>> root is None or (root / "test").is_dir()
+        True
     """
     if root is not None:
         candidates = [Path(root)]
@@ -60,6 +66,16 @@ def cifar10_root(root: Optional[PathLike] = None) -> Path:
     r"""
     Like :func:`find_cifar10_root`, but raises a clear error when the folder is absent.
 
+    Args:
+        root (str or PathLike, optional): an explicit folder; checked alone when given.
+                    Default: None.
+
+    Returns:
+        *Path*: a folder that holds ``test/``.
+
+    Raises:
+        FileNotFoundError: no such folder.
+
     Examples::
 
         >>> from captum_cams.models import load_cifar_resnet
@@ -76,7 +92,17 @@ def cifar10_root(root: Optional[PathLike] = None) -> Path:
 
 
 def cifar10_transform() -> T.Compose:
-    r"""``ToTensor()`` then the checkpoints' ``Normalize``."""
+    r"""
+    ``ToTensor()`` then the checkpoints' ``Normalize``.
+
+    Returns:
+        *torchvision.transforms.Compose*: the transform of the CIFAR-10 test images.
+
+    Examples::
+
+        >>> cifar10_transform()(Image.new("RGB", (32, 32))).shape
+        torch.Size([3, 32, 32])
+    """
     return T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
 
 
@@ -89,6 +115,11 @@ def cifar10_test_set(root: Optional[PathLike] = None) -> ImageFolder:
 
     Returns:
         *ImageFolder*: items ``(image 3x32x32, label)``; labels in :data:`CIFAR10_CLASSES` order.
+
+    Examples::
+
+        >>> image, label = cifar10_test_set()[0]
+        >>> image.shape, CIFAR10_CLASSES[label]
     """
     return ImageFolder(str(cifar10_root(root) / "test"), transform=cifar10_transform())
 
@@ -109,6 +140,12 @@ def cifar10_train_set(
 
     Returns:
         *ImageFolder*: items ``(image 3x32x32, label)``.
+
+    Examples::
+
+        >>> train = cifar10_train_set()
+        >>> len(train)
+        50000
     """
     archive = cifar10_root(root) / "train.tar.gz"
     cache = (

@@ -500,7 +500,16 @@ class GroundTruthShapes(Dataset):
 
 
 class GroundTruthBatch(NamedTuple):
-    r"""Stacked items of :class:`GroundTruthShapes`, as returned by :func:`make_batch`."""
+    r"""
+    Stacked items of :class:`GroundTruthShapes`, as returned by :func:`make_batch`.
+
+    Attributes:
+        images (Tensor): ``N x 3 x H x W`` float32 images in ``[0, 1]``.
+        labels (Tensor): ``N`` long class labels.
+        masks (Tensor): ``N x 1 x H x W`` bool object masks.
+        boxes (Tensor): ``N x 4`` float32 boxes ``(x1, y1, x2, y2)``, 0-based,
+                    ``x2, y2`` inclusive.
+    """
 
     #: ``N x 3 x H x W`` float32 images in ``[0, 1]``.
     images: Tensor

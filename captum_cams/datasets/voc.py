@@ -105,7 +105,20 @@ def read_voc_boxes(path: PathLike, include_difficult: bool = True) -> List[VOCBo
 
 
 def read_voc_size(path: PathLike) -> Tuple[int, int]:
-    r"""The image size ``(H, W)`` written in a VOC annotation's ``<size>``."""
+    r"""
+    The image size written in a VOC annotation's ``<size>``.
+
+    Args:
+        path (str or PathLike): the ``.xml`` file.
+
+    Returns:
+        *tuple[int, int]*: ``(H, W)``.
+
+    Examples::
+
+        >>> read_voc_size("VOC2012/Annotations/2007_000027.xml")
+        (500, 486)
+    """
     root = _parse(path)
     size = root.find("size")
     if size is None:
@@ -119,6 +132,14 @@ def voc_boxes_to_tensor(boxes: Sequence[VOCBox], labels: Optional[Sequence[str]]
     r"""
     VOC boxes as a ``K x 4`` float64 tensor in 0-based inclusive pixel coordinates
     (VOC's values minus 1), optionally only those whose label is in ``labels``.
+
+    Args:
+        boxes (sequence of (str, tuple)): ``(label_name, (xmin, ymin, xmax, ymax))``
+                    as :func:`read_voc_boxes` returns them.
+        labels (sequence of str, optional): keep only these labels. Default: None (all).
+
+    Returns:
+        *Tensor*: ``K x 4`` float64 boxes ``(x1, y1, x2, y2)``, 0-based inclusive.
 
     Examples::
 
@@ -140,6 +161,15 @@ def voc_ground_truth_mask(
     The union of an annotation's boxes as a ``1 x H x W`` bool mask at the size the
     file gives (for ``masks=`` of the localisation metrics; stack several with
     ``torch.stack``).
+
+    Args:
+        path (str or PathLike): the ``.xml`` file.
+        labels (sequence of str, optional): only boxes of these labels. Default: None.
+        include_difficult (bool, optional): keep objects marked ``<difficult>1``.
+                    Default: True
+
+    Returns:
+        *Tensor*: ``1 x H x W`` bool mask.
 
     Examples::
 

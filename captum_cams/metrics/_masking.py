@@ -191,6 +191,11 @@ def gaussian_blur(
 
     Returns:
         *Tensor*: blurred images, same shape, dtype and device.
+
+    Examples::
+
+        >>> gaussian_blur(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 3, 64, 64])
     """
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd int; got {kernel_size!r}")

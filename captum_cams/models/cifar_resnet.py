@@ -102,12 +102,38 @@ class CifarResNet(nn.Module):
 
 
 def resnet20(num_classes: int = 10) -> CifarResNet:
-    r"""ResNet-20 for CIFAR (0.27 M parameters), untrained."""
+    r"""
+    ResNet-20 for CIFAR (0.27 M parameters), untrained.
+
+    Args:
+        num_classes (int, optional): outputs of the last layer. Default: 10.
+
+    Returns:
+        *CifarResNet*: the network, randomly initialised.
+
+    Examples::
+
+        >>> resnet20()(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+    """
     return CifarResNet([3, 3, 3], num_classes)
 
 
 def resnet56(num_classes: int = 10) -> CifarResNet:
-    r"""ResNet-56 for CIFAR (0.85 M parameters), untrained."""
+    r"""
+    ResNet-56 for CIFAR (0.85 M parameters), untrained.
+
+    Args:
+        num_classes (int, optional): outputs of the last layer. Default: 10.
+
+    Returns:
+        *CifarResNet*: the network, randomly initialised.
+
+    Examples::
+
+        >>> resnet56()(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 10])
+    """
     return CifarResNet([9, 9, 9], num_classes)
 
 

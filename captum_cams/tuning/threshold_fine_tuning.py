@@ -266,15 +266,40 @@ def _rank_curves(
     ``soft``). The grid is descending, so masks shrink along the columns as they
     do for value thresholds.
     """
+    o, y, grid = rank_sweep_scores(
+        forward_func, x, attributions, target, additional_forward_args,
+        max_examples_per_batch, values, soft, baselines, "probability",
+    )  # fmt: skip
+    yy = y.unsqueeze(1)
+    return torch.clamp(o - yy, min=0) / yy, grid
+
+
+def rank_sweep_scores(
+    forward_func: Callable,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    values: Tuple[float, ...],
+    soft: bool,
+    baselines: BaselineLike,
+    score: str,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""
+    The rank-threshold sweep shared by TFT and Libra-CAM's calibration: target
+    scores ``o`` (``N x T``) of the inputs masked by ``I_τ = I ⊙ top(τ)`` (binary
+    ``1[I_τ ≠ 0]`` unless ``soft``), the original scores ``y`` (``(N,)``) and the
+    descending grid of fractions kept (``(T,)``).
+    """
     with torch.no_grad(), preserved_model_state(forward_func):
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
         base = make_baseline(x, baselines)
         y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch,
-            "probability",
-        )  # fmt: skip
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
         grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
         ranks = pixel_ranks(maps)
         counts = _kept_counts(values, maps)
@@ -286,10 +311,9 @@ def _rank_curves(
 
         o = perturbed_scores(
             forward_func, x, grid.shape[0], build, idx, additional_forward_args,
-            max_examples_per_batch, "probability",
+            max_examples_per_batch, score,
         )  # fmt: skip
-        yy = y.unsqueeze(1)
-        return torch.clamp(o - yy, min=0) / yy, grid
+        return o, y, grid
 
 
 class ThresholdFineTuned(Attribution):

@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Models, layers and image folders named on the command line, checked with one-line errors.
+
+Every user mistake (an unknown model or weights name, a checkpoint that does not fit, a
+layer that does not exist, a folder that is missing, a file that is not an image, an
+image without its annotation) raises :class:`InputError` with one sentence that names
+the argument; the command line prints it and exits with status 2. Checkpoints are read
+with ``torch.load(..., weights_only=True)`` or safetensors, never with pickle.
+"""
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+#: File name endings read as images (as ``torchvision.datasets.ImageFolder`` reads).
+IMAGE_EXTENSIONS: Tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
+)  # fmt: skip
+
+#: ImageNet's channel statistics, for torchvision models without a weights enum.
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: The model name of the embedded default (the package's own trained CNN).
+EMBEDDED = "embedded"
+
+
+class InputError(Exception):
+    r"""A user error in the inputs: reported as one line and exit status 2."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    r"""
+    How an image file becomes the model's input, and a mask follows it.
+
+    The image is resized so that its shorter side is ``resize`` (or to exactly
+    ``resize x resize`` with ``square``), centre-cropped to ``crop``, scaled to
+    ``[0, 1]`` and normalised with ``mean``/``std`` when given. Masks go through the
+    same resize (nearest) and crop, so boxes stay on their objects.
+
+    Args:
+        resize (int): the shorter side after resizing (the side with ``square``).
+        crop (int): the side of the centre crop.
+        mean (tuple[float, ...], optional): per-channel mean. Default: None (none).
+        std (tuple[float, ...], optional): per-channel std. Default: None.
+        square (bool, optional): resize to a square, ignoring the aspect ratio.
+                    Default: False.
+
+    Examples::
+
+        >>> prep = Preprocess(256, 224, IMAGENET_MEAN, IMAGENET_STD)
+        >>> prep.image(Image.open("dog.jpg")).shape
+        torch.Size([3, 224, 224])
+    """
+
+    resize: int
+    crop: int
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+    square: bool = False
+
+    def _geometry(self, tensor: Tensor, mode: str) -> Tensor:
+        height, width = tensor.shape[-2:]
+        if self.square:
+            size = (self.resize, self.resize)
+        elif height <= width:
+            size = (self.resize, max(1, round(width * self.resize / height)))
+        else:
+            size = (max(1, round(height * self.resize / width)), self.resize)
+        kwargs = {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
+        resized = F.interpolate(tensor.unsqueeze(0), size=size, mode=mode, **kwargs)[0]
+        top = max(0, (size[0] - self.crop) // 2)
+        left = max(0, (size[1] - self.crop) // 2)
+        return resized[..., top : top + self.crop, left : left + self.crop]
+
+    def image(self, picture: "object") -> Tensor:
+        r"""
+        Args:
+            picture (PIL.Image.Image): an image in any mode.
+
+        Returns:
+            *Tensor*: the ``3 x crop x crop`` float32 model input.
+        """
+        import numpy as np
+
+        rgb = picture.convert("RGB")  # type: ignore[attr-defined]
+        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        tensor = self._geometry(pixels.contiguous(), "bilinear").clamp(0, 1)
+        if self.mean is not None and self.std is not None:
+            mean = torch.tensor(self.mean).reshape(-1, 1, 1)
+            std = torch.tensor(self.std).reshape(-1, 1, 1)
+            tensor = (tensor - mean) / std
+        return tensor.contiguous()
+
+    def mask(self, mask: Tensor) -> Tensor:
+        r"""
+        Args:
+            mask (Tensor): ``1 x H x W`` bool mask at the image file's size.
+
+        Returns:
+            *Tensor*: the ``1 x crop x crop`` bool mask under the same geometry.
+        """
+        return self._geometry(mask.to(torch.float32), "nearest") > 0.5
+
+
+@dataclass
+class LoadedModel:
+    r"""A model named on the command line, with how its inputs are made.
+
+    Args:
+        model (nn.Module): the model, in eval mode.
+        name (str): what the user called it.
+        preprocess (Preprocess): how an image file becomes its input.
+        classes (list[str], optional): class names by index, when known.
+        default_layer (str, optional): the CAM layer when ``--layer`` is not given;
+                    None: found by :func:`resolve_layer`.
+    """
+
+    model: nn.Module
+    name: str
+    preprocess: Preprocess
+    classes: Optional[List[str]] = None
+    default_layer: Optional[str] = None
+
+
+def _closest(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _read_state_dict(path: str) -> Dict[str, Tensor]:
+    if not os.path.isfile(path):
+        raise InputError(f"--weights: checkpoint not found: {path}")
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise InputError(
+                "--weights: reading .safetensors needs `pip install safetensors`"
+            ) from None
+        try:
+            return load_file(path)
+        except Exception as error:  # the library's own error types vary by version
+            raise InputError(
+                f"--weights: not a readable safetensors file: {path} ({error})"
+            ) from None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights_only refusals all land here
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            f"--weights: cannot load {path} with weights_only=True ({first[:200]})"
+        ) from None
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
+        raise InputError(f"--weights: {path} holds no state dict of tensors")
+    return payload
+
+
+def _load_into(model: nn.Module, path: str) -> None:
+    state = _read_state_dict(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+        raise InputError(f"--weights: {path} does not fit the model ({detail[:200]})") from None
+
+
+def looks_like_path(text: str) -> bool:
+    r"""
+    Args:
+        text (str): a ``--weights`` value.
+
+    Returns:
+        *bool*: True when it names a file rather than a weights enum.
+    """
+    return os.sep in text or text.endswith((".pt", ".pth", ".safetensors")) or os.path.isfile(text)
+
+
+def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedModel:
+    r"""
+    Loads the embedded default or a torchvision classification model.
+
+    Args:
+        name (str, optional): ``"embedded"`` (the package's trained CNN for the
+                    ground-truth dataset) or a torchvision model name such as
+                    ``"resnet18"``. Default: ``"embedded"``.
+        weights (str, optional): for torchvision, a weights enum name of that model
+                    (``"IMAGENET1K_V1"``, ``"DEFAULT"``), ``"none"`` for random
+                    weights, or a checkpoint path (a state dict, or a dict holding
+                    one under ``"state_dict"``; ``.safetensors`` too). For the
+                    embedded model, a checkpoint path replaces the shipped one.
+                    Default: None (the shipped checkpoint; for torchvision, no
+                    weights).
+
+    Returns:
+        *LoadedModel*: the model in eval mode and how to make its inputs.
+
+    Raises:
+        InputError: an unknown model or weights name, or a checkpoint that is
+        missing, not loadable with ``weights_only=True`` or does not fit.
+
+    Examples::
+
+        >>> loaded = load_model("resnet18", "none")
+        >>> loaded.preprocess.crop
+        224
+    """
+    if name == EMBEDDED:
+        from captum_cams.models.embedded import ShapesNet, load_embedded_default
+
+        model: nn.Module
+        if weights is None or weights.lower() == "default":
+            model = load_embedded_default()
+        elif weights.lower() == "none":
+            model = ShapesNet().eval()
+        else:
+            if not os.path.isfile(weights):
+                raise InputError(f"--weights: checkpoint not found: {weights}")
+            model = ShapesNet()
+            _load_into(model, weights)
+            model.eval()
+        from captum_cams.datasets import CLASSES
+        from captum_cams.models.embedded import embedded_default_layer
+
+        cam_layer = embedded_default_layer(model)  # type: ignore[arg-type]
+        layer_name = next(key for key, module in model.named_modules() if module is cam_layer)
+        return LoadedModel(model, name, Preprocess(64, 64, square=True), list(CLASSES), layer_name)
+
+    import torchvision.models as tvm
+
+    available = sorted(tvm.list_models(module=tvm))
+    if name not in available:
+        raise InputError(
+            f"--model: unknown model {name!r}{_closest(name, available)}; use 'embedded' "
+            "or a torchvision classification model name such as resnet18"
+        )
+    default_prep = Preprocess(256, 224, IMAGENET_MEAN, IMAGENET_STD)
+    if weights is None or weights.lower() == "none":
+        return LoadedModel(tvm.get_model(name, weights=None).eval(), name, default_prep)
+    if looks_like_path(weights):
+        model = tvm.get_model(name, weights=None)
+        _load_into(model, weights)
+        return LoadedModel(model.eval(), name, default_prep)
+    enum = tvm.get_model_weights(name)
+    members = list(enum.__members__)
+    if weights not in members:
+        raise InputError(
+            f"--weights: {weights!r} is not a weights enum of {name}; choose from "
+            f"{', '.join(members)}, 'none' or a checkpoint path"
+        )
+    chosen = enum[weights]
+    try:
+        model = tvm.get_model(name, weights=chosen)
+    except Exception as error:  # no network, a broken download cache, ...
+        raise InputError(f"--weights: cannot get {name} {weights} ({error})") from None
+    transform = chosen.transforms()
+    preprocess = Preprocess(
+        int(transform.resize_size[0]),
+        int(transform.crop_size[0]),
+        tuple(transform.mean),
+        tuple(transform.std),
+    )
+    classes = list(chosen.meta.get("categories") or []) or None
+    return LoadedModel(model.eval(), name, preprocess, classes)
+
+
+def _is_pooling(module: nn.Module) -> bool:
+    return isinstance(
+        module,
+        (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Dropout),
+    )
+
+
+def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tuple[str, nn.Module]:
+    r"""
+    The CAM layer by its dotted module name, or the last feature map when None.
+
+    Without a name, the layer is the module that finishes last among those whose
+    output is ``N x C x h x w`` with ``h·w > 1``, pooling layers left out: e.g.
+    ``layer4`` of a ResNet, ``features`` of a VGG.
+
+    Args:
+        model (nn.Module): the model.
+        name (str, optional): a name of ``model.named_modules()``, e.g.
+                    ``"layer4"`` or ``"features.29"``. Default: None.
+        sample (Tensor): one input batch, to check the layer's output.
+
+    Returns:
+        *tuple[str, nn.Module]*: the layer's name and the module.
+
+    Raises:
+        InputError: the name is not a module of the model, or the module's output
+        is not a 4-D feature map.
+
+    Examples::
+
+        >>> resolve_layer(model, "layer4", torch.zeros(1, 3, 224, 224))[0]
+        'layer4'
+    """
+    modules = dict(model.named_modules())
+    if name is not None and name not in modules:
+        top = [key for key in modules if key and "." not in key]
+        raise InputError(
+            f"--layer: no module named {name!r} in the model{_closest(name, list(modules))}; "
+            f"its top-level modules are {', '.join(top)}"
+        )
+    candidates = [name] if name is not None else [key for key in modules if key]
+    outputs: List[Tuple[str, Tuple[int, ...]]] = []
+    handles = []
+    for key in candidates:
+        module = modules[key]
+        if name is None and _is_pooling(module):
+            continue
+
+        def hook(_module: nn.Module, _inputs: object, output: object, key: str = key) -> None:
+            if isinstance(output, Tensor):
+                outputs.append((key, tuple(output.shape)))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    maps = [(key, shape) for key, shape in outputs if len(shape) == 4 and shape[2] * shape[3] > 1]
+    if name is not None:
+        shapes = [shape for key, shape in outputs]
+        if not maps:
+            raise InputError(
+                f"--layer: {name!r} outputs {shapes[0] if shapes else 'no tensor'}, not an "
+                "N x C x h x w feature map; choose a convolutional layer"
+            )
+        return name, modules[name]
+    if not maps:
+        raise InputError("--layer: the model has no 4-D feature map; name a layer with --layer")
+    chosen = maps[-1][0]
+    return chosen, modules[chosen]
+
+
+def list_images(folder: str) -> List[Path]:
+    r"""
+    The image files under a folder (an ``ImageFolder`` tree or a flat folder), sorted.
+
+    Args:
+        folder (str): the ``--data`` folder.
+
+    Returns:
+        *list[Path]*: files with an image extension, recursively, in sorted order.
+
+    Raises:
+        InputError: the folder is missing or holds no image file.
+
+    Examples::
+
+        >>> list_images("imagenet_val_subset")[:2]
+        [PosixPath('imagenet_val_subset/n01440764/ILSVRC2012_val_00000293.JPEG'), ...]
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"--data: folder not found: {folder}")
+    files = sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise InputError(
+            f"--data: no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}"
+        )
+    return files
+
+
+def open_image(path: "os.PathLike[str] | str") -> "object":
+    r"""
+    Opens an image file, fully read.
+
+    Args:
+        path (str or PathLike): the file.
+
+    Returns:
+        *PIL.Image.Image*: the decoded image.
+
+    Raises:
+        InputError: the file is missing or is not a readable image.
+
+    Examples::
+
+        >>> open_image("dog.jpg").size
+        (500, 375)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise InputError(f"image not found: {os.fspath(path)}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise InputError(f"not a readable image: {os.fspath(path)} ({error})") from None
+
+
+def check_image_file(path: "os.PathLike[str] | str") -> None:
+    r"""
+    Checks that a file is an image from its header alone (cheap: nothing decoded).
+
+    Args:
+        path (str or PathLike): the file.
+
+    Raises:
+        InputError: the file is missing or is not an image.
+
+    Examples::
+
+        >>> check_image_file("dog.jpg")
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise InputError(f"image not found: {os.fspath(path)}")
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise InputError(f"not a readable image: {os.fspath(path)} ({error})") from None
+
+
+def annotation_mask(folder: str, image_path: Path, image_size: Tuple[int, int]) -> Tensor:
+    r"""
+    The union of an image's Pascal-VOC boxes as a ``1 x H x W`` bool mask.
+
+    The annotation is ``<folder>/<image stem>.xml`` (VOC's ``Annotations`` folder).
+
+    Args:
+        folder (str): the ``--annotations`` folder.
+        image_path (Path): the image file.
+        image_size (tuple[int, int]): the image file's ``(H, W)``.
+
+    Returns:
+        *Tensor*: ``1 x H x W`` bool mask at the image file's size.
+
+    Raises:
+        InputError: the annotation is missing, malformed, has no box or gives
+        another image size.
+
+    Examples::
+
+        >>> annotation_mask("VOC2012/Annotations", Path("JPEGImages/2007_000027.jpg"), (500, 486))
+    """
+    from captum_cams.datasets.voc import voc_ground_truth_mask
+
+    xml = Path(folder) / f"{image_path.stem}.xml"
+    if not xml.is_file():
+        raise InputError(f"--annotations: no annotation {xml} for image {image_path}")
+    try:
+        mask = voc_ground_truth_mask(xml)
+    except ValueError as error:
+        raise InputError(f"--annotations: {error}") from None
+    if tuple(mask.shape[-2:]) != tuple(image_size):
+        raise InputError(
+            f"--annotations: {xml} is for a {mask.shape[-2]}x{mask.shape[-1]} image but "
+            f"{image_path} is {image_size[0]}x{image_size[1]}"
+        )
+    if not bool(mask.any()):
+        raise InputError(f"--annotations: {xml} has no object box")
+    return mask
+
+
+def check_device(text: str) -> torch.device:
+    r"""
+    Args:
+        text (str): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Returns:
+        *torch.device*: the device; ``"auto"`` is CUDA (this process's
+        ``LOCAL_RANK`` under torchrun) when available, else the CPU.
+
+    Raises:
+        InputError: an unknown device, or one this machine does not have.
+
+    Examples::
+
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise InputError(
+            f"--device: not a device: {text!r} (use cpu, cuda, cuda:0, auto)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device: {text} asked for but CUDA is not available here")
+        index = device.index
+        if index is None:
+            index = int(os.environ.get("LOCAL_RANK", "0"))
+        if index >= torch.cuda.device_count():
+            raise InputError(
+                f"--device: {text}: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device: mps asked for but it is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device: unsupported device type {device.type!r}")
+    return device

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+r"""Libra-CAM: base maps from the best linear approximation of the head between the
+layer and the target score, averaged over reference activations, filtered and
+threshold-calibrated.
+
+Algorithm 1 of the paper, for an input ``x`` and its target ``c``:
+
+1. one forward and one backward: ``A = A(x)`` and ``g = ∂f_c/∂A`` with ``f_c`` the
+   softmax probability (``score="logit"``: the logit, as the authors' code);
+2. for every reference ``A_r`` of class ``c`` in the
+   :class:`~captum_cams.ReferenceLibrary`, the base map
+   ``I_r = up(mm(Σ_k g_k ⊙ (A_k − A_r,k)))`` — all ``R`` maps from the one gradient;
+   ``Σ_hw Σ_k g ⊙ (A − A_r)`` is the first-order estimate of ``f_c(x) − f_c(x_r)``
+   at the layer (Theorem 1);
+3. reference filtering (:func:`~captum_cams.tuning.reference_filtering`):
+   ``S_r = f_c(I_r ⊙ x)``, keep ``S_r ≥ mean(S) + std(S)``, ``L`` = mean of the kept;
+4. threshold calibration (:func:`~captum_cams.tuning.threshold_calibration`):
+   ``L_t = L ⊙ 1[L ≥ t]`` on ``L`` min-max normalised, ``t* = argmax_t f_c(L_t ⊙ x)``.
+
+All masked forward passes (``R`` for filtering, ``T`` for calibration, per example)
+go through the shared chunked loop, ``internal_batch_size`` inputs at a time.
+"""
+
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from captum.log import log_usage
+from torch import Tensor
+from torch.nn import Module
+
+from captum_cams._utils.guards import TargetLike, check_positive_int, preserved_model_state
+from captum_cams._utils.maps import minmax_normalize, upsample
+from captum_cams.attr._base import GradientCamBase
+from captum_cams.attr.reference_library import ReferenceLibrary
+from captum_cams.metrics._masking import prepare_maps
+from captum_cams.metrics._scoring import check_score
+from captum_cams.tuning.reference_filtering import filter_rows
+from captum_cams.tuning.threshold_calibration import (
+    DEFAULT_CALIBRATION_THRESHOLDS,
+    threshold_calibration,
+)
+from captum_cams.tuning.threshold_fine_tuning import _check_threshold_mode, _check_thresholds
+
+
+class LibraCamDetails(NamedTuple):
+    r"""
+    The intermediate results of one :meth:`LayerLibraCam.attribute` call. Rows are
+    (example, reference) pairs, grouped by example.
+
+    Attributes:
+        row_example (Tensor): ``(M,)`` the example of every row.
+        reference_indices (Tensor): ``(M,)`` the library entry of every row (``-1``
+                    without references).
+        base_maps (Tensor): ``M x 1 x H x W`` the base maps ``I_r``.
+        first_order (Tensor): ``(M,)`` ``Σ_hw Σ_k g ⊙ (A − A_r)``, the linear
+                    estimate of ``f_c(x) − f_c`` at the reference activation.
+        reference_scores (Tensor or None): ``(M,)`` ``S_r`` (None without filtering).
+        kept (Tensor): ``(M,)`` bool, the rows averaged into ``L``.
+        averaged_maps (Tensor): ``N x 1 x H x W`` ``L`` before calibration.
+        thresholds (Tensor or None): ``(N,)`` ``t*`` (None without calibration).
+        calibration_scores (Tensor or None): ``N x T`` the ``C_t``.
+        target (Tensor): ``(N,)`` the explained class per example.
+    """
+
+    row_example: Tensor
+    reference_indices: Tensor
+    base_maps: Tensor
+    first_order: Tensor
+    reference_scores: Optional[Tensor]
+    kept: Tensor
+    averaged_maps: Tensor
+    thresholds: Optional[Tensor]
+    calibration_scores: Optional[Tensor]
+    target: Tensor
+
+
+class LayerLibraCam(GradientCamBase):
+    r"""
+    Libra-CAM (Lee & Han, IJCAI 2022): the average of base maps
+    ``I_r = up(mm(Σ_k g_k ⊙ (A_k − A_r,k)))`` over reference activations ``A_r`` of
+    the target class — inputs the model finds very unlikely to be that class —
+    followed by reference filtering and threshold calibration.
+
+    Unlike the other CAMs of this package, :meth:`attribute` returns maps at the
+    **input** resolution (``N x 1 x H x W``, in ``[0, 1]``), because the filtering
+    and the calibration evaluate the model on masked inputs.
+
+    Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
+    Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022,
+    pp. 3185–3191. https://www.ijcai.org/proceedings/2022/0442
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        layer (torch.nn.Module): The layer whose ``N x K x h x w`` output is used.
+        library (ReferenceLibrary, optional): references built for this layer
+                    (:meth:`ReferenceLibrary.build`). Required unless
+                    ``attribute`` is called with ``use_references=False``.
+                    Default: None
+        device_ids (list[int], optional): as in Captum, for ``DataParallel``
+                    models. Default: None
+
+    Examples::
+
+        >>> library = ReferenceLibrary.build(net, net.layer3, train_loader, 10)
+        >>> libra = LayerLibraCam(net, net.layer3, library=library)
+        >>> maps = libra.attribute(x, target=3, internal_batch_size=64)
+        >>> maps.shape            # input resolution
+        torch.Size([2, 1, 32, 32])
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        layer: Module,
+        library: Optional[ReferenceLibrary] = None,
+        device_ids: Union[None, List[int]] = None,
+    ) -> None:
+        if library is not None and not isinstance(library, ReferenceLibrary):
+            raise TypeError(f"library must be a ReferenceLibrary; got {type(library).__name__}")
+        GradientCamBase.__init__(self, forward_func, layer, device_ids)
+        self.library = library
+
+    @log_usage()
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        internal_batch_size: Optional[int] = None,
+        use_references: bool = True,
+        filter_references: bool = True,
+        calibrate: bool = True,
+        thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
+        threshold_mode: str = "value",
+        score: str = "probability",
+        return_details: bool = False,
+    ) -> Union[Tensor, Tuple[Tensor, LibraCamDetails]]:
+        r"""
+        Args:
+            inputs (Tensor or tuple[Tensor, ...]): the image batch ``N x C x H x W``
+                        (first, when the model takes several inputs).
+            target (int, list[int], Tensor, optional): the class per example, as in
+                        Captum. None: each example's predicted class. Default: None
+            additional_forward_args (Any, optional): further arguments of
+                        ``forward_func``. Default: None
+            attribute_to_layer_input (bool, optional): use the layer's input
+                        instead of its output (the library must be built the same
+                        way). Default: False
+            internal_batch_size (int, optional): most masked inputs per forward
+                        pass in filtering and calibration. None: all at once.
+                        Default: None
+            use_references (bool, optional): R of the ablation: with False the only
+                        "reference" is ``A_r = 0`` (one base map ``mm(Σ g ⊙ A)``).
+                        Default: True
+            filter_references (bool, optional): F of the ablation: reference
+                        filtering; False averages all base maps. Default: True
+            calibrate (bool, optional): C of the ablation: threshold calibration;
+                        False returns ``mm(L)``. Default: True
+            thresholds (sequence of float, optional): calibration candidates in
+                        ``(0, 1]``. Default: ``(0.1, 0.2, ..., 1.0)``
+            threshold_mode (str, optional): ``"value"`` (the paper) or ``"rank"``
+                        (fraction of pixels kept, the authors' code).
+                        Default: ``"value"``
+            score (str, optional): ``f_c`` everywhere (gradient, filtering,
+                        calibration): the softmax ``"probability"`` (the paper) or
+                        the ``"logit"``. Default: ``"probability"``
+            return_details (bool, optional): also return the
+                        :class:`LibraCamDetails`. Default: False
+
+        Returns:
+            *Tensor* or (*Tensor*, *LibraCamDetails*): the maps ``N x 1 x H x W`` at
+            input resolution, in ``[0, 1]``.
+
+        Examples::
+
+            >>> libra = LayerLibraCam(net, net.layer3, library=library)
+            >>> maps = libra.attribute(x, target=[3, 7], internal_batch_size=64)
+            >>> no_calibration = libra.attribute(x, target=[3, 7], calibrate=False)
+        """
+        check_score(score)
+        check_positive_int(internal_batch_size, "internal_batch_size")
+        values = _check_thresholds(thresholds)
+        _check_threshold_mode(threshold_mode)
+        if use_references and self.library is None:
+            raise ValueError(
+                "library is required with use_references=True: give "
+                "LayerLibraCam(model, layer, library=ReferenceLibrary.build(...))"
+            )
+        formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
+        x = formatted_inputs[0].detach()
+        size = tuple(x.shape[-2:])
+        # the masked forwards take the image batch; further inputs travel as arguments
+        extra = tuple(formatted_inputs[1:]) + tuple(formatted_args)
+        afa = extra if extra else None
+        with preserved_model_state(self.forward_func):
+            context = self._capture(
+                formatted_inputs, target, formatted_args, attribute_to_layer_input, score=score
+            )
+            activations, gradients = context.activations, context.gradients
+            assert gradients is not None
+            if use_references:
+                assert self.library is not None
+                self.library.check_compatible(activations.shape[1:], context.outputs.shape[1])
+            rows = self._base_maps(activations, gradients, context.target, use_references, size)
+            row_example, reference_indices, base_maps, first_order = rows
+            if filter_references:
+                filtered = filter_rows(
+                    self.forward_func, x, base_maps, row_example, context.target, afa,
+                    internal_batch_size, score,
+                )  # fmt: skip
+                averaged, kept = filtered.filtered_maps, filtered.kept
+                reference_scores: Optional[Tensor] = filtered.scores
+            else:
+                kept = torch.ones_like(row_example, dtype=torch.bool)
+                averaged = _mean_per_example(base_maps, row_example, x.shape[0])
+                reference_scores = None
+            if calibrate:
+                calibration = threshold_calibration(
+                    self.forward_func, x, averaged, target=context.target,
+                    additional_forward_args=afa, max_examples_per_batch=internal_batch_size,
+                    thresholds=values, threshold_mode=threshold_mode, score=score,
+                )  # fmt: skip
+                maps = calibration.calibrated_maps
+                chosen: Optional[Tensor] = calibration.thresholds
+                calibration_scores: Optional[Tensor] = calibration.scores
+            else:
+                maps = prepare_maps(averaged, size, x.shape[0], dtype=x.dtype, device=x.device)
+                chosen, calibration_scores = None, None
+        if not return_details:
+            return maps
+        details = LibraCamDetails(
+            row_example=row_example,
+            reference_indices=reference_indices,
+            base_maps=base_maps,
+            first_order=first_order,
+            reference_scores=reference_scores,
+            kept=kept,
+            averaged_maps=averaged,
+            thresholds=chosen,
+            calibration_scores=calibration_scores,
+            target=context.target,
+        )
+        return maps, details
+
+    def _base_maps(
+        self,
+        activations: Tensor,
+        gradients: Tensor,
+        target: Tensor,
+        use_references: bool,
+        size: Tuple[int, ...],
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        r"""
+        ``(row_example, reference_indices, base_maps, first_order)`` of all
+        (example, reference) rows: ``Σ_k g_k (A_k − A_r,k)`` for all references of an
+        example at once from its one gradient, then ``up(mm(·))``.
+        """
+        examples: List[Tensor] = []
+        indices: List[Tensor] = []
+        raw_maps: List[Tensor] = []
+        device = activations.device
+        for example in range(activations.shape[0]):
+            a, g = activations[example], gradients[example]
+            if use_references:
+                assert self.library is not None
+                label = int(target[example])
+                index = self.library.class_indices[label]
+                if index.numel() == 0:
+                    raise ValueError(
+                        f"the reference library holds no reference for class {label} "
+                        "(the target of example "
+                        f"{example}): build it with more data or a larger tau"
+                    )
+                references = self.library.references(label, dtype=a.dtype, device=device)
+            else:
+                index = torch.full((1,), -1, dtype=torch.long)
+                references = torch.zeros_like(a).unsqueeze(0)
+            own = (g * a).sum(dim=0)
+            raw = own.unsqueeze(0) - torch.einsum("khw,rkhw->rhw", g, references)
+            raw_maps.append(raw)
+            indices.append(index.to(device))
+            examples.append(torch.full((raw.shape[0],), example, dtype=torch.long, device=device))
+        raw_all = torch.cat(raw_maps).unsqueeze(1)
+        first_order = raw_all.sum(dim=(1, 2, 3))
+        base_maps = upsample(minmax_normalize(raw_all), size)
+        return torch.cat(examples), torch.cat(indices), base_maps, first_order
+
+
+def _mean_per_example(maps: Tensor, row_example: Tensor, num: int) -> Tensor:
+    r"""``N x 1 x H x W`` mean of every example's rows."""
+    sums = maps.new_zeros((num, *maps.shape[1:])).index_add_(0, row_example, maps)
+    counts = torch.bincount(row_example, minlength=num).to(maps.dtype)
+    return sums / counts.reshape(-1, 1, 1, 1)
+
+
+__all__ = ["LayerLibraCam", "LibraCamDetails"]

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+r"""Libra-CAM's reference filtering, usable on any set of candidate maps.
+
+For one example with candidate maps ``I_1 … I_R`` (in ``[0, 1]``, at input
+resolution): ``S_r = f_c(I_r ⊙ x)`` (the target score of the input masked softly by
+``I_r``), ``γ = mean(S) + std(S)`` (population standard deviation), keep the maps
+with ``S_r ≥ γ`` — all of them when none is kept — and return their mean. Libra-CAM
+applies it to its base maps, one per reference activation; the same function
+averages the best of any candidate maps (several methods, several layers, …).
+
+All masked inputs go through the model with the package's one chunked loop
+(:func:`captum_cams._utils.batching.evaluate_in_chunks`), masks built with
+:mod:`captum_cams.metrics._masking`.
+
+Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the Linear
+Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
+https://www.ijcai.org/proceedings/2022/0442
+"""
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import torch
+from captum._utils.common import _format_additional_forward_args
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_cams._utils.batching import evaluate_in_chunks
+from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.maps import minmax_normalize, upsample
+from captum_cams.metrics._masking import BaselineLike, apply_mask, make_baseline
+from captum_cams.metrics._scoring import _forward_scores, check_metric_args, original_scores
+
+
+class FilteringResult(NamedTuple):
+    r"""
+    Result of :func:`reference_filtering`.
+
+    Attributes:
+        filtered_maps (Tensor): ``N x 1 x H x W`` mean of the kept maps per example.
+        kept (Tensor): ``N x R`` bool, which candidates were kept.
+        scores (Tensor): ``N x R`` the scores ``S_r``.
+        thresholds (Tensor): ``(N,)`` the ``γ = mean(S) + std(S)`` per example.
+    """
+
+    filtered_maps: Tensor
+    kept: Tensor
+    scores: Tensor
+    thresholds: Tensor
+
+
+def filter_rows(
+    forward_func: Callable,
+    inputs: Tensor,
+    maps: Tensor,
+    row_example: Tensor,
+    target_idx: Tensor,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+    baselines: BaselineLike = None,
+) -> FilteringResult:
+    r"""
+    Filtering of candidate maps given as rows (any number per example).
+
+    Args:
+        forward_func (Callable): the model.
+        inputs (Tensor): ``N x C x H x W`` images, detached.
+        maps (Tensor): ``M x 1 x H x W`` candidate maps, used as they are (no
+                    normalisation).
+        row_example (Tensor): ``(M,)`` the example of every row; every example has
+                    at least one row, rows of an example in any order.
+        target_idx (Tensor): ``(N,)`` the class per example.
+        additional_forward_args (Any): the model's further arguments.
+        max_examples_per_batch (int, optional): masked inputs per forward pass.
+        score (str): ``"probability"`` or ``"logit"``.
+        baselines (str, float or Tensor, optional): what removed pixels become.
+
+    Returns:
+        *FilteringResult*: with ``kept`` and ``scores`` of shape ``(M,)`` (rows).
+    """
+    num = inputs.shape[0]
+    afa = _format_additional_forward_args(additional_forward_args)
+    with torch.no_grad(), preserved_model_state(forward_func):
+        base = make_baseline(inputs, baselines)
+        row_example = row_example.to(inputs.device)
+        target_idx = target_idx.to(inputs.device)
+
+        def row_scores(rows: Tensor) -> Tensor:
+            examples = row_example[rows]
+            masked = apply_mask(inputs[examples], maps[rows], base[examples])
+            scores = _forward_scores(forward_func, masked, examples, num, afa, score)
+            return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
+
+        scores = evaluate_in_chunks(
+            row_scores, row_example.shape[0], max_examples_per_batch, inputs.device
+        )
+        kept = torch.zeros_like(row_example, dtype=torch.bool)
+        gammas = scores.new_empty(num)
+        filtered = maps.new_empty((num, *maps.shape[1:]))
+        for example in range(num):
+            rows = (row_example == example).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                raise ValueError(f"example {example} has no candidate map")
+            values = scores[rows]
+            gamma = values.mean() + values.std(correction=0)
+            keep = values >= gamma
+            if not bool(keep.any()):
+                keep = torch.ones_like(keep)
+            kept[rows] = keep
+            gammas[example] = gamma
+            filtered[example] = maps[rows[keep]].mean(dim=0)
+    return FilteringResult(filtered_maps=filtered, kept=kept, scores=scores, thresholds=gammas)
+
+
+@log_usage()
+def reference_filtering(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    score: str = "probability",
+    baselines: BaselineLike = None,
+) -> FilteringResult:
+    r"""
+    Libra-CAM's reference filtering of ``R`` candidate maps per example.
+
+    Every candidate is brought to ``[0, 1]`` at input resolution on its own,
+    ``I_r = mm(up(attributions[:, r]))``; then ``S_r = f_c(I_r ⊙ x)``,
+    ``γ = mean_r(S) + std_r(S)`` (population standard deviation), kept are the
+    ``I_r`` with ``S_r ≥ γ`` (all when none), and the result is their mean. All
+    ``N x R`` masked inputs go through the model in chunks of
+    ``max_examples_per_batch``, under ``torch.no_grad()``.
+
+    Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
+    Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022
+    (Algorithm 1, reference filtering). https://www.ijcai.org/proceedings/2022/0442
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged.
+        attributions (Tensor): ``N x R x h x w`` candidate maps of any spatial size
+                    (e.g. the maps of ``R`` methods stacked along dimension 1),
+                    without NaN or inf.
+        target (int, list[int], Tensor, optional): class per example, as Captum
+                    takes it. None: each example's predicted class. Default: None
+        additional_forward_args (Any, optional): further arguments of
+                    ``forward_func``. Default: None
+        max_examples_per_batch (int, optional): most masked inputs per forward
+                    pass. None: all ``N x R`` at once. Default: None
+        score (str, optional): ``S_r`` as the softmax ``"probability"`` (the
+                    paper) or the ``"logit"``. Default: ``"probability"``
+        baselines (str, float or Tensor, optional): what removed pixels become.
+                    Default: None (zeros, the paper's ``I_r ⊙ x``)
+
+    Returns:
+        *FilteringResult*: ``(filtered_maps, kept, scores, thresholds)``; the maps
+        ``N x 1 x H x W`` at input resolution.
+
+    Examples::
+
+        >>> grad = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> plus = LayerGradCamPlusPlus(net, net.conv4).attribute(x, target=3)
+        >>> result = reference_filtering(net, x, torch.cat([grad, plus], dim=1), target=3)
+        >>> result.kept          # N x 2: which method's map was kept
+    """
+    check_image_batch(inputs)
+    check_metric_args(max_examples_per_batch, score)
+    if not isinstance(attributions, Tensor) or attributions.dim() != 4:
+        shape = tuple(attributions.shape) if isinstance(attributions, Tensor) else None
+        raise ValueError(f"attributions must be an N x R x h x w tensor; got {shape}")
+    x = inputs.detach()
+    num, count = x.shape[0], attributions.shape[1]
+    if attributions.shape[0] != num or count < 1:
+        raise ValueError(
+            f"attributions must hold R >= 1 maps for each of the {num} examples; got shape "
+            f"{tuple(attributions.shape)}"
+        )
+    maps = attributions.detach().to(dtype=x.dtype, device=x.device)
+    if not torch.isfinite(maps).all():
+        raise ValueError("attributions contains NaN or inf")
+    maps = maps.reshape(num * count, 1, *maps.shape[-2:])
+    maps = minmax_normalize(upsample(maps, tuple(x.shape[-2:])))
+    with torch.no_grad(), preserved_model_state(forward_func):
+        _, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
+    row_example = torch.arange(num, device=x.device).repeat_interleave(count)
+    result = filter_rows(
+        forward_func, x, maps, row_example, idx, additional_forward_args,
+        max_examples_per_batch, score, baselines,
+    )  # fmt: skip
+    return FilteringResult(
+        filtered_maps=result.filtered_maps,
+        kept=result.kept.reshape(num, count),
+        scores=result.scores.reshape(num, count),
+        thresholds=result.thresholds,
+    )
+
+
+__all__ = ["FilteringResult", "filter_rows", "reference_filtering"]

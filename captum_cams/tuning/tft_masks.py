@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+r"""TFT masks of a training set: the auxiliary targets of activation fine-tuning (AFT).
+
+For every item ``(x, y)`` of a dataset, a CAM method's map of ``x`` is threshold
+fine-tuned (:func:`~captum_cams.tuning.threshold_fine_tuning`), the binary mask
+``M_τ* = 1[I_τ* ≠ 0]`` of the tuned map is taken and resized to the map's (the
+layer's) resolution with area interpolation, i.e. each layer cell holds the fraction
+of its input pixels that the mask keeps. The masks are computed once with the
+original model.
+
+The dataset is split into fixed shards of consecutive items. Each finished shard is
+written to ``cache_dir`` atomically (a temporary file renamed into place), so an
+interrupted run resumes by skipping the shards already on disk. Under ``torchrun``
+the shards are dealt out with :func:`~captum_cams._utils.distributed.shard_indices`
+and merged with :func:`~captum_cams._utils.distributed.gather_by_index`; a shard is
+computed the same way whichever process computes it, so any number of processes
+returns the masks of one process.
+
+Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
+Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
+12961, 2022. https://www.mdpi.com/2076-3417/12/24/12961
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from captum.attr._utils.attribution import Attribution
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from captum_cams._utils.distributed import (
+    barrier,
+    gather_by_index,
+    init_distributed_from_env,
+    is_main_process,
+    shard_indices,
+)
+from captum_cams._utils.guards import check_positive_int
+from captum_cams.tuning.threshold_fine_tuning import (
+    DEFAULT_TFT_THRESHOLDS,
+    _check_threshold_mode,
+    _check_thresholds,
+    threshold_fine_tuning,
+)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: The values ``target`` accepts in :func:`generate_tft_masks`.
+MASK_TARGETS: Tuple[str, ...] = ("label", "predicted")
+
+_META_FILE = "meta.json"
+
+
+class TFTMasks(NamedTuple):
+    r"""
+    Result of :func:`generate_tft_masks`.
+
+    Attributes:
+        masks (Tensor): ``N x 1 x h x w`` float32 masks in ``[0, 1]`` at the map's
+                    (layer) resolution, item ``i`` of the dataset in row ``i``.
+        thresholds (Tensor): ``(N,)`` float32 ``τ*`` per item; NaN where every RPI
+                    was 0 (TFT then returns the map unchanged and the mask is
+                    ``1[I ≠ 0]`` of the unthresholded map).
+    """
+
+    masks: Tensor
+    thresholds: Tensor
+
+
+def _dataset_length(dataset: Any) -> int:
+    try:
+        return len(dataset)
+    except TypeError:
+        raise TypeError(
+            f"dataset must be a map-style dataset with a length; got {type(dataset).__name__}"
+        ) from None
+
+
+def _item(dataset: Dataset, index: int) -> Tuple[Tensor, int]:
+    item = dataset[index]
+    if not isinstance(item, (tuple, list)) or len(item) < 2 or not isinstance(item[0], Tensor):
+        raise TypeError(
+            "dataset items must be (image tensor, label, ...) tuples; "
+            f"item {index} is {type(item).__name__}"
+        )
+    return item[0], int(item[1])
+
+
+def _device_of(model: Any) -> Optional[torch.device]:
+    r"""The device of a module's first parameter; None for other callables."""
+    if isinstance(model, torch.nn.Module):
+        for param in model.parameters():
+            return param.device
+    return None
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    r"""``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _check_meta(cache: Path, meta: Dict[str, Any]) -> None:
+    r"""Writes the cache's description once; refuses a cache made with other settings."""
+    path = cache / _META_FILE
+    if is_main_process():
+        cache.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            handle, tmp = tempfile.mkstemp(prefix=".meta.", suffix=".tmp", dir=cache)
+            with os.fdopen(handle, "w") as f:
+                json.dump(meta, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+    barrier()
+    with open(path) as f:
+        found = json.load(f)
+    if found != meta:
+        raise ValueError(
+            f"cache_dir {os.fspath(cache)!r} holds masks made with other settings "
+            f"({found}); expected {meta}: use another cache_dir or delete it"
+        )
+
+
+def _shard_masks(
+    attribution: Attribution,
+    dataset: Dataset,
+    indices: Sequence[int],
+    batch_size: int,
+    target: str,
+    mask_size: Optional[Tuple[int, int]],
+    tft_kwargs: Dict[str, Any],
+) -> Tuple[Tensor, Tensor]:
+    r"""Masks and ``τ*`` of the items ``indices``, in batches of ``batch_size``."""
+    all_masks: List[Tensor] = []
+    all_taus: List[Tensor] = []
+    model = attribution.forward_func
+    device = _device_of(model)
+    for start in range(0, len(indices), batch_size):
+        items = [_item(dataset, i) for i in indices[start : start + batch_size]]
+        x = torch.stack([image for image, _ in items])
+        x = x.to(device) if device is not None else x
+        labels = torch.tensor([label for _, label in items], device=x.device)
+        if target == "predicted":
+            with torch.no_grad():
+                labels = model(x).argmax(dim=1)
+        maps = attribution.attribute(x, target=labels)
+        if not isinstance(maps, Tensor) or maps.dim() not in (3, 4):
+            raise TypeError(
+                "attribution must return maps N x h x w or N x 1 x h x w; got "
+                f"{type(maps).__name__}"
+            )
+        maps = maps.detach().reshape(maps.shape[0], 1, *maps.shape[-2:])
+        result = threshold_fine_tuning(model, x, maps, target=labels, **tft_kwargs)
+        keep = (result.tuned_maps != 0).to(torch.float32)
+        size = mask_size if mask_size is not None else tuple(maps.shape[-2:])
+        all_masks.append(F.interpolate(keep, size=size, mode="area").cpu())
+        all_taus.append(result.thresholds.to(torch.float32).cpu())
+    return torch.cat(all_masks), torch.cat(all_taus)
+
+
+def generate_tft_masks(
+    attribution: Attribution,
+    dataset: Dataset,
+    cache_dir: Optional[PathLike] = None,
+    batch_size: int = 64,
+    shard_size: int = 512,
+    target: str = "label",
+    mask_size: Optional[Tuple[int, int]] = None,
+    thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+    threshold_mode: str = "value",
+    max_examples_per_batch: Optional[int] = None,
+    show_progress: bool = True,
+) -> TFTMasks:
+    r"""
+    TFT masks ``M_τ*`` of every item of a dataset for one CAM method, the auxiliary
+    targets of activation fine-tuning (:class:`ActivationFineTuner`).
+
+    For each batch: ``maps = attribution.attribute(x, target=c)``, then
+    :func:`threshold_fine_tuning` of the maps (one batched sweep over the
+    candidate thresholds), the binary mask ``1[I_τ* ≠ 0]`` of the tuned maps at input
+    resolution, resized to the maps' resolution (``mask_size``) with area
+    interpolation (the fraction of kept input pixels per cell). Where TFT leaves a
+    map unchanged (every RPI 0), the mask is ``1[I ≠ 0]`` of the unthresholded map.
+
+    Items are grouped into shards of ``shard_size`` consecutive items. With
+    ``cache_dir``, each shard is saved there as soon as it is done (atomically) and
+    shards already there are loaded instead of computed, so a second call — or one
+    after an interruption — resumes; a cache made with other settings is refused.
+    Under ``torchrun`` (``WORLD_SIZE > 1``: the process group is joined here if it
+    is not yet, gloo on CPU, nccl on GPU) each process computes its
+    share of the shards and every process returns all masks, the same as one
+    process returns. A progress bar (tqdm) is shown on the main process.
+
+    The model is used as it is: put it in eval mode first.
+
+    Paper: Han, Lee & Lee, Applied Sciences 2022 (activation fine-tuning).
+    https://www.mdpi.com/2076-3417/12/24/12961
+
+    Args:
+        attribution (Attribution): a CAM method on the original model, e.g.
+                    ``LayerGradCam(model, model.layer3)``; its ``attribute`` must take
+                    ``target=`` and return ``N x 1 x h x w`` maps, and it must hold the
+                    model as ``forward_func``.
+        dataset (Dataset): map-style dataset of ``(image, label, ...)`` items,
+                    images ``C x H x W`` (moved to the model's device).
+        cache_dir (str or PathLike, optional): folder of the shard files. None: no
+                    cache. Default: None
+        batch_size (int, optional): items per CAM call. Default: 64
+        shard_size (int, optional): items per cache file (and per unit of work under
+                    ``torchrun``). Default: 512
+        target (str, optional): ``"label"`` (the dataset's label, as the training
+                    loss uses it) or ``"predicted"`` (the model's class).
+                    Default: ``"label"``
+        mask_size (tuple[int, int], optional): ``(h, w)`` of the masks. None: the
+                    maps' size, i.e. the layer's resolution. Default: None
+        thresholds (sequence of float, optional): TFT's candidates.
+                    Default: ``(0.1, 0.2, ..., 1.0)``
+        threshold_mode (str, optional): TFT's ``"value"`` (the paper) or ``"rank"``
+                    thresholds. Default: ``"value"``
+        max_examples_per_batch (int, optional): most masked inputs per forward pass
+                    of TFT's sweep. None: all of a batch at once. Default: None
+        show_progress (bool, optional): tqdm progress bar on the main process.
+                    Default: True
+
+    Returns:
+        *TFTMasks*: ``(masks, thresholds)``: ``N x 1 x h x w`` float32 masks and the
+        ``(N,)`` ``τ*`` (NaN where unchanged), row ``i`` for item ``i``, on the CPU.
+
+    Examples::
+
+        >>> cam = LayerGradCam(model, model.layer3)
+        >>> masks, taus = generate_tft_masks(cam, train_set, cache_dir="tft_cache")
+        >>> masks.shape
+        torch.Size([50000, 1, 8, 8])
+    """
+    if not isinstance(attribution, Attribution) or not callable(
+        getattr(attribution, "forward_func", None)
+    ):
+        raise TypeError(
+            "attribution must be a Captum Attribution holding its model as forward_func; "
+            f"got {type(attribution).__name__}"
+        )
+    num_items = _dataset_length(dataset)
+    if num_items < 1:
+        raise ValueError("dataset must hold at least one item")
+    check_positive_int(batch_size, "batch_size", allow_none=False)
+    check_positive_int(shard_size, "shard_size", allow_none=False)
+    if target not in MASK_TARGETS:
+        raise ValueError(f"target must be 'label' or 'predicted'; got {target!r}")
+    if mask_size is not None:
+        if len(mask_size) != 2 or any(not isinstance(s, int) or s < 1 for s in mask_size):
+            raise ValueError(f"mask_size must be two positive ints (h, w); got {mask_size!r}")
+        mask_size = (int(mask_size[0]), int(mask_size[1]))
+    values = _check_thresholds(thresholds)
+    _check_threshold_mode(threshold_mode)
+    tft_kwargs = dict(
+        thresholds=values,
+        threshold_mode=threshold_mode,
+        max_examples_per_batch=max_examples_per_batch,
+    )
+    init_distributed_from_env()
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        meta = {
+            "method": type(attribution).__name__,
+            "num_items": num_items,
+            "shard_size": shard_size,
+            "batch_size": batch_size,
+            "target": target,
+            "mask_size": list(mask_size) if mask_size is not None else None,
+            "thresholds": list(values),
+            "threshold_mode": threshold_mode,
+        }
+        _check_meta(cache, meta)
+
+    num_shards = (num_items + shard_size - 1) // shard_size
+    mine = shard_indices(num_shards)
+    results: List[Tuple[int, Tuple[Tensor, Tensor]]] = []
+    progress = tqdm(
+        total=sum(min(shard_size, num_items - s * shard_size) for s in mine),
+        desc=f"TFT masks ({type(attribution).__name__})",
+        unit="img",
+        disable=not (show_progress and is_main_process()),
+    )
+    try:
+        for shard in mine:
+            indices = list(range(shard * shard_size, min((shard + 1) * shard_size, num_items)))
+            path = cache / f"shard_{shard:06d}.pt" if cache is not None else None
+            if path is not None and path.is_file():
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                done = (saved["masks"], saved["thresholds"])
+            else:
+                done = _shard_masks(
+                    attribution, dataset, indices, batch_size, target, mask_size, tft_kwargs
+                )
+                if path is not None:
+                    _atomic_save({"masks": done[0], "thresholds": done[1]}, path)
+            results.append((shard, done))
+            progress.update(len(indices))
+    finally:
+        progress.close()
+    merged = gather_by_index(results)
+    return TFTMasks(
+        masks=torch.cat([masks for masks, _ in merged]),
+        thresholds=torch.cat([taus for _, taus in merged]),
+    )

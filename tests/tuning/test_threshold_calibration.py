@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Libra-CAM's threshold calibration as a metrics-style function: the chosen t* and
+maps equal a direct per-example, per-threshold loop (value and rank thresholds,
+probability and logit), ties go to the largest mask, chunking changes nothing, and
+arguments are checked."""
+
+from typing import List, Tuple
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from captum_cams import LayerGradCam, threshold_calibration
+from captum_cams.tuning import DEFAULT_CALIBRATION_THRESHOLDS
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 6, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(6, 5),
+        )
+        .double()
+        .eval()
+    )
+
+
+def _normalised(maps: Tensor, size: Tuple[int, int]) -> Tensor:
+    up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    flat = up.flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-7)).reshape(up.shape)
+
+
+@torch.no_grad()
+def _direct(
+    model: nn.Module, x: Tensor, maps: Tensor, target: List[int], mode: str, score: str
+) -> Tuple[Tensor, Tensor]:
+    r"""One example, one threshold, one forward at a time."""
+    chosen, out = [], []
+    for i in range(x.shape[0]):
+        L = _normalised(maps[i : i + 1], tuple(x.shape[-2:]))[0, 0]
+        candidates = []
+        grid = (
+            DEFAULT_CALIBRATION_THRESHOLDS
+            if mode == "value"
+            else sorted(DEFAULT_CALIBRATION_THRESHOLDS, reverse=True)
+        )
+        for t in grid:
+            if mode == "value":
+                Lt = L * (L >= t).double()
+            else:
+                count = int(t * L.numel() + 0.5)
+                order = torch.argsort(L.flatten(), descending=True, stable=True)
+                top = torch.zeros(L.numel(), dtype=torch.float64)
+                top[order[:count]] = 1
+                Lt = L * top.reshape(L.shape)
+            logits = model(x[i : i + 1] * Lt)[0]
+            value = (
+                torch.softmax(logits, 0)[target[i]] if score == "probability" else logits[target[i]]
+            )
+            candidates.append((float(value), t, Lt))
+        best = candidates[0]
+        for candidate in candidates[1:]:
+            if candidate[0] > best[0]:  # strict: ties keep the earlier (larger mask)
+                best = candidate
+        chosen.append(best[1])
+        out.append(best[2])
+    return torch.tensor(chosen, dtype=torch.float64), torch.stack(out).unsqueeze(1)
+
+
+@pytest.mark.parametrize("mode", ["value", "rank"])
+@pytest.mark.parametrize("score", ["probability", "logit"])
+def test_choice_equals_direct_recomputation(mode: str, score: str) -> None:
+    model = small_cnn()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    target = [0, 3, 1, 4]
+    maps = LayerGradCam(model, model[2]).attribute(x, target=target).detach()
+    result = threshold_calibration(
+        model, x, maps, target=target, max_examples_per_batch=7, threshold_mode=mode, score=score
+    )
+    expected_t, expected_maps = _direct(model, x, maps, target, mode, score)
+    torch.testing.assert_close(result.thresholds, expected_t)
+    torch.testing.assert_close(result.calibrated_maps, expected_maps, rtol=0, atol=1e-12)
+    assert result.scores.shape == (4, 10)
+    # the scores are those of the chosen column
+    best = result.scores.max(1).values
+    column = (result.grid.unsqueeze(0) == result.thresholds.unsqueeze(1)).double().argmax(1)
+    torch.testing.assert_close(result.scores.gather(1, column[:, None]).squeeze(1), best)
+
+
+class PositiveLinear(nn.Module):
+    r"""Two classes: logit 0 = ``Σ x`` (more kept pixels, higher score), logit 1 = 0."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        z0 = x.flatten(1).sum(1)
+        return torch.stack([z0, torch.zeros_like(z0)], dim=1)
+
+
+def test_ties_go_to_the_smallest_threshold() -> None:
+    x = torch.full((1, 1, 8, 8), 0.3, dtype=torch.float64)
+    # values 0, 0.55 and 1 only: t = 0.1 ... 0.5 give the same, largest mask; the
+    # score grows with the mask, so these five tie for the maximum
+    maps = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    maps[..., :4, :] = 0.55
+    maps[..., :2, :2] = 1.0
+    result = threshold_calibration(PositiveLinear(), x, maps, target=0)
+    assert torch.equal(result.scores[0, :5], result.scores[0, :1].expand(5))
+    assert bool((result.scores[0, 5:] < result.scores[0, 0]).all())
+    assert float(result.thresholds[0]) == pytest.approx(0.1)
+    torch.testing.assert_close(result.calibrated_maps, maps)
+    ranked = threshold_calibration(PositiveLinear(), x, maps, target=0, threshold_mode="rank")
+    assert float(ranked.thresholds[0]) == pytest.approx(1.0)  # all pixels kept
+
+
+def test_chunking_changes_nothing_and_inputs_untouched() -> None:
+    model = small_cnn()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    copy = x.clone()
+    maps = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    whole = threshold_calibration(model, x, maps)
+    chunked = threshold_calibration(model, x, maps, max_examples_per_batch=4)
+    assert torch.equal(whole.thresholds, chunked.thresholds)
+    torch.testing.assert_close(whole.calibrated_maps, chunked.calibrated_maps)
+    assert torch.equal(x, copy)
+    assert ((whole.calibrated_maps >= 0) & (whole.calibrated_maps <= 1)).all()
+
+
+def test_argument_errors() -> None:
+    model = small_cnn()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    maps = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="threshold_mode"):
+        threshold_calibration(model, x, maps, threshold_mode="percent")
+    with pytest.raises(ValueError, match="score"):
+        threshold_calibration(model, x, maps, score="energy")
+    with pytest.raises(ValueError, match="thresholds"):
+        threshold_calibration(model, x, maps, thresholds=[])
+    with pytest.raises(ValueError, match="max_examples_per_batch"):
+        threshold_calibration(model, x, maps, max_examples_per_batch=0)
+    with pytest.raises(ValueError, match="attributions"):
+        threshold_calibration(model, x, maps[:1])
