@@ -27,16 +27,16 @@ class CALMAttribution(LayerAttribution):
     The attribution maps of a :class:`~captum_cams.calm.CALM` model, read off its
     probabilistic head with one forward pass (no gradients):
 
-    ==================  ======================================================
-    ``attribution_type``  map at each location ``z`` of the feature grid
-    ==================  ======================================================
-    ``"joint"``         ``p(ŷ, z | x) = p(ŷ | x, z) · p(z | x)`` (default); it sums
-                        over ``z`` to ``p(ŷ | x)`` (completeness)
-    ``"conditional"``   ``p(ŷ | x, z)``
-    ``"saliency"``      ``p(z | x)`` (class-agnostic)
-    ``"subset"``        ``Σ_{y ∈ 𝒴} p(y, z | x)`` for a set of classes ``𝒴``
-    ``"counterfactual"`` ``p(ŷ, z | x) − p(y', z | x)``: evidence for ``ŷ`` over ``y'``
-    ==================  ======================================================
+    ======================  ======================================================
+    ``attribution_type``    map at each location ``z`` of the feature grid
+    ======================  ======================================================
+    ``"joint"``             ``p(ŷ, z | x) = p(ŷ | x, z) · p(z | x)`` (default); it sums
+                            over ``z`` to ``p(ŷ | x)`` (completeness)
+    ``"conditional"``       ``p(ŷ | x, z)``
+    ``"saliency"``          ``p(z | x)`` (class-agnostic)
+    ``"subset"``            ``Σ_{y ∈ 𝒴} p(y, z | x)`` for a set of classes ``𝒴``
+    ``"counterfactual"``    ``p(ŷ, z | x) − p(y', z | x)``: evidence for ``ŷ`` over ``y'``
+    ======================  ======================================================
 
     ``ŷ`` is ``target`` (each example's predicted class when None). Maps are at the
     resolution of the backbone's features (the "layer" of this attribution,
