@@ -11,10 +11,11 @@ r"""Memory of the CAM methods: no growth over many calls, and a peak bounded by
    the forward hooks left on the model and entries in the fx-split cache at the end
    (both must be 0 / at most 1).
 2. **Peak vs internal_batch_size.** For Score-CAM and Integrated Grad-CAM, in a
-   fresh subprocess per setting: torchvision ``resnet18`` (random weights), layer4,
-   one 3 x 96 x 96 input (2 x 96 x 96 ... see ``--peak-batch``); one Grad-CAM call
-   first (allocator and kernels warm), then one call of the method. Reported: the
-   rise of the process's peak RSS during that call.
+   fresh subprocess per setting: torchvision ``resnet18`` (random weights), layer4
+   (512 channels), ``--peak-batch`` images of ``--peak-image-size`` pixels (default one
+   64 x 64 image: 512 masked inputs for Score-CAM, 16 path points for Integrated
+   Grad-CAM); one Grad-CAM call first (allocator and kernels warm), then one call of
+   the method. Reported: the rise of the process's peak RSS during that call.
 
 Libra-CAM: see ``_libra_cam`` (the lead adds it when Libra-CAM is merged).
 
@@ -193,11 +194,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--peak-methods", type=_csv, default=["scorecam", "igcam"])
     parser.add_argument(
         "--peak-sizes", type=lambda v: [None if b == "None" else int(b) for b in _csv(v)],
-        default=[4, 16, 64, 256],
+        default=[2, 8, 32, 128, None],
         help="internal_batch_size values of the peak part (None: all rows at once)",
     )  # fmt: skip
-    parser.add_argument("--peak-batch", type=int, default=2, help="images per call")
-    parser.add_argument("--peak-image-size", type=int, default=96)
+    parser.add_argument("--peak-batch", type=int, default=1, help="images per call")
+    parser.add_argument("--peak-image-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--skip-peak", action="store_true")

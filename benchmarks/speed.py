@@ -78,6 +78,8 @@ class Group:
     repeats: int
     callables: Dict[str, Callable[[], object]] = field(default_factory=dict)
     rows: List[Row] = field(default_factory=list)
+    #: Callables left out of the warm-up (minutes each; the others warm the model up).
+    no_warmup: Tuple[str, ...] = ()
 
 
 def _model(name: str) -> torch.nn.Module:
@@ -144,6 +146,7 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
     x = torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     heavy = [m for m in methods if m in PERTURBATION_METHODS]
     group = Group(model_name, batch_size, args.perturbation_repeats if heavy else args.repeats)
+    group.no_warmup = ("Ablation-CAM (pgc)", "Score-CAM (ours)", "Score-CAM (pgc)")
     c = group.callables
     c[CAPTUM] = lambda: CaptumLayerGradCam(model, layer).attribute(
         x, target=TARGET_CLASS, relu_attributions=True
@@ -235,7 +238,8 @@ def measure(group: Group, warmup: int, seed: int) -> Dict[str, List[float]]:
     names = list(group.callables)
     for _ in range(warmup):
         for name in names:
-            group.callables[name]()
+            if name not in group.no_warmup:
+                group.callables[name]()
     times: Dict[str, List[float]] = {name: [] for name in names}
     order = random.Random(seed)
     for _ in range(group.repeats):
