@@ -256,6 +256,11 @@ def paired_ratio(times: Dict[str, List[float]], ours: str, reference: str) -> fl
     return statistics.median(a / b for a, b in zip(times[ours], times[reference]))
 
 
+def _ratio_text(ratio: float) -> str:
+    r"""Two decimals, or the speed-up where ours is over ten times faster."""
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.4f} ({1 / ratio:.0f}x faster)"
+
+
 def report(group: Group, times: Dict[str, List[float]]) -> str:
     medians = {name: statistics.median(values) for name, values in times.items()}
     lines = [
@@ -269,7 +274,7 @@ def report(group: Group, times: Dict[str, List[float]]) -> str:
             lines.append(
                 f"| {row.method} {label} | {medians[row.ours]:.3f} | "
                 f"{medians[reference]:.3f} ({reference}) | "
-                f"**{paired_ratio(times, row.ours, reference):.2f}** |"
+                f"**{_ratio_text(paired_ratio(times, row.ours, reference))}** |"
             )
     return "\n".join(lines)
 
