@@ -52,28 +52,22 @@ def check_positive_int(value: Any, name: str, allow_none: bool = True) -> Option
     return value
 
 
-def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
+def format_target(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
     r"""
-    Turns a Captum ``TargetType`` into one class index per example, checked.
-
-    ``None`` selects each example's predicted class (the arg-max of ``outputs``),
-    as pytorch-grad-cam and torchcam do.
+    Turns a Captum ``TargetType`` other than None into one class index per example,
+    with the checks that need no model output (the class range is checked by
+    :func:`target_indices` once outputs exist).
 
     Args:
-        target (int, list[int], Tensor or None): the target as the user gave it.
-        outputs (Tensor): the model's ``N x C`` outputs for the batch.
+        target (int, list[int] or Tensor): the target as the user gave it.
+        num_examples (int): the number of examples ``N``.
+        device (torch.device): where the indices go.
 
     Returns:
-        *Tensor*: a ``torch.long`` tensor of shape ``(N,)`` on ``outputs.device``.
+        *Tensor*: a ``torch.long`` tensor of shape ``(N,)`` on ``device``.
     """
-    if outputs.dim() != 2:
-        raise ValueError(
-            "the model output must be N x num_classes for class-activation maps; got "
-            f"shape {tuple(outputs.shape)}"
-        )
-    num_examples, num_classes = outputs.shape
     if target is None:
-        return outputs.argmax(dim=1)
+        raise ValueError("format_target needs a target; None means the predicted class")
     if isinstance(target, bool):
         raise TypeError("target must be an int, a list of ints or a tensor; got bool")
     if isinstance(target, int):
@@ -104,7 +98,32 @@ def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
         raise TypeError(
             f"target must be an int, a list of ints or a tensor; got {type(target).__name__}"
         )
-    indices = indices.to(outputs.device)
+    return indices.to(device)
+
+
+def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
+    r"""
+    Turns a Captum ``TargetType`` into one class index per example, checked.
+
+    ``None`` selects each example's predicted class (the arg-max of ``outputs``),
+    as pytorch-grad-cam and torchcam do.
+
+    Args:
+        target (int, list[int], Tensor or None): the target as the user gave it.
+        outputs (Tensor): the model's ``N x C`` outputs for the batch.
+
+    Returns:
+        *Tensor*: a ``torch.long`` tensor of shape ``(N,)`` on ``outputs.device``.
+    """
+    if outputs.dim() != 2:
+        raise ValueError(
+            "the model output must be N x num_classes for class-activation maps; got "
+            f"shape {tuple(outputs.shape)}"
+        )
+    num_examples, num_classes = outputs.shape
+    if target is None:
+        return outputs.argmax(dim=1)
+    indices = format_target(target, num_examples, outputs.device)
     if bool(((indices < 0) | (indices >= num_classes)).any()):
         raise ValueError(
             f"target out of range: the model has {num_classes} classes; got {indices.tolist()}"
@@ -118,6 +137,34 @@ def check_layer_in_model(forward_func: Callable, layer: Any, name: str = "layer"
         raise TypeError(f"{name} must be a torch.nn.Module; got {type(layer).__name__}")
     if isinstance(forward_func, Module) and not any(m is layer for m in forward_func.modules()):
         raise ValueError(f"{name} is not a submodule of the model (forward_func)")
+
+
+@contextlib.contextmanager
+def parameters_without_grad(model: Any) -> Iterator[None]:
+    r"""
+    Turns off ``requires_grad`` of the model's parameters for the duration, and
+    restores each flag on exit (exceptions included).
+
+    Gradients with respect to a layer's output do not need the parameters'
+    gradients, so a forward run inside this context records no autograd graph for
+    the layers before the layer (less time, and none of their activations saved
+    for a backward that never reaches them); the gradients to the layer are the
+    same. A ``forward_func`` that is not an ``nn.Module`` is left alone.
+
+    Args:
+        model (Any): the model, or any callable.
+    """
+    if not isinstance(model, Module):
+        yield
+        return
+    switched = [p for p in model.parameters() if p.requires_grad]
+    for param in switched:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in switched:
+            param.requires_grad_(True)
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ from captum_cams._utils.guards import (
     TargetLike,
     check_image_batch,
     check_layer_in_model,
+    parameters_without_grad,
     preserved_model_state,
     target_indices,
 )
@@ -234,15 +235,18 @@ class CamBase(LayerAttribution):
         gradients: Optional[Tensor] = None
         try:
             if with_gradients:
-                layer_gradients, layer_evals = compute_layer_gradients_and_eval(
-                    target_logit,
-                    self.layer,
-                    inputs,
-                    None,
-                    additional_forward_args,
-                    device_ids=self.device_ids,
-                    attribute_to_layer_input=attribute_to_layer_input,
-                )
+                # dy_c/dA needs no parameter gradients: without them no graph is
+                # recorded before the layer (the gradients are the same)
+                with parameters_without_grad(self.forward_func):
+                    layer_gradients, layer_evals = compute_layer_gradients_and_eval(
+                        target_logit,
+                        self.layer,
+                        inputs,
+                        None,
+                        additional_forward_args,
+                        device_ids=self.device_ids,
+                        attribute_to_layer_input=attribute_to_layer_input,
+                    )
                 gradients = layer_gradients[0].detach()
             else:
                 with torch.no_grad():

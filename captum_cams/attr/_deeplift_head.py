@@ -28,6 +28,8 @@ which is Captum's own ``nonlinear`` rule, reused here.
 
 import copy
 import operator
+import threading
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
 
 import torch
@@ -38,6 +40,8 @@ from captum.attr import DeepLift
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
 from torch import Tensor
 from torch.nn import Module
+
+from captum_cams.attr._head import _module_structure
 
 
 class UnsupportedNonLinearityError(ValueError):
@@ -484,7 +488,43 @@ class RescaleDeepLift(DeepLift):
         return multipliers
 
 
+#: (head) -> (module structure at rewrite time, rewritten head, is affine)
+_PREPARED_CACHE: "weakref.WeakKeyDictionary[Module, Tuple[Tuple[Tuple[str, int], ...], fx.GraphModule, bool]]" = (  # noqa: E501
+    weakref.WeakKeyDictionary()
+)
+_PREPARED_CACHE_LOCK = threading.Lock()
+
+
+def cached_deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
+    r"""
+    :func:`deeplift_head`, cached per head module while its module structure stays
+    the same.
+
+    Every rewrite makes new ``GraphModule`` classes, whose generated code torch.fx
+    keeps for the life of the process; building LIFT-CAM per batch would grow memory
+    without this cache. Weakly keyed on ``head`` (the fx split of a model is itself
+    cached, so the same head object comes back for the same model and layer); a
+    head whose submodules were replaced is rewritten again. Errors are not cached.
+
+    Args:
+        head (nn.Module): maps the layer's activations to the model's outputs.
+
+    Returns:
+        (*GraphModule*, *bool*): as :func:`deeplift_head`.
+    """
+    structure = _module_structure(head)
+    with _PREPARED_CACHE_LOCK:
+        entry = _PREPARED_CACHE.get(head)
+    if entry is not None and entry[0] == structure:
+        return entry[1], entry[2]
+    prepared, is_affine = deeplift_head(head)
+    with _PREPARED_CACHE_LOCK:
+        _PREPARED_CACHE[head] = (structure, prepared, is_affine)
+    return prepared, is_affine
+
+
 __all__ = [
+    "cached_deeplift_head",
     "RESCALE_RULES",
     "RescaleDeepLift",
     "UnsupportedNonLinearityError",

@@ -13,8 +13,17 @@ head is, in order of preference:
 
 Whatever the source, :meth:`LayerHead.verify` checks once that ``head(A(x))``
 reproduces ``f(x)``; a mismatch is an error, never a silent wrong answer.
+
+Tracing a ResNet-50 costs about as much as a forward pass, so fx splits are cached
+per (model, layer) by :func:`cached_split_head`: weakly keyed on the model (the
+entry goes with the model), one entry per layer name, and rebuilt whenever the
+model's module structure (which module object sits under which name) has changed
+since the split. Every :class:`LayerHead` still checks its head against the model
+once, so a cached head is never trusted blindly.
 """
 
+import threading
+import weakref
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -123,6 +132,49 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     return fx.GraphModule(model, head_graph, class_name="Head")
 
 
+#: (model) -> {layer name: (module structure at split time, head or None)}
+_SPLIT_CACHE: "weakref.WeakKeyDictionary[Module, Dict[str, Tuple[Tuple[Tuple[str, int], ...], Optional[fx.GraphModule]]]]" = (  # noqa: E501
+    weakref.WeakKeyDictionary()
+)
+_SPLIT_CACHE_LOCK = threading.Lock()
+
+
+def _module_structure(model: Module) -> Tuple[Tuple[str, int], ...]:
+    r"""Which module object (by identity) sits under which qualified name."""
+    return tuple((name, id(module)) for name, module in model.named_modules())
+
+
+def cached_split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
+    r"""
+    :func:`split_head`, cached per (model, layer name) while the model's module
+    structure stays the same.
+
+    The cache holds at most one head per layer name of a live model (weakly keyed
+    on the model, so it never keeps a model alive); a head shares the model's
+    parameters, so ``load_state_dict``, ``.to()`` and in-place updates reach it.
+    Replacing a submodule changes the structure and the head is split again.
+
+    Args:
+        model (nn.Module): the full model.
+        layer (nn.Module): a submodule of ``model``.
+
+    Returns:
+        *GraphModule* or *None*: as :func:`split_head`.
+    """
+    layer_name = _qualified_name(model, layer)
+    if not layer_name:
+        return None
+    structure = _module_structure(model)
+    with _SPLIT_CACHE_LOCK:
+        entry = _SPLIT_CACHE.get(model, {}).get(layer_name)
+    if entry is not None and entry[0] == structure:
+        return entry[1]
+    head = split_head(model, layer)
+    with _SPLIT_CACHE_LOCK:
+        _SPLIT_CACHE.setdefault(model, {})[layer_name] = (structure, head)
+    return head
+
+
 class LayerHead:
     r"""
     Evaluates the head of a model on batches of layer activations.
@@ -154,7 +206,7 @@ class LayerHead:
         self.layer = layer
         self.source = "given"
         if head is None and isinstance(forward_func, Module):
-            head = split_head(forward_func, layer)
+            head = cached_split_head(forward_func, layer)
             self.source = "fx"
         if head is None:
             self.source = "fallback"
@@ -227,4 +279,4 @@ class LayerHead:
         self._verified = True
 
 
-__all__: Sequence[str] = ["LayerHead", "split_head"]
+__all__: Sequence[str] = ["LayerHead", "cached_split_head", "split_head"]

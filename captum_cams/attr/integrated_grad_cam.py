@@ -16,6 +16,7 @@ from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import (
     TargetLike,
     check_positive_int,
+    format_target,
     preserved_model_state,
 )
 from captum_cams.attr._base import CamBase, GradientCamBase
@@ -114,7 +115,7 @@ class LayerIntegratedGradCam(GradientCamBase):
 
     Cost: ``n_steps`` forward + backward passes to the layer (one per baseline and
     example), in chunks of ``internal_batch_size`` rows, plus one forward at the
-    inputs (target resolution and checks) and, with
+    inputs when ``target`` is None (to find the predicted class) and, with
     ``subtract_baseline_activation``, one at the baselines.
 
     Paper: Sattarzadeh et al., "Integrated Grad-CAM: Sensitivity-Aware Visual
@@ -239,11 +240,14 @@ class LayerIntegratedGradCam(GradientCamBase):
         num_examples, num_baselines = paths_start.shape[:2]
 
         with preserved_model_state(self.forward_func):
-            # the target, checked once at the input (None: the predicted class at x)
-            at_input = self._capture(
-                (image,), target, formatted_args, attribute_to_layer_input, False
-            )
-            target_idx = at_input.target
+            if target is None:
+                # the predicted class at x: one forward at the input
+                target_idx = self._capture(
+                    (image,), None, formatted_args, attribute_to_layer_input, False
+                ).target
+            else:
+                # no forward needed; every later pass checks the class range
+                target_idx = format_target(target, num_examples, image.device)
             rows = torch.arange(num_examples, device=image.device).repeat(num_baselines)
             start = paths_start.transpose(0, 1).reshape(-1, *image.shape[1:])
             if subtract_baseline_activation:

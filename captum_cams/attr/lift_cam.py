@@ -13,8 +13,8 @@ from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
 from captum_cams.attr._deeplift_head import (
     RescaleDeepLift,
+    cached_deeplift_head,
     check_eval_mode,
-    deeplift_head,
 )
 
 
@@ -86,7 +86,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 "layer, or code torch.fx cannot trace); pass head= (the part of the "
                 "model from the layer's output to its output)"
             )
-        self.deeplift_head, self.head_is_affine = deeplift_head(self.head.module)
+        self.deeplift_head, self.head_is_affine = cached_deeplift_head(self.head.module)
         # The layer's activations come from a forward-only capture; both paths then
         # work on the head alone.
         self.uses_gradients = False

@@ -26,8 +26,10 @@ class LayerScoreCam(PerturbationCamBase):
     map ``relu(sum_k w_k A_k)``.
 
     The ``N x K`` masked inputs are built and evaluated in chunks of
-    ``internal_batch_size``. The score is the logit, as torchcam and
-    pytorch-grad-cam use; ``score="probability"`` gives the paper's softmax score.
+    ``internal_batch_size``. Constant channels (all zero after a ReLU, say) all
+    give the zero mask, so their masked input is evaluated once per example. The
+    score is the logit, as torchcam and pytorch-grad-cam use; ``score="probability"``
+    gives the paper's softmax score.
     Equal to torchcam's ``ScoreCAM`` (tested to 1e-4).
 
     Paper: Wang et al., "Score-CAM: Score-Weighted Visual Explanations for
@@ -52,9 +54,18 @@ class LayerScoreCam(PerturbationCamBase):
         activations = context.activations
         num_examples, num_channels = activations.shape[:2]
         device = activations.device
-        row_example = torch.arange(num_examples, device=device).repeat_interleave(num_channels)
-        row_channel = torch.arange(num_channels, device=device).repeat(num_examples)
         as_probability = context.options["score"] == "probability"
+        # A constant channel (e.g. all zero after a ReLU) normalises to the zero mask,
+        # so all constant channels of an example mask its input to the same image:
+        # that image is evaluated once per example and its score shared.
+        flat = activations.flatten(2)
+        constant_2d = flat.amax(dim=2) == flat.amin(dim=2)  # N x K
+        first_2d = constant_2d & (constant_2d.long().cumsum(dim=1) == 1)
+        constant, first_constant = constant_2d.flatten(), first_2d.flatten()
+        all_example = torch.arange(num_examples, device=device).repeat_interleave(num_channels)
+        all_channel = torch.arange(num_channels, device=device).repeat(num_examples)
+        evaluated = ~constant | first_constant  # rows in example-major order
+        row_example, row_channel = all_example[evaluated], all_channel[evaluated]
 
         def masked_outputs(rows: Tensor) -> Tensor:
             examples = row_example[rows]
@@ -66,12 +77,19 @@ class LayerScoreCam(PerturbationCamBase):
             outputs = self.forward_func(masked, *others, *extra)
             return outputs.softmax(dim=1) if as_probability else outputs
 
-        scores = batched_target_scores(
+        evaluated_scores = batched_target_scores(
             masked_outputs,
             row_example,
             context.target,
             context.options["internal_batch_size"],
         )
+        scores = evaluated_scores.new_empty(num_examples * num_channels)
+        scores[evaluated] = evaluated_scores
+        shared = constant & ~first_constant
+        if bool(shared.any()):
+            zero_mask_score = evaluated_scores.new_empty(num_examples)
+            zero_mask_score[all_example[first_constant]] = scores[first_constant]
+            scores[shared] = zero_mask_score[all_example[shared]]
         return scores.view(num_examples, num_channels).softmax(dim=1)
 
     @log_usage()

@@ -365,3 +365,28 @@ def test_layer_must_be_in_the_model() -> None:
     model = _model()
     with pytest.raises(ValueError, match="layer is not a submodule"):
         LayerIntegratedGradCam(model, nn.Conv2d(3, 3, 1))
+
+
+def test_a_given_target_costs_no_forward_at_the_input() -> None:
+    model, x = _model(), _inputs()
+    forwards: List[int] = []
+    handle = model.register_forward_hook(lambda _m, inp, _o: forwards.append(inp[0].shape[0]))
+    try:
+        given = LayerIntegratedGradCam(model, model[0]).attribute(
+            x, target=[0, 1, 2], n_steps=4, internal_batch_size=6
+        )
+        # the baselines (3 rows), then the 12 path rows in chunks of 6
+        assert forwards == [3, 6, 6]
+        forwards.clear()
+        predicted = model(x).argmax(1).tolist()
+        forwards.clear()
+        found = LayerIntegratedGradCam(model, model[0]).attribute(
+            x, n_steps=4, internal_batch_size=6
+        )
+        assert forwards == [3, 3, 6, 6]  # target None: one forward at the input first
+    finally:
+        handle.remove()
+    if predicted == [0, 1, 2]:
+        torch.testing.assert_close(found, given, rtol=0, atol=0)
+    expected = LayerIntegratedGradCam(model, model[0]).attribute(x, target=predicted, n_steps=4)
+    torch.testing.assert_close(found, expected, rtol=1e-12, atol=1e-12)

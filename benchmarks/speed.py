@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+r"""Time per batch of every CAM method, as ratios to Captum's ``LayerGradCam`` and to
+the same method in pytorch-grad-cam, measured in the same run.
+
+Setup: torchvision ``resnet18`` / ``resnet50`` with random weights (``weights=None``),
+layer ``layer4``, ``B x 3 x 224 x 224`` random inputs, target class 3 for every
+example, CPU, a fixed number of intra-op threads (``--threads``, default 1).
+
+Every timed call builds its method object and computes the maps, as a user who writes
+``Method(model, layer).attribute(x, target)`` per batch does (pytorch-grad-cam's
+classes must be built per call anyway: they hook the model for as long as they live).
+pytorch-grad-cam's maps are left at layer resolution (no resize to the input), the
+work ours does.
+
+Timings on a shared machine are noisy, so within one (model, batch size) group all
+callables are measured round-robin: each round runs every callable once, in a
+freshly shuffled order, after warm-up rounds. Reported: the median seconds per
+callable, and each ratio as the median over rounds of the per-round ratio (both
+sides measured in the same round).
+
+Run ``python benchmarks/speed.py --help`` for the options; benchmarks/README.md has
+the commands behind the README table.
+"""
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
+
+import captum  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from captum.attr import LayerGradCam as CaptumLayerGradCam  # noqa: E402
+
+from captum_cams import (  # noqa: E402
+    LayerAblationCam,
+    LayerCam,
+    LayerGradCam,
+    LayerGradCamPlusPlus,
+    LayerIntegratedGradCam,
+    LayerLiftCam,
+    LayerScoreCam,
+    LayerXGradCam,
+    ThresholdFineTuned,
+)
+
+GRADIENT_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "liftcam")
+ALL_METHODS = GRADIENT_METHODS + ("igcam", "tft", "ablationcam", "scorecam", "libracam")
+#: Methods that evaluate K modified copies per example; their peers run K full forwards.
+PERTURBATION_METHODS = ("ablationcam", "scorecam")
+CAPTUM = "Captum LayerGradCam"
+TARGET_CLASS = 3
+
+
+@dataclass
+class Row:
+    r"""One line of the table: ``ours`` compared with references of the same group."""
+
+    method: str
+    ours: str
+    references: List[Tuple[str, str]]  # (column label, callable name)
+    note: str = ""
+
+
+@dataclass
+class Group:
+    r"""Callables measured round-robin together, and the rows read from them."""
+
+    model_name: str
+    batch_size: int
+    repeats: int
+    callables: Dict[str, Callable[[], object]] = field(default_factory=dict)
+    rows: List[Row] = field(default_factory=list)
+    #: Callables left out of the warm-up (minutes each; the others warm the model up).
+    no_warmup: Tuple[str, ...] = ()
+
+
+def _model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def _peer(peer_class: type, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+          batch_size: Optional[int] = None) -> Callable[[], object]:  # fmt: skip
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    targets = [ClassifierOutputTarget(TARGET_CLASS) for _ in range(x.shape[0])]
+
+    def run() -> object:
+        kwargs = {} if batch_size is None or peer_class.__name__ == "ScoreCAM" else {
+            "batch_size": batch_size
+        }  # fmt: skip
+        with peer_class(model=model, target_layers=[layer], **kwargs) as cam:
+            if batch_size is not None and peer_class.__name__ == "ScoreCAM":
+                cam.batch_size = batch_size  # ScoreCAM reads this attribute (default 16)
+            cam.get_target_width_height = lambda _inputs: None  # layer resolution
+            return cam(input_tensor=x, targets=targets)
+
+    return run
+
+
+def _ours(method_class: type, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+          **kwargs: object) -> Callable[[], object]:  # fmt: skip
+    def run() -> object:
+        return method_class(model, layer).attribute(x, target=TARGET_CLASS, **kwargs)
+
+    return run
+
+
+def _libra_cam_rows(group: Group, model: torch.nn.Module, layer: torch.nn.Module,
+                    x: torch.Tensor, args: argparse.Namespace) -> None:  # fmt: skip
+    r"""
+    >>> LIBRA-CAM ROW GOES HERE (to be added by the lead when Libra-CAM is merged). <<<
+
+    Target of the issue: Libra-CAM with R = 30 at most 15x Grad-CAM. Add, e.g.::
+
+        from captum_cams import LayerLibraCam
+        group.callables["Libra-CAM (ours, R=30)"] = _ours(LayerLibraCam, model, layer, x, ...)
+        group.rows.append(Row("Libra-CAM (R=30)", "Libra-CAM (ours, R=30)",
+                              [("/ Captum Grad-CAM", CAPTUM),
+                               ("/ Grad-CAM (ours)", "Grad-CAM (ours)")]))
+    """
+    raise SystemExit("libracam: Libra-CAM is not on this branch yet (see _libra_cam_rows)")
+
+
+def build_group(model_name: str, batch_size: int, methods: Sequence[str],
+                args: argparse.Namespace) -> Group:  # fmt: skip
+    from pytorch_grad_cam import (
+        AblationCAM,
+        GradCAM,
+        GradCAMPlusPlus,
+        LayerCAM,
+        ScoreCAM,
+        XGradCAM,
+    )
+
+    model = _model(model_name)
+    layer = model.layer4
+    x = torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    heavy = [m for m in methods if m in PERTURBATION_METHODS]
+    group = Group(model_name, batch_size, args.perturbation_repeats if heavy else args.repeats)
+    group.no_warmup = ("Ablation-CAM (pgc)", "Score-CAM (ours)", "Score-CAM (pgc)")
+    c = group.callables
+    c[CAPTUM] = lambda: CaptumLayerGradCam(model, layer).attribute(
+        x, target=TARGET_CLASS, relu_attributions=True
+    )
+    to_captum = ("/ Captum Grad-CAM", CAPTUM)
+    simple = {
+        "gradcam": ("Grad-CAM", LayerGradCam, GradCAM),
+        "gradcam++": ("Grad-CAM++", LayerGradCamPlusPlus, GradCAMPlusPlus),
+        "xgradcam": ("XGrad-CAM", LayerXGradCam, XGradCAM),
+        "layercam": ("Layer-CAM", LayerCam, LayerCAM),
+        "liftcam": ("LIFT-CAM", LayerLiftCam, None),
+    }
+    for method in methods:
+        if method in simple:
+            label, ours_class, peer_class = simple[method]
+            c[f"{label} (ours)"] = _ours(ours_class, model, layer, x)
+            refs = [to_captum]
+            if peer_class is not None:
+                c[f"{label} (pgc)"] = _peer(peer_class, model, layer, x)
+                refs.append(("/ pytorch-grad-cam", f"{label} (pgc)"))
+            group.rows.append(Row(label, f"{label} (ours)", refs))
+        elif method == "igcam":
+            steps = args.ig_steps
+            c[f"{steps} x Captum Grad-CAM"] = lambda steps=steps: [
+                c[CAPTUM]() for _ in range(steps)
+            ]
+            c["IG-CAM (ours, unbatched)"] = _ours(
+                LayerIntegratedGradCam, model, layer, x, n_steps=steps,
+                internal_batch_size=batch_size,
+            )  # fmt: skip
+            c["IG-CAM (ours, batched)"] = _ours(
+                LayerIntegratedGradCam, model, layer, x, n_steps=steps,
+                internal_batch_size=max(args.ig_rows, batch_size),
+            )  # fmt: skip
+            batched = max(args.ig_rows, batch_size)
+            for kind, rows in (("unbatched", batch_size), ("batched", batched)):
+                group.rows.append(
+                    Row(
+                        f"IG-CAM m={steps}, {kind} ({rows} rows/pass)",
+                        f"IG-CAM (ours, {kind})",
+                        [to_captum, (f"/ {steps} Grad-CAM calls", f"{steps} x Captum Grad-CAM")],
+                    )
+                )
+        elif method == "tft":
+            c["Grad-CAM (ours)"] = _ours(LayerGradCam, model, layer, x)
+            c["TFT(Grad-CAM) (ours)"] = lambda: ThresholdFineTuned(
+                LayerGradCam(model, layer)
+            ).attribute(x, target=TARGET_CLASS)
+            group.rows.append(
+                Row(
+                    "TFT on Grad-CAM (10 thresholds)",
+                    "TFT(Grad-CAM) (ours)",
+                    [to_captum, ("/ base method", "Grad-CAM (ours)")],
+                )
+            )
+        elif method == "ablationcam":
+            size = args.perturbation_batch_size
+            c["Ablation-CAM (ours)"] = _ours(
+                LayerAblationCam, model, layer, x, internal_batch_size=size
+            )
+            c["Ablation-CAM (pgc)"] = _peer(AblationCAM, model, layer, x, batch_size=size)
+            group.rows.append(
+                Row(
+                    "Ablation-CAM",
+                    "Ablation-CAM (ours)",
+                    [to_captum, ("/ pytorch-grad-cam", "Ablation-CAM (pgc)")],
+                )
+            )
+        elif method == "scorecam":
+            size = args.perturbation_batch_size
+            c["Score-CAM (ours)"] = _ours(LayerScoreCam, model, layer, x, internal_batch_size=size)
+            c["Score-CAM (pgc)"] = _peer(ScoreCAM, model, layer, x, batch_size=size)
+            group.rows.append(
+                Row(
+                    "Score-CAM",
+                    "Score-CAM (ours)",
+                    [to_captum, ("/ pytorch-grad-cam", "Score-CAM (pgc)")],
+                )
+            )
+        elif method == "libracam":
+            _libra_cam_rows(group, model, layer, x, args)
+        else:
+            raise SystemExit(f"unknown method {method!r}; choose from {', '.join(ALL_METHODS)}")
+    return group
+
+
+def measure(group: Group, warmup: int, seed: int) -> Dict[str, List[float]]:
+    r"""Seconds per round of every callable, round-robin in a shuffled order per round."""
+    names = list(group.callables)
+    for _ in range(warmup):
+        for name in names:
+            if name not in group.no_warmup:
+                group.callables[name]()
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    order = random.Random(seed)
+    for _ in range(group.repeats):
+        order.shuffle(names)
+        for name in names:
+            start = time.perf_counter()
+            group.callables[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(times: Dict[str, List[float]], ours: str, reference: str) -> float:
+    r"""Median over rounds of ``ours / reference`` measured in the same round."""
+    return statistics.median(a / b for a, b in zip(times[ours], times[reference]))
+
+
+def _ratio_text(ratio: float) -> str:
+    r"""Two decimals, or the speed-up where ours is over ten times faster."""
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.4f} ({1 / ratio:.0f}x faster)"
+
+
+def report(group: Group, times: Dict[str, List[float]]) -> str:
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    lines = [
+        f"\n### {group.model_name}, batch {group.batch_size} "
+        f"(layer4, 224x224, {group.repeats} rounds)\n",
+        "| method | ours s | reference s | ratio |",
+        "|---|---|---|---|",
+    ]
+    for row in group.rows:
+        for label, reference in row.references:
+            lines.append(
+                f"| {row.method} {label} | {medians[row.ours]:.3f} | "
+                f"{medians[reference]:.3f} ({reference}) | "
+                f"**{_ratio_text(paired_ratio(times, row.ours, reference))}** |"
+            )
+    return "\n".join(lines)
+
+
+def _csv(value: str) -> List[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=_csv, default=["resnet18", "resnet50"])
+    parser.add_argument("--batch-sizes", type=lambda v: [int(b) for b in _csv(v)], default=[1, 8])
+    parser.add_argument(
+        "--methods", type=_csv, default=[m for m in ALL_METHODS if m != "libracam"],
+        help=f"comma-separated, from {', '.join(ALL_METHODS)}",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=7, help="rounds per group")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up rounds per group")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--ig-steps", type=int, default=8, help="Integrated Grad-CAM n_steps")
+    parser.add_argument(
+        "--ig-rows", type=int, default=16, help="rows per pass of the batched Integrated Grad-CAM"
+    )
+    parser.add_argument(
+        "--perturbation-models", type=_csv, default=["resnet18"],
+        help="models on which Ablation-CAM and Score-CAM are timed (their peers run "
+        "K full forwards per example: 512 on resnet18, 2048 on resnet50)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--perturbation-batch-sizes", type=lambda v: [int(b) for b in _csv(v)], default=[1]
+    )
+    parser.add_argument(
+        "--perturbation-batch-size", type=int, default=32,
+        help="internal_batch_size of ours and batch_size of pytorch-grad-cam (the same)",
+    )  # fmt: skip
+    parser.add_argument("--perturbation-repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import pytorch_grad_cam  # noqa: F401  (fails early when the peer is not installed)
+
+    print(
+        f"# captum_cams speed: torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"captum {captum.__version__}, {platform.processor() or platform.machine()}, "
+        f"CPU, {torch.get_num_threads()} thread(s), no GPU"
+    )
+    print(f"# command: python {' '.join(sys.argv)}")
+    ordinary = [m for m in args.methods if m not in PERTURBATION_METHODS]
+    heavy = [m for m in args.methods if m in PERTURBATION_METHODS]
+    plan: List[Tuple[str, int, List[str]]] = []
+    for model_name in args.models:
+        for batch_size in args.batch_sizes:
+            if ordinary:
+                plan.append((model_name, batch_size, ordinary))
+        for batch_size in args.perturbation_batch_sizes:
+            if heavy and model_name in args.perturbation_models:
+                plan.append((model_name, batch_size, heavy))
+    for model_name, batch_size, methods in plan:
+        group = build_group(model_name, batch_size, methods, args)
+        start = time.perf_counter()
+        times = measure(group, args.warmup, args.seed)
+        print(report(group, times))
+        print(f"\n({time.perf_counter() - start:.0f} s for this group)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
