@@ -17,7 +17,7 @@ r"""Memory of the CAM methods: no growth over many calls, and a peak bounded by
    Grad-CAM); one Grad-CAM call first (allocator and kernels warm), then one call of
    the method. Reported: the rise of the process's peak RSS during that call.
 
-Libra-CAM: see ``_libra_cam`` (the lead adds it when Libra-CAM is merged).
+Libra-CAM uses a library of 30 random-input activations (``speed.random_input_library``).
 
 Run ``python benchmarks/memory.py --help``; benchmarks/README.md has the commands.
 """
@@ -57,14 +57,22 @@ def _current_rss_mb() -> float:
 
 
 def _libra_cam(model: Any, layer: Any) -> Callable[..., Any]:
-    r"""
-    >>> LIBRA-CAM GOES HERE (to be added by the lead when Libra-CAM is merged). <<<
+    r"""Libra-CAM with R = 30 references from random inputs (see ``speed.py``); the
+    library is built once, the method object per call."""
+    import captum_cams as cc
+    from speed import random_input_library  # this folder is on sys.path for scripts
 
-    Return a callable ``(images, target, internal_batch_size) -> maps`` that builds
-    ``LayerLibraCam(model, layer)`` and calls ``attribute`` with R = 30, and add
-    ``"libracam"`` to the ``--peak-methods`` default.
-    """
-    raise SystemExit("libracam: Libra-CAM is not on this branch yet (see _libra_cam)")
+    libraries: dict = {}
+
+    def run(x: Any, t: Any, ibs: Any) -> Any:
+        key = tuple(x.shape[1:])
+        if key not in libraries:
+            libraries[key] = random_input_library(model, layer, x, references=30)
+        return cc.LayerLibraCam(model, layer, library=libraries[key]).attribute(
+            x, target=t, internal_batch_size=ibs
+        )
+
+    return run
 
 
 def _method(name: str, model: Any, layer: Any) -> Callable[..., Any]:
@@ -186,12 +194,12 @@ def _csv(value: str) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--methods", type=_csv, default=[m for m in METHODS if m != "libracam"],
+        "--methods", type=_csv, default=list(METHODS),
         help=f"growth part, from {', '.join(METHODS)}",
     )  # fmt: skip
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--peak-methods", type=_csv, default=["scorecam", "igcam"])
+    parser.add_argument("--peak-methods", type=_csv, default=["scorecam", "igcam", "libracam"])
     parser.add_argument(
         "--peak-sizes", type=lambda v: [None if b == "None" else int(b) for b in _csv(v)],
         default=[2, 8, 32, 128, None],
@@ -243,7 +251,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         )
         print("| method | internal_batch_size | rows per call | peak RSS rise MB |")
         print("|---|---|---|---|")
-        rows = {"scorecam": 512 * args.peak_batch, "igcam": 16 * args.peak_batch}
+        rows = {
+            "scorecam": 512 * args.peak_batch,
+            "igcam": 16 * args.peak_batch,
+            "libracam": 40 * args.peak_batch,  # 30 references + 10 thresholds
+        }
         for method in args.peak_methods:
             for size in args.peak_sizes:
                 r = _in_subprocess(
