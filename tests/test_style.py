@@ -22,3 +22,11 @@ def test_ruff(arguments: list) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_file_names_are_unique() -> None:
+    # tests/ has no __init__.py files, so pytest imports each test module by its base
+    # name: two files called test_x.py in different folders break collection
+    names = sorted(path.name for path in (REPO / "tests").rglob("test_*.py"))
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"test files share a base name: {duplicates}"
