@@ -49,6 +49,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from captum_cams._utils.files import atomic_path  # noqa: E402
 from captum_cams.calm import CALM, CALMAttribution, train_calm  # noqa: E402
 from captum_cams.datasets.cifar10 import (  # noqa: E402
     cifar10_test_set,
@@ -248,10 +249,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
         print(f"\nlargest |parameter of CALM_EM - parameter of CALM_ML| after training: {gap:.2e}")
     print(f"\ntotal {time.time() - started:.0f} s")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(results, handle, indent=1)
-        os.replace(tmp, args.json)
+        with atomic_path(args.json) as temporary:
+            temporary.write_text(json.dumps(results, indent=1))
     return results
 
 

@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from captum_cams import LayerGradCam, LayerGradCamPlusPlus  # noqa: E402
 from captum_cams._utils.maps import minmax_normalize  # noqa: E402
+from captum_cams._utils.files import atomic_path  # noqa: E402
 from captum_cams.calm import CALM, CALMAttribution, train_calm  # noqa: E402
 from captum_cams.datasets import GroundTruthShapes, make_batch  # noqa: E402
 from captum_cams.datasets.ground_truth import (  # noqa: E402
@@ -307,10 +308,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     print(f"\nlargest |parameter of CALM_EM - parameter of CALM_ML| after training: {gap:.2e}")
     print(f"\ntotal {time.time() - started:.0f} s")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(results, handle, indent=1)
-        os.replace(tmp, args.json)
+        with atomic_path(args.json) as temporary:
+            temporary.write_text(json.dumps(results, indent=1))
     return results
 
 

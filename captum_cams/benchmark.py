@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch.nn as nn
 from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 
+from captum_cams._utils.files import atomic_path
 from captum_cams._utils.distributed import gather_by_index, is_main_process, shard_indices
 from captum_cams._utils.inputs import (
     InputError,
@@ -820,18 +820,8 @@ def write_atomic(path: Path, text: str) -> None:
 
         >>> write_atomic(Path("out/results.json"), json.dumps(results))
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8", newline="")
 
 
 def results_json(result: BenchmarkResult) -> str:

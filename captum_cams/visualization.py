@@ -7,7 +7,6 @@ matplotlib objects; nothing here opens a window.
 """
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
@@ -20,6 +19,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from captum_cams._utils.files import atomic_path
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample  # noqa: E402
 
 __all__ = [
@@ -276,16 +276,6 @@ def save_figure(figure: Figure, path: Union[str, "os.PathLike[str]"], dpi: int =
 
         >>> save_figure(overlay_grid(images, maps), "out/grid.png")
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=dpi)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 is not what a user expects
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    image_format = Path(path).suffix.lstrip(".") or None  # the temporary name ends in .tmp
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, format=image_format)

@@ -21,14 +21,13 @@ with ``torch.load(weights_only=True)``: loading cannot run code.
 import math
 import os
 import pickle
-import tempfile
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.files import atomic_path
 from captum_cams._utils.distributed import (
     gather_by_index,
     is_main_process,
@@ -261,17 +260,8 @@ class ReferenceLibrary:
         Args:
             path (str or PathLike): the file to write.
         """
-        target = Path(path)
-        handle, temporary = tempfile.mkstemp(prefix=".library-", dir=target.parent or ".")
-        os.close(handle)
-        try:
-            with open(temporary, "wb") as stream:
-                torch.save(self.state_dict(), stream)
-            os.replace(temporary, target)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        with atomic_path(path, make_parents=False) as temporary:
+            torch.save(self.state_dict(), temporary)
 
     @classmethod
     def load(cls, path: PathLike) -> "ReferenceLibrary":

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from captum_cams._utils.files import atomic_path
 from captum_cams.calm.head import CALM, CALMOutput
 from captum_cams.calm.losses import calm_em_loss, calm_ml_loss
 
@@ -72,16 +73,8 @@ def make_optimizer(
 
 def save_training_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
     r"""Writes ``payload`` with ``torch.save`` to a temporary file, then ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def load_training_checkpoint(path: PathLike) -> Dict[str, Any]:

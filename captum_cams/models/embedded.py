@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from captum_cams._utils.files import atomic_path
+
 #: Path of the shipped checkpoint: ``{"state_dict": ..., "meta": {...}}`` saved with
 #: ``torch.save``; it loads with ``torch.load(..., weights_only=True)``.
 EMBEDDED_DEFAULT_CHECKPOINT: str = os.path.join(
@@ -161,17 +163,9 @@ def save_checkpoint(
     """
     meta = dict(meta or {})
     _check_plain(meta, "meta")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as temporary:
+        torch.save({"state_dict": state, "meta": meta}, temporary)
 
 
 def load_embedded_default(

@@ -23,7 +23,6 @@ Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -34,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from captum_cams._utils.files import atomic_path
 from captum_cams._utils.distributed import (
     barrier,
     gather_by_index,
@@ -100,29 +100,14 @@ def _device_of(model: Any) -> Optional[torch.device]:
     return None
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    r"""``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _check_meta(cache: Path, meta: Dict[str, Any]) -> None:
     r"""Writes the cache's description once; refuses a cache made with other settings."""
     path = cache / _META_FILE
     if is_main_process():
         cache.mkdir(parents=True, exist_ok=True)
         if not path.is_file():
-            handle, tmp = tempfile.mkstemp(prefix=".meta.", suffix=".tmp", dir=cache)
-            with os.fdopen(handle, "w") as f:
-                json.dump(meta, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            with atomic_path(path) as temporary:
+                temporary.write_text(json.dumps(meta, indent=1, sort_keys=True))
     barrier()
     with open(path) as f:
         found = json.load(f)
@@ -306,7 +291,8 @@ def generate_tft_masks(
                     attribution, dataset, indices, batch_size, target, mask_size, tft_kwargs
                 )
                 if path is not None:
-                    _atomic_save({"masks": done[0], "thresholds": done[1]}, path)
+                    with atomic_path(path) as temporary:
+                        torch.save({"masks": done[0], "thresholds": done[1]}, temporary)
             results.append((shard, done))
             progress.update(len(indices))
     finally:
