@@ -3,29 +3,14 @@
 and the averaged map equal a direct one-forward-at-a-time loop; equal candidates are
 all kept; chunking changes nothing; arguments are checked."""
 
+from typing import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from captum_cams import reference_filtering
-
-
-def small_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return (
-        nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 6, 3, padding=1, stride=2),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(6, 5),
-        )
-        .double()
-        .eval()
-    )
 
 
 def _normalised(maps: Tensor) -> Tensor:
@@ -36,7 +21,7 @@ def _normalised(maps: Tensor) -> Tensor:
 
 
 @pytest.mark.parametrize("score", ["probability", "logit"])
-def test_equals_direct_recomputation(score: str) -> None:
+def test_equals_direct_recomputation(score: str, small_cnn: Callable[[], nn.Module]) -> None:
     model = small_cnn()
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     candidates = torch.rand(3, 6, 4, 4, dtype=torch.float64)
@@ -67,7 +52,9 @@ def test_equals_direct_recomputation(score: str) -> None:
         torch.testing.assert_close(result.filtered_maps[i], expected, rtol=0, atol=1e-12)
 
 
-def test_equal_candidates_are_all_kept_and_chunking_changes_nothing() -> None:
+def test_equal_candidates_are_all_kept_and_chunking_changes_nothing(
+    small_cnn: Callable[[], nn.Module],
+) -> None:
     model = small_cnn()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     one = torch.rand(2, 1, 4, 4, dtype=torch.float64)
@@ -81,7 +68,7 @@ def test_equal_candidates_are_all_kept_and_chunking_changes_nothing() -> None:
     torch.testing.assert_close(whole.filtered_maps, chunked.filtered_maps)
 
 
-def test_argument_errors() -> None:
+def test_argument_errors(small_cnn: Callable[[], nn.Module]) -> None:
     model = small_cnn()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     with pytest.raises(ValueError, match="attributions"):

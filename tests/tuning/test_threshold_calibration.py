@@ -4,7 +4,7 @@ maps equal a direct per-example, per-threshold loop (value and rank thresholds,
 probability and logit), ties go to the largest mask, chunking changes nothing, and
 arguments are checked."""
 
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import pytest
 import torch
@@ -13,23 +13,6 @@ from torch import Tensor, nn
 
 from captum_cams import LayerGradCam, threshold_calibration
 from captum_cams.tuning import DEFAULT_CALIBRATION_THRESHOLDS
-
-
-def small_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return (
-        nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 6, 3, padding=1, stride=2),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(6, 5),
-        )
-        .double()
-        .eval()
-    )
 
 
 def _normalised(maps: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -78,7 +61,9 @@ def _direct(
 
 @pytest.mark.parametrize("mode", ["value", "rank"])
 @pytest.mark.parametrize("score", ["probability", "logit"])
-def test_choice_equals_direct_recomputation(mode: str, score: str) -> None:
+def test_choice_equals_direct_recomputation(
+    mode: str, score: str, small_cnn: Callable[[], nn.Module]
+) -> None:
     model = small_cnn()
     x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
     target = [0, 3, 1, 4]
@@ -120,7 +105,7 @@ def test_ties_go_to_the_smallest_threshold() -> None:
     assert float(ranked.thresholds[0]) == pytest.approx(1.0)  # all pixels kept
 
 
-def test_chunking_changes_nothing_and_inputs_untouched() -> None:
+def test_chunking_changes_nothing_and_inputs_untouched(small_cnn: Callable[[], nn.Module]) -> None:
     model = small_cnn()
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     copy = x.clone()
@@ -133,7 +118,7 @@ def test_chunking_changes_nothing_and_inputs_untouched() -> None:
     assert ((whole.calibrated_maps >= 0) & (whole.calibrated_maps <= 1)).all()
 
 
-def test_argument_errors() -> None:
+def test_argument_errors(small_cnn: Callable[[], nn.Module]) -> None:
     model = small_cnn()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     maps = torch.rand(2, 1, 4, 4, dtype=torch.float64)

@@ -5,7 +5,7 @@ ties, batching, input safety, the wrapper around Captum's and this package's CAM
 argument errors."""
 
 import math
-from typing import List
+from typing import Callable, List
 
 import pytest
 import torch
@@ -35,23 +35,6 @@ class PixelLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         z0 = (x * self.weight).flatten(1).sum(1)
         return torch.stack([z0, torch.zeros_like(z0)], dim=1)
-
-
-def small_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return (
-        nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 6, 3, padding=1, stride=2),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(6, 5),
-        )
-        .double()
-        .eval()
-    )
 
 
 def sig(z: float) -> float:
@@ -157,7 +140,7 @@ def _direct_tft(
     return taus, torch.tensor(curves, dtype=x.dtype), torch.cat(tuned)
 
 
-def test_equals_a_direct_per_example_per_threshold_loop():
+def test_equals_a_direct_per_example_per_threshold_loop(small_cnn: Callable[[], nn.Module]):
     model = small_cnn()
     x, maps = batch(n=5)
     target = least_likely(model, x)
@@ -174,7 +157,7 @@ def test_equals_a_direct_per_example_per_threshold_loop():
     assert torch.equal(result.rpi_curves, sweep.api)
 
 
-def test_rank_thresholds_equal_a_direct_loop():
+def test_rank_thresholds_equal_a_direct_loop(small_cnn: Callable[[], nn.Module]):
     model = small_cnn()
     x, maps = batch(n=5, seed=2)
     target = least_likely(model, x)
@@ -208,7 +191,9 @@ def test_rank_thresholds_by_hand():
 
 
 @pytest.mark.parametrize("threshold_mode", ["value", "rank"])
-def test_batching_gives_identical_results_and_leaves_inputs_alone(threshold_mode):
+def test_batching_gives_identical_results_and_leaves_inputs_alone(
+    threshold_mode, small_cnn: Callable[[], nn.Module]
+):
     model = small_cnn()
     x, maps = batch(n=3)
     x.requires_grad_(True)
@@ -237,7 +222,7 @@ def test_batching_gives_identical_results_and_leaves_inputs_alone(threshold_mode
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_predicted_class_is_the_default_target():
+def test_predicted_class_is_the_default_target(small_cnn: Callable[[], nn.Module]):
     model = small_cnn()
     x, maps = batch(n=3)
     predicted = model(x).argmax(dim=1).tolist()
@@ -256,7 +241,7 @@ def test_predicted_class_is_the_default_target():
     ],
     ids=["captum-grad-cam", "grad-cam++", "layer-cam", "ablation-cam"],
 )
-def test_wrapper_equals_method_then_tft(make_method):
+def test_wrapper_equals_method_then_tft(make_method, small_cnn: Callable[[], nn.Module]):
     model = small_cnn()
     x, _ = batch(n=3)
     target = least_likely(model, x)
@@ -274,7 +259,9 @@ def test_wrapper_equals_method_then_tft(make_method):
     assert torch.equal(tuned_method.attribute(x, target=target), tuned)
 
 
-def test_wrapper_passes_method_options_and_resolves_the_default_target_once():
+def test_wrapper_passes_method_options_and_resolves_the_default_target_once(
+    small_cnn: Callable[[], nn.Module],
+):
     model = small_cnn()
     x, _ = batch(n=3)
     predicted = model(x).argmax(dim=1).tolist()
@@ -287,7 +274,7 @@ def test_wrapper_passes_method_options_and_resolves_the_default_target_once():
     assert torch.equal(tuned, expected.tuned_maps)
 
 
-def test_wrapper_refuses_what_it_cannot_wrap():
+def test_wrapper_refuses_what_it_cannot_wrap(small_cnn: Callable[[], nn.Module]):
     model = small_cnn()
     with pytest.raises(TypeError, match="attribution"):
         ThresholdFineTuned(model)  # type: ignore[arg-type]
@@ -318,13 +305,13 @@ def test_exported_from_the_package():
         ({"max_examples_per_batch": 0}, "max_examples_per_batch"),
     ],
 )
-def test_bad_options_name_the_argument(kwargs, match):
+def test_bad_options_name_the_argument(kwargs, match, small_cnn: Callable[[], nn.Module]):
     x, maps = batch(n=2)
     with pytest.raises(ValueError, match=match):
         threshold_fine_tuning(small_cnn(), x, maps, target=0, **kwargs)
 
 
-def test_bad_maps_name_the_argument():
+def test_bad_maps_name_the_argument(small_cnn: Callable[[], nn.Module]):
     model = small_cnn()
     x, maps = batch(n=2)
     with pytest.raises(ValueError, match="attributions"):
