@@ -19,7 +19,7 @@ attention map that is zero everywhere gives NaN or ``-inf`` losses.
 """
 
 import copy
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -254,18 +254,16 @@ class CALM(nn.Module):
             >>> resnet = torchvision.models.resnet50(weights="IMAGENET1K_V2")
             >>> model = CALM.from_torchvision(resnet, num_classes=200)
         """
-        names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        missing = [n for n in names + ("fc",) if not hasattr(resnet, n)]
-        if missing:
-            raise TypeError(
-                f"resnet must be a torchvision ResNet (conv1 ... layer4, fc); missing {missing}"
-            )
-        backbone = nn.Sequential(*(copy.deepcopy(getattr(resnet, n)) for n in names))
-        fc = resnet.fc
-        if not isinstance(fc, nn.Linear):
-            raise TypeError(f"resnet.fc must be an nn.Linear; got {type(fc).__name__}")
-        return cls._with_classifier(
-            backbone, fc, num_classes, attention_activation, copy_classifier, log_output, resnet
+        return cls._from_parts(
+            resnet,
+            "resnet",
+            "a torchvision ResNet",
+            ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
+            "fc",
+            num_classes,
+            attention_activation,
+            copy_classifier,
+            log_output,
         )
 
     @classmethod
@@ -299,31 +297,45 @@ class CALM(nn.Module):
             >>> resnet20 = load_cifar_resnet(cifar10_root() / "resnet20-12fca82f.th")
             >>> model = CALM.from_cifar_resnet(resnet20)
         """
-        names = ("conv1", "bn1", "relu", "layer1", "layer2", "layer3")
-        missing = [n for n in names + ("linear",) if not hasattr(model, n)]
-        if missing:
-            raise TypeError(
-                f"model must be a CIFAR ResNet (conv1 ... layer3, linear); missing {missing}"
-            )
-        backbone = nn.Sequential(*(copy.deepcopy(getattr(model, n)) for n in names))
-        linear = model.linear
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"model.linear must be an nn.Linear; got {type(linear).__name__}")
-        return cls._with_classifier(
-            backbone, linear, num_classes, attention_activation, copy_classifier, log_output, model
+        return cls._from_parts(
+            model,
+            "model",
+            "a CIFAR ResNet",
+            ("conv1", "bn1", "relu", "layer1", "layer2", "layer3"),
+            "linear",
+            num_classes,
+            attention_activation,
+            copy_classifier,
+            log_output,
         )
 
     @classmethod
-    def _with_classifier(
+    def _from_parts(
         cls,
-        backbone: nn.Module,
-        fc: nn.Linear,
+        source: nn.Module,
+        argument: str,
+        kind: str,
+        backbone_names: Tuple[str, ...],
+        classifier_name: str,
         num_classes: int,
         attention_activation: str,
         copy_classifier: Optional[bool],
         log_output: bool,
-        source: nn.Module,
     ) -> "CALM":
+        r"""CALM on deep copies of ``source``'s children ``backbone_names`` (in order),
+        branch g optionally started from its linear classifier ``classifier_name``."""
+        missing = [n for n in backbone_names + (classifier_name,) if not hasattr(source, n)]
+        if missing:
+            raise TypeError(
+                f"{argument} must be {kind} ({backbone_names[0]} ... {backbone_names[-1]}, "
+                f"{classifier_name}); missing {missing}"
+            )
+        backbone = nn.Sequential(*(copy.deepcopy(getattr(source, n)) for n in backbone_names))
+        fc = getattr(source, classifier_name)
+        if not isinstance(fc, nn.Linear):
+            raise TypeError(
+                f"{argument}.{classifier_name} must be an nn.Linear; got {type(fc).__name__}"
+            )
         model = cls(backbone, fc.in_features, num_classes, attention_activation, log_output)
         matches = fc.out_features == num_classes
         if copy_classifier is None:
