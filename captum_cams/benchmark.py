@@ -20,6 +20,7 @@ and ``rpi_curves.png``.
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -292,13 +293,14 @@ def libra_cam_with_library(context: "MethodContext") -> Attribution:
 
         >>> METHODS["libracam"] = MethodSpec("Libra-CAM", libra_cam_with_library)
     """
+    batches = _reference_batches(context)
+    first = next(batches)
     with torch.no_grad():
-        probe = next(iter(_reference_batches(context)))[0][:1]
-        num_classes = int(context.model(probe).shape[1])
+        num_classes = int(context.model(first[0][:1]).shape[1])
     library = ReferenceLibrary.build(
         context.model,
         context.layer,
-        _reference_batches(context),
+        itertools.chain([first], batches),
         num_classes=num_classes,
         progress=False,
     )
