@@ -8,6 +8,7 @@ the item's global index, so a 2-process run returns exactly what one process ret
 Without an initialised process group everything degrades to a single process.
 """
 
+import atexit
 import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -46,6 +47,11 @@ def init_distributed_from_env(backend: Optional[str] = None) -> bool:
     r"""
     Joins the process group ``torchrun`` describes in the environment, if any.
 
+    A group this call creates is destroyed when the interpreter exits, unless the
+    caller destroys it first: a process that exits with a live gloo group can abort
+    (``terminate called without an active exception``) while its worker threads are
+    torn down after Python's finalisation has begun.
+
     Args:
         backend (str, optional): ``"gloo"`` or ``"nccl"``. Default: None (nccl when CUDA
                     is available, else gloo).
@@ -61,7 +67,13 @@ def init_distributed_from_env(backend: Optional[str] = None) -> bool:
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend)
+    atexit.register(_destroy_process_group_if_initialised)
     return True
+
+
+def _destroy_process_group_if_initialised() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def shard_indices(num_items: int) -> List[int]:

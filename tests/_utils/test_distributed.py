@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Sharding and gathering: one process and a 2-process gloo run give the same list."""
+"""Sharding and gathering: one process and a 2-process gloo run give the same list; a
+group the package creates is destroyed at exit even when the script does not do it."""
 
 import json
 from pathlib import Path
@@ -15,9 +16,16 @@ from captum_cams._utils.distributed import (
 )
 
 WORKER = """
-import json, sys
+import atexit, json, os, sys
+import torch.distributed as dist
 from captum_cams._utils.distributed import (
     gather_by_index, init_distributed_from_env, rank_and_world_size, shard_indices)
+
+def record_group_at_exit():  # registered first, so it runs after the package's handler
+    with open(sys.argv[1] + f".{os.environ['RANK']}.at_exit", "w") as f:
+        f.write(str(dist.is_initialized()))
+
+atexit.register(record_group_at_exit)
 assert init_distributed_from_env("gloo")
 rank, world = rank_and_world_size()
 mine = shard_indices(7)
@@ -50,3 +58,5 @@ def test_two_gloo_processes_gather_the_single_process_result(tmp_path: Path, tor
     for r in results:
         assert [item["square"] for item in r["merged"]] == expected_squares
         assert [item["rank"] for item in r["merged"]] == [i % 2 for i in range(7)]
+    # the worker never calls destroy_process_group: the package's exit handler did
+    assert [(tmp_path / f"out.{rank}.at_exit").read_text() for rank in (0, 1)] == ["False"] * 2
