@@ -65,6 +65,7 @@ from captum_cams import (  # noqa: E402
     generate_tft_masks,
     threshold_fine_tuning,
 )
+from captum_cams._utils.batching import evaluate_in_chunks  # noqa: E402
 from captum_cams._utils.distributed import (  # noqa: E402
     barrier,
     init_distributed_from_env,
@@ -106,18 +107,20 @@ def _sample(data, num: int, seed: int) -> TensorDataset:
     )
 
 
+def _in_batches(compute: Callable[[Tensor], Tensor], num_items: int, batch: int) -> Tensor:
+    r"""``compute(rows)`` on consecutive batches of row indices, results in row order."""
+    return evaluate_in_chunks(compute, num_items, batch, torch.device("cpu"))
+
+
 def _predicted(model: nn.Module, x: Tensor, batch: int) -> Tensor:
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
+        return _in_batches(lambda rows: model(x[rows]).argmax(1), len(x), batch)
 
 
 def _maps(method, x: Tensor, target: Tensor, batch: int) -> Tensor:
     r"""``method.attribute`` in batches."""
-    return torch.cat(
-        [
-            method.attribute(x[i : i + batch], target=target[i : i + batch]).detach()
-            for i in range(0, len(x), batch)
-        ]
+    return _in_batches(
+        lambda rows: method.attribute(x[rows], target=target[rows]).detach(), len(x), batch
     )
 
 
@@ -138,13 +141,10 @@ def _tft_maps(model: nn.Module, x: Tensor, maps: Tensor, target: Tensor, batch: 
     The maps threshold fine-tuned, in batches: what ``ThresholdFineTuned`` does after
     running its method, without running the method a second time.
     """
-    return torch.cat(
-        [
-            threshold_fine_tuning(
-                model, x[i : i + batch], maps[i : i + batch], target[i : i + batch]
-            ).tuned_maps
-            for i in range(0, len(x), batch)
-        ]
+    return _in_batches(
+        lambda rows: threshold_fine_tuning(model, x[rows], maps[rows], target[rows]).tuned_maps,
+        len(x),
+        batch,
     )
 
 
@@ -346,9 +346,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     results: Dict[str, Dict] = {}
     for name in args.methods.split(","):
         method = METHODS[name]
+        base = method(model, model.layer3)  # the method on the original model
         started = time.perf_counter()
         masks = generate_tft_masks(
-            method(model, model.layer3),
+            base,
             train,
             cache_dir=cache_dir / f"{name}-masks-of-{original_name}",
             batch_size=args.batch_size,
@@ -367,7 +368,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             continue
 
         tuned_predicted = [_predicted(m, x_eval, 250) for m in tuned_models]
-        original_maps = _maps(method(model, model.layer3), x_eval, predicted, 100)
+        original_maps = _maps(base, x_eval, predicted, 100)
         tft_maps = _tft_maps(model, x_eval, original_maps, predicted, 100)
         per_image = {
             "Original": _per_image(model, x_eval, original_maps, predicted),
@@ -379,7 +380,6 @@ def main(argv: Optional[List[str]] = None) -> None:
                 [_scored(method, c, x_eval, t) for c, t in zip(controls, control_predicted)]
             ),
         }
-        base = method(model, model.layer3)
         timing_x = x_eval[: args.timing_batch]
         results[name] = {
             **{key: _percent(values) for key, values in per_image.items()},
@@ -393,7 +393,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             "train_s": train_s,
             "timing": _timings(
                 base,
-                ThresholdFineTuned(method(model, model.layer3)),
+                ThresholdFineTuned(base),
                 timing_x,
                 predicted[: args.timing_batch],
                 args.timing_repeats,
