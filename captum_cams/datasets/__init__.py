@@ -11,6 +11,12 @@ from captum_cams.datasets.cifar10 import (  # noqa: F401
     cifar10_transform,
     find_cifar10_root,
 )
+from captum_cams.datasets.cluttered import (  # noqa: F401
+    CLUTTERED_CLASS_PARTS,
+    CLUTTERED_CLASSES,
+    REGION_NAMES,
+    ClutteredShapes,
+)
 from captum_cams.datasets.ground_truth import (  # noqa: F401
     CLASS_PARTS,
     CLASSES,
@@ -44,6 +50,10 @@ __all__ = [
     "read_voc_size",
     "voc_boxes_to_tensor",
     "voc_ground_truth_mask",
+    "CLUTTERED_CLASS_PARTS",
+    "CLUTTERED_CLASSES",
+    "ClutteredShapes",
+    "REGION_NAMES",
     "CLASS_PARTS",
     "CLASSES",
     "GroundTruthBatch",

@@ -34,6 +34,11 @@ from captum_cams.metrics.localization import (
     pixel_average_precision,
     pointing_game,
 )
+from captum_cams.metrics.reliance import (
+    ignored_region_mass,
+    intervention_reliance,
+    reliance_rank_correlation,
+)
 from captum_cams.metrics.remove_and_classify import (
     RemoveAndClassifyResult,
     remove_and_classify,
@@ -46,6 +51,9 @@ from captum_cams.metrics.sanity import (
 )
 
 __all__ = [
+    "intervention_reliance",
+    "reliance_rank_correlation",
+    "ignored_region_mass",
     "average_drop",
     "increase_in_confidence",
     "average_probability_increase",

@@ -6,18 +6,22 @@ from captum_cams.models.cifar_resnet import (  # noqa: F401
     resnet56,
 )
 from captum_cams.models.embedded import (  # noqa: F401
+    EMBEDDED_CLUTTERED_CHECKPOINT,
     EMBEDDED_DEFAULT_CHECKPOINT,
     ShapesNet,
     embedded_default_layer,
+    load_embedded_cluttered,
     load_embedded_default,
 )
 
 __all__ = [
     "CifarResNet",
+    "EMBEDDED_CLUTTERED_CHECKPOINT",
     "EMBEDDED_DEFAULT_CHECKPOINT",
     "ShapesNet",
     "embedded_default_layer",
     "load_cifar_resnet",
+    "load_embedded_cluttered",
     "load_embedded_default",
     "resnet20",
     "resnet56",

@@ -27,6 +27,12 @@ EMBEDDED_DEFAULT_CHECKPOINT: str = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "weights", "ground_truth_cnn.pt"
 )
 
+#: Path of the main job's checkpoint, a :class:`ShapesNet` trained on
+#: :class:`~captum_cams.datasets.ClutteredShapes` (``--task cluttered``).
+EMBEDDED_CLUTTERED_CHECKPOINT: str = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "weights", "cluttered_cnn.pt"
+)
+
 #: ``(out_channels, stride)`` of the convolution blocks of :class:`ShapesNet`.
 DEFAULT_BLOCKS: Tuple[Tuple[int, int], ...] = (
     (32, 2),
@@ -66,6 +72,9 @@ class ShapesNet(nn.Module):
         blocks (sequence of (int, int), optional): ``(out_channels, stride)`` of
                     each block. Default: :data:`DEFAULT_BLOCKS`.
         in_channels (int, optional): input channels. Default: 3.
+        cam_block (int, optional): index into ``features`` of the CAM layer
+                    (:func:`embedded_default_layer`); ``-2`` leaves a convolution
+                    block in the head, so the head is non-linear. Default: -1.
 
     Examples::
 
@@ -81,10 +90,16 @@ class ShapesNet(nn.Module):
         num_classes: int = 10,
         blocks: Sequence[Tuple[int, int]] = DEFAULT_BLOCKS,
         in_channels: int = 3,
+        cam_block: int = -1,
     ) -> None:
         super().__init__()
         if len(blocks) == 0:
             raise ValueError("blocks must hold at least one (out_channels, stride) pair")
+        if isinstance(cam_block, bool) or not -len(blocks) <= int(cam_block) < len(blocks):
+            raise ValueError(
+                f"cam_block must index one of the {len(blocks)} blocks; got {cam_block!r}"
+            )
+        self.cam_block = int(cam_block)
         layers = []
         channels = in_channels
         for out_channels, stride in blocks:
@@ -120,7 +135,7 @@ def embedded_default_layer(model: ShapesNet) -> nn.Module:
     """
     if not isinstance(model, ShapesNet):
         raise TypeError(f"model must be a ShapesNet; got {type(model).__name__}")
-    return model.features[-1]
+    return model.features[model.cam_block]
 
 
 def _check_plain(value: Any, name: str) -> None:
@@ -203,7 +218,26 @@ def load_embedded_default(
     model = ShapesNet(
         num_classes=int(meta.get("num_classes", 10)),
         blocks=[(int(c), int(s)) for c, s in blocks],
+        cam_block=int(meta.get("cam_block", -1)),
     )
     model.load_state_dict(payload["state_dict"])
     model.meta = dict(meta)  # type: ignore[assignment]
     return model.eval()
+
+
+def load_embedded_cluttered() -> ShapesNet:
+    r"""
+    The main job's model: a :class:`ShapesNet` trained on
+    :class:`~captum_cams.datasets.ClutteredShapes`, in eval mode on the CPU. Its CAM
+    layer (:func:`embedded_default_layer`) is the second-to-last block, so its head
+    (a convolution block, pooling and a linear layer) is non-linear.
+
+    Returns:
+        *ShapesNet*: the trained model; ``model.meta`` holds how it was trained.
+
+    Examples::
+
+        >>> model = load_embedded_cluttered()
+        >>> layer = embedded_default_layer(model)
+    """
+    return load_embedded_default(EMBEDDED_CLUTTERED_CHECKPOINT)

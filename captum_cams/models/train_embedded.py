@@ -18,16 +18,19 @@ import argparse
 import shlex
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from captum_cams.datasets.ground_truth import NUM_CLASSES, make_batch
+from captum_cams.datasets.cluttered import ClutteredShapes
+from captum_cams.datasets.ground_truth import GroundTruthShapes
 from captum_cams.models.embedded import (
     DEFAULT_BLOCKS,
+    EMBEDDED_CLUTTERED_CHECKPOINT,
     EMBEDDED_DEFAULT_CHECKPOINT,
     ShapesNet,
     save_checkpoint,
@@ -49,13 +52,74 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--data-seed", type=int, default=0, help="GroundTruthShapes seed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
-        "--out", default=EMBEDDED_DEFAULT_CHECKPOINT, help="checkpoint path (overwritten)"
+        "--task",
+        choices=sorted(TASKS),
+        default="shapes",
+        help="shapes: GroundTruthShapes (the tutorials' model); cluttered: ClutteredShapes "
+        "(the main job's model)",
+    )
+    parser.add_argument(
+        "--blocks",
+        default=None,
+        help="conv blocks as 'channels,stride' pairs separated by spaces; default: the "
+        "task's (shapes: 32,2 32,1 64,2 64,1 64,1 64,1; cluttered: 16,2 32,2 48,1 64,1)",
+    )
+    parser.add_argument(
+        "--cam-block",
+        type=int,
+        default=None,
+        help="the CAM layer's block (shapes -1, cluttered -2)",
+    )
+    parser.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing"
+    )
+    parser.add_argument(
+        "--out", default=None, help="checkpoint path (overwritten); default: the task's shipped one"
     )
     args = parser.parse_args(argv)
     for name in ("epochs", "train_samples", "test_samples", "batch_size", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        parser.error("--label-smoothing must be in [0, 1)")
+    if args.out is None:
+        args.out = TASKS[args.task][1]
+    if args.blocks is None:
+        args.blocks = TASK_BLOCKS[args.task]
+    else:
+        try:
+            args.blocks = tuple(
+                (int(pair.split(",")[0]), int(pair.split(",")[1])) for pair in args.blocks.split()
+            )
+        except (ValueError, IndexError):
+            parser.error("--blocks must be 'channels,stride' pairs separated by spaces")
+    if args.cam_block is None:
+        args.cam_block = TASK_CAM_BLOCK[args.task]
     return args
+
+
+def _stacked(dataset: Dataset) -> Tuple[Tensor, Tensor]:
+    images = torch.empty(len(dataset), 3, dataset.image_size, dataset.image_size)
+    labels = torch.empty(len(dataset), dtype=torch.long)
+    for i in range(len(dataset)):
+        images[i], labels[i] = dataset[i]
+    return images, labels
+
+
+#: The default conv blocks of each task's model: the main job's is about 4x cheaper.
+TASK_BLOCKS: Dict[str, Tuple[Tuple[int, int], ...]] = {
+    "shapes": DEFAULT_BLOCKS,
+    "cluttered": ((16, 2), (32, 2), (48, 1), (64, 1)),
+}
+
+#: The CAM block of each task's model: the main job's leaves a conv block in the head.
+TASK_CAM_BLOCK: Dict[str, int] = {"shapes": -1, "cluttered": -2}
+
+#: The tasks: the dataset class and the shipped checkpoint each trains.
+TASKS: Dict[str, Tuple[type, str]] = {
+    "shapes": (GroundTruthShapes, EMBEDDED_DEFAULT_CHECKPOINT),
+    "cluttered": (ClutteredShapes, EMBEDDED_CLUTTERED_CHECKPOINT),
+}
 
 
 @torch.no_grad()
@@ -86,10 +150,16 @@ def main(argv: Optional[List[str]] = None) -> float:
     started = time.perf_counter()
 
     print(f"generating {args.train_samples} train and {args.test_samples} test images ...")
-    train = make_batch(args.train_samples, split="train", seed=args.data_seed)
-    test = make_batch(args.test_samples, split="test", seed=args.data_seed)
+    dataset_class = TASKS[args.task][0]
+    train_images, train_labels = _stacked(
+        dataset_class(args.train_samples, split="train", seed=args.data_seed)
+    )
+    test_images, test_labels = _stacked(
+        dataset_class(args.test_samples, split="test", seed=args.data_seed)
+    )
+    num_classes = len(dataset_class.classes)
 
-    model = ShapesNet(num_classes=NUM_CLASSES)
+    model = ShapesNet(num_classes=num_classes, blocks=args.blocks, cam_block=args.cam_block)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-args.train_samples // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -103,7 +173,9 @@ def main(argv: Optional[List[str]] = None) -> float:
         order = torch.randperm(args.train_samples, generator=shuffler)
         for start in range(0, args.train_samples, args.batch_size):
             idx = order[start : start + args.batch_size]
-            loss = F.cross_entropy(model(train.images[idx]), train.labels[idx])
+            loss = F.cross_entropy(
+                model(train_images[idx]), train_labels[idx], label_smoothing=args.label_smoothing
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -112,15 +184,18 @@ def main(argv: Optional[List[str]] = None) -> float:
             progress.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     progress.close()
 
-    test_accuracy = accuracy(model, test.images, test.labels)
+    test_accuracy = accuracy(model, test_images, test_labels)
     seconds = time.perf_counter() - started
     command = "python -m captum_cams.models.train_embedded " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
     meta = {
         "arch": "ShapesNet",
-        "blocks": [list(b) for b in DEFAULT_BLOCKS],
-        "num_classes": NUM_CLASSES,
+        "task": args.task,
+        "label_smoothing": args.label_smoothing,
+        "blocks": [list(b) for b in args.blocks],
+        "cam_block": args.cam_block,
+        "num_classes": num_classes,
         "image_size": 64,
         "data_seed": args.data_seed,
         "train_samples": args.train_samples,
