@@ -125,7 +125,13 @@ def benchmark(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     r"""The ``explain`` command: the methods on image files (or the embedded dataset)."""
     from captum_cams._utils.inputs import check_device, open_image
-    from captum_cams.benchmark import MethodContext, EmbeddedData
+    from captum_cams.benchmark import (
+        EmbeddedData,
+        MethodContext,
+        attribute_batch,
+        build_methods,
+        predicted_class,
+    )
     from captum_cams.metrics import energy_pointing_game
     from captum_cams.visualization import overlay_grid, save_figure
 
@@ -147,26 +153,18 @@ def explain(args: argparse.Namespace) -> int:
         images, _, masks = data.load(range(len(data)))
         titles = data.names(range(len(data)))
     images = images.to(device)
-    with torch.no_grad():
-        target = model(images).argmax(1)
+    target = predicted_class(model, images)
     if loaded.classes is not None:
         titles = [f"{t}: {loaded.classes[int(c)]}" for t, c in zip(titles, target)]
     else:
         titles = [f"{t}: class {int(c)}" for t, c in zip(titles, target)]
-    torch.manual_seed(args.seed)
     context = MethodContext(model, layer, None, device, args.seed)
     maps_by_method: Dict[str, torch.Tensor] = {}
     print(f"model {loaded.name}, layer {layer_name}")
     print(f"{'method':<12} {'seconds':>8} {'energy in box':>14}")
-    for name in names:
-        spec = METHODS[name]
-        kwargs = dict(spec.attribute_kwargs)
-        if spec.seeded:
-            kwargs["seed"] = args.seed
-        start = time.perf_counter()
-        maps = spec.build(context).attribute(images, target=target, **kwargs).detach()
-        elapsed = time.perf_counter() - start
-        maps_by_method[spec.title] = maps.cpu()
+    for name, attribution in build_methods(names, context).items():
+        maps, elapsed = attribute_batch(name, attribution, images, target, args.seed)
+        maps_by_method[METHODS[name].title] = maps.cpu()
         energy = (
             f"{float(energy_pointing_game(maps, masks).mean()):14.3f}"
             if masks is not None
