@@ -70,6 +70,7 @@ def benchmark(args: argparse.Namespace) -> int:
         EmbeddedData,
         FolderData,
         format_table,
+        metrics_for,
         run_benchmark,
     )
 
@@ -93,8 +94,8 @@ def benchmark(args: argparse.Namespace) -> int:
         if args.num_images is not None:
             files = files[: args.num_images]
         data = FolderData(files, loaded.preprocess, args.annotations, root=args.data)
-    if args.metrics is None:  # every metric the data allows
-        metric_names = [m for m in metric_names if data.has_boxes or not METRICS[m].needs_boxes]
+    # asked for: each must have what it needs; defaulted: every metric the data allows
+    metric_names = metrics_for(data, None if args.metrics is None else metric_names)
     torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's collectives use the current device
@@ -150,7 +151,7 @@ def explain(args: argparse.Namespace) -> int:
         if args.model != "embedded":
             raise CliError("give IMAGE files to explain with a torchvision --model")
         data = EmbeddedData(args.num_images or 6)
-        images, _, masks = data.load(range(len(data)))
+        images, _, masks = data.load(range(len(data)))[:3]
         titles = data.names(range(len(data)))
     images = images.to(device)
     target = predicted_class(model, images)

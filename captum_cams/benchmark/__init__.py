@@ -18,7 +18,13 @@ temporary file, then ``os.replace``), ``overlay_grid.png``, ``threshold_sweep.pn
 and ``rpi_curves.png``.
 """
 
-from captum_cams.benchmark.data import BenchmarkData, EmbeddedData, FolderData
+from captum_cams.benchmark.data import (
+    BenchmarkData,
+    DataBatch,
+    EmbeddedData,
+    FolderData,
+    as_data_batch,
+)
 from captum_cams.benchmark.methods import (
     LIBRARY_IMAGES,
     METHODS,
@@ -28,7 +34,13 @@ from captum_cams.benchmark.methods import (
     on_layer,
     parse_names,
 )
-from captum_cams.benchmark.metrics import METRICS, MetricInputs, MetricOutput, MetricSpec
+from captum_cams.benchmark.metrics import (
+    METRICS,
+    MetricInputs,
+    MetricOutput,
+    MetricSpec,
+    metrics_for,
+)
 from captum_cams.benchmark.report import format_table, results_csv, results_json, write_atomic
 from captum_cams.benchmark.runner import (
     BenchmarkResult,
@@ -42,6 +54,8 @@ __all__ = [
     "METHODS",
     "METRICS",
     "BenchmarkData",
+    "DataBatch",
+    "as_data_batch",
     "EmbeddedData",
     "FolderData",
     "MethodContext",
@@ -49,6 +63,7 @@ __all__ = [
     "MetricInputs",
     "MetricOutput",
     "MetricSpec",
+    "metrics_for",
     "BenchmarkResult",
     "LIBRARY_IMAGES",
     "libra_cam_with_library",

@@ -4,11 +4,13 @@ that turns a :class:`MetricInputs` (one batch of one method) into a :class:`Metr
 (one value per example, optionally curves)."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from torch import Tensor
 
+from captum_cams._utils.inputs import InputError
+from captum_cams.benchmark.data import BenchmarkData
 from captum_cams.metrics import (
     api_apd_auc,
     average_drop,
@@ -24,7 +26,7 @@ from captum_cams.metrics import (
 )
 from captum_cams.tuning import threshold_fine_tuning
 
-__all__ = ["METRICS", "MetricInputs", "MetricOutput", "MetricSpec"]
+__all__ = ["METRICS", "MetricInputs", "MetricOutput", "MetricSpec", "metrics_for"]
 
 
 class MetricInputs(NamedTuple):
@@ -38,6 +40,10 @@ class MetricInputs(NamedTuple):
         target (Tensor): ``(N,)`` the explained class.
         masks (Tensor or None): ``N x 1 x H x W`` bool ground truth, if any.
         max_examples_per_batch (int): most inputs per forward pass.
+        extras (dict[str, Tensor]): the batch's further ground truth by name
+                    (:attr:`DataBatch.extras` and :meth:`BenchmarkData.ground_truth`),
+                    e.g. ``extras["region_masks"]``; holds at least the metric's
+                    :attr:`MetricSpec.needs`.
     """
 
     model: nn.Module
@@ -46,6 +52,7 @@ class MetricInputs(NamedTuple):
     target: Tensor
     masks: Optional[Tensor]
     max_examples_per_batch: int
+    extras: Dict[str, Tensor] = {}
 
 
 class MetricOutput(NamedTuple):
@@ -74,6 +81,9 @@ class MetricSpec:
         higher_is_better (bool, optional): for the table's arrow. Default: True.
         percent (bool, optional): shown ×100 in the table. Default: False.
         needs_boxes (bool, optional): needs ground-truth masks. Default: False.
+        needs (tuple[str, ...], optional): names of :attr:`MetricInputs.extras` the
+                    metric reads; it runs only on data whose
+                    :attr:`BenchmarkData.provides` has them all. Default: none.
 
     Examples::
 
@@ -86,6 +96,26 @@ class MetricSpec:
     higher_is_better: bool = True
     percent: bool = False
     needs_boxes: bool = False
+    needs: Tuple[str, ...] = ()
+
+    def unmet(self, data: BenchmarkData) -> List[str]:
+        r"""
+        What this metric needs that ``data`` does not provide.
+
+        Args:
+            data (BenchmarkData): the benchmark's images.
+
+        Returns:
+            *list[str]*: ``"boxes"`` and the missing :attr:`needs`; empty when the
+            metric can run.
+
+        Examples::
+
+            >>> METRICS["bbox"].unmet(FolderData(files, preprocess))
+            ['boxes']
+        """
+        missing = ["boxes"] if self.needs_boxes and not data.has_boxes else []
+        return missing + [name for name in self.needs if name not in data.provides]
 
 
 def _confidence(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
@@ -153,3 +183,39 @@ METRICS: Dict[str, MetricSpec] = {
     "bbox": MetricSpec("Bbox %", _localization(bbox_score), True, True, needs_boxes=True),
     "pointing_game": MetricSpec("PG %", _pointing, True, True, needs_boxes=True),
 }
+
+
+def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> List[str]:
+    r"""
+    The metrics to compute on ``data``.
+
+    Args:
+        data (BenchmarkData): the benchmark's images.
+        names (sequence of str, optional): the metrics asked for; every one must
+                    exist and have what it needs (else an :class:`InputError`). None:
+                    every metric of :data:`METRICS` the data allows, the others
+                    skipped. Default: None.
+
+    Returns:
+        *list[str]*: metric names, in order.
+
+    Examples::
+
+        >>> metrics_for(FolderData(files, preprocess))  # no boxes: no Bbox
+        ['average_drop', ...]
+    """
+    if names is None:
+        return [name for name, spec in METRICS.items() if not spec.unmet(data)]
+    for name in names:
+        if name not in METRICS:
+            raise InputError(f"--metrics: unknown {name}; choose from {', '.join(METRICS)}")
+        unmet = METRICS[name].unmet(data)
+        if unmet == ["boxes"]:
+            raise InputError(f"--metrics: {name} needs boxes; give --annotations")
+        if unmet:
+            provided = ", ".join(data.provides) or "none"
+            raise InputError(
+                f"--metrics: {name} needs {', '.join(unmet)}, which this data does not "
+                f"provide (it provides: {provided})"
+            )
+    return list(names)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 import torch
 
 from captum_cams._utils.files import atomic_path
-from captum_cams.benchmark.data import BenchmarkData
+from captum_cams.benchmark.data import BenchmarkData, as_data_batch
 from captum_cams.benchmark.methods import METHODS
 from captum_cams.benchmark.metrics import METRICS
 
@@ -144,7 +144,7 @@ def write_outputs(
     write_atomic(files[1], results_csv(result))
     count = min(grid_images, len(data))
     if count > 0:
-        images, _, _ = data.load(range(count))
+        images = as_data_batch(data.load(range(count))).images
         maps = {
             METHODS[m].title: torch.cat([part["maps"][m] for part in parts if m in part["maps"]])
             for m in result.methods

@@ -17,9 +17,9 @@ from torch import Tensor
 
 from captum_cams._utils.distributed import gather_by_index, is_main_process, shard_indices
 from captum_cams._utils.inputs import InputError
-from captum_cams.benchmark.data import BenchmarkData
+from captum_cams.benchmark.data import BenchmarkData, as_data_batch
 from captum_cams.benchmark.methods import METHODS, MethodContext
-from captum_cams.benchmark.metrics import METRICS, MetricInputs
+from captum_cams.benchmark.metrics import METRICS, MetricInputs, metrics_for
 from captum_cams.benchmark.report import write_outputs
 from captum_cams.metrics import api_apd_auc
 
@@ -150,10 +150,15 @@ def _run_batch(
     keep_maps_below: int,
     progress: Any,
 ) -> Dict[str, Any]:
-    images, labels, masks = data.load(indices)
-    images = images.to(device)
-    masks = masks.to(device) if masks is not None else None
+    batch = as_data_batch(data.load(indices))
+    images, labels = batch.images.to(device), batch.labels
+    masks = batch.masks.to(device) if batch.masks is not None else None
+    parts = batch.part_masks.to(device) if batch.part_masks is not None else None
+    extras = {name: value.to(device) for name, value in batch.extras.items()}
+    batch = batch._replace(images=images, masks=masks, part_masks=parts, extras=extras)
     target = predicted_class(model, images)
+    with torch.no_grad():
+        extras.update(data.ground_truth(model, batch, target))
     names = data.names(indices)
     rows: List[Dict[str, Any]] = []
     curves: Dict[str, Dict[str, Tensor]] = {}
@@ -164,7 +169,7 @@ def _run_batch(
         maps, seconds[method] = attribute_batch(
             method, attribution, images, target, seed + batch_index
         )
-        inputs = MetricInputs(model, images, maps, target, masks, max_examples_per_batch)
+        inputs = MetricInputs(model, images, maps, target, masks, max_examples_per_batch, extras)
         values: Dict[str, Tensor] = {}
         for metric in metrics:
             output = METRICS[metric].compute(inputs)
@@ -197,7 +202,7 @@ def run_benchmark(
     layer: nn.Module,
     data: BenchmarkData,
     methods: Sequence[str],
-    metrics: Sequence[str],
+    metrics: Optional[Sequence[str]],
     out: Optional[str] = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -219,8 +224,11 @@ def run_benchmark(
         layer (nn.Module): the CAM layer (a module of ``model``).
         data (BenchmarkData): the images, e.g. :class:`EmbeddedData`.
         methods (sequence of str): names of :data:`METHODS`.
-        metrics (sequence of str): names of :data:`METRICS`; those that need boxes
-                    require ``data.has_boxes``.
+        metrics (sequence of str or None): names of :data:`METRICS`, each of
+                    which must have what it needs (boxes: ``data.has_boxes``;
+                    :attr:`MetricSpec.needs`: ``data.provides``), else an
+                    :class:`InputError`; None: every metric the data allows (see
+                    :func:`metrics_for`).
         out (str, optional): the output folder; None writes nothing.
                     Default: None.
         batch_size (int, optional): images per batch. Default: 16.
@@ -242,11 +250,7 @@ def run_benchmark(
     from tqdm.auto import tqdm
 
     device = torch.device("cpu") if device is None else device
-    for name in metrics:
-        if name not in METRICS:
-            raise InputError(f"--metrics: unknown {name}; choose from {', '.join(METRICS)}")
-        if METRICS[name].needs_boxes and not data.has_boxes:
-            raise InputError(f"--metrics: {name} needs boxes; give --annotations")
+    metrics = metrics_for(data, metrics)
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {batch_size}")
     num = len(data)
