@@ -41,7 +41,15 @@ from captum_cams.benchmark.metrics import (
     MetricSpec,
     metrics_for,
 )
-from captum_cams.benchmark.report import format_table, results_csv, results_json, write_atomic
+from captum_cams.benchmark.report import (
+    BOOTSTRAP_RESAMPLES,
+    bootstrap_statistics,
+    format_table,
+    results_csv,
+    results_json,
+    separating_metrics,
+    write_atomic,
+)
 from captum_cams.benchmark.runner import (
     BenchmarkResult,
     attribute_batch,
@@ -76,5 +84,8 @@ __all__ = [
     "results_json",
     "results_csv",
     "format_table",
+    "bootstrap_statistics",
+    "separating_metrics",
+    "BOOTSTRAP_RESAMPLES",
     "write_atomic",
 ]

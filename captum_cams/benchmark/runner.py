@@ -20,7 +20,7 @@ from captum_cams._utils.inputs import InputError
 from captum_cams.benchmark.data import BenchmarkData, as_data_batch
 from captum_cams.benchmark.methods import METHODS, MethodContext
 from captum_cams.benchmark.metrics import METRICS, MetricInputs, metrics_for
-from captum_cams.benchmark.report import write_outputs
+from captum_cams.benchmark.report import bootstrap_statistics, write_outputs
 from captum_cams.metrics import api_apd_auc
 
 __all__ = [
@@ -47,6 +47,10 @@ class BenchmarkResult:
         curves (dict): per method and curve name, the mean curve and its grid.
         seconds (dict[str, float]): the methods' attribution time, all processes.
         files (list[Path]): the files written (rank 0 only).
+        statistics (dict): per method and metric, the mean with its 95 % bootstrap
+                    interval, n and whether it is tied with the best
+                    (:func:`~captum_cams.benchmark.report.bootstrap_statistics`).
+        seed (int): the run's seed (also the bootstrap's).
     """
 
     methods: List[str]
@@ -56,6 +60,8 @@ class BenchmarkResult:
     curves: Dict[str, Dict[str, Dict[str, List[float]]]]
     seconds: Dict[str, float]
     files: List[Path] = field(default_factory=list)
+    statistics: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
+    seed: int = 0
 
 
 def _plain(value: float) -> Optional[float]:
@@ -287,7 +293,7 @@ def run_benchmark(
         if bar is not None:
             bar.close()
     parts = gather_by_index(local)
-    return _merge(parts, methods, metrics, data, out, grid_images)
+    return _merge(parts, methods, metrics, data, out, grid_images, seed)
 
 
 def _merge(
@@ -297,6 +303,7 @@ def _merge(
     data: BenchmarkData,
     out: Optional[str],
     grid_images: int,
+    seed: int,
 ) -> BenchmarkResult:
     rows = [row for part in parts for row in part["rows"]]
     rows.sort(key=lambda row: (methods.index(row["method"]), row["index"]))
@@ -325,7 +332,10 @@ def _merge(
             auc = api_apd_auc((torch.tensor(api["mean"]), torch.tensor(apd["mean"])))
             summary[method]["api_apd_auc_of_mean_curve"] = float(auc)
     seconds = {m: sum(part["seconds"][m] for part in parts) for m in methods}
-    result = BenchmarkResult(list(methods), list(metrics), rows, summary, curves, seconds)
+    statistics = bootstrap_statistics(rows, methods, metrics, seed=seed)
+    result = BenchmarkResult(
+        list(methods), list(metrics), rows, summary, curves, seconds, [], statistics, seed
+    )
     if out is not None and is_main_process():
         result.files = write_outputs(result, parts, data, Path(out), grid_images)
     return result
