@@ -144,6 +144,7 @@ def explain(args: argparse.Namespace) -> int:
     loaded, layer_name, layer = _model_and_layer(args, device)
     model = loaded.model.to(device)
     masks: Optional[torch.Tensor] = None
+    outlines: Optional[torch.Tensor] = None
     if args.images:
         images = torch.stack([loaded.preprocess.image(open_image(path)) for path in args.images])
         titles = [Path(path).name for path in args.images]
@@ -151,7 +152,8 @@ def explain(args: argparse.Namespace) -> int:
         if args.model != "embedded":
             raise CliError("give IMAGE files to explain with a torchvision --model")
         data = EmbeddedData(args.num_images or 6)
-        images, _, masks = data.load(range(len(data)))[:3]
+        batch = data.load(range(len(data)))
+        images, masks, outlines = batch.images, batch.masks, batch.part_masks
         titles = data.names(range(len(data)))
     images = images.to(device)
     target = predicted_class(model, images)
@@ -175,7 +177,7 @@ def explain(args: argparse.Namespace) -> int:
     if masks is not None:
         share = float(masks.flatten(1).float().mean())
         print(f"(the boxes cover {share:.3f} of the images: a random map scores about that)")
-    figure = overlay_grid(images.cpu(), maps_by_method, row_titles=titles)
+    figure = overlay_grid(images.cpu(), maps_by_method, row_titles=titles, outlines=outlines)
     output = Path(args.out) / "explain.png"
     save_figure(figure, output)
     plt.close(figure)

@@ -347,12 +347,15 @@ def write_outputs(
     write_atomic(files[1], results_csv(result))
     count = min(grid_images, len(data))
     if count > 0:
-        images = as_data_batch(data.load(range(count))).images
+        shown = as_data_batch(data.load(range(count)))
+        outlines = shown.part_masks if shown.part_masks is not None else shown.masks
         maps = {
             METHODS[m].title: torch.cat([part["maps"][m] for part in parts if m in part["maps"]])
             for m in result.methods
         }
-        figure = overlay_grid(images, maps, row_titles=data.names(range(count)))
+        figure = overlay_grid(
+            shown.images, maps, row_titles=data.names(range(count)), outlines=outlines
+        )
         save_figure(figure, out / "overlay_grid.png")
         plt.close(figure)
         files.append(out / "overlay_grid.png")
