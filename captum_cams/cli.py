@@ -70,6 +70,7 @@ def benchmark(args: argparse.Namespace) -> int:
         EmbeddedData,
         FolderData,
         format_table,
+        metrics_for,
         run_benchmark,
     )
 
@@ -93,8 +94,8 @@ def benchmark(args: argparse.Namespace) -> int:
         if args.num_images is not None:
             files = files[: args.num_images]
         data = FolderData(files, loaded.preprocess, args.annotations, root=args.data)
-    if args.metrics is None:  # every metric the data allows
-        metric_names = [m for m in metric_names if data.has_boxes or not METRICS[m].needs_boxes]
+    # asked for: each must have what it needs; defaulted: every metric the data allows
+    metric_names = metrics_for(data, None if args.metrics is None else metric_names)
     torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's collectives use the current device
@@ -125,7 +126,13 @@ def benchmark(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     r"""The ``explain`` command: the methods on image files (or the embedded dataset)."""
     from captum_cams._utils.inputs import check_device, open_image
-    from captum_cams.benchmark import MethodContext, EmbeddedData
+    from captum_cams.benchmark import (
+        EmbeddedData,
+        MethodContext,
+        attribute_batch,
+        build_methods,
+        predicted_class,
+    )
     from captum_cams.metrics import energy_pointing_game
     from captum_cams.visualization import overlay_grid, save_figure
 
@@ -137,6 +144,7 @@ def explain(args: argparse.Namespace) -> int:
     loaded, layer_name, layer = _model_and_layer(args, device)
     model = loaded.model.to(device)
     masks: Optional[torch.Tensor] = None
+    outlines: Optional[torch.Tensor] = None
     if args.images:
         images = torch.stack([loaded.preprocess.image(open_image(path)) for path in args.images])
         titles = [Path(path).name for path in args.images]
@@ -144,29 +152,22 @@ def explain(args: argparse.Namespace) -> int:
         if args.model != "embedded":
             raise CliError("give IMAGE files to explain with a torchvision --model")
         data = EmbeddedData(args.num_images or 6)
-        images, _, masks = data.load(range(len(data)))
+        batch = data.load(range(len(data)))
+        images, masks, outlines = batch.images, batch.masks, batch.part_masks
         titles = data.names(range(len(data)))
     images = images.to(device)
-    with torch.no_grad():
-        target = model(images).argmax(1)
+    target = predicted_class(model, images)
     if loaded.classes is not None:
         titles = [f"{t}: {loaded.classes[int(c)]}" for t, c in zip(titles, target)]
     else:
         titles = [f"{t}: class {int(c)}" for t, c in zip(titles, target)]
-    torch.manual_seed(args.seed)
     context = MethodContext(model, layer, None, device, args.seed)
     maps_by_method: Dict[str, torch.Tensor] = {}
     print(f"model {loaded.name}, layer {layer_name}")
     print(f"{'method':<12} {'seconds':>8} {'energy in box':>14}")
-    for name in names:
-        spec = METHODS[name]
-        kwargs = dict(spec.attribute_kwargs)
-        if spec.seeded:
-            kwargs["seed"] = args.seed
-        start = time.perf_counter()
-        maps = spec.build(context).attribute(images, target=target, **kwargs).detach()
-        elapsed = time.perf_counter() - start
-        maps_by_method[spec.title] = maps.cpu()
+    for name, attribution in build_methods(names, context).items():
+        maps, elapsed = attribute_batch(name, attribution, images, target, args.seed)
+        maps_by_method[METHODS[name].title] = maps.cpu()
         energy = (
             f"{float(energy_pointing_game(maps, masks).mean()):14.3f}"
             if masks is not None
@@ -176,7 +177,7 @@ def explain(args: argparse.Namespace) -> int:
     if masks is not None:
         share = float(masks.flatten(1).float().mean())
         print(f"(the boxes cover {share:.3f} of the images: a random map scores about that)")
-    figure = overlay_grid(images.cpu(), maps_by_method, row_titles=titles)
+    figure = overlay_grid(images.cpu(), maps_by_method, row_titles=titles, outlines=outlines)
     output = Path(args.out) / "explain.png"
     save_figure(figure, output)
     plt.close(figure)

@@ -7,6 +7,7 @@ matplotlib objects; nothing here opens a window.
 """
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
@@ -16,6 +17,8 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -23,6 +26,9 @@ from captum_cams._utils.files import atomic_path
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample  # noqa: E402
 
 __all__ = [
+    "METHOD_COLORS",
+    "METHOD_MARKERS",
+    "method_styles",
     "overlay",
     "overlay_grid",
     "plot_curves",
@@ -30,6 +36,51 @@ __all__ = [
     "plot_rpi_curves",
     "save_figure",
 ]
+
+
+#: Line colours of the methods, in order: matplotlib's ``tab10``, black, then the light
+#: shades of ``tab20`` (20 colours, so 20 methods never share one).
+METHOD_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#000000", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+    "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+#: Line markers of the methods, in order (as many as :data:`METHOD_COLORS`).
+METHOD_MARKERS = (
+    "o", "s", "^", "v", "D", "P", "X", "*", "<", ">",
+    "p", "h", "d", "8", "H", "1", "2", "3", "4", "+",
+)  # fmt: skip
+
+
+def method_styles(names: Sequence[str]) -> Dict[str, Dict[str, str]]:
+    r"""
+    A colour and a marker for every method, both distinct for up to 20 methods and
+    the (colour, marker) pair distinct for up to 400: no two methods look alike.
+
+    Args:
+        names (sequence of str): the methods, in the figure's order.
+
+    Returns:
+        *dict[str, dict[str, str]]*: per name, ``{"color": ..., "marker": ...}`` for
+        ``Axes.plot``.
+
+    Examples::
+
+        >>> method_styles(["Grad-CAM", "Libra-CAM"])["Libra-CAM"]
+        {'color': '#ff7f0e', 'marker': 's'}
+    """
+    count = len(METHOD_COLORS)
+    return {
+        name: {
+            "color": METHOD_COLORS[i % count],
+            "marker": METHOD_MARKERS[(i + i // count) % count],
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def _legend_outside(ax: Axes) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def _image_to_numpy(image: Tensor) -> np.ndarray:
@@ -86,14 +137,28 @@ def overlay(
     return ax
 
 
+def _draw_outlines(ax: Axes, masks: np.ndarray) -> None:
+    for mask in masks:  # one contour per part; parts the object lacks are empty
+        if mask.any():
+            ax.contour(mask.astype(np.float32), levels=[0.5], colors="white", linewidths=0.9)
+
+
 def overlay_grid(
     images: Tensor,
     maps_by_method: Dict[str, Tensor],
     row_titles: Optional[Sequence[str]] = None,
     cell_size: float = 2.0,
+    outlines: Optional[Tensor] = None,
+    colorbar: bool = True,
+    cmap: str = "jet",
 ) -> Figure:
     r"""
-    A grid of images (rows) by methods (columns, after the plain image).
+    A grid of images (rows) by methods (columns, after the plain image), optionally
+    with the ground-truth part outlines drawn on every cell, and one colour bar shared
+    by all maps (each map is min-max scaled to ``[0, 1]`` on its image).
+
+    The figure uses matplotlib's constrained layout, so titles and labels are never
+    clipped; save it with :func:`save_figure` (tight bounding box).
 
     Args:
         images (Tensor): ``N x C x H x W`` images.
@@ -101,14 +166,20 @@ def overlay_grid(
         row_titles (list[str], optional): one label per image, e.g. the class.
                     Default: None.
         cell_size (float, optional): inches per cell. Default: 2.0.
+        outlines (Tensor, optional): ``N x P x H x W`` bool masks (e.g. the parts of
+                    :class:`~captum_cams.datasets.GroundTruthShapes`, or ``N x 1 x H x W``
+                    boxes), outlined in white on every cell. Default: None.
+        colorbar (bool, optional): add the shared colour bar. Default: True.
+        cmap (str, optional): matplotlib colour map of the maps. Default: ``"jet"``.
 
     Returns:
-        *Figure*: the grid; save it with ``fig.savefig(path)``.
+        *Figure*: the grid; save it with :func:`save_figure`.
 
     Examples::
 
-        >>> fig = overlay_grid(images, {"Grad-CAM++": maps_pp, "Score-CAM": maps_sc})
-        >>> fig.savefig("grid.png")
+        >>> fig = overlay_grid(images, {"Grad-CAM++": maps_pp, "Score-CAM": maps_sc},
+        ...                    outlines=annotations["part_masks"])
+        >>> save_figure(fig, "grid.png")
     """
     if images.dim() != 4:
         raise ValueError(f"images must be N x C x H x W; got shape {tuple(images.shape)}")
@@ -120,21 +191,54 @@ def overlay_grid(
             )
     if row_titles is not None and len(row_titles) != count:
         raise ValueError(f"row_titles must have {count} entries; got {len(row_titles)}")
+    masks = None
+    if outlines is not None:
+        size = tuple(images.shape[-2:])
+        if outlines.dim() != 4 or outlines.shape[0] != count or tuple(outlines.shape[-2:]) != size:
+            raise ValueError(
+                f"outlines must be {count} x P x {size[0]} x {size[1]} masks (one set per "
+                f"image, at the images' size); got shape {tuple(outlines.shape)}"
+            )
+        masks = outlines.detach().bool().cpu().numpy()
     columns = 1 + len(maps_by_method)
+    extra = 0.8 if colorbar and maps_by_method else 0.0
     figure, axes = plt.subplots(
-        count, columns, figsize=(cell_size * columns, cell_size * count), squeeze=False
+        count,
+        columns,
+        figsize=(cell_size * columns + extra, cell_size * count + 0.3),
+        squeeze=False,
+        layout="constrained",
     )
     for row in range(count):
         axes[row, 0].imshow(_image_to_numpy(images[row]))
         axes[row, 0].set_xticks([])
         axes[row, 0].set_yticks([])
         if row_titles is not None:
-            axes[row, 0].set_ylabel(row_titles[row], fontsize=9)
+            # wrapped to the cell's height, so long file names never run into the next row
+            label = textwrap.fill(str(row_titles[row]), width=max(10, int(cell_size * 12)))
+            axes[row, 0].set_ylabel(label, fontsize=8)
         if row == 0:
             axes[row, 0].set_title("input", fontsize=9)
         for column, (name, maps) in enumerate(maps_by_method.items(), start=1):
-            overlay(images[row], maps[row], ax=axes[row, column], title=name if row == 0 else None)
-    figure.tight_layout()
+            overlay(
+                images[row],
+                maps[row],
+                ax=axes[row, column],
+                cmap=cmap,
+                title=name if row == 0 else None,
+            )
+        if masks is not None:
+            for column in range(columns):
+                _draw_outlines(axes[row, column], masks[row])
+    if extra:
+        bar = figure.colorbar(
+            ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap),
+            ax=axes,
+            shrink=min(1.0, 3.0 / count) if count > 3 else 1.0,
+            aspect=25,
+        )
+        bar.set_label("map, min-max scaled per image", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return figure
 
 
@@ -157,6 +261,7 @@ def plot_curves(
     xlabel: str = "threshold",
     ylabel: str = "",
     title: Optional[str] = None,
+    legend: bool = True,
 ) -> Axes:
     r"""
     One line per method over a common grid (e.g. thresholds); ``N x T`` curves are
@@ -170,9 +275,12 @@ def plot_curves(
         xlabel (str, optional): x-axis label. Default: ``"threshold"``.
         ylabel (str, optional): y-axis label. Default: ``""``.
         title (str, optional): the axes' title. Default: None.
+        legend (bool, optional): a legend outside the axes, on the right.
+                    Default: True.
 
     Returns:
-        *Axes*: the axes drawn on.
+        *Axes*: the axes drawn on; every method has its own colour and marker
+        (:func:`method_styles`).
 
     Examples::
 
@@ -184,16 +292,25 @@ def plot_curves(
         raise ValueError("curves_by_method must hold at least one curve")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
+    styles = method_styles(list(curves_by_method))
     for name, curve in curves_by_method.items():
+        values = _mean_curve(curve, f"curves_by_method[{name!r}]", len(xs))
         ax.plot(
-            xs, _mean_curve(curve, f"curves_by_method[{name!r}]", len(xs)), marker=".", label=name
+            xs,
+            values,
+            markersize=4,
+            linewidth=1.2,
+            label=name,
+            color=styles[name]["color"],
+            marker=styles[name]["marker"],
         )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if legend:
+        _legend_outside(ax)
     return ax
 
 
@@ -222,20 +339,28 @@ def plot_threshold_sweep(
     """
     if set(api_by_method) != set(apd_by_method):
         raise ValueError("api_by_method and apd_by_method must have the same methods")
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    plot_curves(thresholds, api_by_method, axes[0], "threshold", "API", "API ↑")
-    plot_curves(thresholds, apd_by_method, axes[1], "threshold", "APD", "APD ↓")
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
+    plot_curves(thresholds, api_by_method, axes[0], "threshold", "API", "API ↑", legend=False)
+    plot_curves(thresholds, apd_by_method, axes[1], "threshold", "APD", "APD ↓", legend=False)
     length = thresholds.reshape(-1).shape[0]
+    styles = method_styles(list(api_by_method))
     for name in api_by_method:
         api = _mean_curve(api_by_method[name], f"api_by_method[{name!r}]", length)
         apd = _mean_curve(apd_by_method[name], f"apd_by_method[{name!r}]", length)
-        axes[2].plot(apd, api, marker=".", label=name)
+        axes[2].plot(
+            apd,
+            api,
+            markersize=4,
+            linewidth=1.2,
+            label=name,
+            color=styles[name]["color"],
+            marker=styles[name]["marker"],
+        )
     axes[2].set_xlabel("APD")
     axes[2].set_ylabel("API")
     axes[2].set_title("API against APD", fontsize=10)
     axes[2].grid(alpha=0.3)
-    axes[2].legend(fontsize=7)
-    figure.tight_layout()
+    _legend_outside(axes[2])  # one legend for the three panels, outside the data
     return figure
 
 
@@ -256,16 +381,17 @@ def plot_rpi_curves(grid: Tensor, rpi_by_method: Dict[str, Tensor]) -> Figure:
         >>> result = threshold_fine_tuning(model, images, maps, target=labels)
         >>> plot_rpi_curves(result.grid, {"Grad-CAM": result.rpi_curves})
     """
-    figure, ax = plt.subplots(figsize=(5, 3.4))
+    figure, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     plot_curves(grid, rpi_by_method, ax, "threshold τ", "RPI", "TFT: RPI(τ) ↑")
-    figure.tight_layout()
     return figure
 
 
 def save_figure(figure: Figure, path: Union[str, "os.PathLike[str]"], dpi: int = 100) -> None:
     r"""
     Saves a figure atomically: to a temporary file in the same folder, then
-    ``os.replace``, so no half-written image is ever left behind.
+    ``os.replace``, so no half-written image is ever left behind. The bounding box is
+    tight around everything drawn (legends outside the axes, long labels), so nothing
+    is clipped.
 
     Args:
         figure (Figure): the figure.
@@ -278,4 +404,4 @@ def save_figure(figure: Figure, path: Union[str, "os.PathLike[str]"], dpi: int =
     """
     image_format = Path(path).suffix.lstrip(".") or None  # the temporary name ends in .tmp
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=dpi, format=image_format)
+        figure.savefig(temporary, dpi=dpi, format=image_format, bbox_inches="tight")

@@ -50,6 +50,11 @@ def test_main_job_writes_table_scores_and_figures(
         "deletion_auc", "api_apd_auc", "tft_rpi", "energy_pg", "bbox", "pointing_game",
     }  # fmt: skip
     assert len(results["examples"]) == 4
+    cell = results["statistics"]["tft"]["bbox"]
+    assert set(cell) == {"mean", "ci_low", "ci_high", "n", "tied_with_best"} and cell["n"] == 2
+    assert cell["ci_low"] <= cell["mean"] <= cell["ci_high"]
+    assert cell["mean"] == pytest.approx(results["summary"]["tft"]["bbox"], abs=1e-12)
+    assert "* best, or tied with the best" in printed and "do not separate" in printed
     assert [row["index"] for row in results["examples"]] == [0, 1, 0, 1]
     csv_lines = (tmp_path / "scores.csv").read_text().splitlines()
     assert len(csv_lines) == 5 and csv_lines[0].startswith("index,image,label,target,method")

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+r"""The method registry: :data:`METHODS` maps a command-line name to a :class:`MethodSpec`
+whose factory builds the Captum attribution from a :class:`MethodContext`."""
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+from captum.attr._utils.attribution import Attribution
+
+from captum_cams._utils.inputs import InputError
+from captum_cams.attr import (
+    LayerAblationCam,
+    LayerCam,
+    LayerGradCam,
+    LayerGradCamPlusPlus,
+    LayerIntegratedGradCam,
+    LayerLibraCam,
+    LayerLiftCam,
+    LayerScoreCam,
+    LayerShapCam,
+    LayerXGradCam,
+    ReferenceLibrary,
+)
+from captum_cams.benchmark.data import BenchmarkData, EmbeddedData
+from captum_cams.tuning import ThresholdFineTuned
+
+__all__ = [
+    "LIBRARY_IMAGES",
+    "METHODS",
+    "MethodContext",
+    "MethodSpec",
+    "libra_cam_with_library",
+    "on_layer",
+    "parse_names",
+]
+
+#: Images drawn for Libra-CAM's reference library in the benchmark.
+LIBRARY_IMAGES = 200
+
+
+def _reference_batches(context: "MethodContext", batch_size: int = 50) -> Iterator[Any]:
+    r"""``(images, labels)`` batches for a reference library: the ground-truth dataset's
+    training split on the embedded default (never the evaluated test images), else the
+    benchmark's own images labelled with the model's predictions."""
+    if isinstance(context.data, EmbeddedData) or context.data is None:
+        from captum_cams.datasets import GroundTruthShapes
+
+        train = GroundTruthShapes(LIBRARY_IMAGES, split="train", seed=context.seed)
+        for start in range(0, len(train), batch_size):
+            items = [train[i] for i in range(start, min(start + batch_size, len(train)))]
+            yield (
+                torch.stack([item[0] for item in items]).to(context.device),
+                torch.tensor([int(item[1]) for item in items], dtype=torch.long),
+            )
+        return
+    data = context.data
+    for start in range(0, min(len(data), LIBRARY_IMAGES), batch_size):
+        images = data.load(range(start, min(start + batch_size, len(data), LIBRARY_IMAGES)))[0]
+        images = images.to(context.device)
+        with torch.no_grad():
+            yield images, context.model(images).argmax(dim=1).cpu()
+
+
+def libra_cam_with_library(context: "MethodContext") -> Attribution:
+    r"""
+    Libra-CAM with a reference library built for the benchmark's model and layer.
+
+    The library (τ = 1e-4, R = 30) comes from :data:`LIBRARY_IMAGES` images: the
+    ground-truth dataset's training split on the embedded default, or the first images
+    of ``--data`` (labelled with the model's predictions) for real inputs.
+
+    Args:
+        context (MethodContext): the model, layer, data, device and seed.
+
+    Returns:
+        *LayerLibraCam*: ready to attribute.
+
+    Examples::
+
+        >>> METHODS["libracam"] = MethodSpec("Libra-CAM", libra_cam_with_library)
+    """
+    batches = _reference_batches(context)
+    first = next(batches)
+    with torch.no_grad():
+        num_classes = int(context.model(first[0][:1]).shape[1])
+    library = ReferenceLibrary.build(
+        context.model,
+        context.layer,
+        itertools.chain([first], batches),
+        num_classes=num_classes,
+        progress=False,
+    )
+    return LayerLibraCam(context.model, context.layer, library=library)
+
+
+class MethodContext(NamedTuple):
+    r"""
+    What a method's factory gets.
+
+    Attributes:
+        model (nn.Module): the model, on the benchmark's device, in eval mode.
+        layer (nn.Module): the CAM layer.
+        data (BenchmarkData or None): the benchmark's images (e.g. to build a
+                    reference library); None for ``explain``.
+        device (torch.device): where the model lives.
+        seed (int): the run's seed.
+    """
+
+    model: nn.Module
+    layer: nn.Module
+    data: Optional[BenchmarkData]
+    device: torch.device
+    seed: int
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    r"""
+    One method of the benchmark.
+
+    Args:
+        title (str): the name in tables and figures.
+        build (Callable[[MethodContext], Attribution]): makes the attribution.
+        paper (str, optional): the paper's link. Default: ``""``.
+        attribute_kwargs (dict, optional): extra ``attribute`` arguments.
+                    Default: none.
+        seeded (bool, optional): pass ``seed=`` (the run's seed plus the batch
+                    index) to ``attribute``, for sampling methods. Default: False.
+
+    Examples::
+
+        >>> METHODS["gradcam"] = MethodSpec("Grad-CAM", on_layer(LayerGradCam))
+    """
+
+    title: str
+    build: Callable[[MethodContext], Attribution]
+    paper: str = ""
+    attribute_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    seeded: bool = False
+
+
+def on_layer(cls: Callable[[nn.Module, nn.Module], Attribution]) -> Callable[[MethodContext], Any]:
+    r"""
+    A factory for a Captum-style layer attribution class ``cls(model, layer)``.
+
+    Args:
+        cls (type): e.g. :class:`~captum_cams.attr.LayerGradCam`.
+
+    Returns:
+        *Callable[[MethodContext], Attribution]*: builds ``cls(context.model, context.layer)``.
+
+    Examples::
+
+        >>> MethodSpec("Layer-CAM", on_layer(LayerCam))
+    """
+    return lambda context: cls(context.model, context.layer)
+
+
+#: The methods the benchmark and ``explain`` know, by command-line name.
+METHODS: Dict[str, MethodSpec] = {
+    "gradcam": MethodSpec("Grad-CAM", on_layer(LayerGradCam), "https://arxiv.org/abs/1610.02391"),
+    "gradcam++": MethodSpec(
+        "Grad-CAM++", on_layer(LayerGradCamPlusPlus), "https://arxiv.org/abs/1710.11063"
+    ),
+    "xgradcam": MethodSpec(
+        "XGrad-CAM", on_layer(LayerXGradCam), "https://arxiv.org/abs/2008.02312"
+    ),
+    "layercam": MethodSpec(
+        "Layer-CAM", on_layer(LayerCam), "https://doi.org/10.1109/TIP.2021.3089943"
+    ),
+    "ablationcam": MethodSpec(
+        "Ablation-CAM",
+        on_layer(LayerAblationCam),
+        "https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_"
+        "Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_"
+        "paper.html",
+    ),
+    "scorecam": MethodSpec(
+        "Score-CAM", on_layer(LayerScoreCam), "https://arxiv.org/abs/1910.01279"
+    ),
+    "liftcam": MethodSpec("LIFT-CAM", on_layer(LayerLiftCam), "https://arxiv.org/abs/2102.05228"),
+    "shapcam": MethodSpec(
+        "SHAP-CAM", on_layer(LayerShapCam), "https://arxiv.org/abs/2102.05228", seeded=True
+    ),
+    "igcam": MethodSpec(
+        "Integrated Grad-CAM", on_layer(LayerIntegratedGradCam), "https://arxiv.org/abs/2102.07805"
+    ),
+    "tft": MethodSpec(
+        "Grad-CAM + TFT",
+        lambda c: ThresholdFineTuned(LayerGradCam(c.model, c.layer)),
+        "https://doi.org/10.3390/app122412961",
+    ),
+    "libracam": MethodSpec(
+        "Libra-CAM",
+        lambda c: libra_cam_with_library(c),
+        "https://www.ijcai.org/proceedings/2022/0442",
+    ),
+}
+
+
+def parse_names(text: Optional[str], known: Mapping[str, Any], option: str) -> List[str]:
+    r"""
+    A comma-separated list of registry names, checked.
+
+    Args:
+        text (str, optional): e.g. ``"gradcam,scorecam"``; None or ``"all"``: every name.
+        known (dict): the registry.
+        option (str): the option's name for the error, e.g. ``"--methods"``.
+
+    Returns:
+        *list[str]*: the names, in the order given, without repeats.
+
+    Raises:
+        InputError: an unknown or empty list.
+
+    Examples::
+
+        >>> parse_names("gradcam, scorecam", METHODS, "--methods")
+        ['gradcam', 'scorecam']
+    """
+    if text is None or text.strip().lower() == "all":
+        return list(known)
+    names = list(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        what = "unknown " + ", ".join(unknown) if unknown else "none given"
+        raise InputError(f"{option}: {what}; choose from {', '.join(known)}")
+    return names

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+r"""The metric registry: :data:`METRICS` maps a command-line name to a :class:`MetricSpec`
+that turns a :class:`MetricInputs` (one batch of one method) into a :class:`MetricOutput`
+(one value per example, optionally curves)."""
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch.nn as nn
+from torch import Tensor
+
+from captum_cams._utils.inputs import InputError
+from captum_cams.benchmark.data import BenchmarkData
+from captum_cams.metrics import (
+    api_apd_auc,
+    average_drop,
+    average_probability_increase,
+    bbox_score,
+    deletion_auc,
+    drop_rate,
+    energy_pointing_game,
+    increase_in_confidence,
+    insertion_auc,
+    pointing_game,
+    threshold_sweep,
+)
+from captum_cams.tuning import threshold_fine_tuning
+
+__all__ = ["METRICS", "MetricInputs", "MetricOutput", "MetricSpec", "metrics_for"]
+
+
+class MetricInputs(NamedTuple):
+    r"""
+    What a metric gets for one batch of one method.
+
+    Attributes:
+        model (nn.Module): the model.
+        images (Tensor): ``N x C x H x W`` inputs.
+        maps (Tensor): the method's ``N x 1 x h x w`` maps.
+        target (Tensor): ``(N,)`` the explained class.
+        masks (Tensor or None): ``N x 1 x H x W`` bool ground truth, if any.
+        max_examples_per_batch (int): most inputs per forward pass.
+        extras (dict[str, Tensor]): the batch's further ground truth by name
+                    (:attr:`DataBatch.extras` and :meth:`BenchmarkData.ground_truth`),
+                    e.g. ``extras["region_masks"]``; holds at least the metric's
+                    :attr:`MetricSpec.needs`.
+    """
+
+    model: nn.Module
+    images: Tensor
+    maps: Tensor
+    target: Tensor
+    masks: Optional[Tensor]
+    max_examples_per_batch: int
+    extras: Dict[str, Tensor] = {}
+
+
+class MetricOutput(NamedTuple):
+    r"""
+    A metric's result for one batch.
+
+    Attributes:
+        values (Tensor): ``(N,)`` one value per example.
+        curves (dict[str, Tensor]): named ``N x T`` curves (may be empty).
+        grid (Tensor or None): the curves' ``(T,)`` abscissae.
+    """
+
+    values: Tensor
+    curves: Dict[str, Tensor] = {}
+    grid: Optional[Tensor] = None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    r"""
+    One metric of the benchmark.
+
+    Args:
+        title (str): the column title.
+        compute (Callable[[MetricInputs], MetricOutput]): the per-example values.
+        higher_is_better (bool, optional): for the table's arrow. Default: True.
+        percent (bool, optional): shown ×100 in the table. Default: False.
+        needs_boxes (bool, optional): needs ground-truth masks. Default: False.
+        needs (tuple[str, ...], optional): names of :attr:`MetricInputs.extras` the
+                    metric reads; it runs only on data whose
+                    :attr:`BenchmarkData.provides` has them all. Default: none.
+
+    Examples::
+
+        >>> METRICS["drop"] = MetricSpec("AD %", lambda m: MetricOutput(average_drop(
+        ...     m.model, m.images, m.maps, m.target)), higher_is_better=False, percent=True)
+    """
+
+    title: str
+    compute: Callable[[MetricInputs], MetricOutput]
+    higher_is_better: bool = True
+    percent: bool = False
+    needs_boxes: bool = False
+    needs: Tuple[str, ...] = ()
+
+    def unmet(self, data: BenchmarkData) -> List[str]:
+        r"""
+        What this metric needs that ``data`` does not provide.
+
+        Args:
+            data (BenchmarkData): the benchmark's images.
+
+        Returns:
+            *list[str]*: ``"boxes"`` and the missing :attr:`needs`; empty when the
+            metric can run.
+
+        Examples::
+
+            >>> METRICS["bbox"].unmet(FolderData(files, preprocess))
+            ['boxes']
+        """
+        missing = ["boxes"] if self.needs_boxes and not data.has_boxes else []
+        return missing + [name for name in self.needs if name not in data.provides]
+
+
+def _confidence(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
+    def compute(m: MetricInputs) -> MetricOutput:
+        return MetricOutput(
+            function(
+                m.model,
+                m.images,
+                m.maps,
+                target=m.target,
+                max_examples_per_batch=m.max_examples_per_batch,
+            )  # fmt: skip
+        )
+
+    return compute
+
+
+def _localization(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
+    def compute(m: MetricInputs) -> MetricOutput:
+        assert m.masks is not None  # needs_boxes: never called without
+        return MetricOutput(function(m.maps, m.masks))
+
+    return compute
+
+
+def _pointing(m: MetricInputs) -> MetricOutput:
+    # TorchRay's 15 pixels are for 224 x 224 inputs: scaled to the images' size, so a
+    # 64 x 64 image gets about 4 pixels, not a quarter of the image.
+    assert m.masks is not None
+    tolerance = 15.0 * min(m.images.shape[-2:]) / 224.0
+    return MetricOutput(pointing_game(m.maps, m.masks, tolerance=tolerance))
+
+
+def _sweep(m: MetricInputs) -> MetricOutput:
+    sweep = threshold_sweep(
+        m.model, m.images, m.maps, target=m.target, max_examples_per_batch=m.max_examples_per_batch
+    )
+    return MetricOutput(
+        api_apd_auc(sweep, per_example=True), {"api": sweep.api, "apd": sweep.apd}, sweep.thresholds
+    )
+
+
+def _tft_rpi(m: MetricInputs) -> MetricOutput:
+    result = threshold_fine_tuning(
+        m.model, m.images, m.maps, target=m.target, max_examples_per_batch=m.max_examples_per_batch
+    )
+    return MetricOutput(
+        result.rpi_curves.max(dim=1).values, {"rpi": result.rpi_curves}, result.grid
+    )
+
+
+#: The metrics of the benchmark, by command-line name.
+METRICS: Dict[str, MetricSpec] = {
+    "average_drop": MetricSpec("AD %", _confidence(average_drop), False, True),
+    "increase_in_confidence": MetricSpec("IC %", _confidence(increase_in_confidence), True, True),
+    "api": MetricSpec("API %", _confidence(average_probability_increase), True, True),
+    "drop_rate": MetricSpec("DR %", _confidence(drop_rate), False, True),
+    "insertion_auc": MetricSpec("Ins AUC", _confidence(insertion_auc), True),
+    "deletion_auc": MetricSpec("Del AUC", _confidence(deletion_auc), False),
+    "api_apd_auc": MetricSpec("API/APD AUC", _sweep, True),
+    "tft_rpi": MetricSpec("best RPI", _tft_rpi, True),
+    "energy_pg": MetricSpec(
+        "Energy PG %", _localization(energy_pointing_game), True, True, needs_boxes=True
+    ),
+    "bbox": MetricSpec("Bbox %", _localization(bbox_score), True, True, needs_boxes=True),
+    "pointing_game": MetricSpec("PG %", _pointing, True, True, needs_boxes=True),
+}
+
+
+def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> List[str]:
+    r"""
+    The metrics to compute on ``data``.
+
+    Args:
+        data (BenchmarkData): the benchmark's images.
+        names (sequence of str, optional): the metrics asked for; every one must
+                    exist and have what it needs (else an :class:`InputError`). None:
+                    every metric of :data:`METRICS` the data allows, the others
+                    skipped. Default: None.
+
+    Returns:
+        *list[str]*: metric names, in order.
+
+    Examples::
+
+        >>> metrics_for(FolderData(files, preprocess))  # no boxes: no Bbox
+        ['average_drop', ...]
+    """
+    if names is None:
+        return [name for name, spec in METRICS.items() if not spec.unmet(data)]
+    for name in names:
+        if name not in METRICS:
+            raise InputError(f"--metrics: unknown {name}; choose from {', '.join(METRICS)}")
+        unmet = METRICS[name].unmet(data)
+        if unmet == ["boxes"]:
+            raise InputError(f"--metrics: {name} needs boxes; give --annotations")
+        if unmet:
+            provided = ", ".join(data.provides) or "none"
+            raise InputError(
+                f"--metrics: {name} needs {', '.join(unmet)}, which this data does not "
+                f"provide (it provides: {provided})"
+            )
+    return list(names)

@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+r"""The report: the printed table, ``results.json``, ``scores.csv`` and the figures."""
+
+import csv
+import io
+import json
+from pathlib import Path
+import warnings
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from captum_cams._utils.files import atomic_path
+from captum_cams.benchmark.data import BenchmarkData, as_data_batch
+from captum_cams.benchmark.methods import METHODS
+from captum_cams.benchmark.metrics import METRICS
+
+if TYPE_CHECKING:
+    from captum_cams.benchmark.runner import BenchmarkResult
+
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "bootstrap_statistics",
+    "format_table",
+    "results_csv",
+    "results_json",
+    "separating_metrics",
+    "write_atomic",
+]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    r"""
+    Writes a text file through a temporary file in the same folder and ``os.replace``:
+    a reader never sees half a file.
+
+    Args:
+        path (Path): the destination.
+        text (str): the content.
+
+    Examples::
+
+        >>> write_atomic(Path("out/results.json"), json.dumps(results))
+    """
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8", newline="")
+
+
+def results_json(result: "BenchmarkResult") -> str:
+    r"""
+    The JSON text of ``results.json`` (no timings, so it is reproducible).
+
+    Args:
+        result (BenchmarkResult): a benchmark's result.
+
+    Returns:
+        *str*: methods, metrics (with titles), per-method means, mean curves and
+        per-example rows.
+
+    Examples::
+
+        >>> json.loads(results_json(result))["summary"]["gradcam"]
+    """
+    payload = {
+        "methods": {
+            m: {"title": METHODS[m].title, "paper": METHODS[m].paper} for m in result.methods
+        },
+        "metrics": {m: {"title": METRICS[m].title} for m in result.metrics},
+        "summary": result.summary,
+        "statistics": result.statistics,
+        "bootstrap": {
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "level": 0.95,
+            "seed": result.seed,
+            "tied_with_best": "the 95 % paired-bootstrap interval of (method - best) contains 0",
+        },
+        "curves": result.curves,
+        "examples": result.rows,
+    }
+    return json.dumps(payload, indent=1, allow_nan=False) + "\n"
+
+
+def results_csv(result: "BenchmarkResult") -> str:
+    r"""
+    The CSV text of ``scores.csv``: one line per example and method.
+
+    Args:
+        result (BenchmarkResult): a benchmark's result.
+
+    Returns:
+        *str*: ``index,image,label,target,method,<metric>...`` lines; empty cells for
+        missing values.
+
+    Examples::
+
+        >>> print(results_csv(result).splitlines()[0])
+        index,image,label,target,method,average_drop,...
+    """
+    stream = io.StringIO()
+    columns = ["index", "image", "label", "target", "method", *result.metrics]
+    writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in result.rows:
+        writer.writerow({key: ("" if row[key] is None else row[key]) for key in columns})
+    return stream.getvalue()
+
+
+#: Bootstrap resamples of the table's intervals and ties.
+BOOTSTRAP_RESAMPLES = 2000
+#: Most resample-by-image counts held at once (memory stays bounded for any n).
+_CELLS_PER_CHUNK = 4_000_000
+
+
+def _resample_counts(count: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    # each resample draws `count` images with replacement; a resample is held as how
+    # often it drew each image (resamples x count), a chunk of resamples at a time
+    generator = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, _CELLS_PER_CHUNK // max(count, 1)))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        drawn = generator.integers(0, count, size=(size, count))
+        drawn += np.arange(size)[:, None] * count
+        yield np.bincount(drawn.ravel(), minlength=size * count).reshape(size, count)
+
+
+def bootstrap_statistics(
+    rows: Sequence[Mapping[str, Any]],
+    methods: Sequence[str],
+    metrics: Sequence[str],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+    higher_is_better: Optional[Mapping[str, bool]] = None,
+) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    r"""
+    Each method's mean of each metric with a percentile bootstrap interval over the
+    images, and the methods statistically tied with the best.
+
+    One set of resamples of the images is drawn and applied to every method and
+    metric (a paired bootstrap). A method is tied with the best (the best mean in the
+    metric's direction) when the ``level`` interval of the mean of (method − best)
+    over the resampled images contains 0. Missing values (None) are dropped: from a
+    method's mean, and pairwise from a difference.
+
+    Args:
+        rows (sequence of dict): one row per example and method, with ``index``,
+                    ``method`` and one value (float or None) per metric, as
+                    :attr:`BenchmarkResult.rows`.
+        methods (sequence of str): the methods, in table order.
+        metrics (sequence of str): the metric columns.
+        resamples (int, optional): bootstrap resamples. Default: 2000.
+        seed (int, optional): the resampling seed. Default: 0.
+        level (float, optional): the intervals' coverage. Default: 0.95.
+        higher_is_better (dict[str, bool], optional): each metric's direction.
+                    Default: from :data:`METRICS`.
+
+    Returns:
+        *dict*: per method and metric ``mean``, ``ci_low``, ``ci_high``, ``n`` (the
+        images with a value) and ``tied_with_best`` (True for the best itself; None
+        values where a method has no value).
+
+    Examples::
+
+        >>> stats = bootstrap_statistics(result.rows, result.methods, result.metrics)
+        >>> stats["gradcam"]["bbox"]["ci_low"], stats["gradcam"]["bbox"]["tied_with_best"]
+    """
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1; got {resamples}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    tails = [50.0 * (1.0 - level), 50.0 * (1.0 + level)]
+    images = sorted({int(row["index"]) for row in rows})
+    position = {index: p for p, index in enumerate(images)}
+    column = {method: j for j, method in enumerate(methods)}
+    width = len(methods)
+    # one column per (metric, method): the values, and the paired differences to the
+    # metric's best method; NaN where a value is missing
+    values = np.full((len(images), len(metrics) * width), np.nan)
+    for row in rows:
+        if row["method"] not in column:
+            continue
+        for k, metric in enumerate(metrics):
+            if row.get(metric) is not None:
+                values[position[int(row["index"])], k * width + column[row["method"]]] = row[metric]
+    present = ~np.isnan(values)
+    counts = present.sum(0)
+    means = np.nansum(values, 0) / np.maximum(counts, 1)
+    differences = np.full_like(values, np.nan)
+    best: Dict[str, Optional[int]] = {}
+    for k, metric in enumerate(metrics):
+        block = slice(k * width, (k + 1) * width)
+        higher = (
+            METRICS[metric].higher_is_better
+            if higher_is_better is None
+            else higher_is_better[metric]
+        )
+        ranked = np.where(counts[block] > 0, means[block], -np.inf if higher else np.inf)
+        best[metric] = (
+            None
+            if not counts[block].any()
+            else int(np.argmax(ranked) if higher else np.argmin(ranked))
+        )
+        if best[metric] is not None:
+            best_column = k * width + int(best[metric])  # type: ignore[arg-type]
+            differences[:, block] = values[:, block] - values[:, [best_column]]
+    columns = np.concatenate([values, differences], axis=1)
+    valid = ~np.isnan(columns)
+    filled = np.where(valid, columns, 0.0)
+    weight_of_valid = valid.astype(np.float64)
+    sampled = []
+    for weights in _resample_counts(len(images), resamples, seed):
+        weights = weights.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sampled.append((weights @ filled) / (weights @ weight_of_valid))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column without values
+        low, high = np.nanpercentile(np.concatenate(sampled), tails, axis=0)
+    statistics: Dict[str, Dict[str, Dict[str, Any]]] = {m: {} for m in methods}
+    for k, metric in enumerate(metrics):
+        for method, j in column.items():
+            own, paired = k * width + j, values.shape[1] + k * width + j
+            has = bool(counts[own] > 0)
+            statistics[method][metric] = {
+                "mean": float(means[own]) if has else None,
+                "ci_low": float(low[own]) if has else None,
+                "ci_high": float(high[own]) if has else None,
+                "n": int(counts[own]),
+                "tied_with_best": (
+                    None
+                    if not has
+                    else bool(j == best[metric] or low[paired] <= 0.0 <= high[paired])
+                ),
+            }
+    return statistics
+
+
+def separating_metrics(
+    statistics: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Sequence[str]
+) -> Dict[str, bool]:
+    r"""
+    Whether each metric separates the methods: the best and the worst method means
+    differ by more than the largest half-width of a method's interval.
+
+    Args:
+        statistics (dict): :func:`bootstrap_statistics`' result.
+        metrics (sequence of str): the metric columns.
+
+    Returns:
+        *dict[str, bool]*: per metric; False where fewer than two methods have values.
+
+    Examples::
+
+        >>> separating_metrics(result.statistics, result.metrics)["bbox"]
+        True
+    """
+    separates = {}
+    for metric in metrics:
+        cells = [by[metric] for by in statistics.values() if by[metric]["mean"] is not None]
+        if len(cells) < 2:
+            separates[metric] = False
+            continue
+        spread = max(c["mean"] for c in cells) - min(c["mean"] for c in cells)
+        widest = max((c["ci_high"] - c["ci_low"]) / 2.0 for c in cells)
+        separates[metric] = bool(spread > widest)
+    return separates
+
+
+def format_table(result: "BenchmarkResult") -> str:
+    r"""
+    The results table printed by the command line: one row per method, the mean of
+    each metric with the half-width of its 95 % bootstrap interval (×100 for
+    percentages, arrows for the better direction; ``*`` marks the best and the methods
+    tied with it) and seconds, then a legend line with n and a line naming the metrics
+    that do not separate the methods (:func:`separating_metrics`).
+
+    Args:
+        result (BenchmarkResult): a benchmark's result.
+
+    Returns:
+        *str*: a Markdown table.
+
+    Examples::
+
+        >>> print(format_table(result))
+    """
+    titles = [
+        f"{METRICS[m].title} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in result.metrics
+    ]
+    header = ["method", *titles, "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    sizes = set()
+    for method in result.methods:
+        cells = [METHODS[method].title]
+        for metric in result.metrics:
+            cell = result.statistics.get(method, {}).get(metric)
+            value = result.summary[method][metric] if cell is None else cell["mean"]
+            scale = 100.0 if METRICS[metric].percent else 1.0
+            digits = 2 if scale > 1 else 3
+            if value is None:
+                cells.append("-")
+                continue
+            text = f"{value * scale:.{digits}f}"
+            if cell is not None:
+                sizes.add(cell["n"])
+                half = (cell["ci_high"] - cell["ci_low"]) / 2.0 * scale
+                text += f" ± {half:.{digits}f}" + ("*" if cell["tied_with_best"] else "")
+            cells.append(text)
+        cells.append(f"{result.seconds[method]:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if sizes:
+        n = str(min(sizes)) if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
+        lines.append(
+            f"mean ± half-width of the 95 % bootstrap interval over n = {n} images; * best, or "
+            "tied with the best (paired bootstrap: the 95 % interval of the difference "
+            "contains 0)"
+        )
+        separates = separating_metrics(result.statistics, result.metrics)
+        if len(result.methods) > 1:
+            weak = [METRICS[m].title for m in result.metrics if not separates[m]]
+            lines.append(
+                "metrics that do not separate the methods (best − worst ≤ largest half-width): "
+                + (", ".join(weak) if weak else "none")
+            )
+    return "\n".join(lines)
+
+
+def write_outputs(
+    result: "BenchmarkResult",
+    parts: List[Dict[str, Any]],
+    data: BenchmarkData,
+    out: Path,
+    grid_images: int,
+) -> List[Path]:
+    r"""Writes ``results.json``, ``scores.csv`` and the figures into ``out`` (rank 0)."""
+    import matplotlib.pyplot as plt
+
+    from captum_cams.visualization import (
+        overlay_grid,
+        plot_rpi_curves,
+        plot_threshold_sweep,
+        save_figure,
+    )
+
+    files = [out / "results.json", out / "scores.csv"]
+    write_atomic(files[0], results_json(result))
+    write_atomic(files[1], results_csv(result))
+    count = min(grid_images, len(data))
+    if count > 0:
+        shown = as_data_batch(data.load(range(count)))
+        outlines = shown.part_masks if shown.part_masks is not None else shown.masks
+        maps = {
+            METHODS[m].title: torch.cat([part["maps"][m] for part in parts if m in part["maps"]])
+            for m in result.methods
+        }
+        figure = overlay_grid(
+            shown.images, maps, row_titles=data.names(range(count)), outlines=outlines
+        )
+        save_figure(figure, out / "overlay_grid.png")
+        plt.close(figure)
+        files.append(out / "overlay_grid.png")
+    titled = {METHODS[m].title: result.curves.get(m, {}) for m in result.methods}
+    if all("api_apd_auc.api" in c for c in titled.values()) and titled:
+        figure = plot_threshold_sweep(
+            torch.tensor(next(iter(titled.values()))["api_apd_auc.api"]["grid"]),
+            {t: torch.tensor(c["api_apd_auc.api"]["mean"]) for t, c in titled.items()},
+            {t: torch.tensor(c["api_apd_auc.apd"]["mean"]) for t, c in titled.items()},
+        )
+        save_figure(figure, out / "threshold_sweep.png")
+        plt.close(figure)
+        files.append(out / "threshold_sweep.png")
+    if all("tft_rpi.rpi" in c for c in titled.values()) and titled:
+        figure = plot_rpi_curves(
+            torch.tensor(next(iter(titled.values()))["tft_rpi.rpi"]["grid"]),
+            {t: torch.tensor(c["tft_rpi.rpi"]["mean"]) for t, c in titled.items()},
+        )
+        save_figure(figure, out / "rpi_curves.png")
+        plt.close(figure)
+        files.append(out / "rpi_curves.png")
+    return files
