@@ -36,6 +36,10 @@ __all__ = ["CliError", "DEFAULT_NUM_IMAGES", "build_parser", "main"]
 DEFAULT_NUM_IMAGES = 48
 
 
+#: The embedded models and the dataset each was trained on.
+EMBEDDED_TASKS: Dict[str, str] = {"embedded": "cluttered", "embedded-shapes": "shapes"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (usage is for ``--help``)."""
 
@@ -86,9 +90,9 @@ def benchmark(args: argparse.Namespace) -> int:
     loaded, layer_name, layer = _model_and_layer(args, device)
     data: BenchmarkData
     if args.data is None:
-        if args.model != "embedded":
+        if args.model not in EMBEDDED_TASKS:
             raise CliError("--data is needed with a torchvision --model (an image folder)")
-        data = EmbeddedData(args.num_images or DEFAULT_NUM_IMAGES)
+        data = EmbeddedData(args.num_images or DEFAULT_NUM_IMAGES, EMBEDDED_TASKS[args.model])
     else:
         files = list_images(args.data)
         if args.num_images is not None:
@@ -149,9 +153,9 @@ def explain(args: argparse.Namespace) -> int:
         images = torch.stack([loaded.preprocess.image(open_image(path)) for path in args.images])
         titles = [Path(path).name for path in args.images]
     else:
-        if args.model != "embedded":
+        if args.model not in EMBEDDED_TASKS:
             raise CliError("give IMAGE files to explain with a torchvision --model")
-        data = EmbeddedData(args.num_images or 6)
+        data = EmbeddedData(args.num_images or 6, EMBEDDED_TASKS[args.model])
         batch = data.load(range(len(data)))
         images, masks, outlines = batch.images, batch.masks, batch.part_masks
         titles = data.names(range(len(data)))
@@ -189,7 +193,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="embedded",
-        help="'embedded' (default: the package's model for its ground-truth dataset) or a "
+        help="'embedded' (default: the package's model for the main job's ClutteredShapes "
+        "task), 'embedded-shapes' (the tutorials' model for GroundTruthShapes) or a "
         "torchvision classification model name, e.g. resnet18",
     )
     parser.add_argument(

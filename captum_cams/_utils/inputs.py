@@ -28,8 +28,13 @@ IMAGE_EXTENSIONS: Tuple[str, ...] = (
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: The model name of the embedded default (the package's own trained CNN).
+#: The model name of the embedded default: the package's CNN trained on the main
+#: job's task (:class:`~captum_cams.datasets.ClutteredShapes`).
 EMBEDDED = "embedded"
+
+#: The model name of the tutorials' CNN, trained on
+#: :class:`~captum_cams.datasets.GroundTruthShapes`.
+EMBEDDED_SHAPES = "embedded-shapes"
 
 
 class InputError(Exception):
@@ -192,9 +197,11 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
     Loads the embedded default or a torchvision classification model.
 
     Args:
-        name (str, optional): ``"embedded"`` (the package's trained CNN for the
-                    ground-truth dataset) or a torchvision model name such as
-                    ``"resnet18"``. Default: ``"embedded"``.
+        name (str, optional): ``"embedded"`` (the package's CNN trained on the
+                    main job's task, :class:`~captum_cams.datasets.ClutteredShapes`),
+                    ``"embedded-shapes"`` (the tutorials' CNN, trained on
+                    :class:`~captum_cams.datasets.GroundTruthShapes`) or a torchvision
+                    model name such as ``"resnet18"``. Default: ``"embedded"``.
         weights (str, optional): for torchvision, a weights enum name of that model
                     (``"IMAGENET1K_V1"``, ``"DEFAULT"``), ``"none"`` for random
                     weights, or a checkpoint path (a state dict, or a dict holding
@@ -216,34 +223,38 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         >>> loaded.preprocess.crop
         224
     """
-    if name == EMBEDDED:
-        from captum_cams.models.embedded import ShapesNet, load_embedded_default
+    if name in (EMBEDDED, EMBEDDED_SHAPES):
+        from captum_cams.datasets import CLASSES, CLUTTERED_CLASSES
+        from captum_cams.models.embedded import (
+            EMBEDDED_CLUTTERED_CHECKPOINT,
+            EMBEDDED_DEFAULT_CHECKPOINT,
+            embedded_default_layer,
+            load_embedded_default,
+        )
 
-        model: nn.Module
-        if weights is None or weights.lower() == "default":
-            model = load_embedded_default()
-        elif weights.lower() == "none":
-            model = ShapesNet().eval()
-        else:
+        shipped = EMBEDDED_CLUTTERED_CHECKPOINT if name == EMBEDDED else EMBEDDED_DEFAULT_CHECKPOINT
+        model = load_embedded_default(shipped)  # the architecture, and the weights by default
+        if weights is not None and weights.lower() == "none":
+            for module in model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()  # type: ignore[operator]
+        elif weights is not None and weights.lower() != "default":
             if not os.path.isfile(weights):
                 raise InputError(f"--weights: checkpoint not found: {weights}")
-            model = ShapesNet()
             _load_into(model, weights)
-            model.eval()
-        from captum_cams.datasets import CLASSES
-        from captum_cams.models.embedded import embedded_default_layer
-
-        cam_layer = embedded_default_layer(model)  # type: ignore[arg-type]
+        model.eval()
+        cam_layer = embedded_default_layer(model)
         layer_name = next(key for key, module in model.named_modules() if module is cam_layer)
-        return LoadedModel(model, name, Preprocess(64, 64, square=True), list(CLASSES), layer_name)
+        classes = list(CLUTTERED_CLASSES if name == EMBEDDED else CLASSES)
+        return LoadedModel(model, name, Preprocess(64, 64, square=True), classes, layer_name)
 
     import torchvision.models as tvm
 
     available = sorted(tvm.list_models(module=tvm))
     if name not in available:
         raise InputError(
-            f"--model: unknown model {name!r}{_closest(name, available)}; use 'embedded' "
-            "or a torchvision classification model name such as resnet18"
+            f"--model: unknown model {name!r}{_closest(name, available)}; use 'embedded', "
+            "'embedded-shapes' or a torchvision classification model name such as resnet18"
         )
     default_prep = Preprocess(256, 224, IMAGENET_MEAN, IMAGENET_STD)
     if weights is None or weights.lower() == "none":

@@ -135,25 +135,40 @@ class BenchmarkData:
 
 class EmbeddedData(BenchmarkData):
     r"""
-    The test split of the project's ground-truth dataset (seed 0), with object boxes
-    and part masks. Items are rendered when loaded, so any count costs nothing up front.
+    The test split (seed 0) of one of the project's ground-truth datasets, with object
+    boxes and part masks. Items are rendered when loaded, so any count costs nothing
+    up front.
+
+    ``task="cluttered"`` (the main job's) is :class:`~captum_cams.datasets.ClutteredShapes`,
+    which also provides model-grounded truth: the masks of every removable region
+    (``extras["region_masks"]``, ``N x R x H x W``) and, from :meth:`ground_truth`, the
+    model's measured reliance on each (``extras["reliance"]``, ``N x R``: the drop of
+    the target probability when the renderer leaves the region out, see
+    :func:`~captum_cams.metrics.intervention_reliance`). ``task="shapes"`` is
+    :class:`~captum_cams.datasets.GroundTruthShapes` (the tutorials' data).
 
     Args:
         num_images (int): how many items.
+        task (str, optional): ``"cluttered"`` or ``"shapes"``. Default: ``"cluttered"``.
 
     Examples::
 
         >>> batch = EmbeddedData(8).load(range(4))
-        >>> batch.masks.shape, batch.part_masks.shape
-        (torch.Size([4, 1, 64, 64]), torch.Size([4, 4, 64, 64]))
+        >>> batch.masks.shape, batch.extras["region_masks"].shape
+        (torch.Size([4, 1, 64, 64]), torch.Size([4, 10, 64, 64]))
     """
 
     has_boxes = True
 
-    def __init__(self, num_images: int) -> None:
-        from captum_cams.datasets import GroundTruthShapes
+    def __init__(self, num_images: int, task: str = "cluttered") -> None:
+        from captum_cams.datasets import ClutteredShapes, GroundTruthShapes
 
-        self.dataset = GroundTruthShapes(num_images, split="test", seed=0, return_annotations=True)
+        tasks = {"cluttered": ClutteredShapes, "shapes": GroundTruthShapes}
+        if task not in tasks:
+            raise InputError(f"task must be one of {', '.join(tasks)}; got {task!r}")
+        self.task = task
+        self.dataset = tasks[task](num_images, split="test", seed=0, return_annotations=True)
+        self.provides = ("region_masks", "reliance") if task == "cluttered" else ()
         self._labels: Dict[int, int] = {}  # of the last batch loaded, for names()
 
     def __len__(self) -> int:
@@ -168,15 +183,33 @@ class EmbeddedData(BenchmarkData):
         boxes = torch.stack([item[2]["box"] for item in items])  # type: ignore[misc]
         parts = torch.stack([item[2]["part_masks"] for item in items])  # type: ignore[misc]
         self._labels = {int(i): int(label) for i, label in zip(indices, labels)}
-        return DataBatch(images, labels, boxes_to_masks(boxes, tuple(images.shape[-2:])), parts)
+        extras: Dict[str, Tensor] = {}
+        if self.task == "cluttered":
+            extras["region_masks"] = torch.stack(
+                [item[2]["region_masks"] for item in items]  # type: ignore[misc]
+            )
+            extras["interventions"] = torch.stack(
+                [self.dataset.interventions(int(i)) for i in indices]  # type: ignore[attr-defined]
+            )
+        masks = boxes_to_masks(boxes, tuple(images.shape[-2:]))
+        return DataBatch(images, labels, masks, parts, extras)
+
+    def ground_truth(self, model: nn.Module, batch: DataBatch, target: Tensor) -> Dict[str, Tensor]:
+        if self.task != "cluttered":
+            return {}
+        from captum_cams.metrics import intervention_reliance
+
+        reliance = intervention_reliance(
+            model, batch.images, batch.extras["interventions"], target, max_examples_per_batch=256
+        )
+        return {"reliance": reliance}
 
     def names(self, indices: Sequence[int]) -> List[str]:
-        from captum_cams.datasets import CLASSES
-
+        classes = self.dataset.classes
         labels = [
             self._labels[i] if i in self._labels else int(self.dataset[i][1]) for i in indices
         ]
-        return [f"#{i} {CLASSES[label]}" for i, label in zip(indices, labels)]
+        return [f"#{i} {classes[label]}" for i, label in zip(indices, labels)]
 
 
 class FolderData(BenchmarkData):

@@ -46,9 +46,12 @@ def _reference_batches(context: "MethodContext", batch_size: int = 50) -> Iterat
     training split on the embedded default (never the evaluated test images), else the
     benchmark's own images labelled with the model's predictions."""
     if isinstance(context.data, EmbeddedData) or context.data is None:
-        from captum_cams.datasets import GroundTruthShapes
+        from captum_cams.datasets import ClutteredShapes
 
-        train = GroundTruthShapes(LIBRARY_IMAGES, split="train", seed=context.seed)
+        dataset_class = (
+            ClutteredShapes if context.data is None else type(context.data.dataset)
+        )
+        train = dataset_class(LIBRARY_IMAGES, split="train", seed=context.seed)
         for start in range(0, len(train), batch_size):
             items = [train[i] for i in range(start, min(start + batch_size, len(train)))]
             yield (

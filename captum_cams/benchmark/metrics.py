@@ -19,9 +19,11 @@ from captum_cams.metrics import (
     deletion_auc,
     drop_rate,
     energy_pointing_game,
+    ignored_region_mass,
     increase_in_confidence,
     insertion_auc,
     pointing_game,
+    reliance_rank_correlation,
     threshold_sweep,
 )
 from captum_cams.tuning import threshold_fine_tuning
@@ -167,6 +169,16 @@ def _tft_rpi(m: MetricInputs) -> MetricOutput:
     )
 
 
+def _regions(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
+    def compute(m: MetricInputs) -> MetricOutput:
+        return MetricOutput(function(m.maps, m.extras["region_masks"], m.extras["reliance"]))
+
+    return compute
+
+
+#: What the model-grounded metrics need from the data.
+_REGIONS = ("region_masks", "reliance")
+
 #: The metrics of the benchmark, by command-line name.
 METRICS: Dict[str, MetricSpec] = {
     "average_drop": MetricSpec("AD %", _confidence(average_drop), False, True),
@@ -182,6 +194,12 @@ METRICS: Dict[str, MetricSpec] = {
     ),
     "bbox": MetricSpec("Bbox %", _localization(bbox_score), True, True, needs_boxes=True),
     "pointing_game": MetricSpec("PG %", _pointing, True, True, needs_boxes=True),
+    "reliance_rank": MetricSpec(
+        "Reliance rank ρ", _regions(reliance_rank_correlation), True, needs=_REGIONS
+    ),
+    "ignored_mass": MetricSpec(
+        "Ignored mass %", _regions(ignored_region_mass), False, True, needs=_REGIONS
+    ),
 }
 
 

@@ -281,10 +281,10 @@ class ClutteredShapes(Dataset):
         >>> data = ClutteredShapes(100, split="test", return_annotations=True)
         >>> image, label, annotation = data[0]
         >>> ClutteredShapes.classes[label], annotation["region_masks"].shape
-        ('horn+stripe', torch.Size([9, 64, 64]))
+        ('horn+stripe', torch.Size([10, 64, 64]))
         >>> without = data.interventions(0)  # one image per region slot
         >>> without.shape
-        torch.Size([9, 3, 64, 64])
+        torch.Size([10, 3, 64, 64])
     """
 
     #: Class names, in label order.
