@@ -71,7 +71,39 @@ def test_explain_an_image_file(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     Image.fromarray(image).save(path)
     assert main(["explain", str(path), "--methods", "layercam", "--out", str(tmp_path)]) == 0
     _png_is_a_picture(tmp_path / "explain.png", min_width=200)
-    assert "layercam" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "layercam" in printed.out
+    # the embedded model on a photo: one warning line naming the way out
+    warnings = [line for line in printed.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "trained on synthetic shapes only" in warnings[0]
+    assert "--model" in warnings[0] and "--weights path/to/checkpoint.pt" in warnings[0]
+    assert "captum-cams explain" in printed.err  # the progress bar, on stderr
+
+
+def test_explain_streams_a_folder_in_batches_with_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from captum_cams.benchmark import FolderData
+
+    data = _image_folder(tmp_path, count=5)
+    loaded: list = []
+    original = FolderData.load
+
+    def load(self: FolderData, indices: object) -> object:
+        loaded.append(list(indices))  # type: ignore[call-overload]
+        return original(self, indices)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FolderData, "load", load)
+    arguments = ["explain", str(data), "--methods", "gradcam,scorecam", "--batch-size", "2",
+                 "--out", str(tmp_path)]  # fmt: skip
+    assert main(arguments) == 0
+    assert loaded == [[0, 1], [2, 3], [4]]  # never more than a batch in memory
+    printed = capsys.readouterr()
+    assert printed.err.count("warning") == 1  # once, not once per batch
+    assert "10/10" in printed.err  # 5 images x 2 methods on the bar
+    assert "embedded, layer features.5, 5 images" in printed.out
+    assert main(arguments + ["--quiet"]) == 0
+    assert "captum-cams explain" not in capsys.readouterr().err
 
 
 def test_explain_the_embedded_dataset_scores_the_box(
