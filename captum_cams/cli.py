@@ -12,7 +12,10 @@ Under ``torchrun`` the images are split across the processes and rank 0 writes.
 ``captum-cams explain IMAGE ...`` explains image files and saves an overlay figure.
 
 Every user error (an unknown method, a missing folder, a file that is not an image, a
-layer that does not exist, ...) prints one line and exits with status 2.
+layer that does not exist, an ``--out`` that cannot be written, ...) prints one line and
+exits with status 2, before any model pass. Ctrl-C prints one line and exits with 130;
+the run's files are staged beside ``--out`` and moved in together, so an interrupted or
+failed run leaves the previous run's files as they were.
 """
 
 import argparse
@@ -69,6 +72,7 @@ def benchmark(args: argparse.Namespace) -> int:
         BenchmarkData,
         EmbeddedData,
         FolderData,
+        check_output_folder,
         format_table,
         metrics_for,
         run_benchmark,
@@ -83,6 +87,8 @@ def benchmark(args: argparse.Namespace) -> int:
     if args.annotations is not None and not Path(args.annotations).is_dir():
         raise CliError(f"--annotations: folder not found: {args.annotations}")
     device = check_device(args.device)
+    if is_main_process():
+        check_output_folder(args.out)  # before any model is loaded or run
     loaded, layer_name, layer = _model_and_layer(args, device)
     data: BenchmarkData
     if args.data is None:
@@ -154,6 +160,7 @@ def explain(args: argparse.Namespace) -> int:
         FolderData,
         MethodContext,
         as_data_batch,
+        check_output_folder,
         attribute_batch,
         build_methods,
         predicted_class,
@@ -167,6 +174,7 @@ def explain(args: argparse.Namespace) -> int:
     _positive(args.num_images, "--num-images")
     _positive(args.batch_size, "--batch-size")
     device = check_device(args.device)
+    check_output_folder(args.out)  # before any model is loaded or run
     files = _explain_files(args.images) if args.images else None
     if files is None and args.model != "embedded":
         raise CliError("give IMAGE files to explain with a torchvision --model")
@@ -355,7 +363,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv (list[str], optional): the arguments; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        *int*: the exit status (0 success, 2 a user error).
+        *int*: the exit status (0 success, 2 a user error, 130 interrupted by Ctrl-C).
 
     Examples::
 
@@ -374,6 +382,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except InputError as error:
         print(f"captum-cams: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and --out as it was before the run
+        print("\ncaptum-cams: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
