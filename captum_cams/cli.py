@@ -12,14 +12,17 @@ Under ``torchrun`` the images are split across the processes and rank 0 writes.
 ``captum-cams explain IMAGE ...`` explains image files and saves an overlay figure.
 
 Every user error (an unknown method, a missing folder, a file that is not an image, a
-layer that does not exist, ...) prints one line and exits with status 2.
+layer that does not exist, an ``--out`` that cannot be written, ...) prints one line and
+exits with status 2, before any model pass. Ctrl-C prints one line and exits with 130;
+the run's files are staged beside ``--out`` and moved in together, so an interrupted or
+failed run leaves the previous run's files as they were.
 """
 
 import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, NoReturn, Optional, Sequence
+from typing import Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
@@ -73,6 +76,7 @@ def benchmark(args: argparse.Namespace) -> int:
         BenchmarkData,
         EmbeddedData,
         FolderData,
+        check_output_folder,
         format_table,
         metrics_for,
         run_benchmark,
@@ -87,6 +91,8 @@ def benchmark(args: argparse.Namespace) -> int:
     if args.annotations is not None and not Path(args.annotations).is_dir():
         raise CliError(f"--annotations: folder not found: {args.annotations}")
     device = check_device(args.device)
+    if is_main_process():
+        check_output_folder(args.out)  # before any model is loaded or run
     loaded, layer_name, layer = _model_and_layer(args, device)
     data: BenchmarkData
     if args.data is None:
@@ -127,12 +133,38 @@ def benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Most rows of ``explain.png``: a figure, not a catalogue, whatever the number of images.
+EXPLAIN_FIGURE_ROWS = 12
+
+#: The one-line warning of ``explain`` when the embedded model meets image files.
+EMBEDDED_ON_PHOTOS = (
+    "captum-cams: warning: the embedded model was trained on synthetic shapes only, so its "
+    "predictions (and maps) on real photos mean nothing; to explain your own network give "
+    "--model NAME --weights path/to/checkpoint.pt"
+)
+
+
+def _explain_files(paths: Sequence[str]) -> List[Path]:
+    from captum_cams._utils.inputs import list_images
+
+    files: List[Path] = []
+    for path in paths:  # a folder stands for its image files
+        files.extend(list_images(path) if Path(path).is_dir() else [Path(path)])
+    return files  # FolderData checks every header before any work
+
+
 def explain(args: argparse.Namespace) -> int:
     r"""The ``explain`` command: the methods on image files (or the embedded dataset)."""
-    from captum_cams._utils.inputs import check_device, open_image
+    from tqdm.auto import tqdm
+
+    from captum_cams._utils.inputs import check_device
     from captum_cams.benchmark import (
+        BenchmarkData,
         EmbeddedData,
+        FolderData,
         MethodContext,
+        as_data_batch,
+        check_output_folder,
         attribute_batch,
         build_methods,
         predicted_class,
@@ -144,48 +176,91 @@ def explain(args: argparse.Namespace) -> int:
 
     names = parse_names(args.methods, METHODS, "--methods")
     _positive(args.num_images, "--num-images")
+    _positive(args.batch_size, "--batch-size")
     device = check_device(args.device)
+    check_output_folder(args.out)  # before any model is loaded or run
+    files = _explain_files(args.images) if args.images else None
+    if files is None and args.model not in EMBEDDED_TASKS:
+        raise CliError("give IMAGE files to explain with a torchvision --model")
     loaded, layer_name, layer = _model_and_layer(args, device)
     model = loaded.model.to(device)
-    masks: Optional[torch.Tensor] = None
-    outlines: Optional[torch.Tensor] = None
-    if args.images:
-        images = torch.stack([loaded.preprocess.image(open_image(path)) for path in args.images])
-        titles = [Path(path).name for path in args.images]
+    data: BenchmarkData
+    if files is not None:
+        data = FolderData(files, loaded.preprocess)  # every file's header checked first
+        if args.model in EMBEDDED_TASKS:
+            print(EMBEDDED_ON_PHOTOS, file=sys.stderr)
     else:
-        if args.model not in EMBEDDED_TASKS:
-            raise CliError("give IMAGE files to explain with a torchvision --model")
         data = EmbeddedData(args.num_images or 6, EMBEDDED_TASKS[args.model])
-        batch = data.load(range(len(data)))
-        images, masks, outlines = batch.images, batch.masks, batch.part_masks
-        titles = data.names(range(len(data)))
-    images = images.to(device)
-    target = predicted_class(model, images)
-    if loaded.classes is not None:
-        titles = [f"{t}: {loaded.classes[int(c)]}" for t, c in zip(titles, target)]
-    else:
-        titles = [f"{t}: class {int(c)}" for t, c in zip(titles, target)]
     context = MethodContext(model, layer, None, device, args.seed)
-    maps_by_method: Dict[str, torch.Tensor] = {}
-    print(f"model {loaded.name}, layer {layer_name}")
+    attributions = build_methods(names, context)
+    seconds = dict.fromkeys(names, 0.0)
+    energy: Dict[str, float] = dict.fromkeys(names, 0.0)
+    shown: Dict[str, list] = {name: [] for name in names}
+    figure_rows: Dict[str, list] = {"images": [], "titles": [], "outlines": []}
+    box_share, count = 0.0, len(data)
+    bar = tqdm(
+        total=count * len(names), desc="captum-cams explain", unit="map", file=sys.stderr,
+        disable=args.quiet,
+    )  # fmt: skip
+    try:
+        for start in range(0, count, args.batch_size):  # streamed: a batch in memory at a time
+            indices = range(start, min(start + args.batch_size, count))
+            batch = as_data_batch(data.load(indices))
+            images = batch.images.to(device)
+            masks = batch.masks.to(device) if batch.masks is not None else None
+            target = predicted_class(model, images)
+            for name, attribution in attributions.items():
+                bar.set_postfix_str(name)
+                # methods of many passes go image by image, so the bar moves
+                step = 1 if METHODS[name].many_passes else len(indices)
+                pieces = []
+                for first in range(0, len(indices), step):
+                    part = slice(first, first + step)
+                    maps, elapsed = attribute_batch(
+                        name, attribution, images[part], target[part], args.seed + start + first
+                    )
+                    pieces.append(maps)
+                    seconds[name] += elapsed
+                    bar.update(maps.shape[0])
+                maps = torch.cat(pieces)
+                if masks is not None:
+                    energy[name] += float(energy_pointing_game(maps, masks).sum())
+                room = EXPLAIN_FIGURE_ROWS - sum(len(m) for m in shown[name])
+                if room > 0:
+                    shown[name].append(maps[:room].cpu())
+            room = EXPLAIN_FIGURE_ROWS - sum(len(i) for i in figure_rows["images"])
+            if room > 0:
+                figure_rows["images"].append(batch.images[:room])
+                figure_rows["titles"] += [
+                    f"{title}: {loaded.classes[int(c)] if loaded.classes else f'class {int(c)}'}"
+                    for title, c in zip(data.names(indices)[:room], target[:room])
+                ]
+                if batch.part_masks is not None:
+                    figure_rows["outlines"].append(batch.part_masks[:room])
+            if masks is not None:
+                box_share += float(masks.flatten(1).float().mean(1).sum())
+    finally:
+        bar.close()
+    print(f"model {loaded.name}, layer {layer_name}, {count} images")
     print(f"{'method':<12} {'seconds':>8} {'energy in box':>14}")
-    for name, attribution in build_methods(names, context).items():
-        maps, elapsed = attribute_batch(name, attribution, images, target, args.seed)
-        maps_by_method[METHODS[name].title] = maps.cpu()
-        energy = (
-            f"{float(energy_pointing_game(maps, masks).mean()):14.3f}"
-            if masks is not None
-            else f"{'-':>14}"
-        )
-        print(f"{name:<12} {elapsed:8.3f} {energy}")
-    if masks is not None:
-        share = float(masks.flatten(1).float().mean())
+    for name in names:
+        cell = f"{energy[name] / count:14.3f}" if data.has_boxes else f"{'-':>14}"
+        print(f"{name:<12} {seconds[name]:8.3f} {cell}")
+    if data.has_boxes:
+        share = box_share / count
         print(f"(the boxes cover {share:.3f} of the images: a random map scores about that)")
-    figure = overlay_grid(images.cpu(), maps_by_method, row_titles=titles, outlines=outlines)
+    outlines = torch.cat(figure_rows["outlines"]) if figure_rows["outlines"] else None
+    figure = overlay_grid(
+        torch.cat(figure_rows["images"]),
+        {METHODS[name].title: torch.cat(shown[name]) for name in names},
+        row_titles=figure_rows["titles"],
+        outlines=outlines,
+    )
     output = Path(args.out) / "explain.png"
     save_figure(figure, output)
     plt.close(figure)
-    print(f"figure written to {output}")
+    rows = len(figure_rows["titles"])
+    print(f"figure written to {output}" + (f" (the first {rows} images)" if rows < count else ""))
     return 0
 
 
@@ -268,12 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="explain image files with CAM methods and save an overlay figure"
     )
     explain_parser.add_argument(
-        "images", nargs="*", help="image files (default: images of the embedded dataset)"
+        "images",
+        nargs="*",
+        help="image files or folders of them (default: images of the embedded dataset)",
     )
     _add_model_options(explain_parser)
     explain_parser.add_argument(
         "--num-images", type=int, default=None, help="embedded images when no IMAGE is given"
     )
+    explain_parser.add_argument(
+        "--batch-size", type=int, default=8, help="images in memory at a time (default 8)"
+    )
+    explain_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_benchmark_options(bench)
     _add_benchmark_options(parser)
     return parser
@@ -287,7 +368,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv (list[str], optional): the arguments; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        *int*: the exit status (0 success, 2 a user error).
+        *int*: the exit status (0 success, 2 a user error, 130 interrupted by Ctrl-C).
 
     Examples::
 
@@ -306,6 +387,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except InputError as error:
         print(f"captum-cams: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and --out as it was before the run
+        print("\ncaptum-cams: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -79,6 +79,12 @@ def method_styles(names: Sequence[str]) -> Dict[str, Dict[str, str]]:
     }
 
 
+def _plot_method(
+    ax: Axes, xs: np.ndarray, ys: np.ndarray, name: str, style: Dict[str, str]
+) -> None:
+    ax.plot(xs, ys, markersize=4, linewidth=1.2, label=name, **style)  # type: ignore[arg-type]
+
+
 def _legend_outside(ax: Axes) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
@@ -295,15 +301,7 @@ def plot_curves(
     styles = method_styles(list(curves_by_method))
     for name, curve in curves_by_method.items():
         values = _mean_curve(curve, f"curves_by_method[{name!r}]", len(xs))
-        ax.plot(
-            xs,
-            values,
-            markersize=4,
-            linewidth=1.2,
-            label=name,
-            color=styles[name]["color"],
-            marker=styles[name]["marker"],
-        )
+        _plot_method(ax, xs, values, name, styles[name])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -347,15 +345,7 @@ def plot_threshold_sweep(
     for name in api_by_method:
         api = _mean_curve(api_by_method[name], f"api_by_method[{name!r}]", length)
         apd = _mean_curve(apd_by_method[name], f"apd_by_method[{name!r}]", length)
-        axes[2].plot(
-            apd,
-            api,
-            markersize=4,
-            linewidth=1.2,
-            label=name,
-            color=styles[name]["color"],
-            marker=styles[name]["marker"],
-        )
+        _plot_method(axes[2], apd, api, name, styles[name])
     axes[2].set_xlabel("APD")
     axes[2].set_ylabel("API")
     axes[2].set_title("API against APD", fontsize=10)

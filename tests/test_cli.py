@@ -3,8 +3,13 @@
 inputs, and one-line errors for every bad argument."""
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +76,39 @@ def test_explain_an_image_file(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     Image.fromarray(image).save(path)
     assert main(["explain", str(path), "--methods", "layercam", "--out", str(tmp_path)]) == 0
     _png_is_a_picture(tmp_path / "explain.png", min_width=200)
-    assert "layercam" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "layercam" in printed.out
+    # the embedded model on a photo: one warning line naming the way out
+    warnings = [line for line in printed.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "trained on synthetic shapes only" in warnings[0]
+    assert "--model" in warnings[0] and "--weights path/to/checkpoint.pt" in warnings[0]
+    assert "captum-cams explain" in printed.err  # the progress bar, on stderr
+
+
+def test_explain_streams_a_folder_in_batches_with_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from captum_cams.benchmark import FolderData
+
+    data = _image_folder(tmp_path, count=5)
+    loaded: list = []
+    original = FolderData.load
+
+    def load(self: FolderData, indices: object) -> object:
+        loaded.append(list(indices))  # type: ignore[call-overload]
+        return original(self, indices)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FolderData, "load", load)
+    arguments = ["explain", str(data), "--methods", "gradcam,scorecam", "--batch-size", "2",
+                 "--out", str(tmp_path)]  # fmt: skip
+    assert main(arguments) == 0
+    assert loaded == [[0, 1], [2, 3], [4]]  # never more than a batch in memory
+    printed = capsys.readouterr()
+    assert printed.err.count("warning") == 1  # once, not once per batch
+    assert "10/10" in printed.err  # 5 images x 2 methods on the bar
+    assert "embedded, layer features.5, 5 images" in printed.out
+    assert main(arguments + ["--quiet"]) == 0
+    assert "captum-cams explain" not in capsys.readouterr().err
 
 
 def test_explain_the_embedded_dataset_scores_the_box(
@@ -196,3 +233,110 @@ def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not a readable image" in result.stderr and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["explain"]], ids=["benchmark", "explain"])
+@pytest.mark.parametrize("where", ["is a file", "under a file", "not writable"])
+def test_a_bad_out_is_one_line_before_any_model(
+    command: list, where: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import captum_cams.cli as cli
+
+    def no_model(*args: object) -> None:
+        raise AssertionError("a model was loaded before --out was checked")
+
+    monkeypatch.setattr(cli, "_model_and_layer", no_model)
+    a_file = tmp_path / "results.json"
+    a_file.write_text("an old result")
+    if where == "not writable" and not Path("/proc").is_dir():
+        pytest.skip("needs /proc, which nobody can write into")
+    out = {"is a file": a_file, "under a file": a_file / "out", "not writable": Path("/proc/o")}
+    assert main([*command, "--methods", "gradcam", "--out", str(out[where])]) == 2
+    error = capsys.readouterr().err
+    assert "--out: " in error and error.count("\n") == 1 and "Traceback" not in error
+    assert a_file.read_text() == "an old result"
+
+
+_MEMORY_CAP = 4 * 2**30  # address space: torch maps ~3 GB of libraries before any work
+
+
+def _capped(arguments: list, cwd: Path) -> subprocess.Popen:
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_CAP, _MEMORY_CAP))
+
+    threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "captum_cams", *arguments],
+        cwd=cwd,
+        env={**os.environ, **threads, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=cap,
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and SIGINT")
+def test_absurd_num_images_streams_under_a_memory_cap_and_ctrl_c_exits_130(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("the previous run")
+    process = _capped(
+        ["benchmark", "--num-images", "1000000000", "--methods", "gradcam", "--metrics",
+         "average_drop", "--out", str(out)],
+        tmp_path,
+    )  # fmt: skip
+    seen = bytearray()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for chunk in iter(lambda: process.stderr.read1(256), b""):  # type: ignore[union-attr]
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240  # starting torch on a busy machine
+    progress = re.compile(rb"\| +([2-9]|\d\d+)/62500000 ")
+    try:
+        while not progress.search(bytes(seen)) and process.poll() is None:
+            assert time.monotonic() < deadline, bytes(seen)[-2000:]
+            time.sleep(0.2)
+        assert process.poll() is None, bytes(seen)[-2000:]  # working, within the cap
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(timeout=10)
+    text = bytes(seen).decode(errors="replace")
+    assert "Traceback" not in text and text.rstrip().endswith("captum-cams: interrupted")
+    assert (out / "results.json").read_text() == "the previous run"
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+    assert not list(tmp_path.glob(".captum-cams-*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS")
+@pytest.mark.xfail(
+    strict=False,
+    reason="the annotation's declared size is checked before its mask is allocated in "
+    "captum_cams/_utils/inputs.py (annotation_mask), which is fixed on another branch",
+)
+def test_an_absurd_annotation_size_is_one_line_under_a_memory_cap(tmp_path: Path) -> None:
+    data = _image_folder(tmp_path, count=1)
+    _voc(tmp_path / "Annotations", "img0", (60000, 60000), (10, 8, 40, 30))
+    process = _capped(
+        ["benchmark", "--data", str(data), "--annotations", str(tmp_path / "Annotations"),
+         "--methods", "gradcam", "--metrics", "energy_pg", "--quiet", "--out",
+         str(tmp_path / "out")],
+        tmp_path,
+    )  # fmt: skip
+    _, error = process.communicate(timeout=300)
+    text = error.decode(errors="replace")
+    assert process.returncode == 2, text[-2000:]
+    assert "--annotations" in text and "60000" in text
+    assert text.count("\n") == 1 and "Traceback" not in text
+    assert not (tmp_path / "out").exists()

@@ -42,7 +42,10 @@ from captum_cams.benchmark.metrics import (
     metrics_for,
 )
 from captum_cams.benchmark.report import (
+    BENCHMARK_FILES,
     BOOTSTRAP_RESAMPLES,
+    check_output_folder,
+    staged_output,
     bootstrap_statistics,
     format_table,
     results_csv,
@@ -87,5 +90,8 @@ __all__ = [
     "bootstrap_statistics",
     "separating_metrics",
     "BOOTSTRAP_RESAMPLES",
+    "BENCHMARK_FILES",
+    "check_output_folder",
+    "staged_output",
     "write_atomic",
 ]

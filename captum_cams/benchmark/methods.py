@@ -132,6 +132,10 @@ class MethodSpec:
                     Default: none.
         seeded (bool, optional): pass ``seed=`` (the run's seed plus the batch
                     index) to ``attribute``, for sampling methods. Default: False.
+        many_passes (bool, optional): one ``attribute`` call runs many forward
+                    passes per image (Score-CAM, Ablation-CAM, ...): ``explain``
+                    then attributes image by image so its progress bar moves.
+                    Default: False.
 
     Examples::
 
@@ -143,6 +147,7 @@ class MethodSpec:
     paper: str = ""
     attribute_kwargs: Mapping[str, Any] = field(default_factory=dict)
     seeded: bool = False
+    many_passes: bool = False
 
 
 def on_layer(cls: Callable[[nn.Module, nn.Module], Attribution]) -> Callable[[MethodContext], Any]:
@@ -180,26 +185,36 @@ METHODS: Dict[str, MethodSpec] = {
         "https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_"
         "Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_"
         "paper.html",
+        many_passes=True,
     ),
     "scorecam": MethodSpec(
-        "Score-CAM", on_layer(LayerScoreCam), "https://arxiv.org/abs/1910.01279"
+        "Score-CAM", on_layer(LayerScoreCam), "https://arxiv.org/abs/1910.01279", many_passes=True
     ),
     "liftcam": MethodSpec("LIFT-CAM", on_layer(LayerLiftCam), "https://arxiv.org/abs/2102.05228"),
     "shapcam": MethodSpec(
-        "SHAP-CAM", on_layer(LayerShapCam), "https://arxiv.org/abs/2102.05228", seeded=True
+        "SHAP-CAM",
+        on_layer(LayerShapCam),
+        "https://arxiv.org/abs/2102.05228",
+        seeded=True,
+        many_passes=True,
     ),
     "igcam": MethodSpec(
-        "Integrated Grad-CAM", on_layer(LayerIntegratedGradCam), "https://arxiv.org/abs/2102.07805"
+        "Integrated Grad-CAM",
+        on_layer(LayerIntegratedGradCam),
+        "https://arxiv.org/abs/2102.07805",
+        many_passes=True,
     ),
     "tft": MethodSpec(
         "Grad-CAM + TFT",
         lambda c: ThresholdFineTuned(LayerGradCam(c.model, c.layer)),
         "https://doi.org/10.3390/app122412961",
+        many_passes=True,
     ),
     "libracam": MethodSpec(
         "Libra-CAM",
         lambda c: libra_cam_with_library(c),
         "https://www.ijcai.org/proceedings/2022/0442",
+        many_passes=True,
     ),
 }
 

@@ -4,6 +4,12 @@ r"""The report: the printed table, ``results.json``, ``scores.csv`` and the figu
 import csv
 import io
 import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
@@ -12,6 +18,7 @@ import numpy as np
 import torch
 
 from captum_cams._utils.files import atomic_path
+from captum_cams._utils.inputs import InputError
 from captum_cams.benchmark.data import BenchmarkData, as_data_batch
 from captum_cams.benchmark.methods import METHODS
 from captum_cams.benchmark.metrics import METRICS
@@ -20,7 +27,10 @@ if TYPE_CHECKING:
     from captum_cams.benchmark.runner import BenchmarkResult
 
 __all__ = [
+    "BENCHMARK_FILES",
     "BOOTSTRAP_RESAMPLES",
+    "check_output_folder",
+    "staged_output",
     "bootstrap_statistics",
     "format_table",
     "results_csv",
@@ -323,6 +333,129 @@ def format_table(result: "BenchmarkResult") -> str:
                 + (", ".join(weak) if weak else "none")
             )
     return "\n".join(lines)
+
+
+#: The files a benchmark run writes into ``--out`` (those it does not produce this time
+#: are removed, so the folder never mixes two runs).
+BENCHMARK_FILES = (
+    "results.json",
+    "scores.csv",
+    "overlay_grid.png",
+    "threshold_sweep.png",
+    "rpi_curves.png",
+)
+
+_STAGE_PREFIX = ".captum-cams-"
+_STAGE_SUFFIX = ".tmp"
+
+
+def check_output_folder(out: "os.PathLike[str] | str", option: str = "--out") -> None:
+    r"""
+    Checks that files can be written into the folder ``out`` (created later if
+    missing), leaving nothing behind: a bad output location fails before any work.
+
+    Args:
+        out (str or PathLike): the output folder.
+        option (str, optional): the option's name for the error. Default: ``"--out"``.
+
+    Raises:
+        InputError: ``out`` is a file, lies under a file, or its folder (or the
+        nearest existing folder above it) cannot be written.
+
+    Examples::
+
+        >>> check_output_folder("runs/a")
+    """
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{option}: {out} is a file, not a folder")
+    existing = target
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{option}: {out} lies under {existing}, which is a file")
+    try:  # a real write, so permissions, read-only file systems and root are all covered
+        handle, probe = tempfile.mkstemp(prefix=_STAGE_PREFIX, suffix=_STAGE_SUFFIX, dir=existing)
+    except OSError as error:
+        raise InputError(f"{option}: cannot write into {existing}: {error.strerror}") from None
+    os.close(handle)
+    os.remove(probe)
+
+
+def _remove_stale_stages(folder: Path, name: str) -> None:
+    # an interrupted run's staging folder, <prefix><name>.<pid>.<random><suffix>, whose
+    # process is gone; folders of runs still alive are left alone
+    start = len(_STAGE_PREFIX) + len(name) + 1
+    for path in folder.glob(f"{_STAGE_PREFIX}{name}.*{_STAGE_SUFFIX}"):
+        try:
+            os.kill(int(path.name[start:].split(".")[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):
+            continue
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    # Ctrl-C waits until the block is done, then interrupts as usual
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: List[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def staged_output(out: "os.PathLike[str] | str", names: Sequence[str]) -> Iterator[Path]:
+    r"""
+    A temporary folder beside ``out`` to write a run's files into. When the block
+    succeeds they are moved into ``out`` together and the files of ``names`` that
+    the run did not write are removed, so ``out`` holds one run's set, never a mix of
+    two. When the block fails or is interrupted, ``out`` is left as it was and the
+    temporary folder removed; one left by a killed run is removed by the next run.
+
+    The move is one rename per file within a file system, with Ctrl-C held off until
+    it is done.
+
+    Args:
+        out (str or PathLike): the output folder (created if missing).
+        names (sequence of str): the file names a run may write.
+
+    Returns:
+        *Iterator[Path]*: the temporary folder.
+
+    Examples::
+
+        >>> with staged_output("runs/a", BENCHMARK_FILES) as stage:
+        ...     write_atomic(stage / "results.json", text)
+    """
+    check_output_folder(out)
+    target = Path(out).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    for folder in (target.parent, target):
+        _remove_stale_stages(folder, target.name)
+    prefix = f"{_STAGE_PREFIX}{target.name}.{os.getpid()}."
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=prefix, suffix=_STAGE_SUFFIX, dir=target.parent))
+    except OSError:  # the folder above cannot be written: stage inside out itself
+        stage = Path(tempfile.mkdtemp(prefix=prefix, suffix=_STAGE_SUFFIX, dir=target))
+    try:
+        yield stage
+        produced = sorted(path.name for path in stage.iterdir())
+        with _sigint_held():
+            for name in produced:
+                os.replace(stage / name, target / name)
+            for name in names:
+                if name not in produced and (target / name).is_file():
+                    os.remove(target / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_outputs(

@@ -15,12 +15,18 @@ import torch.nn as nn
 from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 
-from captum_cams._utils.distributed import gather_by_index, is_main_process, shard_indices
+from captum_cams._utils.distributed import gather_by_index, is_main_process, rank_and_world_size
 from captum_cams._utils.inputs import InputError
 from captum_cams.benchmark.data import BenchmarkData, as_data_batch
 from captum_cams.benchmark.methods import METHODS, MethodContext
 from captum_cams.benchmark.metrics import METRICS, MetricInputs, metrics_for
-from captum_cams.benchmark.report import bootstrap_statistics, write_outputs
+from captum_cams.benchmark.report import (
+    BENCHMARK_FILES,
+    bootstrap_statistics,
+    check_output_folder,
+    staged_output,
+    write_outputs,
+)
 from captum_cams.metrics import api_apd_auc
 
 __all__ = [
@@ -235,8 +241,11 @@ def run_benchmark(
                     :attr:`MetricSpec.needs`: ``data.provides``), else an
                     :class:`InputError`; None: every metric the data allows (see
                     :func:`metrics_for`).
-        out (str, optional): the output folder; None writes nothing.
-                    Default: None.
+        out (str, optional): the output folder, checked before any work
+                    (:func:`~captum_cams.benchmark.report.check_output_folder`); the
+                    files are staged and moved in together
+                    (:func:`~captum_cams.benchmark.report.staged_output`). None writes
+                    nothing. Default: None.
         batch_size (int, optional): images per batch. Default: 16.
         seed (int, optional): the run's seed. Default: 0.
         device (torch.device, optional): where to compute. Default: the CPU.
@@ -260,12 +269,16 @@ def run_benchmark(
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {batch_size}")
     num = len(data)
+    if out is not None and is_main_process():
+        check_output_folder(out)  # before the first model pass: a bad --out costs nothing
     model = model.to(device).eval()
     context = MethodContext(model, layer, data, device, seed)
     attributions = build_methods(methods, context)
     max_examples = max(64, batch_size)
-    batches = [list(range(s, min(s + batch_size, num))) for s in range(0, num, batch_size)]
-    mine = shard_indices(len(batches))
+    # batch b is items [b * batch_size, (b + 1) * batch_size): made when it runs, and this
+    # process's batches are a range, so no list of batches (or of items) is ever built
+    rank, world_size = rank_and_world_size()
+    mine = range(rank, -(-num // batch_size), world_size)
     bar = None
     if progress and is_main_process():
         bar = tqdm(total=len(mine) * len(methods), desc="captum-cams benchmark", unit="run")
@@ -275,7 +288,7 @@ def run_benchmark(
                 b,
                 _run_batch(
                     b,
-                    batches[b],
+                    list(range(b * batch_size, min((b + 1) * batch_size, num))),
                     data,
                     model,
                     attributions,
@@ -337,5 +350,7 @@ def _merge(
         list(methods), list(metrics), rows, summary, curves, seconds, [], statistics, seed
     )
     if out is not None and is_main_process():
-        result.files = write_outputs(result, parts, data, Path(out), grid_images)
+        with staged_output(out, BENCHMARK_FILES) as stage:
+            written = write_outputs(result, parts, data, stage, grid_images)
+        result.files = [Path(out) / path.name for path in written]
     return result
