@@ -9,12 +9,16 @@ writer (same host, that pid) is no longer running.
 """
 
 import os
+import pickle
 import re
 import socket
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Union
+from typing import Any, Iterator, List, Union
+
+import torch
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -159,3 +163,53 @@ def atomic_path(path: PathLike, make_parents: bool = True) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def load_weights_only(path: PathLike, what: str) -> Any:
+    r"""
+    ``torch.load(path, map_location="cpu", weights_only=True)``, with one clear
+    error naming the file for each way a file can fail to be what was asked for.
+
+    Nothing in the file is executed: a pickle of other objects is refused.
+
+    Args:
+        path (str or PathLike): the file.
+        what (str): what the file should be, for the messages (e.g.
+                    ``"reference library"``).
+
+    Returns:
+        *Any*: what the file holds (tensors, containers and plain values).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        IsADirectoryError: ``path`` is a folder.
+        ValueError: the file is empty, truncated, not a torch file, or holds
+        objects that cannot be loaded safely.
+
+    Examples::
+
+        >>> state = load_weights_only("calm.pt", "CALM checkpoint")
+    """
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise IsADirectoryError(f"{what} {name} is a folder, not a file")
+    if not os.path.isfile(name):
+        raise FileNotFoundError(f"{what} not found: {name}")
+    if os.path.getsize(name) == 0:
+        raise ValueError(f"{name} is empty, not a {what} (an interrupted copy?)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol ..."
+            return torch.load(name, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise ValueError(
+                f"{name} is not a {what} that can be loaded safely: it holds objects other "
+                "than tensors and plain values (refused by torch.load(weights_only=True))"
+            ) from None
+        raise ValueError(f"{name} is not a readable {what} (not a torch file)") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise ValueError(
+            f"{name} is not a readable {what}: truncated, damaged or not a torch file ({first})"
+        ) from None

@@ -108,7 +108,8 @@ def describe_forward_failure(
     Called only after the model raised, so a model that accepts unusual inputs is
     never refused: the cause is looked for among the inputs' dtype (against the
     model's parameters), the inputs' channel count (against the model's first
-    convolution, as the convolution reports it) and the batch size of the tensors in ``additional_forward_args``.
+    convolution, as the convolution reports it) and the batch size of the tensors
+    in ``additional_forward_args``.
 
     Args:
         model (Any): the model (an ``nn.Module`` or any callable).

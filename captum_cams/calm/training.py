@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from captum_cams._utils.files import atomic_path
+from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams.calm.head import CALM, CALMOutput
 from captum_cams.calm.losses import calm_em_loss, calm_ml_loss
 
@@ -79,7 +79,7 @@ def save_training_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
 
 def load_training_checkpoint(path: PathLike) -> Dict[str, Any]:
     r"""Reads a checkpoint of :func:`train_calm` with ``weights_only=True`` on the CPU."""
-    payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    payload = load_weights_only(path, "CALM checkpoint")
     if not isinstance(payload, dict) or "model" not in payload or "epoch" not in payload:
         raise ValueError(f"{os.fspath(path)!r} is not a checkpoint written by train_calm")
     return payload
