@@ -8,6 +8,7 @@ behind; the next atomic write into that folder removes the temporaries whose
 writer (same host, that pid) is no longer running.
 """
 
+import hashlib
 import os
 import pickle
 import re
@@ -16,7 +17,7 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, List, Union
+from typing import Any, Iterator, List, Sequence, Tuple, Union
 
 import torch
 
@@ -202,7 +203,13 @@ def load_weights_only(path: PathLike, what: str) -> Any:
             warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol ..."
             return torch.load(name, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
+        text = str(error)
+        if "Unsupported operand" in text:  # not torch.save's format: garbage or a raw pickle
+            raise ValueError(
+                f"{name} is not a readable {what}: not a file written by torch.save (a raw "
+                "pickle or other data; nothing in it was run)"
+            ) from None
+        if "weights only" in text.lower():
             raise ValueError(
                 f"{name} is not a {what} that can be loaded safely: it holds objects other "
                 "than tensors and plain values (refused by torch.load(weights_only=True))"
@@ -213,3 +220,65 @@ def load_weights_only(path: PathLike, what: str) -> Any:
         raise ValueError(
             f"{name} is not a readable {what}: truncated, damaged or not a torch file ({first})"
         ) from None
+
+
+#: Dataset items hashed by :func:`dataset_fingerprint` (evenly spaced, first and last).
+SAMPLED_ITEMS = 8
+
+
+def hash_tensors(named: Sequence[Tuple[str, Any]]) -> str:
+    r"""
+    SHA-256 over the names, dtypes, shapes and bytes of tensors (any dtype, any
+    device); values that are not tensors enter by their ``repr``.
+
+    Args:
+        named (sequence of (str, Any)): the named values, in a fixed order.
+
+    Returns:
+        *str*: the hex digest.
+
+    Examples::
+
+        >>> hash_tensors(list(model.state_dict().items()))[:8]
+        '8a9ba068'
+    """
+    digest = hashlib.sha256()
+    for name, value in named:
+        if not isinstance(value, torch.Tensor):
+            digest.update(f"{name}|{value!r}|".encode())
+            continue
+        data = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset: Any, num_items: int) -> str:
+    r"""
+    A hash of a map-style dataset's length and of :data:`SAMPLED_ITEMS` evenly
+    spaced items (the first and the last among them), every field of each item.
+
+    Cheap (eight items are read) and enough to tell another dataset, another
+    split, a reordering or an edited first or last item from the one a file was
+    made with; an edit to an item that is not sampled goes unnoticed.
+
+    Args:
+        dataset (Any): the dataset (``dataset[i]`` for ``i < num_items``).
+        num_items (int): its length.
+
+    Returns:
+        *str*: the hex digest.
+
+    Examples::
+
+        >>> dataset_fingerprint(train_set, len(train_set))[:8]
+        '3f0c2b1a'
+    """
+    count = min(num_items, SAMPLED_ITEMS)
+    picked = sorted({round(i * (num_items - 1) / max(1, count - 1)) for i in range(count)})
+    named: List[Tuple[str, Any]] = [("length", num_items)]
+    for index in picked:
+        item = dataset[index]
+        fields = item if isinstance(item, (tuple, list)) else (item,)
+        named += [(f"{index}/{k}", value) for k, value in enumerate(fields)]
+    return hash_tensors(named)

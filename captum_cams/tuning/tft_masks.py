@@ -23,7 +23,6 @@ Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(
 12961, 2022. https://www.mdpi.com/2076-3417/12/24/12961
 """
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -36,7 +35,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from captum_cams._utils.files import atomic_path, load_weights_only
+from captum_cams._utils.files import (
+    atomic_path,
+    dataset_fingerprint,
+    hash_tensors,
+    load_weights_only,
+)
 from captum_cams._utils.distributed import (
     barrier,
     gather_by_index,
@@ -106,25 +110,11 @@ def _device_of(model: Any) -> Optional[torch.device]:
 #: Version of the cache description; a cache of another version is refused.
 _CACHE_FORMAT = 2
 
-#: Dataset items hashed into the cache description (evenly spaced, first and last).
-_SAMPLED_ITEMS = 8
-
-
-def _hash_tensors(named: Sequence[Tuple[str, Tensor]]) -> str:
-    r"""SHA-256 over names, dtypes, shapes and bytes of tensors (any dtype, any device)."""
-    digest = hashlib.sha256()
-    for name, tensor in named:
-        data = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
-
-
 def _model_fingerprint(model: Any) -> str:
     r"""A hash of a module's parameters and buffers; a callable's qualified name."""
     if isinstance(model, torch.nn.Module):
         named = list(model.named_parameters()) + list(model.named_buffers())
-        return f"{type(model).__qualname__}:{_hash_tensors(named)}"
+        return f"{type(model).__qualname__}:{hash_tensors(named)}"
     return f"callable:{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', '')}"
 
 
@@ -150,26 +140,15 @@ def _settings_of(attribution: Attribution) -> Dict[str, str]:
         ):
             settings[key] = repr(list(value))
         elif isinstance(value, Tensor):
-            settings[key] = _hash_tensors([(key, value)])
+            settings[key] = hash_tensors([(key, value)])
         elif callable(getattr(value, "state_dict", None)):
             state = value.state_dict()
             tensors = [(k, v) for k, v in sorted(state.items()) if isinstance(v, Tensor)]
             plain = {k: repr(v) for k, v in sorted(state.items()) if not isinstance(v, Tensor)}
-            settings[key] = f"{type(value).__qualname__}:{_hash_tensors(tensors)}:{plain}"
+            settings[key] = f"{type(value).__qualname__}:{hash_tensors(tensors)}:{plain}"
         else:
             settings[key] = type(value).__qualname__
     return settings
-
-
-def _dataset_fingerprint(dataset: Dataset, num_items: int) -> str:
-    r"""A hash of up to :data:`_SAMPLED_ITEMS` evenly spaced items (image and label)."""
-    count = min(num_items, _SAMPLED_ITEMS)
-    picked = sorted({round(i * (num_items - 1) / max(1, count - 1)) for i in range(count)})
-    named: List[Tuple[str, Tensor]] = []
-    for index in picked:
-        image, label = _item(dataset, index)
-        named += [(f"{index}", image), (f"{index}/label", torch.tensor(label))]
-    return _hash_tensors(named)
 
 
 def _cache_description(
@@ -183,7 +162,7 @@ def _cache_description(
         "method_settings": _settings_of(attribution),
         "model": _model_fingerprint(attribution.forward_func),
         "num_items": num_items,
-        "dataset_sample": _dataset_fingerprint(dataset, num_items),
+        "dataset_sample": dataset_fingerprint(dataset, num_items),
         **settings,
     }
 
