@@ -110,6 +110,7 @@ def _device_of(model: Any) -> Optional[torch.device]:
 #: Version of the cache description; a cache of another version is refused.
 _CACHE_FORMAT = 2
 
+
 def _model_fingerprint(model: Any) -> str:
     r"""A hash of a module's parameters and buffers; a callable's qualified name."""
     if isinstance(model, torch.nn.Module):
