@@ -153,3 +153,18 @@ def test_well_formed_extra_arguments_still_work(method: type) -> None:
     model = _model()
     maps = _attribute(method, model, _images(), torch.tensor([1.0, 2.0]))
     assert isinstance(maps, torch.Tensor) and bool(torch.isfinite(maps).all())
+
+
+@pytest.mark.parametrize(
+    "method", [LayerAblationCam, LayerLiftCam, LayerShapCam], ids=lambda m: m.__name__
+)
+@pytest.mark.parametrize("value", [3e38, -3e38])
+def test_finite_inputs_that_overflow_the_model_do_not_blame_the_head(
+    method: type, value: float
+) -> None:
+    model = _model()
+    before = _state(model)
+    images = torch.full((2, 3, 6, 6), value)  # finite, but the layers overflow to ±Inf/NaN
+    with pytest.raises(ValueError, match="model's output for these inputs contains NaN or Inf"):
+        _attribute(method, model, images, torch.ones(2))
+    _check_untouched(model, before)

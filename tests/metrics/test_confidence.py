@@ -387,3 +387,35 @@ def test_an_increase_beyond_the_float_range_is_refused_by_name(linear_model, x22
     # in float64 the same value is representable: no refusal, the closed form
     big = average_probability_increase(linear_model.double(), x22 * scale, map22, target=1)
     assert math.isfinite(big.item()) and big.item() > 1e30
+
+
+# --- bad inputs through the model-scoring metrics -------------------------------------------
+
+SCORED = [average_drop, average_probability_increase, increase_in_confidence, threshold_sweep]
+
+
+@pytest.mark.parametrize("metric", SCORED, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("value, label", [(float("inf"), r"\+Inf"), (-float("inf"), "-Inf")])
+def test_infinite_inputs_are_refused_by_name(linear_model, x22, map22, metric, value, label):
+    x = x22.clone()
+    x[0, 0, 1, 1] = value
+    with pytest.raises(ValueError, match=rf"^inputs contains {label} \(1 of 4 values\)"):
+        metric(linear_model, x, map22, target=0)
+
+
+@pytest.mark.parametrize("metric", SCORED, ids=lambda m: m.__name__)
+def test_inputs_of_another_dtype_or_channel_count_are_named(cnn, make_batch, metric):
+    x, maps = make_batch()
+    with pytest.raises(TypeError, match=r"^inputs are torch.float32 but the model's parameters"):
+        metric(cnn, x.float(), maps.float(), target=0)
+    with pytest.raises(ValueError, match=r"^inputs has 1 channels but the model expects 3"):
+        metric(cnn, x[:, :1], maps, target=0)
+
+
+@pytest.mark.parametrize("metric", SCORED, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("rows", [3, 5])
+def test_extra_arguments_of_another_batch_are_named(linear_model, x22, map22, metric, rows):
+    two = torch.cat([x22, x22])
+    with pytest.raises(ValueError, match=rf"^additional_forward_args\[0\] has {rows} rows"):
+        metric(linear_model, two, torch.cat([map22, map22]), target=0,
+               additional_forward_args=(torch.ones(rows, dtype=torch.float64),))  # fmt: skip
