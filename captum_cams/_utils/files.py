@@ -215,7 +215,7 @@ def load_weights_only(path: PathLike, what: str) -> Any:
                 "than tensors and plain values (refused by torch.load(weights_only=True))"
             ) from None
         raise ValueError(f"{name} is not a readable {what} (not a torch file)") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, TypeError) as error:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError, TypeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
         raise ValueError(
             f"{name} is not a readable {what}: truncated, damaged or not a torch file ({first})"

@@ -7,7 +7,7 @@ or class count is refused; 2 gloo processes build the single-process library."""
 import os
 import re
 from pathlib import Path
-from typing import List
+from typing import Callable, List
 
 import pytest
 import torch
@@ -225,9 +225,11 @@ def _saved_library(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "damage, message",
+    "kind, message",
     [
         ("truncated", "is not a readable reference library: truncated"),
+        ("tail cut", "is not a readable reference library: truncated"),
+        ("third", "is not a readable reference library: truncated"),
         ("one byte", "is not a readable reference library"),
         ("empty", "is empty, not a reference library"),
         ("text", "is not a readable reference library"),
@@ -236,19 +238,15 @@ def _saved_library(tmp_path: Path) -> Path:
         ("other dict", "is not a captum_cams reference library"),
     ],
 )
-def test_files_that_are_not_a_library_are_named(tmp_path: Path, damage: str, message: str) -> None:
+def test_files_that_are_not_a_library_are_named(
+    tmp_path: Path, damage: Callable[[Path, str], None], kind: str, message: str
+) -> None:
     path = _saved_library(tmp_path)
-    whole = path.read_bytes()
-    contents = {
-        "truncated": whole[: len(whole) // 2],
-        "one byte": whole[:1],
-        "empty": b"",
-        "text": b"tau = 0.1\n",
-        "png": b"\x89PNG\r\n\x1a\n" + bytes(64),
-    }
-    if damage in contents:
-        path.write_bytes(contents[damage])
-    elif damage == "tensor":
+    if kind in ("truncated", "tail cut", "third", "one byte", "empty", "text"):
+        damage(path, kind)
+    elif kind == "png":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    elif kind == "tensor":
         torch.save(torch.zeros(3), path)
     else:
         torch.save({"weights": torch.zeros(3)}, path)

@@ -5,6 +5,7 @@ resumes, a cache of other settings refused, bad arguments named. (The 2-process 
 run is in tests/tuning/test_activation_fine_tuning.py, together with DDP training.)"""
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -272,21 +273,21 @@ def test_the_model_fingerprint_covers_buffers() -> None:
     assert _model_fingerprint(model) != before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "text", "wrong shape", "not a dict"])
-def test_a_damaged_shard_is_named_and_not_overwritten(tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    ["truncated", "tail cut", "third", "one byte", "empty", "text", "wrong shape", "not a dict"],
+)
+def test_a_damaged_shard_is_named_and_not_overwritten(
+    tmp_path: Path, damage: Callable[[Path, str], None], kind: str
+) -> None:
     model, data = tiny_cnn(), tiny_data(n=6)
     generate_tft_masks(
         LayerGradCam(model, model[2]), data, cache_dir=tmp_path, shard_size=4, show_progress=False
     )
     shard = tmp_path / "shard_000001.pt"
-    whole = shard.read_bytes()
-    if damage == "truncated":
-        shard.write_bytes(whole[: len(whole) // 2])
-    elif damage == "empty":
-        shard.write_bytes(b"")
-    elif damage == "text":
-        shard.write_text("not a tensor file")
-    elif damage == "wrong shape":
+    if kind in ("truncated", "tail cut", "third", "one byte", "empty", "text"):
+        damage(shard, kind)
+    elif kind == "wrong shape":
         torch.save({"masks": torch.zeros(2, 1, 8, 8), "thresholds": torch.zeros(2)}, shard)
     else:
         torch.save([torch.zeros(2)], shard)
