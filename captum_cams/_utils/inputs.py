@@ -490,8 +490,8 @@ def open_image(path: "os.PathLike[str] | str") -> "object":
     Raises:
         InputError: the file is missing, is not a readable image, has more pixels
         than PIL's decompression-bomb limit (checked from the header, before
-        decoding) or a mode whose values cannot be scaled faithfully
-        (:func:`check_image_mode`).
+        decoding), or has a mode whose values cannot be scaled faithfully, see
+        :func:`check_image_mode`.
 
     Examples::
 
