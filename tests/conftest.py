@@ -50,3 +50,24 @@ def torchrun() -> Callable[..., None]:
             pytest.fail(f"torchrun exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
 
     return run
+
+
+def damage_file(path: Path, kind: str) -> None:
+    """Damages a file written by torch.save the ways a copy or a disk can: ``truncated``
+    (half of it), ``tail cut`` (all but the last 10 bytes), ``third`` (the first third),
+    ``one byte``, ``empty``, ``text`` (not a torch file at all)."""
+    whole = path.read_bytes()
+    contents = {
+        "truncated": whole[: len(whole) // 2],
+        "tail cut": whole[:-10],
+        "third": whole[: len(whole) // 3],
+        "one byte": whole[:1],
+        "empty": b"",
+        "text": b"epoch = 3\n",
+    }
+    path.write_bytes(contents[kind])
+
+
+@pytest.fixture
+def damage() -> Callable[[Path, str], None]:
+    return damage_file

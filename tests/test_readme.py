@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The README's two commands stay true: CI runs exactly its test command."""
 
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,3 +36,12 @@ def test_command_line_section_names_every_method_and_metric() -> None:
     tutorials = text[text.index("## Tutorials") :].split("##")[1]
     for notebook in sorted((REPO / "tutorials").glob("*.ipynb")):
         assert f"`{notebook.name}`" in tutorials, notebook.name
+
+
+def test_guarantees_name_test_files_that_exist() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Guarantees") :].split("\n## ")[0]
+    named = re.findall(r"`(tests/[\w/]+\.py)`", section)
+    assert len(named) >= 8
+    missing = [path for path in named if not (REPO / path).is_file()]
+    assert not missing, f"README's Guarantees section names missing tests {missing}"

@@ -7,7 +7,8 @@ the argument the same way everywhere, and runs the model inside
 """
 
 import contextlib
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+import re
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -18,7 +19,8 @@ TargetLike = Union[None, int, List[int], Tensor]
 
 def check_image_batch(inputs: Any, name: str = "inputs") -> Tensor:
     r"""
-    Checks that ``inputs`` is a 4-D floating-point ``N x C x H x W`` batch without NaN.
+    Checks that ``inputs`` is a 4-D floating-point ``N x C x H x W`` batch of finite
+    values (no NaN, no ±Inf: either would turn every map and score into NaN).
 
     Args:
         inputs (Any): the value to check.
@@ -38,9 +40,147 @@ def check_image_batch(inputs: Any, name: str = "inputs") -> Tensor:
         raise ValueError(f"{name} must hold at least one example; got batch size 0")
     if not inputs.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor; got {inputs.dtype}")
-    if torch.isnan(inputs).any():
-        raise ValueError(f"{name} contains NaN")
+    check_finite(inputs, name)
     return inputs
+
+
+def check_finite(values: Tensor, name: str) -> Tensor:
+    r"""
+    Checks that a floating-point tensor holds no NaN and no ±Inf.
+
+    Args:
+        values (Tensor): the tensor (other dtypes pass unchecked: they cannot
+                    hold either).
+        name (str): the argument name used in the error message.
+
+    Returns:
+        *Tensor*: ``values`` itself.
+
+    Raises:
+        ValueError: naming ``name``, what it holds (NaN, +Inf, -Inf) and how many.
+
+    Examples::
+
+        >>> check_finite(torch.tensor([1.0, float("inf")]), "baselines")
+        Traceback (most recent call last):
+        ValueError: baselines contains +Inf (1 of 2 values); every value must be finite
+    """
+    if not (values.is_floating_point() or values.is_complex()):
+        return values
+    finite = torch.isfinite(values)
+    if bool(finite.all()):
+        return values
+    kinds = [
+        label
+        for label, found in (
+            ("NaN", torch.isnan(values)),
+            ("+Inf", torch.isposinf(values.real if values.is_complex() else values)),
+            ("-Inf", torch.isneginf(values.real if values.is_complex() else values)),
+        )
+        if bool(found.any())
+    ]
+    bad = int((~finite).sum())
+    raise ValueError(
+        f"{name} contains {' and '.join(kinds)} ({bad} of {values.numel()} values); "
+        "every value must be finite"
+    )
+
+
+_CHANNELS = re.compile(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels")
+
+
+def _floating_parameter_dtypes(model: Any) -> List[torch.dtype]:
+    if not isinstance(model, Module):
+        return []
+    found: List[torch.dtype] = []
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point() and tensor.dtype not in found:
+            found.append(tensor.dtype)
+    return found
+
+
+def describe_forward_failure(
+    model: Any, inputs: Tensor, additional_forward_args: Sequence[Any], error: BaseException
+) -> Optional[Exception]:
+    r"""
+    The user-level cause of a failed forward pass, when one can be named.
+
+    Called only after the model raised, so a model that accepts unusual inputs is
+    never refused: the cause is looked for among the inputs' dtype (against the
+    model's parameters), the inputs' channel count (against the model's first
+    convolution, as the convolution reports it) and the batch size of the tensors
+    in ``additional_forward_args``.
+
+    Args:
+        model (Any): the model (an ``nn.Module`` or any callable).
+        inputs (Tensor): the ``N x C x H x W`` image batch given to it.
+        additional_forward_args (sequence): the further arguments given to it.
+        error (BaseException): what the model raised.
+
+    Returns:
+        *Exception* or *None*: a ``TypeError`` / ``ValueError`` naming ``inputs`` or
+        ``additional_forward_args[i]``, or None when the cause is not one of these.
+    """
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    dtypes = _floating_parameter_dtypes(model)
+    if (
+        len(dtypes) == 1
+        and inputs.dtype != dtypes[0]
+        and not torch.is_autocast_enabled(inputs.device.type)
+    ):
+        return TypeError(
+            f"inputs are {inputs.dtype} but the model's parameters are {dtypes[0]}: convert "
+            f"the inputs (inputs.to({dtypes[0]})) or the model (the model failed with: {first})"
+        )
+    match = _CHANNELS.search(str(error))
+    if match is not None and int(match.group(2)) == inputs.shape[1]:
+        return ValueError(
+            f"inputs has {inputs.shape[1]} channels but the model expects {match.group(1)} "
+            f"(shape {tuple(inputs.shape)}; the model failed with: {first})"
+        )
+    num = inputs.shape[0]
+    for i, value in enumerate(additional_forward_args):
+        if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] not in (1, num):
+            return ValueError(
+                f"additional_forward_args[{i}] has {value.shape[0]} rows (shape "
+                f"{tuple(value.shape)}) but inputs has {num} examples: give one row per "
+                f"example (the model failed with: {first})"
+            )
+    return None
+
+
+@contextlib.contextmanager
+def explained_forward_errors(
+    model: Any, inputs: Tensor, additional_forward_args: Any = None
+) -> Iterator[None]:
+    r"""
+    Re-raises a ``RuntimeError`` of the model as one clear error naming the argument
+    at fault (see :func:`describe_forward_failure`); other errors pass unchanged.
+
+    Args:
+        model (Any): the model.
+        inputs (Tensor): the image batch.
+        additional_forward_args (Any, optional): the further arguments, as Captum
+                    takes them. Default: None
+
+    Examples::
+
+        >>> with explained_forward_errors(model, x):
+        ...     model(x.double())  # TypeError: inputs are torch.float64 but ...
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        if additional_forward_args is None:
+            extra: Tuple[Any, ...] = ()
+        elif isinstance(additional_forward_args, tuple):
+            extra = additional_forward_args
+        else:
+            extra = (additional_forward_args,)
+        explained = describe_forward_failure(model, inputs, extra, error)
+        if explained is None:
+            raise
+        raise explained from error
 
 
 def check_positive_int(value: Any, name: str, allow_none: bool = True) -> Optional[int]:

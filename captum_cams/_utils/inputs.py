@@ -8,11 +8,13 @@ the argument; the command line prints it and exits with status 2. Checkpoints ar
 with ``torch.load(..., weights_only=True)`` or safetensors, never with pickle.
 """
 
+import contextlib
 import difflib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -39,6 +41,94 @@ EMBEDDED_SHAPES = "embedded-shapes"
 
 class InputError(Exception):
     r"""A user error in the inputs: reported as one line and exit status 2."""
+
+
+#: Single-channel modes of more than 8 bits: ``(largest value of the data, what it is)``.
+_WIDE_MODES: Dict[str, Tuple[float, str]] = {
+    "I;16": (65535.0, "16-bit"),
+    "I;16L": (65535.0, "16-bit"),
+    "I;16B": (65535.0, "16-bit"),
+    "I;16N": (65535.0, "16-bit"),
+    "I": (65535.0, "32-bit integer (read as 16-bit data)"),
+    "F": (1.0, "32-bit float"),
+}
+
+
+def check_image_mode(picture: "object", name: str = "image") -> None:
+    r"""
+    Checks that an image's values can be scaled to ``[0, 1]`` without clipping.
+
+    8-bit modes always can. ``I;16*`` always can (``/ 65535``). ``I`` (32-bit
+    integers; PIL's mode for most 16-bit PNG and TIFF files) can when its values
+    lie in ``[0, 65535]``, and ``F`` (32-bit float) when they are finite and lie in
+    ``[0, 1]``:
+    other ranges have no faithful scale, so they are refused rather than clipped.
+
+    Args:
+        picture (PIL.Image.Image): the image.
+        name (str, optional): its name in error messages. Default: ``"image"``.
+
+    Raises:
+        InputError: a mode or a range that cannot be scaled faithfully.
+
+    Examples::
+
+        >>> check_image_mode(Image.open("scan_16bit.png"), "scan_16bit.png")
+    """
+    mode = picture.mode  # type: ignore[attr-defined]
+    if mode not in _WIDE_MODES:
+        if mode.startswith(("I;", "BGR;")):
+            raise InputError(f"{name}: unsupported image mode {mode!r}")
+        return
+    if mode.startswith("I;16"):
+        return
+    import numpy as np
+
+    largest, what = _WIDE_MODES[mode]
+    values = np.asarray(picture)
+    low, high = (values.min().item(), values.max().item()) if values.size else (0, 0)
+    if not (0 <= low and high <= largest and bool(np.isfinite(values).all())):
+        raise InputError(
+            f"{name}: {what} image (mode {mode}) with values in [{low}, {high}], outside "
+            f"[0, {largest:g}]: it cannot be scaled to [0, 1] without clipping; convert "
+            "it to 8 or 16 bits first"
+        )
+
+
+def unit_pixels(picture: "object", name: str = "image") -> Tensor:
+    r"""
+    An image's pixels as a ``3 x H x W`` float32 tensor in ``[0, 1]``, never clipped.
+
+    8-bit modes are converted to RGB by PIL and divided by 255; the wide
+    single-channel modes are divided by their range (``I;16*`` and ``I``: 65535,
+    ``F``: 1) after :func:`check_image_mode`, and repeated over 3 channels.
+
+    Args:
+        picture (PIL.Image.Image): the image.
+        name (str, optional): its name in error messages. Default: ``"image"``.
+
+    Returns:
+        *Tensor*: ``3 x H x W`` float32 values in ``[0, 1]``.
+
+    Raises:
+        InputError: see :func:`check_image_mode`.
+
+    Examples::
+
+        >>> unit_pixels(Image.open("scan_16bit.png")).max()
+        tensor(1.)
+    """
+    import numpy as np
+
+    check_image_mode(picture, name)
+    mode = picture.mode  # type: ignore[attr-defined]
+    if mode in _WIDE_MODES:
+        values = np.asarray(picture).astype(np.float32) / np.float32(_WIDE_MODES[mode][0])
+        gray = torch.from_numpy(np.ascontiguousarray(values))
+        return gray.unsqueeze(0).expand(3, -1, -1).contiguous()
+    rgb = picture.convert("RGB")  # type: ignore[attr-defined]
+    pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return pixels.contiguous()
 
 
 @dataclass(frozen=True)
@@ -86,19 +176,24 @@ class Preprocess:
         left = max(0, (size[1] - self.crop) // 2)
         return resized[..., top : top + self.crop, left : left + self.crop]
 
-    def image(self, picture: "object") -> Tensor:
+    def image(self, picture: "object", name: str = "image") -> Tensor:
         r"""
         Args:
-            picture (PIL.Image.Image): an image in any mode.
+            picture (PIL.Image.Image): an image in any mode. 8-bit modes are
+                        converted to RGB; single-channel 16-bit and 32-bit modes
+                        (``I;16*``, ``I``, ``F``) are scaled to ``[0, 1]`` by their
+                        range (see :func:`unit_pixels`) and repeated over 3 channels.
+            name (str, optional): the image's name in error messages.
+                        Default: ``"image"``.
 
         Returns:
             *Tensor*: the ``3 x crop x crop`` float32 model input.
-        """
-        import numpy as np
 
-        rgb = picture.convert("RGB")  # type: ignore[attr-defined]
-        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        tensor = self._geometry(pixels.contiguous(), "bilinear").clamp(0, 1)
+        Raises:
+            InputError: a mode whose values cannot be scaled faithfully.
+        """
+        pixels = unit_pixels(picture, name)
+        tensor = self._geometry(pixels, "bilinear").clamp(0, 1)
         if self.mean is not None and self.std is not None:
             mean = torch.tensor(self.mean).reshape(-1, 1, 1)
             std = torch.tensor(self.std).reshape(-1, 1, 1)
@@ -404,7 +499,10 @@ def open_image(path: "os.PathLike[str] | str") -> "object":
         *PIL.Image.Image*: the decoded image.
 
     Raises:
-        InputError: the file is missing or is not a readable image.
+        InputError: the file is missing, is not a readable image, has more pixels
+        than PIL's decompression-bomb limit (checked from the header, before
+        decoding), or has a mode whose values cannot be scaled faithfully, see
+        :func:`check_image_mode`.
 
     Examples::
 
@@ -416,11 +514,46 @@ def open_image(path: "os.PathLike[str] | str") -> "object":
     if not os.path.isfile(path):
         raise InputError(f"image not found: {os.fspath(path)}")
     try:
-        with Image.open(path) as image:
+        with _quiet_bomb_warning(), Image.open(path) as image:
+            _check_pixel_count(image, path)
             image.load()
+            check_image_mode(image, os.fspath(path))
             return image.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except Image.DecompressionBombError:
+        raise InputError(_too_many_pixels(path, None)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise InputError(f"not a readable image: {os.fspath(path)} ({error})") from None
+
+
+def _too_many_pixels(path: "os.PathLike[str] | str", size: Optional[Tuple[int, int]]) -> str:
+    from PIL import Image
+
+    shown = f" is {size[0]}x{size[1]} pixels," if size is not None else ""
+    return (
+        f"image {os.fspath(path)}{shown} over PIL's decompression-bomb limit of "
+        f"{Image.MAX_IMAGE_PIXELS} pixels: refused before decoding (raise "
+        "PIL.Image.MAX_IMAGE_PIXELS if the image is genuine)"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_bomb_warning() -> Iterator[None]:
+    r"""PIL's warning for images over its limit: the limit is enforced here instead."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _check_pixel_count(image: "object", path: "os.PathLike[str] | str") -> None:
+    r"""Refuses, from the header, an image over PIL's decompression-bomb limit."""
+    from PIL import Image
+
+    width, height = image.size  # type: ignore[attr-defined]
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise InputError(_too_many_pixels(path, (width, height)))
 
 
 def check_image_file(path: "os.PathLike[str] | str") -> None:
@@ -431,7 +564,8 @@ def check_image_file(path: "os.PathLike[str] | str") -> None:
         path (str or PathLike): the file.
 
     Raises:
-        InputError: the file is missing or is not an image.
+        InputError: the file is missing, is not an image, or has more pixels than
+        PIL's decompression-bomb limit.
 
     Examples::
 
@@ -442,8 +576,11 @@ def check_image_file(path: "os.PathLike[str] | str") -> None:
     if not os.path.isfile(path):
         raise InputError(f"image not found: {os.fspath(path)}")
     try:
-        with Image.open(path) as image:
+        with _quiet_bomb_warning(), Image.open(path) as image:
+            _check_pixel_count(image, path)
             image.verify()
+    except Image.DecompressionBombError:
+        raise InputError(_too_many_pixels(path, None)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise InputError(f"not a readable image: {os.fspath(path)} ({error})") from None
 
@@ -470,20 +607,21 @@ def annotation_mask(folder: str, image_path: Path, image_size: Tuple[int, int]) 
 
         >>> annotation_mask("VOC2012/Annotations", Path("JPEGImages/2007_000027.jpg"), (500, 486))
     """
-    from captum_cams.datasets.voc import voc_ground_truth_mask
+    from captum_cams.datasets.voc import read_voc_size, voc_ground_truth_mask
 
     xml = Path(folder) / f"{image_path.stem}.xml"
     if not xml.is_file():
         raise InputError(f"--annotations: no annotation {xml} for image {image_path}")
     try:
+        declared = read_voc_size(xml)  # compared before any mask is allocated
+        if tuple(declared) != tuple(image_size):
+            raise InputError(
+                f"--annotations: {xml} is for a {declared[0]}x{declared[1]} image but "
+                f"{image_path} is {image_size[0]}x{image_size[1]}"
+            )
         mask = voc_ground_truth_mask(xml)
     except ValueError as error:
         raise InputError(f"--annotations: {error}") from None
-    if tuple(mask.shape[-2:]) != tuple(image_size):
-        raise InputError(
-            f"--annotations: {xml} is for a {mask.shape[-2]}x{mask.shape[-1]} image but "
-            f"{image_path} is {image_size[0]}x{image_size[1]}"
-        )
     if not bool(mask.any()):
         raise InputError(f"--annotations: {xml} has no object box")
     return mask

@@ -42,8 +42,10 @@ from captum_cams._utils.batching import evaluate_in_chunks
 from captum_cams.attr._head import LayerHead
 from captum_cams._utils.guards import (
     TargetLike,
+    check_finite,
     check_image_batch,
     check_layer_in_model,
+    describe_forward_failure,
     parameters_without_grad,
     preserved_model_state,
     target_indices,
@@ -194,9 +196,9 @@ class CamBase(LayerAttribution):
             raise ValueError("inputs must hold at least one tensor")
         check_image_batch(inputs[0] if isinstance(inputs, tuple) else inputs, "inputs")
         formatted_inputs = _format_tensor_into_tuples(inputs)
-        for extra in formatted_inputs[1:]:
-            if isinstance(extra, Tensor) and extra.is_floating_point() and torch.isnan(extra).any():
-                raise ValueError("inputs contains NaN")
+        for position, extra in enumerate(formatted_inputs[1:], start=1):
+            if isinstance(extra, Tensor):
+                check_finite(extra, f"inputs[{position}]")
         formatted_args = _format_additional_forward_args(additional_forward_args) or ()
         return formatted_inputs, formatted_args
 
@@ -258,6 +260,13 @@ class CamBase(LayerAttribution):
                         device_ids=self.device_ids,
                         attribute_to_layer_input=attribute_to_layer_input,
                     )
+        except RuntimeError as error:
+            explained = describe_forward_failure(
+                self.forward_func, inputs[0], additional_forward_args, error
+            )
+            if explained is None:
+                raise
+            raise explained from error
         except AssertionError as error:
             if "did not obtain any outputs" in str(error):
                 raise ValueError(

@@ -266,6 +266,11 @@ class LayerHead:
                 f"{getattr(predicted, 'shape', type(predicted).__name__)}, the model "
                 f"{tuple(outputs.shape)}"
             )
+        if not bool(torch.isfinite(outputs).all()):
+            raise ValueError(
+                "the model's output for these inputs contains NaN or Inf (inputs too large "
+                "for the model's dtype?), so no map can be computed from it"
+            )
         if not torch.allclose(
             predicted.to(outputs.dtype), outputs, rtol=HEAD_CHECK_RTOL, atol=HEAD_CHECK_ATOL
         ):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+import math
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -15,6 +16,7 @@ from torch.nn import Module
 from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import (
     TargetLike,
+    check_finite,
     check_positive_int,
     format_target,
     preserved_model_state,
@@ -51,6 +53,8 @@ def _format_baselines(baselines: BaselineInput, inputs: Tensor) -> Tensor:
     if isinstance(baselines, bool):
         raise TypeError("baselines must be None, a number or a tensor; got bool")
     if isinstance(baselines, (int, float)):
+        if not math.isfinite(baselines):
+            raise ValueError(f"baselines must be a finite number; got {baselines!r}")
         return torch.full_like(inputs, float(baselines)).unsqueeze(1)
     if not isinstance(baselines, Tensor):
         raise TypeError(
@@ -58,8 +62,7 @@ def _format_baselines(baselines: BaselineInput, inputs: Tensor) -> Tensor:
         )
     if not baselines.is_floating_point():
         baselines = baselines.to(inputs.dtype)
-    if torch.isnan(baselines).any():
-        raise ValueError("baselines contains NaN")
+    check_finite(baselines, "baselines")
     baselines = baselines.detach().to(dtype=inputs.dtype, device=inputs.device)
     if baselines.dim() <= 4:
         batch_shape = baselines.shape[0] if baselines.dim() == 4 else 1

@@ -20,14 +20,13 @@ with ``torch.load(weights_only=True)``: loading cannot run code.
 
 import math
 import os
-import pickle
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.files import atomic_path
+from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.distributed import (
     gather_by_index,
     is_main_process,
@@ -259,6 +258,10 @@ class ReferenceLibrary:
 
         Args:
             path (str or PathLike): the file to write.
+
+        Raises:
+            FileNotFoundError: the file's folder does not exist (it is not created).
+            NotADirectoryError: a file stands where the folder should be.
         """
         with atomic_path(path, make_parents=False) as temporary:
             torch.save(self.state_dict(), temporary)
@@ -275,14 +278,14 @@ class ReferenceLibrary:
 
         Returns:
             *ReferenceLibrary*: the library, on the CPU.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is empty, truncated, not a torch file, not a
+            library, or holds objects that cannot be loaded safely; the message
+            names the file.
         """
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise ValueError(
-                f"{path} is not a reference library file that can be loaded safely "
-                f"(weights_only refused it): {error}"
-            ) from error
+        state = load_weights_only(path, "reference library")
         if not isinstance(state, dict) or state.get("format") != LIBRARY_FORMAT:
             raise ValueError(f"{path} is not a captum_cams reference library")
         if state.get("version") != LIBRARY_VERSION:

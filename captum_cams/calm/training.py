@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from captum_cams._utils.files import atomic_path
+from captum_cams._utils.files import atomic_path, dataset_fingerprint, load_weights_only
 from captum_cams.calm.head import CALM, CALMOutput
 from captum_cams.calm.losses import calm_em_loss, calm_ml_loss
 
@@ -79,10 +79,42 @@ def save_training_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
 
 def load_training_checkpoint(path: PathLike) -> Dict[str, Any]:
     r"""Reads a checkpoint of :func:`train_calm` with ``weights_only=True`` on the CPU."""
-    payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    payload = load_weights_only(path, "CALM checkpoint")
     if not isinstance(payload, dict) or "model" not in payload or "epoch" not in payload:
         raise ValueError(f"{os.fspath(path)!r} is not a checkpoint written by train_calm")
     return payload
+
+
+def _check_resume_settings(
+    checkpoint: PathLike, state: Dict[str, Any], settings: Dict[str, Any]
+) -> None:
+    r"""Refuses to resume a checkpoint written with other settings, naming them."""
+    name = os.fspath(checkpoint)
+    if state.get("loss") != settings["loss"]:
+        raise ValueError(
+            f"checkpoint {name!r} was trained with loss {state.get('loss')!r}, not "
+            f"{settings['loss']!r}"
+        )
+    saved = state.get("settings")
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"checkpoint {name!r} does not record its training settings (written by an "
+            "older version), so resuming it cannot be checked: pass resume=False or "
+            "another checkpoint path to start afresh"
+        )
+    differs = [key for key in settings if saved.get(key) != settings[key]]
+    if differs:
+        described = ", ".join(
+            "the dataset (its length or sampled items)"
+            if key == "dataset"
+            else f"{key}={saved.get(key)!r} (now {settings[key]!r})"
+            for key in differs
+        )
+        raise ValueError(
+            f"checkpoint {name!r} was written with other settings: {described}; resume "
+            "with the same settings (only epochs may grow), or pass resume=False or "
+            "another checkpoint path to start afresh"
+        )
 
 
 def train_calm(
@@ -130,8 +162,12 @@ def train_calm(
                     them constant. Default: None.
         lr_decay (float, optional): Default: 0.1.
         checkpoint (str or PathLike, optional): checkpoint path. Default: None.
-        resume (bool, optional): continue from ``checkpoint`` when it exists.
-                    Default: True.
+        resume (bool, optional): continue from ``checkpoint`` when it exists. The
+                    checkpoint records every setting but ``epochs``, ``progress``,
+                    ``device`` and ``num_workers``, and a fingerprint of the dataset
+                    (its length and 8 sampled items); resuming with any of them
+                    changed is refused with an error naming it (``epochs`` may grow:
+                    that continues the run). Default: True.
         seed (int, optional): seeds the shuffling of epoch ``e`` as ``seed + e``
                     (the global RNG is not touched). Default: 0.
         progress (bool, optional): show tqdm progress bars. Default: True.
@@ -172,14 +208,29 @@ def train_calm(
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=gamma)
     history: List[Dict[str, float]] = []
     start = 0
-    if checkpoint is not None and resume and os.path.isfile(os.fspath(checkpoint)):
+    settings = {
+        "loss": loss,
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "weight_decay": float(weight_decay),
+        "nesterov": bool(nesterov),
+        "head_lr_multiplier": float(head_lr_multiplier),
+        "lr_decay_epochs": lr_decay_epochs,
+        "lr_decay": float(lr_decay),
+        "seed": seed,
+        "dataset": dataset_fingerprint(dataset, len(dataset)),  # type: ignore[arg-type]
+    }
+    if checkpoint is not None and resume and os.path.exists(os.fspath(checkpoint)):
         state = load_training_checkpoint(checkpoint)
-        if state.get("loss") != loss:
+        _check_resume_settings(checkpoint, state, settings)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            first = (str(error).strip().splitlines() or [""])[-1].strip()[:200]
             raise ValueError(
-                f"checkpoint {os.fspath(checkpoint)!r} was trained with loss "
-                f"{state.get('loss')!r}, not {loss!r}"
-            )
-        model.load_state_dict(state["model"])
+                f"checkpoint {os.fspath(checkpoint)!r} holds another model's weights ({first})"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["epoch"])
@@ -231,6 +282,7 @@ def train_calm(
                     "scheduler": scheduler.state_dict(),
                     "epoch": epoch + 1,
                     "loss": loss,
+                    "settings": settings,
                     "history": history,
                 },
             )

@@ -11,6 +11,7 @@ returns them as written; :func:`voc_boxes_to_tensor` and :func:`voc_ground_truth
 convert them to the 0-based inclusive coordinates of :mod:`captum_cams.metrics`.
 """
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from typing import List, NoReturn, Optional, Sequence, Tuple, Union
@@ -23,6 +24,10 @@ from captum_cams.metrics.localization import boxes_to_masks
 
 PathLike = Union[str, "os.PathLike[str]"]
 VOCBox = Tuple[str, Tuple[float, float, float, float]]
+
+#: The most pixels of a mask :func:`voc_ground_truth_mask` allocates by default (the
+#: default decompression-bomb limit of PIL, ``PIL.Image.MAX_IMAGE_PIXELS``).
+MAX_MASK_PIXELS = 89_478_485
 
 
 class _Forbidden(Exception):
@@ -123,9 +128,14 @@ def read_voc_size(path: PathLike) -> Tuple[int, int]:
     size = root.find("size")
     if size is None:
         raise ValueError(f"{os.fspath(path)}: missing size")
-    return int(_number(size.find("height"), "size/height", path)), int(
-        _number(size.find("width"), "size/width", path)
-    )
+    height = _number(size.find("height"), "size/height", path)
+    width = _number(size.find("width"), "size/width", path)
+    for what, value in (("height", height), ("width", width)):
+        if not (math.isfinite(value) and value >= 1 and value == int(value)):
+            raise ValueError(
+                f"{os.fspath(path)}: size/{what} must be a positive whole number; got {value}"
+            )
+    return int(height), int(width)
 
 
 def voc_boxes_to_tensor(boxes: Sequence[VOCBox], labels: Optional[Sequence[str]] = None) -> Tensor:
@@ -156,6 +166,7 @@ def voc_ground_truth_mask(
     path: PathLike,
     labels: Optional[Sequence[str]] = None,
     include_difficult: bool = True,
+    max_pixels: Optional[int] = MAX_MASK_PIXELS,
 ) -> Tensor:
     r"""
     The union of an annotation's boxes as a ``1 x H x W`` bool mask at the size the
@@ -167,9 +178,18 @@ def voc_ground_truth_mask(
         labels (sequence of str, optional): only boxes of these labels. Default: None.
         include_difficult (bool, optional): keep objects marked ``<difficult>1``.
                     Default: True
+        max_pixels (int, optional): the largest ``H·W`` accepted; a file declaring
+                    a larger image is refused before its mask is allocated. None: no
+                    limit. Default: :data:`MAX_MASK_PIXELS` (PIL's default
+                    decompression-bomb limit, about 9459 x 9459).
 
     Returns:
         *Tensor*: ``1 x H x W`` bool mask.
+
+    Raises:
+        ValueError: the file is malformed, declares a size that is not positive
+        or over ``max_pixels``, or a box outside the image; the message names
+        the file.
 
     Examples::
 
@@ -177,5 +197,11 @@ def voc_ground_truth_mask(
         >>> mask.shape
         torch.Size([1, 500, 486])
     """
+    size = read_voc_size(path)
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ValueError(
+            f"{os.fspath(path)}: declares a {size[0]}x{size[1]} image ({size[0] * size[1]} "
+            f"pixels), over the limit of {max_pixels} pixels for a mask (max_pixels)"
+        )
     boxes = voc_boxes_to_tensor(read_voc_boxes(path, include_difficult), labels)
-    return boxes_to_masks([boxes], read_voc_size(path), name=os.fspath(path))[0]
+    return boxes_to_masks([boxes], size, name=os.fspath(path))[0]

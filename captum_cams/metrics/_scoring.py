@@ -17,7 +17,12 @@ from captum._utils.common import _format_additional_forward_args, _run_forward
 from torch import Tensor
 
 from captum_cams._utils.batching import evaluate_in_chunks, take_examples
-from captum_cams._utils.guards import TargetLike, check_positive_int, target_indices
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_positive_int,
+    explained_forward_errors,
+    target_indices,
+)
 
 SCORES = ("probability", "logit")
 
@@ -73,12 +78,13 @@ def original_scores(
     """
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
-    all_scores = evaluate_in_chunks(
-        lambda examples: _forward_scores(forward_func, inputs[examples], examples, num, afa, score),
-        num,
-        max_examples_per_batch,
-        inputs.device,
-    )
+    with explained_forward_errors(forward_func, inputs, afa):
+        all_scores = evaluate_in_chunks(
+            lambda rows: _forward_scores(forward_func, inputs[rows], rows, num, afa, score),
+            num,
+            max_examples_per_batch,
+            inputs.device,
+        )
     idx = target_indices(target, all_scores)
     return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
 

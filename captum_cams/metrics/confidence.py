@@ -7,6 +7,12 @@ Notation (``METHODS.md``): ``y`` is the score of the target class on ``x``, ``o`
 the score on the masked input ``M ⊙ x`` (more generally
 ``M ⊙ x + (1 − M) ⊙ b`` with a baseline ``b``), ``M`` made from ``mm(up(I))``.
 Scores are softmax probabilities unless ``score="logit"``.
+
+A probability ``y`` can underflow to 0 (its logit ~88 below the largest in float32),
+which would make ``(y − o)/y`` NaN. The ratios are then computed from the float64
+log-probabilities, ``o/y = exp(log o − log y)``, the exact value of METHODS.md's
+formulas: drops stay in ``[0, 1]``; an increase too large for the dtype is refused
+with an error naming the examples (it is representable in float64).
 """
 
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
@@ -31,6 +37,86 @@ from captum_cams.metrics._scoring import check_metric_args, original_scores, per
 DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))
 
 
+class _Scores(NamedTuple):
+    r"""Target scores ``y`` (``(N,)``) and ``o`` (``N x S``), and with probabilities
+    their logarithms, from which ratios are exact where ``y`` underflows to 0."""
+
+    y: Tensor
+    o: Tensor
+    log_y: Optional[Tensor]
+    log_o: Optional[Tensor]
+
+
+def _target_scores(
+    forward_func: Callable,
+    x: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+    num_steps: int,
+    build: Callable[[Tensor, Tensor], Tensor],
+) -> _Scores:
+    r"""``y`` of ``x`` and ``o`` of the ``N x num_steps`` inputs ``build`` makes."""
+    if score != "probability":
+        y, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
+        o = perturbed_scores(
+            forward_func, x, num_steps, build, idx, additional_forward_args,
+            max_examples_per_batch, score,
+        )  # fmt: skip
+        return _Scores(y, o, None, None)
+    # probabilities: keep the logits, so that log-probabilities exist where a
+    # probability underflows to 0 (its logit far below the largest one)
+    _, idx, logits = original_scores(
+        forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
+    )
+    column = idx.unsqueeze(1)
+    y = torch.softmax(logits, dim=1).gather(1, column).squeeze(1)
+    # float64 log-probabilities: their difference is then exact to the logits' precision
+    log_y = torch.log_softmax(logits.to(torch.float64), dim=1).gather(1, column).squeeze(1)
+    all_o = perturbed_scores(
+        forward_func, x, num_steps, build, idx, additional_forward_args,
+        max_examples_per_batch, "logit", return_all=True,
+    )  # fmt: skip
+    columns = column.unsqueeze(1).expand(-1, num_steps, 1)
+    o = torch.softmax(all_o, dim=2).gather(2, columns).squeeze(2)
+    log_o = torch.log_softmax(all_o.to(torch.float64), dim=2).gather(2, columns).squeeze(2)
+    return _Scores(y, o, log_y, log_o)
+
+
+def _relative_change(scores: _Scores, metric: str, may_grow: bool = True) -> Tensor:
+    r"""
+    ``(o − y) / y``, ``N x S``, finite when ``y`` underflows.
+
+    Where the probability ``y`` is 0 or subnormal (the target's logit is ~88 below
+    the largest in float32, ~708 in float64), the quotient is taken as
+    ``expm1(log o − log y)`` in float64 from the log-probabilities, its exact value.
+    When that value is too large for the dtype (an increase from an underflowed
+    ``y``), an error names the examples, unless ``may_grow`` is False (the caller
+    keeps only the decrease, which is bounded by 1).
+    """
+    y = scores.y.unsqueeze(1)
+    change = (scores.o - y) / y
+    if scores.log_y is None or scores.log_o is None:
+        return change
+    tiny = y <= torch.finfo(y.dtype).tiny
+    if not bool(tiny.any()):
+        return change
+    exact = torch.expm1(scores.log_o - scores.log_y.unsqueeze(1)).to(change.dtype)
+    change = torch.where(tiny, exact, change)
+    if may_grow and not bool(torch.isfinite(change).all()):
+        rows = torch.nonzero(~torch.isfinite(change).all(dim=1)).flatten().tolist()
+        raise ValueError(
+            f"{metric}: the target probability of inputs {rows} underflows to "
+            f"{float(scores.y[rows[0]]):.3g} in {y.dtype} and o/y exceeds its range; "
+            "run the model in float64 (model.double(), inputs.double()) or choose "
+            "another target"
+        )
+    return change
+
+
 def _masked_confidence(
     forward_func: Callable,
     inputs: Tensor,
@@ -44,8 +130,8 @@ def _masked_confidence(
     baselines: BaselineLike,
     score: str,
     invert: bool = False,
-) -> Tuple[Tensor, Tensor]:
-    r"""``(y, o)``: target scores of the inputs and of the masked inputs.
+) -> _Scores:
+    r"""The target scores of the inputs and of the masked inputs (``S = 1``).
 
     With ``invert`` the complement ``1 − M`` is kept (the deletion of ADD).
     """
@@ -60,24 +146,14 @@ def _masked_confidence(
         if invert:
             keep = 1 - keep
         base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             return apply_mask(x[examples], keep[examples], base[examples])
 
-        o = perturbed_scores(
-            forward_func,
-            x,
-            1,
-            build,
-            idx,
-            additional_forward_args,
-            max_examples_per_batch,
-            score,
-        ).squeeze(1)
-    return y, o
+        return _target_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score,
+            1, build,
+        )  # fmt: skip
 
 
 _COMMON_ARGS = r"""
@@ -136,11 +212,11 @@ def average_drop(
     baselines: BaselineLike = None,
     score: str = "probability",
 ) -> Tensor:
-    y, o = _masked_confidence(
+    scores = _masked_confidence(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
     )  # fmt: skip
-    return torch.clamp(y - o, min=0) / y
+    return torch.clamp(-_relative_change(scores, "average_drop", may_grow=False), min=0)[:, 0]
 
 
 average_drop.__doc__ = _docstring(
@@ -166,11 +242,11 @@ def increase_in_confidence(
     baselines: BaselineLike = None,
     score: str = "probability",
 ) -> Tensor:
-    y, o = _masked_confidence(
+    y, o, _, _ = _masked_confidence(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
     )  # fmt: skip
-    return (o > y).to(y.dtype)
+    return (o[:, 0] > y).to(y.dtype)
 
 
 increase_in_confidence.__doc__ = _docstring(
@@ -195,11 +271,11 @@ def average_probability_increase(
     baselines: BaselineLike = None,
     score: str = "probability",
 ) -> Tensor:
-    y, o = _masked_confidence(
+    scores = _masked_confidence(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
     )  # fmt: skip
-    return torch.clamp(o - y, min=0) / y
+    return torch.clamp(_relative_change(scores, "average_probability_increase"), min=0)[:, 0]
 
 
 average_probability_increase.__doc__ = _docstring(
@@ -224,11 +300,11 @@ def drop_rate(
     baselines: BaselineLike = None,
     score: str = "probability",
 ) -> Tensor:
-    y, o = _masked_confidence(
+    y, o, _, _ = _masked_confidence(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
     )  # fmt: skip
-    return (o < y).to(y.dtype)
+    return (o[:, 0] < y).to(y.dtype)
 
 
 drop_rate.__doc__ = _docstring(
@@ -253,12 +329,12 @@ def average_drop_in_deletion(
     baselines: BaselineLike = None,
     score: str = "probability",
 ) -> Tensor:
-    y, d = _masked_confidence(
+    scores = _masked_confidence(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
         invert=True,
     )  # fmt: skip
-    return (y - d) / y
+    return -_relative_change(scores, "average_drop_in_deletion")[:, 0]
 
 
 average_drop_in_deletion.__doc__ = _docstring(
@@ -319,11 +395,11 @@ def relative_probability_increase(
 
         >>> rpi = relative_probability_increase(net, x, maps, target=3, threshold=0.5)
     """
-    y, o = _masked_confidence(
+    scores = _masked_confidence(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, None, threshold, binary, baselines, score,
     )  # fmt: skip
-    return torch.clamp(o - y, min=0) / y
+    return torch.clamp(_relative_change(scores, "relative_probability_increase"), min=0)[:, 0]
 
 
 class ThresholdSweep(NamedTuple):
@@ -416,9 +492,6 @@ def threshold_sweep(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
         base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
         t_tensor = torch.tensor(values, dtype=x.dtype, device=x.device)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
@@ -426,15 +499,16 @@ def threshold_sweep(
             keep = threshold_mask(maps[examples], t, binary=binary)
             return apply_mask(x[examples], keep, base[examples])
 
-        o = perturbed_scores(
-            forward_func, x, len(values), build, idx, additional_forward_args,
-            max_examples_per_batch, score,
+        scores = _target_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score,
+            len(values), build,
         )  # fmt: skip
+        y, o = scores.y, scores.o
         yy = y.unsqueeze(1)
         return ThresholdSweep(
             thresholds=t_tensor,
-            api=torch.clamp(o - yy, min=0) / yy,
-            apd=torch.clamp(yy - o, min=0) / yy,
+            api=torch.clamp(_relative_change(scores, "threshold_sweep"), min=0),
+            apd=torch.clamp(-_relative_change(scores, "threshold_sweep", may_grow=False), min=0),
             ir=(o > yy).to(o.dtype),
             dr=(o < yy).to(o.dtype),
             scores=o,

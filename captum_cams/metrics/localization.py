@@ -39,6 +39,32 @@ def _check_size(image_size: Sequence[int], name: str = "image_size") -> Tuple[in
     return int(image_size[0]), int(image_size[1])
 
 
+def _check_map_thresholds(thresholds: Sequence[float]) -> List[float]:
+    r"""The thresholds of normalised maps, checked: numbers in ``[0, 1]``, ascending."""
+    try:
+        items = list(thresholds) if not isinstance(thresholds, (str, bytes)) else None
+    except TypeError:
+        items = None
+    if items is None:
+        raise TypeError(
+            f"thresholds must be a sequence of numbers in [0, 1]; got {type(thresholds).__name__}"
+        )
+    values: List[float] = []
+    for position, value in enumerate(items):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"thresholds[{position}] must be a number in [0, 1]; got {value!r}"
+            ) from None
+        if isinstance(value, bool) or not 0.0 <= number <= 1.0:  # NaN fails the test too
+            raise ValueError(f"thresholds[{position}] must be in [0, 1]; got {value!r}")
+        values.append(number)
+    if not values:
+        raise ValueError("thresholds must hold at least one value")
+    return sorted(values)
+
+
 def boxes_to_masks(boxes: GroundTruth, image_size: Sequence[int], name: str = "boxes") -> Tensor:
     r"""
     Turns boxes into boolean masks.
@@ -306,14 +332,13 @@ def pixel_average_precision(
         >>> pixel_average_precision(maps, masks)
         tensor(0.6125)
     """
-    if len(thresholds) == 0:
-        raise ValueError("thresholds must hold at least one value")
+    values = _check_map_thresholds(thresholds)
     with torch.no_grad():
         maps, gt = _maps_and_truth(attributions, masks, image_size, allow_empty=True)
         flat_gt = gt.flatten()
         if not bool(flat_gt.any()):
             raise ValueError("masks is empty for every example: PxAP needs ground-truth pixels")
-        t = torch.tensor(sorted(float(v) for v in thresholds), dtype=maps.dtype, device=maps.device)
+        t = torch.tensor(values, dtype=maps.dtype, device=maps.device)
         # bucket b = number of thresholds <= score; S >= t_j  <=>  b >= j + 1
         buckets = torch.bucketize(maps.flatten(), t, right=True)
         size = t.shape[0] + 1
@@ -499,8 +524,7 @@ def box_accuracy(
     """
     if box_from not in BOX_SOURCES:
         raise ValueError(f"box_from must be one of {BOX_SOURCES}; got {box_from!r}")
-    if len(thresholds) == 0:
-        raise ValueError("thresholds must hold at least one value")
+    values = _check_map_thresholds(thresholds)
     if (
         isinstance(iou_threshold, bool)
         or not isinstance(iou_threshold, (int, float))
@@ -536,7 +560,7 @@ def box_accuracy(
         ).to(device=maps.device, dtype=torch.float64)
         dtype = maps.dtype if maps.is_floating_point() else torch.get_default_dtype()
         scores = prepare_maps(maps, size, num, dtype=dtype)[:, 0]
-        t = torch.tensor(sorted(float(v) for v in thresholds), dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64)
         iou = torch.zeros(num, t.shape[0], dtype=torch.float64, device=scores.device)
         for i in range(num):  # all thresholds of one example at once
             stack = scores[i].unsqueeze(0) >= t.to(scores).reshape(-1, 1, 1)

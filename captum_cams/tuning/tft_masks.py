@@ -10,7 +10,9 @@ original model.
 
 The dataset is split into fixed shards of consecutive items. Each finished shard is
 written to ``cache_dir`` atomically (a temporary file renamed into place), so an
-interrupted run resumes by skipping the shards already on disk. Under ``torchrun``
+interrupted run resumes by skipping the shards already on disk. The cache records
+what made it (method and settings, a fingerprint of the model's parameters and
+buffers, of the dataset and of the TFT options) and refuses to serve another. Under ``torchrun``
 the shards are dealt out with :func:`~captum_cams._utils.distributed.shard_indices`
 and merged with :func:`~captum_cams._utils.distributed.gather_by_index`; a shard is
 computed the same way whichever process computes it, so any number of processes
@@ -33,7 +35,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from captum_cams._utils.files import atomic_path
+from captum_cams._utils.files import (
+    atomic_path,
+    dataset_fingerprint,
+    hash_tensors,
+    load_weights_only,
+)
 from captum_cams._utils.distributed import (
     barrier,
     gather_by_index,
@@ -100,22 +107,130 @@ def _device_of(model: Any) -> Optional[torch.device]:
     return None
 
 
+#: Version of the cache description; a cache of another version is refused.
+_CACHE_FORMAT = 2
+
+
+def _model_fingerprint(model: Any) -> str:
+    r"""A hash of a module's parameters and buffers; a callable's qualified name."""
+    if isinstance(model, torch.nn.Module):
+        named = list(model.named_parameters()) + list(model.named_buffers())
+        return f"{type(model).__qualname__}:{hash_tensors(named)}"
+    return f"callable:{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', '')}"
+
+
+def _settings_of(attribution: Attribution) -> Dict[str, str]:
+    r"""The method's own settings: plain values as written, tensors (and objects holding
+    tensors, e.g. a reference library) by hash, modules by their name in the model."""
+    model = attribution.forward_func
+    names = (
+        {id(m): n or "<model>" for n, m in model.named_modules()}
+        if isinstance(model, torch.nn.Module)
+        else {}
+    )
+    settings: Dict[str, str] = {}
+    for key, value in sorted(vars(attribution).items()):
+        if key == "forward_func" or key.startswith("_"):
+            continue
+        if isinstance(value, torch.nn.Module):
+            settings[key] = f"module {names.get(id(value), type(value).__qualname__)}"
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            settings[key] = repr(value)
+        elif isinstance(value, (list, tuple)) and all(
+            v is None or isinstance(v, (bool, int, float, str)) for v in value
+        ):
+            settings[key] = repr(list(value))
+        elif isinstance(value, Tensor):
+            settings[key] = hash_tensors([(key, value)])
+        elif callable(getattr(value, "state_dict", None)):
+            state = value.state_dict()
+            tensors = [(k, v) for k, v in sorted(state.items()) if isinstance(v, Tensor)]
+            plain = {k: repr(v) for k, v in sorted(state.items()) if not isinstance(v, Tensor)}
+            settings[key] = f"{type(value).__qualname__}:{hash_tensors(tensors)}:{plain}"
+        else:
+            settings[key] = type(value).__qualname__
+    return settings
+
+
+def _cache_description(
+    attribution: Attribution, dataset: Dataset, num_items: int, settings: Dict[str, Any]
+) -> Dict[str, Any]:
+    r"""Everything the cached masks depend on, as JSON values."""
+    method = type(attribution)
+    return {
+        "format": _CACHE_FORMAT,
+        "method": f"{method.__module__}.{method.__qualname__}",
+        "method_settings": _settings_of(attribution),
+        "model": _model_fingerprint(attribution.forward_func),
+        "num_items": num_items,
+        "dataset_sample": dataset_fingerprint(dataset, num_items),
+        **settings,
+    }
+
+
+_WHAT_DIFFERS = {
+    "method": "another CAM method",
+    "method_settings": "other method settings (e.g. another layer)",
+    "model": "another model (its parameters or buffers differ)",
+    "num_items": "a dataset of another length",
+    "dataset_sample": "another dataset (its sampled items differ)",
+}
+
+
 def _check_meta(cache: Path, meta: Dict[str, Any]) -> None:
     r"""Writes the cache's description once; refuses a cache made with other settings."""
     path = cache / _META_FILE
     if is_main_process():
+        if cache.exists() and not cache.is_dir():
+            raise NotADirectoryError(f"cache_dir {os.fspath(cache)!r} is a file, not a folder")
         cache.mkdir(parents=True, exist_ok=True)
         if not path.is_file():
+            if any(cache.glob("shard_*.pt")):
+                raise ValueError(
+                    f"cache_dir {os.fspath(cache)!r} holds mask shards but no {_META_FILE}, "
+                    "so what made them is unknown: use another cache_dir or delete it"
+                )
             with atomic_path(path) as temporary:
                 temporary.write_text(json.dumps(meta, indent=1, sort_keys=True))
     barrier()
-    with open(path) as f:
-        found = json.load(f)
-    if found != meta:
+    try:
+        with open(path) as f:
+            found = json.load(f)
+    except (OSError, ValueError) as error:
         raise ValueError(
-            f"cache_dir {os.fspath(cache)!r} holds masks made with other settings "
-            f"({found}); expected {meta}: use another cache_dir or delete it"
+            f"cache_dir {os.fspath(cache)!r}: {_META_FILE} is unreadable ({error}): use "
+            "another cache_dir or delete it"
+        ) from None
+    if found != meta:
+        keys = sorted(set(found) | set(meta)) if isinstance(found, dict) else ["format"]
+        differs = [k for k in keys if not isinstance(found, dict) or found.get(k) != meta.get(k)]
+        reasons = ", ".join(_WHAT_DIFFERS.get(k, f"another {k}") for k in differs)
+        raise ValueError(
+            f"cache_dir {os.fspath(cache)!r} holds masks made with other settings: "
+            f"{reasons} ({', '.join(differs)} differ); use another cache_dir or delete it"
         )
+
+
+def _read_shard(
+    path: Path, indices: Sequence[int], mask_size: Optional[Tuple[int, int]]
+) -> Tuple[Tensor, Tensor]:
+    r"""A cached shard, checked against the items it must hold."""
+    saved = load_weights_only(path, "TFT mask shard")
+    masks = saved.get("masks") if isinstance(saved, dict) else None
+    taus = saved.get("thresholds") if isinstance(saved, dict) else None
+    if (
+        not isinstance(masks, Tensor)
+        or not isinstance(taus, Tensor)
+        or masks.dim() != 4
+        or masks.shape[:2] != (len(indices), 1)
+        or taus.shape != (len(indices),)
+        or (mask_size is not None and tuple(masks.shape[-2:]) != mask_size)
+    ):
+        raise ValueError(
+            f"{os.fspath(path)} is not the TFT mask shard of items {indices[0]}..{indices[-1]}: "
+            "delete it (or the whole cache_dir) to compute it again"
+        )
+    return masks, taus
 
 
 def _shard_masks(
@@ -182,7 +297,13 @@ def generate_tft_masks(
     Items are grouped into shards of ``shard_size`` consecutive items. With
     ``cache_dir``, each shard is saved there as soon as it is done (atomically) and
     shards already there are loaded instead of computed, so a second call — or one
-    after an interruption — resumes; a cache made with other settings is refused.
+    after an interruption — resumes. The cache's ``meta.json`` records what made
+    the masks: the method's class and settings (its layer by name), a SHA-256 of
+    the model's parameters and buffers, the dataset's length and a hash of 8
+    evenly spaced items, and every option above but ``show_progress`` and
+    ``max_examples_per_batch``; a cache whose record differs is refused with an
+    error naming what differs (nothing in it is read or changed), and so is a
+    shard file that is unreadable or not the shape its items need.
     Under ``torchrun`` (``WORLD_SIZE > 1``: the process group is joined here if it
     is not yet, gloo on CPU, nccl on GPU) each process computes its
     share of the shards and every process returns all masks, the same as one
@@ -258,16 +379,19 @@ def generate_tft_masks(
     init_distributed_from_env()
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
-        meta = {
-            "method": type(attribution).__name__,
-            "num_items": num_items,
-            "shard_size": shard_size,
-            "batch_size": batch_size,
-            "target": target,
-            "mask_size": list(mask_size) if mask_size is not None else None,
-            "thresholds": list(values),
-            "threshold_mode": threshold_mode,
-        }
+        meta = _cache_description(
+            attribution,
+            dataset,
+            num_items,
+            {
+                "shard_size": shard_size,
+                "batch_size": batch_size,
+                "target": target,
+                "mask_size": list(mask_size) if mask_size is not None else None,
+                "thresholds": list(values),
+                "threshold_mode": threshold_mode,
+            },
+        )
         _check_meta(cache, meta)
 
     num_shards = (num_items + shard_size - 1) // shard_size
@@ -284,8 +408,7 @@ def generate_tft_masks(
             indices = list(range(shard * shard_size, min((shard + 1) * shard_size, num_items)))
             path = cache / f"shard_{shard:06d}.pt" if cache is not None else None
             if path is not None and path.is_file():
-                saved = torch.load(path, map_location="cpu", weights_only=True)
-                done = (saved["masks"], saved["thresholds"])
+                done = _read_shard(path, indices, mask_size)
             else:
                 done = _shard_masks(
                     attribution, dataset, indices, batch_size, target, mask_size, tft_kwargs
@@ -298,6 +421,14 @@ def generate_tft_masks(
     finally:
         progress.close()
     merged = gather_by_index(results)
+    sizes = [tuple(masks.shape[-2:]) for masks, _ in merged]
+    if len(set(sizes)) > 1:
+        odd = next(i for i, size in enumerate(sizes) if size != sizes[0])
+        where = f"cache_dir {os.fspath(cache)!r}: " if cache is not None else ""
+        raise ValueError(
+            f"{where}shard_{odd:06d}.pt holds {sizes[odd][0]}x{sizes[odd][1]} masks but "
+            f"shard_000000.pt {sizes[0][0]}x{sizes[0][1]}: the cache is damaged; delete it"
+        )
     return TFTMasks(
         masks=torch.cat([masks for masks, _ in merged]),
         thresholds=torch.cat([taus for _, taus in merged]),

@@ -5,6 +5,7 @@ checkpoints load with weights_only=True, layers are found or refused by name."""
 import collections
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -13,10 +14,13 @@ from PIL import Image
 from captum_cams._utils.inputs import (
     InputError,
     Preprocess,
+    annotation_mask,
     check_image_file,
     list_images,
     load_model,
+    open_image,
     resolve_layer,
+    unit_pixels,
 )
 
 
@@ -137,3 +141,123 @@ def test_every_torch_load_in_the_package_is_weights_only() -> None:
             if not (isinstance(value, ast.Constant) and value.value is True):
                 unsafe.append(f"{path.relative_to(package.parent)}:{node.lineno}")
     assert not unsafe, f"torch.load without weights_only=True at {unsafe}"
+
+
+# --- images over the decompression-bomb limit, and wide modes -------------------------------
+
+
+@pytest.mark.parametrize("reader", [open_image, check_image_file], ids=["open", "check"])
+@pytest.mark.parametrize("factor", [1.1, 3.0])  # PIL warns between 1x and 2x, raises above
+@pytest.mark.parametrize("suffix", [".png", ".bmp"])
+def test_images_over_the_pixel_limit_are_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: object, factor: float, suffix: str
+) -> None:
+    path = tmp_path / f"huge{suffix}"
+    Image.new("RGB", (40, 25)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(40 * 25 / factor))
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=rf"^image .*huge\{suffix}.* decompression-bomb limit"):
+        reader(path)  # type: ignore[operator]
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 25)  # at the limit: accepted
+    reader(path)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("top", [1, 255, 256, 40000, 65535])
+def test_16_bit_images_are_scaled_by_their_range_not_clipped(
+    tmp_path: Path, suffix: str, top: int
+) -> None:
+    values = np.linspace(0, top, 5 * 5).round().astype(np.uint16).reshape(5, 5)
+    path = tmp_path / f"gray16{suffix}"
+    Image.fromarray(values).save(path)
+    picture = open_image(path)
+    assert picture.mode in ("I;16", "I")  # what PIL makes of a 16-bit file
+    pixels = unit_pixels(picture)
+    expected = torch.from_numpy(values.astype(np.float64) / 65535.0).float()
+    assert pixels.shape == (3, 5, 5) and pixels.dtype == torch.float32
+    for channel in pixels:
+        torch.testing.assert_close(channel, expected, rtol=0, atol=1e-7)
+    assert Preprocess(5, 5).image(picture).max().item() == pytest.approx(  # no resize
+        top / 65535, abs=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "mode, values, ok",
+    [
+        ("F", [0.0, 0.25, 1.0], True),
+        ("F", [0.0, 1.5], False),
+        ("F", [-0.1, 0.5], False),
+        ("F", [0.0, float("nan")], False),
+        ("F", [0.0, float("inf")], False),
+        ("I", [0, 65535], True),
+        ("I", [0, 65536], False),
+        ("I", [-1, 10], False),
+    ],
+)
+def test_wide_modes_are_kept_exactly_or_refused(
+    tmp_path: Path, mode: str, values: list, ok: bool
+) -> None:
+    dtype = np.float32 if mode == "F" else np.int32
+    array = np.array(values, dtype=dtype).reshape(1, -1)
+    path = tmp_path / "wide.tif"
+    Image.fromarray(array).save(path)
+    if ok:
+        scale = 1.0 if mode == "F" else 65535.0
+        pixels = unit_pixels(open_image(path))
+        expected = torch.tensor(values, dtype=torch.float64) / scale
+        torch.testing.assert_close(pixels[0, 0].double(), expected, rtol=0, atol=1e-7)
+        return
+    with pytest.raises(InputError, match=rf"^.*wide\.tif: .*mode {mode}\) with values in"):
+        open_image(path)
+    with pytest.raises(InputError, match=rf"^scan: .*mode {mode}\) with values in"):
+        Preprocess(1, 1).image(Image.fromarray(array), name="scan")
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGB", "RGBA", "CMYK", "1"])
+def test_8_bit_modes_keep_their_values(mode: str) -> None:
+    picture = Image.new("RGB", (3, 2), (10, 128, 255)).convert(mode)
+    expected = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    pixels = unit_pixels(picture)
+    torch.testing.assert_close(pixels, torch.from_numpy(expected).permute(2, 0, 1))
+
+
+# --- annotations are checked before their mask is allocated ---------------------------------
+
+
+def _annotation(folder: Path, stem: str, height: object, width: object) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{stem}.xml").write_text(
+        f"<annotation><size><width>{width}</width><height>{height}</height></size>"
+        "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax>"
+        "<ymax>2</ymax></bndbox></object></annotation>"
+    )
+
+
+@pytest.mark.parametrize(
+    "height, width, message",
+    [
+        (60000, 60000, "is for a 60000x60000 image but"),
+        (1, 10**9, "is for a 1x1000000000 image but"),
+        (8, 9, "is for a 8x9 image but"),
+        (0, 5, "size/height must be a positive whole number"),
+        (-3, 5, "size/height must be a positive whole number"),
+        (6, "nan", "size/width must be a positive whole number"),
+        (6, 2.5, "size/width must be a positive whole number"),
+        (6, "1e400", "size/width must be a positive whole number"),
+    ],
+)
+def test_annotations_of_absurd_or_other_sizes_are_refused_before_allocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, height: object, width: object, message: str
+) -> None:
+    import captum_cams.datasets.voc as voc
+
+    def no_allocation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a mask was allocated before the size was checked")
+
+    monkeypatch.setattr(voc, "boxes_to_masks", no_allocation)
+    _annotation(tmp_path / "ann", "img", height, width)
+    image = tmp_path / "img.png"
+    with pytest.raises(InputError, match=rf"^--annotations: .*img\.xml.*{message}"):
+        annotation_mask(str(tmp_path / "ann"), image, (6, 5))

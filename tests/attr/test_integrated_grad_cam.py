@@ -316,6 +316,12 @@ def test_dtype_is_kept() -> None:
         (dict(baselines="rank"), ValueError, "baselines must be broadcastable"),
         (dict(baselines="5d"), ValueError, "baselines given as a 5-D tensor"),
         (dict(baselines="nan"), ValueError, "baselines contains NaN"),
+        (dict(baselines="+inf"), ValueError, r"baselines contains \+Inf \(1 of"),
+        (dict(baselines="-inf"), ValueError, r"baselines contains -Inf \(81 of"),
+        (dict(baselines="mixed"), ValueError, r"baselines contains NaN and \+Inf and -Inf"),
+        (dict(baselines="scalar nan"), ValueError, "baselines must be a finite number; got nan"),
+        (dict(baselines="scalar inf"), ValueError, "baselines must be a finite number; got inf"),
+        (dict(baselines="scalar -inf"), ValueError, "baselines must be a finite number; got -inf"),
         (dict(baselines="text"), TypeError, "baselines must be None, a number or a tensor"),
     ],
 )
@@ -338,6 +344,17 @@ def test_bad_arguments_name_themselves(
         "rank": torch.zeros(1, 1, 1, 3, 9, 9, dtype=torch.float64),
         "5d": torch.zeros(2, 2, 3, 9, 9, dtype=torch.float64),
         "nan": torch.full((3, 9, 9), float("nan"), dtype=torch.float64),
+        "+inf": torch.zeros(3, 9, 9, dtype=torch.float64).index_put_(
+            (torch.tensor([1]), torch.tensor([4]), torch.tensor([5])),
+            torch.tensor(float("inf"), dtype=torch.float64),
+        ),
+        "-inf": torch.zeros(3, 9, 9, dtype=torch.float64).index_fill_(0, torch.tensor([2]), -1e400),
+        "mixed": torch.tensor(
+            [float("nan"), float("inf"), -float("inf")], dtype=torch.float64
+        ).reshape(3, 1, 1),
+        "scalar nan": float("nan"),
+        "scalar inf": float("inf"),
+        "scalar -inf": -float("inf"),
         "text": "blur",
     }.get(kwargs.pop("baselines", None))
     kwargs.setdefault("target", 0)

@@ -5,8 +5,9 @@ tampered file is refused without running its code; a library built for another l
 or class count is refused; 2 gloo processes build the single-process library."""
 
 import os
+import re
 from pathlib import Path
-from typing import List
+from typing import Callable, List
 
 import pytest
 import torch
@@ -213,3 +214,60 @@ def test_two_gloo_processes_build_the_single_process_library(tmp_path: Path, tor
         assert [i.tolist() for i in other.class_indices] == [
             i.tolist() for i in single.class_indices
         ]
+
+
+def _saved_library(tmp_path: Path) -> Path:
+    net = make_net([300.0, 0.0, 0.0, 0.0])
+    library = ReferenceLibrary.build(net, net.layer, loader(6), 4, max_per_class=2, progress=False)
+    path = tmp_path / "library.pt"
+    library.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("truncated", "is not a readable reference library: truncated"),
+        ("tail cut", "is not a readable reference library: truncated"),
+        ("third", "is not a readable reference library: truncated"),
+        ("one byte", "is not a readable reference library"),
+        ("empty", "is empty, not a reference library"),
+        ("text", "is not a readable reference library"),
+        ("png", "is not a readable reference library"),
+        ("tensor", "is not a captum_cams reference library"),
+        ("other dict", "is not a captum_cams reference library"),
+    ],
+)
+def test_files_that_are_not_a_library_are_named(
+    tmp_path: Path, damage: Callable[[Path, str], None], kind: str, message: str
+) -> None:
+    path = _saved_library(tmp_path)
+    if kind in ("truncated", "tail cut", "third", "one byte", "empty", "text"):
+        damage(path, kind)
+    elif kind == "png":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} {message}"):
+        ReferenceLibrary.load(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["library.pt"]
+
+
+def test_missing_files_and_folders_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"reference library not found: .*absent\.pt"):
+        ReferenceLibrary.load(tmp_path / "absent.pt")
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        ReferenceLibrary.load(tmp_path)
+    path = _saved_library(tmp_path)
+    library = ReferenceLibrary.load(path)
+    for target, error in (
+        (tmp_path / "absent" / "library.pt", FileNotFoundError),
+        (tmp_path / "absent" / "deeper" / "library.pt", FileNotFoundError),
+        (path / "library.pt", NotADirectoryError),
+    ):
+        with pytest.raises(error, match=rf"cannot write {re.escape(str(target))}"):
+            library.save(target)
+    assert os.listdir(tmp_path) == ["library.pt"]

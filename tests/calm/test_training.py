@@ -95,3 +95,104 @@ def test_errors():
         train_calm(_model(), TensorDataset(torch.zeros(0, 3, 8, 8), torch.zeros(0)))
     with pytest.raises(TypeError, match="CALM model"):
         make_optimizer(nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+# --- resuming is refused when anything that shapes the run changed ---------------------------
+
+
+def _first_run(path, **overrides):
+    options = dict(epochs=1, batch_size=8, lr=0.01, progress=False, checkpoint=path)
+    options.update(overrides)
+    train_calm(_model(), _toy_set(12), **options)
+    return path.read_bytes()
+
+
+def _relabelled() -> TensorDataset:
+    images, labels = _toy_set(12).tensors
+    labels = labels.clone()
+    labels[-1] = (labels[-1] + 1) % 3
+    return TensorDataset(images, labels)
+
+
+RESUME_CHANGES = {
+    "lr": ({"lr": 0.02}, "lr=0.01 \\(now 0.02\\)"),
+    "batch_size": ({"batch_size": 4}, "batch_size=8 \\(now 4\\)"),
+    "momentum": ({"momentum": 0.5}, "momentum=0.9 \\(now 0.5\\)"),
+    "weight_decay": ({"weight_decay": 0.0}, "weight_decay=0.0001 \\(now 0.0\\)"),
+    "nesterov": ({"nesterov": False}, "nesterov=True \\(now False\\)"),
+    "head_lr_multiplier": ({"head_lr_multiplier": 1.0}, "head_lr_multiplier=10.0"),
+    "lr_decay_epochs": ({"lr_decay_epochs": 2}, "lr_decay_epochs=None \\(now 2\\)"),
+    "lr_decay": ({"lr_decay": 0.5}, "lr_decay=0.1 \\(now 0.5\\)"),
+    "seed": ({"seed": 1}, "seed=0 \\(now 1\\)"),
+    "other dataset": ({"dataset": _toy_set(13)}, "the dataset"),
+    "relabelled dataset": ({"dataset": _relabelled()}, "the dataset"),
+    "two settings": ({"lr": 0.5, "seed": 3}, "lr=0.01 \\(now 0.5\\), seed=0 \\(now 3\\)"),
+}
+
+
+@pytest.mark.parametrize("change", list(RESUME_CHANGES))
+def test_resuming_with_changed_settings_is_refused_by_name(tmp_path, change):
+    path = tmp_path / "calm.pt"
+    saved = _first_run(path)
+    overrides, named = RESUME_CHANGES[change]
+    options = dict(epochs=2, batch_size=8, lr=0.01, progress=False, checkpoint=path)
+    options.update(overrides)
+    dataset = options.pop("dataset", _toy_set(12))
+    model = _model(seed=7)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        ValueError, match=rf"^checkpoint '.*calm.pt' was written with other settings: {named}"
+    ):
+        train_calm(model, dataset, **options)
+    assert path.read_bytes() == saved and sorted(os.listdir(tmp_path)) == ["calm.pt"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_resuming_with_the_same_settings_and_more_epochs_continues(tmp_path):
+    path = tmp_path / "calm.pt"
+    _first_run(path)
+    history = train_calm(
+        _model(seed=7), _toy_set(12), epochs=2, batch_size=8, lr=0.01, progress=False,
+        checkpoint=path, num_workers=0,
+    )  # fmt: skip
+    assert [h["epoch"] for h in history] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "kind", ["truncated", "tail cut", "third", "one byte", "empty", "text", "folder"]
+)
+def test_a_damaged_checkpoint_is_named_and_left_alone(tmp_path, damage, kind):
+    path = tmp_path / "calm.pt"
+    _first_run(path)
+    if kind == "folder":
+        path.unlink()
+        path.mkdir()
+    else:
+        damage(path, kind)
+    before = path.read_bytes() if path.is_file() else None
+    error = IsADirectoryError if kind == "folder" else ValueError
+    with pytest.raises(
+        error, match=r"calm\.pt (is empty|is not a readable CALM checkpoint|is a folder)"
+    ):
+        train_calm(_model(), _toy_set(12), epochs=2, batch_size=8, checkpoint=path, progress=False)
+    if before is not None:
+        assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["calm.pt"]
+
+
+def test_checkpoints_without_settings_or_of_another_model_are_refused(tmp_path):
+    path = tmp_path / "calm.pt"
+    _first_run(path)
+    state = torch.load(path, weights_only=True)
+    del state["settings"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="does not record its training settings"):
+        train_calm(_model(), _toy_set(12), epochs=2, batch_size=8, checkpoint=path, progress=False)
+    path.unlink()
+    _first_run(path)
+    torch.manual_seed(0)
+    wider = CALM(
+        nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU()), in_channels=5, num_classes=3
+    )
+    with pytest.raises(ValueError, match="calm.pt' holds another model's weights"):
+        train_calm(wider, _toy_set(12), epochs=2, batch_size=8, checkpoint=path, progress=False)

@@ -100,3 +100,27 @@ def test_malformed(tmp_path):
     )
     with pytest.raises(ValueError, match="outside"):
         voc_ground_truth_mask(outside)
+
+
+@pytest.mark.parametrize("height, width", [(60000, 60000), (1, 10**9), (9460, 9460)])
+def test_masks_of_declared_sizes_over_the_limit_are_refused_before_allocation(
+    tmp_path, monkeypatch, height, width
+):
+    import captum_cams.datasets.voc as voc
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("a mask was allocated before the size was checked")
+
+    monkeypatch.setattr(voc, "boxes_to_masks", no_allocation)
+    path = tmp_path / "big.xml"
+    path.write_text(
+        f"<annotation><size><width>{width}</width><height>{height}</height></size>"
+        "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax>"
+        "<ymax>2</ymax></bndbox></object></annotation>"
+    )
+    with pytest.raises(
+        ValueError, match=rf"big\.xml: declares a {height}x{width} image .*max_pixels"
+    ):
+        voc_ground_truth_mask(path)
+    with pytest.raises(ValueError, match="over the limit of 10 pixels"):
+        voc_ground_truth_mask(path, max_pixels=10)

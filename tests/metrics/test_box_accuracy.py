@@ -2,10 +2,11 @@
 """box_accuracy (WSOL's MaxBoxAcc): boxes and IoUs worked out by hand, the largest
 component against a plain flood fill, errors."""
 
+import numpy as np
 import pytest
 import torch
 
-from captum_cams.metrics import box_accuracy
+from captum_cams.metrics import box_accuracy, boxes_to_masks, pixel_average_precision
 from captum_cams.metrics.localization import _largest_component_boxes
 
 
@@ -125,3 +126,56 @@ def test_errors():
         box_accuracy(maps, [torch.zeros(0, 4), boxes[1]])
     with pytest.raises(ValueError, match="NaN"):
         box_accuracy(torch.full((2, 1, 8, 8), float("nan")), boxes)
+
+
+def _pxap(maps: torch.Tensor, boxes: torch.Tensor, thresholds: object) -> object:
+    return pixel_average_precision(maps, boxes_to_masks(boxes, (8, 8)), thresholds=thresholds)
+
+
+def _box(maps: torch.Tensor, boxes: torch.Tensor, thresholds: object) -> object:
+    return box_accuracy(maps, boxes, thresholds=thresholds)
+
+
+@pytest.mark.parametrize("metric", [_pxap, _box], ids=["pxap", "box_accuracy"])
+@pytest.mark.parametrize(
+    "thresholds, position",
+    [
+        ([0.5, 1.5], 1),
+        ([-0.01], 0),
+        ([0.2, float("nan")], 1),
+        ([float("inf")], 0),
+        ([-float("inf"), 0.5], 0),
+        (torch.tensor([0.0, 0.5, 2.0]), 2),
+        (np.array([0.1, np.nan]), 1),
+        ([True, 0.5], 0),
+    ],
+)
+def test_thresholds_outside_the_unit_interval_are_refused(
+    metric: object, thresholds: object, position: int
+) -> None:
+    maps = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[0, 0, 3, 3], [1, 1, 2, 2]])
+    with pytest.raises(ValueError, match=rf"^thresholds\[{position}\] must be in \[0, 1\]"):
+        metric(maps, boxes, thresholds)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("metric", [_pxap, _box], ids=["pxap", "box_accuracy"])
+@pytest.mark.parametrize("thresholds", [0.5, "0.5", torch.tensor(0.5), [0.5, "x"], [None]])
+def test_thresholds_that_are_not_numbers_are_refused(metric: object, thresholds: object) -> None:
+    maps = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[0, 0, 3, 3], [1, 1, 2, 2]])
+    with pytest.raises(TypeError, match=r"^thresholds(\[\d\])? must be a"):
+        metric(maps, boxes, thresholds)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("metric", [_pxap, _box], ids=["pxap", "box_accuracy"])
+def test_thresholds_as_tensors_and_arrays_in_range_are_accepted(metric: object) -> None:
+    maps = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[0, 0, 3, 3], [1, 1, 2, 2]])
+    as_list = metric(maps, boxes, [0.0, 0.25, 1.0])  # type: ignore[operator]
+    for other in (torch.tensor([1.0, 0.25, 0.0]), np.array([0.25, 0.0, 1.0])):
+        again = metric(maps, boxes, other)  # type: ignore[operator]
+        if isinstance(as_list, torch.Tensor):
+            assert torch.equal(as_list, again)
+        else:
+            assert torch.equal(as_list.accuracy, again.accuracy)

@@ -331,3 +331,91 @@ def test_errors_name_the_argument(cnn, make_batch):
         average_drop(cnn, x, maps, baselines=torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match="thresholds"):
         threshold_sweep(cnn, x, maps, thresholds=[0.5, 2.0])
+
+
+# --- probabilities that underflow ------------------------------------------------------------
+
+
+def _float32(model: torch.nn.Module, other: float) -> torch.nn.Module:
+    model.other = other
+    return model.float()
+
+
+@pytest.mark.parametrize("other", [120.0, 200.0, 500.0])
+def test_drops_stay_exact_when_the_target_probability_underflows(linear_model, x22, map22, other):
+    # target 0 has probability sig(z0 - other): 0 in float32 for these offsets, tiny in float64
+    model, x, maps = _float32(linear_model, other), x22.float(), map22.float()
+    y, o = sig(3.0 - other), sig(2.15 * C - other)
+    assert torch.softmax(model(x), 1)[0, 0] == 0  # it does underflow
+    expected_drop = (y - o) / y  # float64 closed form, ≈ 1 - e^-0.85
+    ad = average_drop(model, x, maps, target=0)
+    add = average_drop_in_deletion(model, x, maps, target=0)
+    sweep = threshold_sweep(model, x, maps, target=0, thresholds=[0.0, 0.5])
+    for value in (ad[0], sweep.apd[0, 0]):
+        assert math.isfinite(value.item()) and value.item() == pytest.approx(expected_drop, 1e-5)
+    # deletion keeps 1 - M = [[1, .75], [.5, 0]]: z = 0.1 + 0.3 + 0.45
+    deleted = sig(0.85 - other)
+    assert add.item() == pytest.approx((y - deleted) / y, rel=1e-5)
+    assert average_probability_increase(model, x, maps, target=0).item() == 0.0
+    assert sweep.api[0, 0].item() == 0.0 and torch.isfinite(sweep.api).all()
+
+
+@pytest.mark.parametrize("other", [-120.0, -200.0, -500.0])
+def test_increases_stay_exact_when_the_target_probability_underflows(
+    linear_model, x22, map22, other
+):
+    # target 1 has probability sig(other - z0): it rises as the mask lowers z0
+    model, x, maps = _float32(linear_model, other), x22.float(), map22.float()
+    y, o = sig(other - 3.0), sig(other - 2.15 * C)
+    api = average_probability_increase(model, x, maps, target=1)
+    rpi = relative_probability_increase(model, x, maps, target=1, threshold=0.0, binary=False)
+    for value in (api, rpi):
+        assert value.item() == pytest.approx((o - y) / y, rel=1e-5)
+    assert average_drop(model, x, maps, target=1).item() == 0.0
+
+
+@pytest.mark.parametrize("scale", [200.0, 400.0])
+def test_an_increase_beyond_the_float_range_is_refused_by_name(linear_model, x22, map22, scale):
+    # z0 = 3·scale: o/y = e^{0.85·scale} > float32's largest number
+    model, x, maps = _float32(linear_model, 0.0), (x22 * scale).float(), map22.float()
+    with pytest.raises(
+        ValueError, match=r"^average_probability_increase: the target probability of inputs \[0\]"
+    ):
+        average_probability_increase(model, x, maps, target=1)
+    with pytest.raises(ValueError, match=r"^threshold_sweep: the target probability of inputs"):
+        threshold_sweep(model, x, maps, target=1)
+    # in float64 the same value is representable: no refusal, the closed form
+    big = average_probability_increase(linear_model.double(), x22 * scale, map22, target=1)
+    assert math.isfinite(big.item()) and big.item() > 1e30
+
+
+# --- bad inputs through the model-scoring metrics -------------------------------------------
+
+SCORED = [average_drop, average_probability_increase, increase_in_confidence, threshold_sweep]
+
+
+@pytest.mark.parametrize("metric", SCORED, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("value, label", [(float("inf"), r"\+Inf"), (-float("inf"), "-Inf")])
+def test_infinite_inputs_are_refused_by_name(linear_model, x22, map22, metric, value, label):
+    x = x22.clone()
+    x[0, 0, 1, 1] = value
+    with pytest.raises(ValueError, match=rf"^inputs contains {label} \(1 of 4 values\)"):
+        metric(linear_model, x, map22, target=0)
+
+
+@pytest.mark.parametrize("metric", SCORED, ids=lambda m: m.__name__)
+def test_inputs_of_another_dtype_or_channel_count_are_named(cnn, make_batch, metric):
+    x, maps = make_batch()
+    with pytest.raises(TypeError, match=r"^inputs are torch.float32 but the model's parameters"):
+        metric(cnn, x.float(), maps.float(), target=0)
+    with pytest.raises(ValueError, match=r"^inputs has 1 channels but the model expects 3"):
+        metric(cnn, x[:, :1], maps, target=0)
+
+
+@pytest.mark.parametrize("metric", SCORED, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("rows", [3, 5])
+def test_extra_arguments_of_another_batch_are_named(linear_model, x22, map22, metric, rows):
+    two = torch.cat([x22, x22])
+    with pytest.raises(ValueError, match=rf"^additional_forward_args\[0\] has {rows} rows"):
+        metric(linear_model, two, torch.cat([map22, map22]), target=0,
+               additional_forward_args=(torch.ones(rows, dtype=torch.float64),))  # fmt: skip

@@ -5,6 +5,7 @@ resumes, a cache of other settings refused, bad arguments named. (The 2-process 
 run is in tests/tuning/test_activation_fine_tuning.py, together with DDP training.)"""
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -180,3 +181,135 @@ def test_bad_arguments_are_named() -> None:
 def test_exported_from_the_package() -> None:
     assert captum_cams.generate_tft_masks is generate_tft_masks
     assert captum_cams.TFTMasks is TFTMasks
+
+
+# --- the cache records what made it ----------------------------------------------------------
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _changed_weights() -> nn.Module:
+    model = tiny_cnn()
+    with torch.no_grad():
+        model[2].weight[0, 0, 0, 0] += 1e-6
+    return model
+
+
+def _changed_item(index: int, label: bool = False) -> TensorDataset:
+    images, labels = (t.clone() for t in tiny_data(n=6).tensors)
+    if label:
+        labels[index] = (labels[index] + 1) % 3
+    else:
+        images[index, 0, 0, 0] += 1e-9
+    return TensorDataset(images, labels)
+
+
+CHANGES = {
+    "layer": (lambda m: LayerGradCam(m, m[0]), None, {}, "other method settings"),
+    "method": (lambda m: LayerCam(m, m[2]), None, {}, "another CAM method"),
+    "weights": ("model", None, {}, "another model"),
+    "dataset": (None, tiny_data(n=6, seed=4), {}, "another dataset"),
+    "last image": (None, _changed_item(5), {}, "another dataset"),
+    "first label": (None, _changed_item(0, label=True), {}, "another dataset"),
+    "length": (None, tiny_data(n=7), {}, "a dataset of another length"),
+    "thresholds": (None, None, {"thresholds": (0.5, 1.0)}, "another thresholds"),
+    "mode": (None, None, {"threshold_mode": "rank"}, "another threshold_mode"),
+    "target": (None, None, {"target": "predicted"}, "another target"),
+    "mask_size": (None, None, {"mask_size": (2, 2)}, "another mask_size"),
+    "shard_size": (None, None, {"shard_size": 5}, "another shard_size"),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_cache_made_otherwise_is_refused_and_left_unchanged(tmp_path: Path, change: str) -> None:
+    make, data, kwargs, reason = CHANGES[change]
+    cache = tmp_path / "cache"
+    model = tiny_cnn()
+    generate_tft_masks(
+        LayerGradCam(model, model[2]), tiny_data(n=6), cache_dir=cache, shard_size=4,
+        show_progress=False,
+    )  # fmt: skip
+    before = _snapshot(cache)
+    if make == "model":
+        other = _changed_weights()
+        attribution = LayerGradCam(other, other[2])
+    else:
+        attribution = make(model) if make is not None else LayerGradCam(model, model[2])
+    options = {"shard_size": 4, **kwargs}
+    with pytest.raises(
+        ValueError, match=rf"^cache_dir '.*cache' holds masks made with other settings: .*{reason}"
+    ):
+        generate_tft_masks(
+            attribution, data if data is not None else tiny_data(n=6), cache_dir=cache,
+            show_progress=False, **options,
+        )  # fmt: skip
+    assert _snapshot(cache) == before
+
+
+def test_equal_inputs_rebuilt_are_served_from_the_cache_without_computing(
+    tmp_path: Path,
+) -> None:
+    model = tiny_cnn()
+    CountingCam.calls = 0
+    first = generate_tft_masks(
+        CountingCam(model, model[2]), tiny_data(n=6), cache_dir=tmp_path, show_progress=False
+    )
+    assert CountingCam.calls == 6
+    rebuilt = tiny_cnn()  # same seed: equal parameters, another object
+    again = generate_tft_masks(
+        CountingCam(rebuilt, rebuilt[2]), tiny_data(n=6), cache_dir=tmp_path, show_progress=False
+    )
+    assert CountingCam.calls == 6 and torch.equal(again.masks, first.masks)
+
+
+def test_the_model_fingerprint_covers_buffers() -> None:
+    from captum_cams.tuning.tft_masks import _model_fingerprint
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2)).eval()
+    before = _model_fingerprint(model)
+    model[1].running_mean += 1e-3
+    assert _model_fingerprint(model) != before
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["truncated", "tail cut", "third", "one byte", "empty", "text", "wrong shape", "not a dict"],
+)
+def test_a_damaged_shard_is_named_and_not_overwritten(
+    tmp_path: Path, damage: Callable[[Path, str], None], kind: str
+) -> None:
+    model, data = tiny_cnn(), tiny_data(n=6)
+    generate_tft_masks(
+        LayerGradCam(model, model[2]), data, cache_dir=tmp_path, shard_size=4, show_progress=False
+    )
+    shard = tmp_path / "shard_000001.pt"
+    if kind in ("truncated", "tail cut", "third", "one byte", "empty", "text"):
+        damage(shard, kind)
+    elif kind == "wrong shape":
+        torch.save({"masks": torch.zeros(2, 1, 8, 8), "thresholds": torch.zeros(2)}, shard)
+    else:
+        torch.save([torch.zeros(2)], shard)
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"shard_000001\.pt (is empty|is not|holds 8x8 masks)"):
+        generate_tft_masks(
+            LayerGradCam(model, model[2]), data, cache_dir=tmp_path, shard_size=4,
+            show_progress=False,
+        )  # fmt: skip
+    assert _snapshot(tmp_path) == before
+
+
+def test_shards_without_a_description_are_refused(tmp_path: Path) -> None:
+    model, data = tiny_cnn(), tiny_data(n=6)
+    generate_tft_masks(
+        LayerGradCam(model, model[2]), data, cache_dir=tmp_path, shard_size=4, show_progress=False
+    )
+    (tmp_path / "meta.json").unlink()
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match="holds mask shards but no meta.json"):
+        generate_tft_masks(
+            LayerGradCam(model, model[2]), data, cache_dir=tmp_path, shard_size=4,
+            show_progress=False,
+        )  # fmt: skip
+    assert _snapshot(tmp_path) == before
