@@ -42,7 +42,7 @@ def test_rows_are_the_metrics_of_the_methods_maps(model: torch.nn.Module) -> Non
     layer = embedded_default_layer(model)
     metrics = ["average_drop", "bbox", "api_apd_auc"]
     result = run_benchmark(
-        model, layer, EmbeddedData(3), ["gradcam", "gradcam++"], metrics, batch_size=2,
+        model, layer, EmbeddedData(3, task="shapes"), ["gradcam", "gradcam++"], metrics, batch_size=2,
         progress=False,
     )  # fmt: skip
     batch = make_batch(3, split="test", seed=0)  # the same images, recomputed directly
@@ -89,7 +89,7 @@ def test_a_new_method_is_one_registry_line(
         ),
     )
     result = run_benchmark(
-        model, embedded_default_layer(model), EmbeddedData(2), ["gradcam", "captum-gradcam"],
+        model, embedded_default_layer(model), EmbeddedData(2, task="shapes"), ["gradcam", "captum-gradcam"],
         ["energy_pg", "average_drop"], progress=False,
     )  # fmt: skip
     ours = [row for row in result.rows if row["method"] == "gradcam"]
@@ -110,7 +110,7 @@ def test_names_are_checked() -> None:
 
 
 def test_box_metric_without_boxes_is_refused(model: torch.nn.Module) -> None:
-    data = EmbeddedData(2)
+    data = EmbeddedData(2, task="shapes")
     data.has_boxes = False
     with pytest.raises(InputError, match="bbox needs boxes"):
         run_benchmark(model, embedded_default_layer(model), data, ["gradcam"], ["bbox"])
@@ -158,7 +158,9 @@ def test_libra_cam_library_comes_from_the_training_split(model: torch.nn.Module)
     from captum_cams.datasets import GroundTruthShapes
 
     layer = embedded_default_layer(model)
-    context = MethodContext(model, layer, EmbeddedData(2), torch.device("cpu"), seed=3)
+    context = MethodContext(
+        model, layer, EmbeddedData(2, task="shapes"), torch.device("cpu"), seed=3
+    )
     libra = libra_cam_with_library(context)
     direct = ReferenceLibrary.build(
         model,

@@ -133,6 +133,11 @@ class BenchmarkData:
         return {}
 
 
+#: Libra-CAM's reference bound τ on the main job's embedded model (trained with label
+#: smoothing 0.1: no probability falls below about 0.0125); the paper's 1e-4 elsewhere.
+EMBEDDED_REFERENCE_TAU = 0.02
+
+
 class EmbeddedData(BenchmarkData):
     r"""
     The test split (seed 0) of one of the project's ground-truth datasets, with object
@@ -155,7 +160,7 @@ class EmbeddedData(BenchmarkData):
 
         >>> batch = EmbeddedData(8).load(range(4))
         >>> batch.masks.shape, batch.extras["region_masks"].shape
-        (torch.Size([4, 1, 64, 64]), torch.Size([4, 10, 64, 64]))
+        (torch.Size([4, 1, 64, 64]), torch.Size([4, 11, 64, 64]))
     """
 
     has_boxes = True
@@ -168,8 +173,12 @@ class EmbeddedData(BenchmarkData):
             raise InputError(f"task must be one of {', '.join(tasks)}; got {task!r}")
         self.task = task
         self.dataset = tasks[task](num_images, split="test", seed=0, return_annotations=True)
-        self.provides = ("region_masks", "reliance") if task == "cluttered" else ()
+        self.reference_tau = EMBEDDED_REFERENCE_TAU if task == "cluttered" else 1e-4
         self._labels: Dict[int, int] = {}  # of the last batch loaded, for names()
+
+    @property
+    def provides(self) -> Tuple[str, ...]:  # type: ignore[override]
+        return ("region_masks", "reliance") if self.task == "cluttered" else ()
 
     def __len__(self) -> int:
         return len(self.dataset)

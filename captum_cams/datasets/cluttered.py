@@ -16,7 +16,7 @@ saturated), and so that the model's own reliance on every region of an image can
 - **Graded evidence.** Every class part has a random size (horn height, tail length,
   stripe width) and the dark markings (stripe, spot) a random contrast, so some
   parts are faint.
-- **Decoys.** Three to five distractors away from the object: discs and squares, and
+- **Decoys.** Three to six distractors away from the object: discs and squares, and
   part look-alikes — triangles and bars in the body colour (a horn or tail that is
   not attached), dark bands — drawn independently of the class.
 - **Occlusion and noise.** On about a third of the images a grey patch covers part of
@@ -65,8 +65,11 @@ CLUTTERED_CLASSES: Tuple[str, ...] = tuple(
     "+".join(CLUTTERED_PART_NAMES[p] for p in parts) or "plain" for parts in CLUTTERED_CLASS_PARTS
 )
 
-#: The most distractors an image holds (up to five decoys and one loose part).
-MAX_DISTRACTORS: int = 6
+#: The most decoys drawn away from the object.
+_MAX_DECOYS = 6
+
+#: The most distractors an image holds (up to six decoys and one loose part).
+MAX_DISTRACTORS: int = _MAX_DECOYS + 1
 
 #: Names of the removable regions, in slot order: the parts, then the distractors.
 REGION_NAMES: Tuple[str, ...] = CLUTTERED_PART_NAMES + tuple(
@@ -143,7 +146,7 @@ class _Scene:
 
         # Decoys: placed away from the object (they never touch it).
         self.distractors: List[Tuple[np.ndarray, np.ndarray]] = []
-        for _ in range(int(rng.integers(3, MAX_DISTRACTORS + 1))):
+        for _ in range(int(rng.integers(3, _MAX_DECOYS + 1))):
             kind = int(rng.integers(5))
             extent = rng.uniform(4.0, 9.0) * scale
             same = rng.random() < 0.6
@@ -281,10 +284,10 @@ class ClutteredShapes(Dataset):
         >>> data = ClutteredShapes(100, split="test", return_annotations=True)
         >>> image, label, annotation = data[0]
         >>> ClutteredShapes.classes[label], annotation["region_masks"].shape
-        ('horn+stripe', torch.Size([10, 64, 64]))
+        ('horn+stripe', torch.Size([11, 64, 64]))
         >>> without = data.interventions(0)  # one image per region slot
         >>> without.shape
-        torch.Size([10, 3, 64, 64])
+        torch.Size([11, 3, 64, 64])
     """
 
     #: Class names, in label order.

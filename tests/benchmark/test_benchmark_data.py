@@ -29,7 +29,7 @@ def model() -> torch.nn.Module:
 
 
 def test_embedded_batches_carry_the_datasets_part_masks() -> None:
-    batch = EmbeddedData(3).load([2, 0])
+    batch = EmbeddedData(3, task="shapes").load([2, 0])
     assert isinstance(batch, DataBatch) and batch.extras == {}
     dataset = GroundTruthShapes(3, split="test", seed=0, return_annotations=True)
     for position, index in enumerate([2, 0]):
@@ -43,7 +43,7 @@ def test_embedded_batches_carry_the_datasets_part_masks() -> None:
 
 
 def test_a_huge_embedded_count_costs_nothing_up_front() -> None:
-    data = EmbeddedData(10**12)
+    data = EmbeddedData(10**12, task="shapes")
     assert len(data) == 10**12
     assert data.load([10**12 - 1]).images.shape == (1, 3, 64, 64)
 
@@ -54,7 +54,7 @@ class _Reliance(EmbeddedData):
     provides = ("target_copy",)
 
     def __init__(self, num_images: int) -> None:
-        super().__init__(num_images)
+        super().__init__(num_images, task="shapes")
         self.calls: List[bool] = []
 
     def ground_truth(self, model: torch.nn.Module, batch: DataBatch, target: Tensor) -> Dict:
@@ -83,9 +83,11 @@ def test_metrics_whose_needs_are_missing_are_skipped_or_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(METRICS, "copy", MetricSpec("copy", _reads_extras, needs=("target_copy",)))
-    plain, rich = EmbeddedData(1), _Reliance(1)
+    plain, rich = EmbeddedData(1, task="shapes"), _Reliance(1)
     assert "copy" not in metrics_for(plain) and "bbox" in metrics_for(plain)
-    assert metrics_for(rich) == list(METRICS)
+    assert metrics_for(rich) == [
+        m for m, spec in METRICS.items() if set(spec.needs) <= {"target_copy"}
+    ]
     with pytest.raises(InputError, match="--metrics: copy needs target_copy.*provides: none"):
         metrics_for(plain, ["average_drop", "copy"])
     with pytest.raises(InputError, match="--metrics: unknown nope"):
@@ -116,3 +118,24 @@ def test_a_data_source_returning_triples_still_runs(model: torch.nn.Module) -> N
     )
     assert "bbox" not in result.metrics and "average_drop" in result.metrics
     assert [row["index"] for row in result.rows] == [0, 1]
+
+
+def test_the_cluttered_task_measures_the_models_reliance_per_region() -> None:
+    from captum_cams.datasets import ClutteredShapes
+    from captum_cams.metrics import intervention_reliance
+    from captum_cams.models import load_embedded_cluttered
+
+    model = load_embedded_cluttered()
+    data = EmbeddedData(3)
+    assert data.provides == ("region_masks", "reliance") and metrics_for(data) == list(METRICS)
+    batch = data.load([1, 2])
+    dataset = ClutteredShapes(3, split="test", seed=0, return_annotations=True)
+    for position, index in enumerate([1, 2]):
+        annotation = dataset[index][2]
+        assert torch.equal(batch.extras["region_masks"][position], annotation["region_masks"])
+        assert torch.equal(batch.extras["interventions"][position], dataset.interventions(index))
+    target = torch.tensor([0, 5])
+    with torch.no_grad():
+        truth = data.ground_truth(model, batch, target)
+    expected = intervention_reliance(model, batch.images, batch.extras["interventions"], target)
+    assert torch.equal(truth["reliance"], expected)

@@ -118,7 +118,7 @@ def test_a_figure_that_fails_leaves_the_old_files(
     before = _old_run(out)
     with pytest.raises(RuntimeError, match="the figure failed"):
         run_benchmark(
-            model, embedded_default_layer(model), EmbeddedData(2), ["gradcam"],
+            model, embedded_default_layer(model), EmbeddedData(2, task="shapes"), ["gradcam"],
             ["average_drop", "tft_rpi"], out=str(out), progress=False,
         )  # fmt: skip
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -162,3 +162,41 @@ def test_intervention_reliance_is_the_drop_of_the_probability() -> None:
 def test_bad_arguments_name_themselves(call, match) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.fixture(scope="module")
+def embedded_truth():
+    from captum_cams.datasets import ClutteredShapes
+    from captum_cams.models import load_embedded_cluttered
+
+    model = load_embedded_cluttered()
+    data = ClutteredShapes(120, split="test", seed=0, return_annotations=True)
+    items = [data[i] for i in range(len(data))]
+    images = torch.stack([item[0] for item in items])
+    regions = torch.stack([item[2]["region_masks"] for item in items])
+    intervened = torch.stack([data.interventions(i) for i in range(len(data))])
+    reliance = intervention_reliance(model, images, intervened, max_examples_per_batch=512)
+    return regions, reliance
+
+
+def test_on_the_embedded_model_an_oracle_scores_one_and_random_maps_zero(embedded_truth) -> None:
+    from captum_cams.metrics.reliance import DEFAULT_RELIANCE_TOLERANCE
+
+    regions, reliance = embedded_truth
+    truth = torch.where(reliance.abs() <= DEFAULT_RELIANCE_TOLERANCE, 0.0, reliance)
+    oracle = (regions.double() * truth[:, :, None, None].double()).sum(1, keepdim=True)
+    scores = reliance_rank_correlation(oracle, regions, reliance)
+    defined = ~scores.isnan()
+    assert int(defined.sum()) >= 100  # every image has a class part or a relied-on region
+    assert torch.allclose(scores[defined], torch.ones_like(scores[defined]), atol=1e-12)
+    generator = torch.Generator().manual_seed(0)
+    random_maps = torch.rand(len(regions), 1, 16, 16, generator=generator)
+    values = reliance_rank_correlation(random_maps, regions, reliance)
+    values = values[~values.isnan()]
+    half_width = 1.96 * float(values.std()) / len(values) ** 0.5
+    assert abs(float(values.mean())) < half_width  # the 95 % interval holds 0
+    positive = oracle.clamp_min(0)
+    relied_on = positive.flatten(1).amax(1) > 0  # e.g. not "plain" objects: nothing to lose
+    assert int(relied_on.sum()) >= 80
+    share = ignored_region_mass(positive, regions, reliance)[relied_on]
+    assert float(share.max()) == 0.0  # the oracle puts no mass on what the model ignores
