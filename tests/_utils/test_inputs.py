@@ -78,7 +78,7 @@ def test_safetensors_checkpoint(tmp_path: Path) -> None:
     reference = load_embedded_default()
     path = tmp_path / "shapes.safetensors"
     safetensors.save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
-    loaded = load_model("embedded", str(path))
+    loaded = load_model("embedded-shapes", str(path))
     for key, value in reference.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value), key
 
