@@ -65,6 +65,11 @@ class Architecture:
     build: Callable[[], nn.Module]
     layer: str  # qualified name inside the built model
     size: int = 64
+    python: str = ""  # how to pick the layer in code, for the README
+
+    @property
+    def pick(self) -> str:
+        return self.python or "model." + self.layer
 
 
 def _torchvision(name: str, **kwargs: Any) -> Callable[[], nn.Module]:
@@ -91,14 +96,32 @@ ARCHITECTURES: Tuple[Architecture, ...] = (
     Architecture("resnet50", _torchvision("resnet50"), "layer4"),
     Architecture("resnext50_32x4d", _torchvision("resnext50_32x4d"), "layer4"),
     Architecture("wide_resnet50_2", _torchvision("wide_resnet50_2"), "layer4"),
-    Architecture("vgg16_bn", _torchvision("vgg16_bn"), "features.43"),
-    Architecture("densenet121", _torchvision("densenet121"), "features.norm5"),
-    Architecture("mobilenet_v2", _torchvision("mobilenet_v2"), "features.18"),
-    Architecture("mobilenet_v3_large", _torchvision("mobilenet_v3_large"), "features.16"),
-    Architecture("efficientnet_b0", _torchvision("efficientnet_b0"), "features.8"),
-    Architecture("convnext_tiny", _torchvision("convnext_tiny"), "features.7"),
+    Architecture("vgg16_bn", _torchvision("vgg16_bn"), "features.43", python="model.features[-1]"),
+    Architecture(
+        "densenet121", _torchvision("densenet121"), "features.norm5", python="model.features[-1]"
+    ),
+    Architecture(
+        "mobilenet_v2", _torchvision("mobilenet_v2"), "features.18", python="model.features[-1]"
+    ),
+    Architecture(
+        "mobilenet_v3_large",
+        _torchvision("mobilenet_v3_large"),
+        "features.16",
+        python="model.features[-1]",
+    ),
+    Architecture(
+        "efficientnet_b0",
+        _torchvision("efficientnet_b0"),
+        "features.8",
+        python="model.features[-1]",
+    ),
+    Architecture(
+        "convnext_tiny", _torchvision("convnext_tiny"), "features.7", python="model.features[-1]"
+    ),
     Architecture("regnet_y_400mf", _torchvision("regnet_y_400mf"), "trunk_output"),
-    Architecture("squeezenet1_1", _torchvision("squeezenet1_1"), "features.12"),
+    Architecture(
+        "squeezenet1_1", _torchvision("squeezenet1_1"), "features.12", python="model.features[-1]"
+    ),
     Architecture(
         "googlenet", _torchvision("googlenet", aux_logits=False, init_weights=True), "inception5b"
     ),
@@ -109,8 +132,13 @@ ARCHITECTURES: Tuple[Architecture, ...] = (
         size=96,
     ),
     Architecture("shufflenet_v2_x1_0", _torchvision("shufflenet_v2_x1_0"), "conv5"),
-    Architecture("mnasnet1_0", _torchvision("mnasnet1_0"), "layers.16"),
-    Architecture("Sequential(Normalize, resnet18)", _normalised_resnet18, "1.layer4"),
+    Architecture("mnasnet1_0", _torchvision("mnasnet1_0"), "layers.16", python="model.layers[-1]"),
+    Architecture(
+        "Sequential(Normalize, resnet18)",
+        _normalised_resnet18,
+        "1.layer4",
+        python="model[1].layer4",
+    ),
 )
 
 
@@ -416,7 +444,8 @@ def markdown(results: List[Dict[str, Any]], methods: Sequence[str], batch: int) 
     def cell_text(cell: Dict[str, Any]) -> str:
         text = _SHORT[cell["status"]]
         if cell["seconds"] is not None:
-            text += f" {cell['seconds']:.2g} s"
+            seconds = cell["seconds"]
+            text += f" {seconds:.2g} s" if seconds < 10 else f" {seconds:.0f} s"
         if cell["status"] != "ok" or cell["detail"]:
             detail = cell["detail"].split(" | ")[0]
             if "default" in cell:
@@ -431,17 +460,44 @@ def markdown(results: List[Dict[str, Any]], methods: Sequence[str], batch: int) 
         return text
 
     lines = [
-        "| architecture | layer (K x h x w) | input | " + " | ".join(methods) + " |",
+        "| architecture | recommended layer (K x h x w) | input | " + " | ".join(methods) + " |",
         "|---|---|---|" + "---|" * len(methods),
     ]
     for result in results:
         k, h, w = result["activation_shape"]
-        row = [result["name"], f"`{result['layer']}` ({k}x{h}x{w})", f"{batch}x3x{result['size']}²"]
+        pick = next((a.pick for a in ARCHITECTURES if a.name == result["name"]), result["layer"])
+        row = [result["name"], f"`{pick}` ({k}x{h}x{w})", f"{batch}x3x{result['size']}²"]
         row += [cell_text(result["cells"][m]) for m in methods]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines += [f"[{i + 1}] {note}" for i, note in enumerate(notes)]
     return "\n".join(lines)
+
+
+def _summary(results: List[Dict[str, Any]]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for result in results:
+        for cell in result["cells"].values():
+            counts[cell["status"]] = counts.get(cell["status"], 0) + 1
+    return counts
+
+
+def render(paths: Sequence[str], methods: Sequence[str]) -> None:
+    r"""Prints the table of the results saved by earlier ``--json`` runs."""
+    by_name: Dict[str, Dict[str, Any]] = {}
+    batches = set()
+    for path in paths:
+        with open(path) as f:
+            saved = json.load(f)
+        batches.add(saved["batch"])
+        for result in saved["results"]:
+            by_name.setdefault(result["name"], result)
+    if len(batches) != 1:
+        raise SystemExit(f"the files were run with different --batch: {sorted(batches)}")
+    order = [a.name for a in ARCHITECTURES + _timm_architectures()]
+    results = sorted(by_name.values(), key=lambda r: order.index(r["name"]))
+    print(markdown(results, methods, batches.pop()))
+    print("\ncells:", _summary(results))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -454,8 +510,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--layer-norm", action="store_true", help="run the LayerNorm study only")
     parser.add_argument("--layer-norm-images", type=int, default=8)
     parser.add_argument("--layer-norm-permutations", type=int, default=64)
+    parser.add_argument(
+        "--render",
+        nargs="*",
+        metavar="JSON",
+        help="only print the table of earlier --json results (several files: joined "
+        "in the registry's order, the first file's entry winning)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.render:
+        render(args.render, args.methods)
+        return
     if args.layer_norm:
         study = layer_norm_study(args.layer_norm_images, args.layer_norm_permutations)
         print(json.dumps(study, indent=2))
@@ -477,11 +543,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 json.dump({"batch": args.batch, "results": results}, f, indent=2)
     print()
     print(markdown(results, args.methods, args.batch))
-    counts: Dict[str, int] = {}
-    for result in results:
-        for cell in result["cells"].values():
-            counts[cell["status"]] = counts.get(cell["status"], 0) + 1
-    print("\ncells:", counts)
+    print("\ncells:", _summary(results))
 
 
 if __name__ == "__main__":

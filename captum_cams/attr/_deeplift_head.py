@@ -287,6 +287,23 @@ def fixed_scale_layer_norm(
     ``F.layer_norm`` with its scale held fixed: ``(x - mean(x)) * s * weight + bias``
     with ``s = 1/sqrt(var(x) + eps)`` detached from the graph. Its value equals
     ``F.layer_norm``'s; its gradient is that of an affine map of ``x``.
+
+    Args:
+        input (Tensor): normalised over its last ``len(normalized_shape)`` dimensions.
+        normalized_shape (int or tuple[int, ...]): as ``F.layer_norm``.
+        weight (Tensor, optional): the element-wise scale. Default: None.
+        bias (Tensor, optional): the element-wise shift. Default: None.
+        eps (float, optional): added to the variance. Default: 1e-5.
+
+    Returns:
+        *Tensor*: the normalised input, shaped like ``input``.
+
+    Examples::
+
+        >>> x = torch.randn(2, 8, requires_grad=True)
+        >>> y = fixed_scale_layer_norm(x, (8,))
+        >>> torch.allclose(y, F.layer_norm(x, (8,)))
+        True
     """
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
     dims = tuple(range(-len(tuple(shape)), 0))
@@ -301,7 +318,18 @@ def fixed_scale_layer_norm(
 
 
 class FixedScaleLayerNorm(Module):
-    r"""An ``nn.LayerNorm`` (shared, not copied) evaluated by :func:`fixed_scale_layer_norm`."""
+    r"""
+    An ``nn.LayerNorm`` (shared, not copied) evaluated by :func:`fixed_scale_layer_norm`.
+
+    Args:
+        norm (nn.LayerNorm): the layer whose shape, parameters and ``eps`` are used.
+
+    Examples::
+
+        >>> fixed = FixedScaleLayerNorm(nn.LayerNorm(8))
+        >>> fixed(torch.randn(2, 8)).shape
+        torch.Size([2, 8])
+    """
 
     def __init__(self, norm: nn.LayerNorm) -> None:
         super().__init__()

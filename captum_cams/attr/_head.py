@@ -9,7 +9,11 @@ head is, in order of preference:
 2. a ``torch.fx`` split of the model: the nodes downstream of the layer, when they
    depend on the input only through the layer's output;
 3. a fallback that re-runs the whole model with a forward hook substituting the
-   layer's output (always correct, but costs a full forward per evaluation).
+   layer's output (always correct, but costs a full forward per evaluation; a
+   ``RuntimeWarning`` naming ``head=`` says so once per method object).
+
+Submodules that torch.fx cannot trace (``transforms.Normalize`` in front of a
+network) are kept as single opaque calls, so they do not prevent the split.
 
 Whatever the source, :meth:`LayerHead.verify` checks once that ``head(A(x))``
 reproduces ``f(x)``; a mismatch is an error, never a silent wrong answer.
@@ -23,6 +27,7 @@ once, so a cached head is never trusted blindly.
 """
 
 import threading
+import warnings
 import weakref
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -301,7 +306,20 @@ class LayerHead:
             activations (Tensor): the layer's output for the current batch.
             outputs (Tensor): the model's output for the same batch.
         """
-        if self._verified or self.source == "fallback":
+        if self._verified:
+            return
+        if self.source == "fallback":
+            if isinstance(self.forward_func, Module):
+                warnings.warn(
+                    "the model could not be split after the layer with torch.fx (a skip "
+                    "connection around the layer, or code torch.fx cannot trace): every "
+                    "head evaluation re-runs the whole model with the layer's output "
+                    "substituted, which is exact but slow; pass head= (the part of the "
+                    "model from the layer's output to its output) to evaluate the head only",
+                    RuntimeWarning,
+                    stacklevel=7,  # verify < _weights < _attribute_cam < attribute < log
+                )
+            self._verified = True
             return
         with torch.no_grad():
             index = torch.arange(activations.shape[0], device=activations.device)
