@@ -57,18 +57,6 @@ def _build(name: str, device: str = "cpu") -> nn.Module:
             return REGISTRY[name].build().eval()
 
 
-def _layer_output(model: nn.Module, layer: nn.Module, x: Tensor) -> Tuple[Tensor, Tensor]:
-    r"""``(A, f(x))``, ``A`` copied by an own hook before anything downstream runs."""
-    store: Dict[str, Tensor] = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: store.update(A=out.detach().clone()))
-    try:
-        with torch.no_grad():
-            outputs = model(x)
-    finally:
-        handle.remove()
-    return store["A"], outputs
-
-
 def _hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
@@ -98,7 +86,7 @@ def test_small_builders_cheap_methods_and_a_head_method(name: str) -> None:
     model = _build(name)
     layer = model.get_submodule(REGISTRY[name].layer)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    activations, outputs = _layer_output(model, layer, x)
+    activations, outputs = architectures.capture(model, layer, x)
     target = outputs.argmax(dim=1)
     hooks, flags = _hooks(model), [p.requires_grad for p in model.parameters()]
 
@@ -135,7 +123,7 @@ def test_densenet_maps_weight_the_layers_own_output_on_every_call() -> None:
     model = _build("densenet121").double()
     layer = model.features.norm5
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    activations, outputs = _layer_output(model, layer, x)
+    activations, outputs = architectures.capture(model, layer, x)
     assert (activations < 0).any()  # otherwise the in-place ReLU would change nothing
     target = torch.tensor([3, 7])
     weights = {}
@@ -152,12 +140,7 @@ def test_densenet_maps_weight_the_layers_own_output_on_every_call() -> None:
             assert raw.abs().max() > 0, name
     # LIFT-CAM's completeness on the real A: sum_k alpha_k = F_c(A) - F_c(0)
     alpha = weights["LIFT-CAM"]
-    handle = layer.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
-    try:
-        with torch.no_grad():
-            at_zero = model(x)
-    finally:
-        handle.remove()
+    at_zero = architectures.zero_layer_outputs(model, layer, x)
     index = torch.arange(2)
     torch.testing.assert_close(
         alpha.sum(dim=1), outputs[index, target] - at_zero[index, target], rtol=1e-9, atol=1e-9
@@ -199,7 +182,7 @@ def test_untraceable_modules_become_single_calls_before_and_after_the_layer() ->
     assert head is not None
     calls = [n.target for n in head.graph.nodes if n.op == "call_module"]
     assert calls == ["3", "4", "5"]  # the untraceable module after the layer, as one call
-    activations, outputs = _layer_output(model, model[2], x)
+    activations, outputs = architectures.capture(model, model[2], x)
     torch.testing.assert_close(head(activations), outputs)
     layer_head = LayerHead(model, model[1])
     assert layer_head.source == "fx"
