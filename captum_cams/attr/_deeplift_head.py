@@ -20,6 +20,18 @@ happen, without changing what it computes:
   an adaptive max-pool, a softmax, an unknown module or function — raises
   :class:`UnsupportedNonLinearityError` naming it. There is never a gradient fallback.
 
+Layer normalisation is refused by default. With ``fixed_layer_norm=True`` every
+``LayerNorm`` (module or ``F.layer_norm``) becomes :func:`fixed_scale_layer_norm`:
+the mean is still subtracted (a linear map) but the scale ``1/sqrt(var + eps)`` is
+held at its value on the input and not differentiated, which makes the layer
+affine. This is allowed only where the rest of the head is affine too (ConvNeXt
+after its last stage), so that the weights are gradient times activation of that
+affine map and complete for it: ``sum_k alpha_k = F~_c(A) - F~_c(0)`` with ``F~`` the
+head whose LayerNorm scales are held at their values on ``A``; ``F~(A) = F(A)``, and
+``F~(0) = F(0)`` whenever each LayerNorm sees an input at the zero reference that is
+constant over its normalised dimensions (ConvNeXt's classifier LayerNorm, which
+sees the average-pooled activations, sees 0).
+
 :class:`RescaleDeepLift` is Captum's ``DeepLift`` with the rule table extended by the
 element-wise activations Captum does not list. For an element-wise function the
 Rescale multiplier ``(f(x) - f(x0)) / (x - x0)`` is exact whatever the function,
@@ -264,6 +276,79 @@ _PRODUCTS: Set[Any] = {
 _TRAINING_FLAG: Dict[Any, int] = {F.dropout: 2, F.batch_norm: 5}
 
 
+def fixed_scale_layer_norm(
+    input: Tensor,
+    normalized_shape: Any,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""
+    ``F.layer_norm`` with its scale held fixed: ``(x - mean(x)) * s * weight + bias``
+    with ``s = 1/sqrt(var(x) + eps)`` detached from the graph. Its value equals
+    ``F.layer_norm``'s; its gradient is that of an affine map of ``x``.
+
+    Args:
+        input (Tensor): normalised over its last ``len(normalized_shape)`` dimensions.
+        normalized_shape (int or tuple[int, ...]): as ``F.layer_norm``.
+        weight (Tensor, optional): the element-wise scale. Default: None.
+        bias (Tensor, optional): the element-wise shift. Default: None.
+        eps (float, optional): added to the variance. Default: 1e-5.
+
+    Returns:
+        *Tensor*: the normalised input, shaped like ``input``.
+
+    Examples::
+
+        >>> x = torch.randn(2, 8, requires_grad=True)
+        >>> y = fixed_scale_layer_norm(x, (8,))
+        >>> torch.allclose(y, F.layer_norm(x, (8,)))
+        True
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+    dims = tuple(range(-len(tuple(shape)), 0))
+    centred = input - input.mean(dim=dims, keepdim=True)
+    scale = (centred.detach().pow(2).mean(dim=dims, keepdim=True) + eps).rsqrt()
+    output = centred * scale
+    if weight is not None:
+        output = output * weight
+    if bias is not None:
+        output = output + bias
+    return output
+
+
+class FixedScaleLayerNorm(Module):
+    r"""
+    An ``nn.LayerNorm`` (shared, not copied) evaluated by :func:`fixed_scale_layer_norm`.
+
+    Args:
+        norm (nn.LayerNorm): the layer whose shape, parameters and ``eps`` are used.
+
+    Examples::
+
+        >>> fixed = FixedScaleLayerNorm(nn.LayerNorm(8))
+        >>> fixed(torch.randn(2, 8)).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, norm: nn.LayerNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, input: Tensor) -> Tensor:
+        norm = self.norm
+        return fixed_scale_layer_norm(
+            input, norm.normalized_shape, norm.weight, norm.bias, norm.eps
+        )
+
+
+_LAYER_NORM_ADVICE = (
+    "pass fixed_layer_norm=True (LayerNorm scales held at their values on the "
+    "activations; only where the rest of the head is affine), choose a layer after "
+    "it, or pass a head= without it"
+)
+
+
 def _node_name(node: fx.Node) -> str:
     target = node.target
     if callable(target):
@@ -299,7 +384,7 @@ def _fresh_copy(module: Module) -> Module:
     return fresh
 
 
-def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
+def deeplift_head(head: Module, fixed_layer_norm: bool = False) -> Tuple[fx.GraphModule, bool]:
     r"""
     Rewrites a head so that Captum's DeepLift applies an exact Rescale rule to every
     non-linearity in it, and tells whether the head is affine.
@@ -313,6 +398,10 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
 
     Args:
         head (nn.Module): maps the layer's activations to the model's outputs.
+        fixed_layer_norm (bool, optional): turn every LayerNorm into
+                    :func:`fixed_scale_layer_norm` (affine, scale held fixed)
+                    instead of refusing it; the rest of the head must then be
+                    affine. Default: False.
 
     Returns:
         (*GraphModule*, *bool*): the rewritten head (sharing ``head``'s parameters),
@@ -353,6 +442,7 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
     stochastic_depth = _stochastic_depth_target()
     count = 0
     is_affine = True
+    layer_norms: List[fx.Node] = []
 
     def add_site(module: Module) -> str:
         nonlocal count
@@ -386,6 +476,14 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
                 is_affine = False
             elif isinstance(module, _AFFINE_MODULES):
                 continue
+            elif type(module) is nn.LayerNorm:
+                if not fixed_layer_norm:
+                    raise UnsupportedNonLinearityError(
+                        f"the head holds LayerNorm at {node.target!r}, which DeepLIFT's "
+                        f"Rescale rule cannot treat exactly; {_LAYER_NORM_ADVICE}"
+                    )
+                node.target = add_site(FixedScaleLayerNorm(module))
+                layer_norms.append(node)
             else:
                 raise UnsupportedNonLinearityError(
                     f"the head holds {type(module).__name__} at {node.target!r}, which "
@@ -430,6 +528,18 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
                 raise UnsupportedNonLinearityError(
                     f"{_node_name(node)} runs in training mode; put the model in eval mode"
                 )
+        elif target is F.layer_norm:
+            if not fixed_layer_norm:
+                raise UnsupportedNonLinearityError(
+                    f"the head holds {_node_name(node)}, which DeepLIFT's Rescale rule "
+                    f"cannot treat exactly; {_LAYER_NORM_ADVICE}"
+                )
+            if len(dependent_args) != 1 or node.args[0] is not dependent_args[0]:
+                raise UnsupportedNonLinearityError(
+                    f"{_node_name(node)} has activation-dependent arguments other than its input"
+                )
+            node.target = fixed_scale_layer_norm
+            layer_norms.append(node)
         elif stochastic_depth is not None and target is stochastic_depth:
             if _flag(node, 3, "training", True):
                 raise UnsupportedNonLinearityError(
@@ -444,6 +554,14 @@ def deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
                 f"the head holds {_node_name(node)}, which is neither affine nor an "
                 "element-wise non-linearity with a DeepLIFT rule"
             )
+    if layer_norms and not is_affine:
+        raise UnsupportedNonLinearityError(
+            f"fixed_layer_norm=True holds the LayerNorm scales at their values on the "
+            f"activations, which is exact only where the rest of the head is affine; "
+            f"this head also holds non-linearities after the layer "
+            f"({', '.join(n.name for n in layer_norms)} are its LayerNorms). Choose a "
+            "layer after the last non-linearity or pass a head= without it"
+        )
     graph.lint()
     prepared = fx.GraphModule(traced, graph, class_name="DeepLiftHead")
     return prepared, is_affine
@@ -488,14 +606,16 @@ class RescaleDeepLift(DeepLift):
         return multipliers
 
 
-#: (head) -> (module structure at rewrite time, rewritten head, is affine)
-_PREPARED_CACHE: "weakref.WeakKeyDictionary[Module, Tuple[Tuple[Tuple[str, int], ...], fx.GraphModule, bool]]" = (  # noqa: E501
+#: (head) -> {fixed_layer_norm: (module structure at rewrite time, rewritten head, is affine)}
+_PREPARED_CACHE: "weakref.WeakKeyDictionary[Module, Dict[bool, Tuple[Tuple[Tuple[str, int], ...], fx.GraphModule, bool]]]" = (  # noqa: E501
     weakref.WeakKeyDictionary()
 )
 _PREPARED_CACHE_LOCK = threading.Lock()
 
 
-def cached_deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
+def cached_deeplift_head(
+    head: Module, fixed_layer_norm: bool = False
+) -> Tuple[fx.GraphModule, bool]:
     r"""
     :func:`deeplift_head`, cached per head module while its module structure stays
     the same.
@@ -508,23 +628,26 @@ def cached_deeplift_head(head: Module) -> Tuple[fx.GraphModule, bool]:
 
     Args:
         head (nn.Module): maps the layer's activations to the model's outputs.
+        fixed_layer_norm (bool, optional): as :func:`deeplift_head`. Default: False.
 
     Returns:
         (*GraphModule*, *bool*): as :func:`deeplift_head`.
     """
     structure = _module_structure(head)
     with _PREPARED_CACHE_LOCK:
-        entry = _PREPARED_CACHE.get(head)
+        entry = _PREPARED_CACHE.get(head, {}).get(fixed_layer_norm)
     if entry is not None and entry[0] == structure:
         return entry[1], entry[2]
-    prepared, is_affine = deeplift_head(head)
+    prepared, is_affine = deeplift_head(head, fixed_layer_norm)
     with _PREPARED_CACHE_LOCK:
-        _PREPARED_CACHE[head] = (structure, prepared, is_affine)
+        _PREPARED_CACHE.setdefault(head, {})[fixed_layer_norm] = (structure, prepared, is_affine)
     return prepared, is_affine
 
 
 __all__ = [
+    "FixedScaleLayerNorm",
     "cached_deeplift_head",
+    "fixed_scale_layer_norm",
     "RESCALE_RULES",
     "RescaleDeepLift",
     "UnsupportedNonLinearityError",

@@ -9,7 +9,11 @@ head is, in order of preference:
 2. a ``torch.fx`` split of the model: the nodes downstream of the layer, when they
    depend on the input only through the layer's output;
 3. a fallback that re-runs the whole model with a forward hook substituting the
-   layer's output (always correct, but costs a full forward per evaluation).
+   layer's output (always correct, but costs a full forward per evaluation; a
+   ``RuntimeWarning`` naming ``head=`` says so once per method object).
+
+Submodules that torch.fx cannot trace (``transforms.Normalize`` in front of a
+network) are kept as single opaque calls, so they do not prevent the split.
 
 Whatever the source, :meth:`LayerHead.verify` checks once that ``head(A(x))``
 reproduces ``f(x)``; a mismatch is an error, never a silent wrong answer.
@@ -23,6 +27,7 @@ once, so a cached head is never trusted blindly.
 """
 
 import threading
+import warnings
 import weakref
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -46,14 +51,56 @@ def _qualified_name(model: Module, layer: Module) -> Optional[str]:
 
 
 class _LeafTracer(fx.Tracer):
-    """Traces a model keeping ``layer`` (and torch's own modules) as single calls."""
+    """
+    Traces a model keeping ``layer`` (and torch's own modules) as single calls.
+
+    A submodule whose ``forward`` torch.fx cannot trace (torchvision's
+    ``transforms.Normalize`` rejects proxies, data-dependent control flow raises) is
+    kept as a single opaque call instead of failing the whole trace: the nodes its
+    failed trace had added are removed and one ``call_module`` node takes their
+    place. At run time the opaque module runs on real tensors, so the split stays
+    exact; before the layer it is not part of the head at all, after it the head
+    calls it as it is (and :meth:`LayerHead.verify` checks the head as always).
+    """
 
     def __init__(self, layer: Module) -> None:
         super().__init__()
         self.layer = layer
+        self.opaque: Dict[int, Module] = {}
 
     def is_leaf_module(self, module: Module, qualified_name: str) -> bool:
-        return module is self.layer or super().is_leaf_module(module, qualified_name)
+        return (
+            module is self.layer
+            or id(module) in self.opaque
+            or super().is_leaf_module(module, qualified_name)
+        )
+
+    def call_module(
+        self,
+        m: Module,
+        forward: Callable[..., Any],
+        args: Tuple[Any, ...],
+        kwargs: Dict[str, Any],
+    ) -> Any:
+        if self.is_leaf_module(m, self.path_of_module(m)):
+            return super().call_module(m, forward, args, kwargs)
+        last = next(iter(reversed(self.graph.nodes)), None)
+        stack = list(self.module_stack.items())
+        calls = dict(self.num_calls)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            # Roll the tracer back to before this call, then record it as one call.
+            for node in list(reversed(self.graph.nodes)):
+                if node is last:
+                    break
+                self.graph.erase_node(node)
+            self.module_stack.clear()
+            self.module_stack.update(stack)
+            self.num_calls.clear()
+            self.num_calls.update(calls)
+            self.opaque[id(m)] = m
+            return super().call_module(m, forward, args, kwargs)
 
 
 def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
@@ -228,6 +275,10 @@ class LayerHead:
 
         Returns:
             *Tensor*: the model's outputs, ``M x C``.
+
+        The head may modify ``activations`` in place (an in-place ReLU right after
+        the layer, as in DenseNet): pass a tensor of your own, never the captured
+        activations themselves.
         """
         if self.module is not None:
             return self.module(activations)
@@ -255,11 +306,26 @@ class LayerHead:
             activations (Tensor): the layer's output for the current batch.
             outputs (Tensor): the model's output for the same batch.
         """
-        if self._verified or self.source == "fallback":
+        if self._verified:
+            return
+        if self.source == "fallback":
+            if isinstance(self.forward_func, Module):
+                warnings.warn(
+                    "the model could not be split after the layer with torch.fx (a skip "
+                    "connection around the layer, or code torch.fx cannot trace): every "
+                    "head evaluation re-runs the whole model with the layer's output "
+                    "substituted, which is exact but slow; pass head= (the part of the "
+                    "model from the layer's output to its output) to evaluate the head only",
+                    RuntimeWarning,
+                    stacklevel=7,  # verify < _weights < _attribute_cam < attribute < log
+                )
+            self._verified = True
             return
         with torch.no_grad():
             index = torch.arange(activations.shape[0], device=activations.device)
-            predicted = self(activations, index)
+            # A copy: heads may work in place on their input (DenseNet's begins with
+            # an in-place ReLU), and the captured activations are weighted later.
+            predicted = self(activations.clone(), index)
         if not isinstance(predicted, Tensor) or predicted.shape != outputs.shape:
             raise ValueError(
                 f"head ({self.source}) does not reproduce the model's output: it returns "

@@ -21,6 +21,7 @@ All masked forward passes (``R`` for filtering, ``T`` for calibration, per examp
 go through the shared chunked loop, ``internal_batch_size`` inputs at a time.
 """
 
+import warnings
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -199,6 +200,8 @@ class LayerLibraCam(GradientCamBase):
             )
             activations, gradients = context.activations, context.gradients
             assert gradients is not None
+            if score == "probability":
+                _warn_on_vanished_gradients(gradients)
             if use_references:
                 assert self.library is not None
                 self.library.check_compatible(activations.shape[1:], context.outputs.shape[1])
@@ -285,6 +288,19 @@ class LayerLibraCam(GradientCamBase):
         first_order = raw_all.sum(dim=(1, 2, 3))
         base_maps = upsample(minmax_normalize(raw_all), size)
         return torch.cat(examples), torch.cat(indices), base_maps, first_order
+
+
+def _warn_on_vanished_gradients(gradients: Tensor) -> None:
+    r"""Warns when the probability's gradient at the layer is exactly zero for an example."""
+    blank = (gradients.flatten(1) == 0).all(dim=1).nonzero().flatten().tolist()
+    if blank:
+        warnings.warn(
+            f"the target probability has a zero gradient at the layer for example(s) "
+            f"{blank} (the softmax saturates: the probability underflows to 0 or "
+            'rounds to 1), so their maps are blank; pass score="logit"',
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _mean_per_example(maps: Tensor, row_example: Tensor, num: int) -> Tensor:

@@ -59,6 +59,15 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                     with ``torch.fx``). Checked once against the model. LIFT-CAM
                     needs the head as a module: a model that cannot be split needs
                     ``head=``.
+        fixed_layer_norm (bool, optional): accept LayerNorm in the head by holding
+                    its scale ``1/sqrt(var + eps)`` at the value on the activations
+                    (the mean is still subtracted), which makes it affine; allowed
+                    only where the rest of the head is affine (ConvNeXt after its
+                    last stage). Completeness then holds for that affine map,
+                    ``sum_k alpha_k = F~_c(A) - F~_c(0)``, which is
+                    ``F_c(A) - F_c(0)`` when each LayerNorm's input at the zero
+                    reference is constant over the normalised dimensions (true for
+                    ConvNeXt's classifier). Default: False (LayerNorm is refused).
 
     Examples::
 
@@ -76,7 +85,12 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         layer: Module,
         device_ids: Union[None, List[int]] = None,
         head: Optional[Module] = None,
+        fixed_layer_norm: bool = False,
     ) -> None:
+        if not isinstance(fixed_layer_norm, bool):
+            raise TypeError(
+                f"fixed_layer_norm must be a bool; got {type(fixed_layer_norm).__name__}"
+            )
         HeadCamBase.__init__(self, forward_func, layer, device_ids, head)
         GradientAttribution.__init__(self, forward_func)
         if self.head.module is None:
@@ -86,7 +100,9 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 "layer, or code torch.fx cannot trace); pass head= (the part of the "
                 "model from the layer's output to its output)"
             )
-        self.deeplift_head, self.head_is_affine = cached_deeplift_head(self.head.module)
+        self.deeplift_head, self.head_is_affine = cached_deeplift_head(
+            self.head.module, fixed_layer_norm
+        )
         # The layer's activations come from a forward-only capture; both paths then
         # work on the head alone.
         self.uses_gradients = False
@@ -101,7 +117,8 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             # gradient x activation: Captum's InputXGradient on the head (what
             # LayerGradientXActivation computes at the layer, without re-running
             # the layers before it), summed over positions.
-            contributions = InputXGradient(self.head.module).attribute(
+            # the prepared head: the same values, with any LayerNorm scale held fixed
+            contributions = InputXGradient(self.deeplift_head).attribute(
                 inputs, target=context.target
             )
             return contributions.detach().sum(dim=(2, 3))

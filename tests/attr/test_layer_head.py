@@ -2,8 +2,10 @@
 """The model's head: the cached fx split, and no hooks or caches piling up over calls."""
 
 import gc
+import warnings
 import weakref
 
+import pytest
 import torch
 import torch.fx.graph_module as fx_graph_module
 import torch.nn as nn
@@ -116,3 +118,28 @@ def test_many_calls_leave_no_hooks_and_bounded_caches() -> None:
     # torch.fx keeps every generated GraphModule's code: no new graphs per call
     assert len(fx_graph_module._loader.eval_cache) == generated_code
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+class _SkipAround(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((self.conv(x) + x).mean(dim=(2, 3)))
+
+
+def test_whole_model_fallback_warns_once_naming_head() -> None:
+    torch.manual_seed(0)
+    model = _SkipAround().eval()  # a skip connection around conv: no fx split
+    ablation = LayerAblationCam(model, model.conv)
+    assert ablation.head.source == "fallback"
+    with pytest.warns(RuntimeWarning, match="head="):
+        ablation.attribute(_images(), target=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ablation.attribute(_images(), target=0)  # once per method object
+
+        tiny = _tiny()
+        LayerAblationCam(tiny, tiny.relu2).attribute(_images(), target=0)  # fx: no warning

@@ -4,6 +4,7 @@ calibration equal to a direct unbatched recomputation from autograd, the R/F/C
 switches, float16 libraries, the model left as it was, and argument errors."""
 
 import math
+import warnings
 from typing import List
 
 import pytest
@@ -216,3 +217,24 @@ def test_argument_errors() -> None:
         cam.attribute(x, target=0, internal_batch_size=0)
     with pytest.raises(ValueError, match="target"):
         cam.attribute(x, target=7)
+
+
+def test_underflowing_probability_warns_and_names_logit() -> None:
+    net = make_net()
+    with torch.no_grad():
+        net.head[-1].weight.mul_(1e4)  # logit gaps of thousands: softmax saturates
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.no_grad():
+        logits = net(x)
+    target = logits.argmin(dim=1)
+    assert (torch.softmax(logits, 1).gather(1, target[:, None]) == 0).all()  # underflow
+    libra = LayerLibraCam(net, net.layer)
+    with pytest.warns(RuntimeWarning, match='score="logit"'):
+        blank = libra.attribute(x, target=target, use_references=False, calibrate=False)
+    assert (blank == 0).all()  # what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        maps = libra.attribute(
+            x, target=target, use_references=False, calibrate=False, score="logit"
+        )
+    assert (maps.flatten(1).amax(dim=1) > 0).all()

@@ -394,3 +394,62 @@ def test_prepared_head_shares_the_model_parameters() -> None:
     model_parameters = {id(p) for p in model.parameters()}
     assert {id(p) for p in lift.deeplift_head.parameters()} <= model_parameters
     assert any(isinstance(m, nn.PReLU) for m in lift.deeplift_head.modules())
+
+
+class LayerNormHead(nn.Module):
+    """ConvNeXt's classifier: average pool, LayerNorm over channels, linear."""
+
+    def __init__(self, functional: bool, then_relu: bool = False) -> None:
+        super().__init__()
+        self.functional = functional
+        self.norm = nn.LayerNorm(K, eps=1e-6)
+        self.fc = nn.Linear(K, 10)
+        self.then_relu = then_relu
+        with torch.no_grad():  # not the trivial weight 1, bias 0
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, a: Tensor) -> Tensor:
+        p = a.mean(dim=(2, 3))
+        if self.functional:
+            n = self.norm
+            p = F.layer_norm(p, n.normalized_shape, n.weight, n.bias, n.eps)
+        else:
+            p = self.norm(p)
+        return self.fc(F.relu(p) if self.then_relu else p)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_layer_norm_head_with_fixed_scale_closed_form(functional: bool) -> None:
+    torch.manual_seed(0)
+    body, head = _body(), LayerNormHead(functional)
+    model = nn.Sequential(body, head).double().eval()
+    x = _inputs()
+    with pytest.raises(UnsupportedNonLinearityError, match="fixed_layer_norm=True"):
+        LayerLiftCam(model, body)  # refused by default, naming the option
+    _, alpha = LayerLiftCam(model, body, fixed_layer_norm=True).attribute(
+        x, target=[0, 4, 9], return_weights=True
+    )
+    # closed form: with the scale s = 1/sqrt(var(p) + eps) held, the head is
+    # W ((p - mean p) s g + beta) + b, so alpha_k = p_k s (v_k - mean v), v = W_t * g
+    p = _activations(model, body, x).mean(dim=(2, 3))
+    s = (p.var(dim=1, unbiased=False, keepdim=True) + 1e-6).rsqrt()
+    v = head.fc.weight[[0, 4, 9]] * head.norm.weight
+    expected = p * s * (v - v.mean(dim=1, keepdim=True))
+    torch.testing.assert_close(alpha, expected.detach())
+    # complete for the real head: F(0) = W beta + b, as LayerNorm(0) = beta
+    with torch.no_grad():
+        logits = model(x)
+        at_zero = head.fc(head.norm.bias)
+    gap = logits[[0, 1, 2], [0, 4, 9]] - at_zero[[0, 4, 9]]
+    torch.testing.assert_close(alpha.sum(dim=1), gap)
+
+
+def test_fixed_layer_norm_needs_an_otherwise_affine_head() -> None:
+    torch.manual_seed(0)
+    body = _body()
+    model = nn.Sequential(body, LayerNormHead(False, then_relu=True)).double().eval()
+    with pytest.raises(UnsupportedNonLinearityError, match="rest of the head is affine"):
+        LayerLiftCam(model, body, fixed_layer_norm=True)
+    with pytest.raises(TypeError, match="fixed_layer_norm"):
+        LayerLiftCam(model, body, fixed_layer_norm="yes")  # type: ignore[arg-type]
