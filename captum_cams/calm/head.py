@@ -247,7 +247,7 @@ class CALM(nn.Module):
         resnet: nn.Module,
         num_classes: int,
         attention_activation: str = "softplus",
-        copy_classifier: Optional[bool] = None,
+        copy_classifier: Optional[bool] = False,
         log_output: bool = False,
     ) -> "CALM":
         r"""
@@ -260,7 +260,8 @@ class CALM(nn.Module):
             attention_activation (str, optional): see :class:`CALM`. Default: ``"softplus"``.
             copy_classifier (bool, optional): start branch g from ``resnet.fc`` (then
                         g at every location is the CAM classifier). None: when
-                        ``num_classes`` equals ``fc.out_features``. Default: None.
+                        ``num_classes`` equals ``fc.out_features``. Default: False
+                        (the paper trains the heads from scratch).
             log_output (bool, optional): see :class:`CALM`. Default: False.
 
         Returns:
@@ -289,7 +290,7 @@ class CALM(nn.Module):
         model: nn.Module,
         num_classes: int = 10,
         attention_activation: str = "softplus",
-        copy_classifier: Optional[bool] = None,
+        copy_classifier: Optional[bool] = False,
         log_output: bool = False,
     ) -> "CALM":
         r"""
@@ -303,7 +304,8 @@ class CALM(nn.Module):
             num_classes (int, optional): classes of the CALM head. Default: 10.
             attention_activation (str, optional): see :class:`CALM`. Default: ``"softplus"``.
             copy_classifier (bool, optional): start branch g from ``model.linear``.
-                        None: when the class counts match. Default: None.
+                        None: when the class counts match. Default: False (the
+                        paper trains the heads from scratch).
             log_output (bool, optional): see :class:`CALM`. Default: False.
 
         Returns:
