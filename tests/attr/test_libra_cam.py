@@ -83,6 +83,19 @@ def test_theorem_1_first_order_error_shrinks_like_alpha_squared() -> None:
         torch.testing.assert_close(ratios, ratios[:1].expand(5))
 
 
+def _base_maps(library: ReferenceLibrary, c: int, a: Tensor, g: Tensor) -> List[Tensor]:
+    r"""``up(mm(Σ_k g_k (A_k − A_r,k)))`` for every reference of class ``c``, one by one."""
+    bases = []
+    for ref in library.references(c, dtype=torch.float64):
+        raw = (g * (a - ref)).sum(0)
+        bases.append(
+            F.interpolate(
+                _minmax(raw)[None, None], size=(8, 8), mode="bilinear", align_corners=False
+            )[0, 0]
+        )
+    return bases
+
+
 def _direct(
     net: Net,
     x: Tensor,
@@ -109,14 +122,7 @@ def _direct(
         (g,) = torch.autograd.grad(value, a)
         a, g = a.detach()[0], g[0]
         with torch.no_grad():
-            bases = []
-            for ref in library.references(c, dtype=torch.float64):
-                raw = (g * (a - ref)).sum(0)
-                bases.append(
-                    F.interpolate(
-                        _minmax(raw)[None, None], size=(8, 8), mode="bilinear", align_corners=False
-                    )[0, 0]
-                )
+            bases = _base_maps(library, c, a, g)
             s = torch.stack([f(x[i : i + 1] * b, c) for b in bases])
             keep = s >= s.mean() + s.std(correction=0)
             if not keep.any():
@@ -197,14 +203,7 @@ def _direct_authors(net: Net, x: Tensor, library: ReferenceLibrary, target: List
         a, g = a.detach()[0], g[0]
         with torch.no_grad():
             p0 = torch.softmax(net(x[i : i + 1])[0], 0)[c]
-            bases = []
-            for ref in library.references(c, dtype=torch.float64):
-                raw = (g * (a - ref)).sum(0)
-                bases.append(
-                    F.interpolate(
-                        _minmax(raw)[None, None], size=(8, 8), mode="bilinear", align_corners=False
-                    )[0, 0]
-                )
+            bases = _base_maps(library, c, a, g)
             d = torch.stack([torch.softmax(net(x[i : i + 1] * b)[0], 0)[c] - p0 for b in bases])
             positive = d[d > 0]
             if positive.numel() == 0:

@@ -128,16 +128,21 @@ def _direct_tft(
                 mask = (_kept_map(image, order, tau, mode) != 0).to(x.dtype)
                 o = torch.softmax(model(mask * x[i : i + 1]), dim=1)[0, target[i]]
                 row.append(max((o - y).item(), 0.0) / y.item())
-        best = max(row)
-        if best > 0:
-            tau_star = grid[row.index(best)]
-            tuned.append(_kept_map(image, order, tau_star, mode))
-            taus.append(tau_star)
-        else:
-            tuned.append(image)
-            taus.append(math.nan)
+        candidates = [_kept_map(image, order, tau, mode) for tau in grid]
+        _choose(row, candidates, list(grid), image, taus, tuned)
         curves.append(row)
     return taus, torch.tensor(curves, dtype=x.dtype), torch.cat(tuned)
+
+
+def _choose(row, candidates, grid, image, taus, tuned) -> None:
+    r"""τ* = the first arg-max of a positive RPI row; the untouched map otherwise."""
+    best = max(row)
+    if best > 0:
+        tuned.append(candidates[row.index(best)])
+        taus.append(grid[row.index(best)])
+    else:
+        tuned.append(image)
+        taus.append(math.nan)
 
 
 def test_equals_a_direct_per_example_per_threshold_loop(small_cnn: Callable[[], nn.Module]):
@@ -193,13 +198,7 @@ def _direct_authors_tft(model: nn.Module, x: Tensor, maps: Tensor, target: List[
                 o = torch.softmax(model(kept * x[i : i + 1]), dim=1)[0, target[i]]
                 row.append(max((o - y).item(), 0.0) / y.item())
                 candidates.append(kept)
-        best = max(row)
-        if best > 0:
-            tuned.append(candidates[row.index(best)])
-            taus.append(round(1 - (row.index(best) + 1) / 10, 1))
-        else:
-            tuned.append(image)
-            taus.append(math.nan)
+        _choose(row, candidates, AUTHORS_FRACTIONS, image, taus, tuned)
         curves.append(row)
     return taus, torch.tensor(curves, dtype=x.dtype), torch.cat(tuned)
 
