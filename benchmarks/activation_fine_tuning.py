@@ -16,15 +16,23 @@ Layer-CAM) at ``layer3`` (64 x 8 x 8):
 2. AFT (:class:`captum_cams.ActivationFineTuner`) on that subset, once per seed:
    ``conv1`` to ``layer2`` frozen, ``layer3``, ``linear`` and the tuner trained on
    ``CE + λ·MSE``. Control (CE-only): the same fine-tune, same seeds, with λ = 0.
-3. On seeded test images, target = the explained model's predicted class, maps
-   unthresholded (``mm(up(map)) ⊙ x``, removed pixels 0 in the normalised input):
+   The loss is the paper's by default (``ActivationFineTuner.fit``'s defaults: binary
+   targets at the layer's resolution, squared error summed over the 8 x 8 cells, every
+   item counted, also those whose map TFT left unchanged).
+3. On seeded test images, target = the explained model's predicted class, scored as
+   the paper scores Tables 3–4: the binary-masked image of a thresholded map, each
+   method at its usual threshold (the paper's Table 1: Grad-CAM and Layer-CAM keep the
+   top 15 % of the pixels, Grad-CAM++ 50 %, Ablation-CAM 20 %; TFT with its own
+   binary mask ``1[I_τ* ≠ 0]``), removed pixels 0 in the normalised input:
    average increase (% of images whose probability rises,
    :func:`~captum_cams.metrics.increase_in_confidence`) and average drop
    (:func:`~captum_cams.metrics.average_drop`, %) for Original (the method on the
    original model), TFT (its maps threshold fine-tuned,
    :class:`captum_cams.ThresholdFineTuned`), AFT (the method on each fine-tuned model,
-   scored with that model) and CE-only; and the paired differences from Original with
-   95 % intervals over the images.
+   scored with that model) and CE-only; every seed's AFT model on its own, the mean
+   over the seeds with a 95 % t-interval over the seeds, and the paired differences
+   from Original with 95 % intervals over the images. The unthresholded soft masks
+   (``mm(up(map)) ⊙ x``, the earlier runs' scoring) are reported as well.
 4. Top-1 accuracy of the checkpoint, the original model and the fine-tuned models.
 5. TFT's runtime over its base method: medians of repeated, interleaved timings of
    ``ThresholdFineTuned(method).attribute`` and ``method.attribute`` on one batch,
@@ -85,6 +93,12 @@ METHODS: Dict[str, Callable[[nn.Module, nn.Module], object]] = {
     "Ablation-CAM": LayerAblationCam,
     "Layer-CAM": LayerCam,
 }
+#: Each method's usual threshold in the paper's Table 1: the fraction of pixels kept.
+KEEP_TOP = {"Grad-CAM": 0.15, "Grad-CAM++": 0.5, "Ablation-CAM": 0.2, "Layer-CAM": 0.15}
+#: Two-sided 95 % Student t quantiles by degrees of freedom (intervals over seeds).
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+#: The scorings reported: the paper's binary masks, and the unthresholded soft masks.
+SCORINGS = ("paper", "soft")
 
 
 def _cifar_root() -> Path:
@@ -124,16 +138,37 @@ def _maps(method, x: Tensor, target: Tensor, batch: int) -> Tensor:
     )
 
 
-def _per_image(model: nn.Module, x: Tensor, maps: Tensor, target: Tensor) -> Dict[str, Tensor]:
-    r"""Per-image increase (0/1) and drop (in [0, 1]) of unthresholded maps."""
-    increase = increase_in_confidence(model, x, maps, target, max_examples_per_batch=250)
-    drop = average_drop(model, x, maps, target, max_examples_per_batch=250)
+def _per_image(
+    model: nn.Module, x: Tensor, maps: Tensor, target: Tensor, keep_top: Optional[float]
+) -> Dict[str, Tensor]:
+    r"""
+    Per-image increase (0/1) and drop (in [0, 1]) of the masked images: the binary
+    mask of the top ``keep_top`` of the pixels, or the soft ``mm(up(map))`` (None).
+    """
+    options = dict(max_examples_per_batch=250, keep_top_fraction=keep_top, binary=True)
+    if keep_top is None:
+        options = dict(max_examples_per_batch=250)
+    increase = increase_in_confidence(model, x, maps, target, **options)
+    drop = average_drop(model, x, maps, target, **options)
     return {"increase": increase.double(), "drop": drop.double()}
 
 
-def _scored(method, model: nn.Module, x: Tensor, target: Tensor) -> Dict[str, Tensor]:
+def _both_scorings(
+    model: nn.Module, x: Tensor, maps: Tensor, target: Tensor, keep_top: float
+) -> Dict[str, Dict[str, Tensor]]:
+    r"""The paper's scoring (binary top-``keep_top`` mask) and the soft one."""
+    return {
+        "paper": _per_image(model, x, maps, target, keep_top),
+        "soft": _per_image(model, x, maps, target, None),
+    }
+
+
+def _scored(
+    method, model: nn.Module, x: Tensor, target: Tensor, keep_top: float
+) -> Dict[str, Dict[str, Tensor]]:
     r"""Per-image scores of ``method``'s maps on ``model`` for ``target``."""
-    return _per_image(model, x, _maps(method(model, model.layer3), x, target, 100), target)
+    maps = _maps(method(model, model.layer3), x, target, 100)
+    return _both_scorings(model, x, maps, target, keep_top)
 
 
 def _tft_maps(model: nn.Module, x: Tensor, maps: Tensor, target: Tensor, batch: int) -> Tensor:
@@ -151,6 +186,14 @@ def _tft_maps(model: nn.Module, x: Tensor, maps: Tensor, target: Tensor, batch: 
 def _seed_mean(runs: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
     r"""Per-image values averaged over the seeds' models."""
     return {key: torch.stack([run[key] for run in runs]).mean(0) for key in runs[0]}
+
+
+def _over_seeds(values: List[float]) -> List[float]:
+    r"""Mean of per-seed values and the half-width of its 95 % t-interval over seeds."""
+    if len(values) < 2:
+        return [values[0], float("nan")]
+    t = T_975.get(len(values) - 1, 1.96)
+    return [statistics.mean(values), t * statistics.stdev(values) / len(values) ** 0.5]
 
 
 def _percent(values: Dict[str, Tensor]) -> Dict[str, float]:
@@ -239,29 +282,62 @@ def _print_tables(
         f"CIFAR-10 ResNet-20 (layer3). Original model: the checkpoint fine-tuned with CE on "
         f"{args.train_images} seeded training JPEGs ({args.adapt_epochs} epochs, lr "
         f"{args.adapt_lr}). AFT on the same images: {args.epochs} epoch(s), {args.optimizer} "
-        f"lr {args.lr}, λ = {args.mask_weight}, batch {args.batch_size}, seeds {seeds}"
-        f"{', unchanged maps kept' if args.keep_unchanged else ''}; "
+        f"lr {args.lr}, λ = {args.mask_weight}, batch {args.batch_size}, seeds {seeds}; "
+        f"mask target {args.mask_target}, squared error {args.mask_reduction} over cells"
+        f"{', unchanged maps skipped' if args.skip_unchanged else ', every item counted'}; "
         f"CE-only: the same with λ = 0. Quality and accuracy on {args.eval_images} seeded "
         f"test images; seed {args.seed}\n"
     )
-    print("Table 3 — average increase % ↑ / average drop % ↓ (unthresholded maps; AFT and")
-    print("CE-only: mean over the seeds' models)\n")
     columns = ["Original", "TFT", "AFT", "CE-only"]
-    print("| method | " + " | ".join(f"{c} AI | {c} AD" for c in columns) + " |")
-    print("|---" * (1 + 2 * len(columns)) + "|")
-    for name, r in results.items():
-        cells = [f"{r[k]['increase']:.2f} | {r[k]['drop']:.2f}" for k in columns]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    print("\nDifferences in points, paired over the images, ± 95 % interval (AI: higher is")
-    print("better; AD: lower is better)\n")
-    print("| method | " + " | ".join(f"{a} − {b} AI | {a} − {b} AD" for a, b in COMPARISONS) + " |")
-    print("|---" * (1 + 2 * len(COMPARISONS)) + "|")
-    for name, r in results.items():
-        cells = []
-        for a, b in COMPARISONS:
-            d = r["differences"][f"{a} - {b}"]
-            cells += [f"{m:+.2f} ± {h:.2f}" for m, h in (d["increase"], d["drop"])]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    for scoring in SCORINGS:
+        if scoring == "paper":
+            print("Table 3, scored as the paper: binary mask of each method's thresholded map")
+            print("(top 15 % Grad-CAM and Layer-CAM, 50 % Grad-CAM++, 20 % Ablation-CAM; TFT: its")
+            print("own binary mask) — average increase % ↑ / average drop % ↓; AFT and CE-only:")
+            print("mean over the seeds' models\n")
+        else:
+            print("\nThe same, scored with unthresholded soft masks mm(up(map)) ⊙ x (not the")
+            print("paper's scoring; the earlier runs')\n")
+        print("| method | " + " | ".join(f"{c} AI | {c} AD" for c in columns) + " |")
+        print("|---" * (1 + 2 * len(columns)) + "|")
+        for name, r in results.items():
+            row = r["scorings"][scoring]
+            cells = [f"{row[k]['increase']:.2f} | {row[k]['drop']:.2f}" for k in columns]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"\nDifferences in points ({scoring} scoring), paired over the images, ± 95 %")
+        print("interval (AI: higher is better; AD: lower is better)\n")
+        print(
+            "| method | "
+            + " | ".join(f"{a} − {b} AI | {a} − {b} AD" for a, b in COMPARISONS)
+            + " |"
+        )
+        print("|---" * (1 + 2 * len(COMPARISONS)) + "|")
+        for name, r in results.items():
+            cells = []
+            for a, b in COMPARISONS:
+                d = r["scorings"][scoring]["differences"][f"{a} - {b}"]
+                cells += [f"{m:+.2f} ± {h:.2f}" for m, h in (d["increase"], d["drop"])]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"\nAFT per seed ({scoring} scoring): AI / AD % of each seed's model; AFT −")
+        print("Original over the seeds: mean ± 95 % t-interval over the seeds; the paper's")
+        print("gain is AI ×1.35–1.5\n")
+        print(
+            "| method | Original AI / AD | AFT per seed (AI / AD) | AFT − Original AI | "
+            "AFT − Original AD | AI ratio AFT / Original per seed |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name, r in results.items():
+            row = r["scorings"][scoring]
+            seeds_cells = "; ".join(
+                f"{p['increase']:.2f} / {p['drop']:.2f}" for p in row["AFT per seed"]
+            )
+            over = row["AFT - Original over seeds"]
+            ratios = ", ".join(f"×{v:.2f}" for v in row["AI ratio AFT / Original per seed"])
+            print(
+                f"| {name} | {row['Original']['increase']:.2f} / {row['Original']['drop']:.2f} "
+                f"| {seeds_cells} | {over['increase'][0]:+.2f} ± {over['increase'][1]:.2f} | "
+                f"{over['drop'][0]:+.2f} ± {over['drop'][1]:.2f} | {ratios} |"
+            )
     print(f"\nTable 4 — top-1 accuracy % ({args.eval_images} test images; the checkpoint: "
           f"{accuracy['checkpoint']:.2f}, CE-only: {accuracy['CE-only']:.2f})\n")  # fmt: skip
     print("| method | original | after AFT (per seed) | change (mean) |")
@@ -294,7 +370,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    parser.add_argument("--mask-weight", type=float, default=100.0, help="λ")
+    parser.add_argument(
+        "--mask-weight", type=float, default=1.0, help="λ (of the squared error summed over cells)"
+    )
+    parser.add_argument("--mask-target", default="binary", choices=["binary", "area"])
+    parser.add_argument("--mask-reduction", default="sum", choices=["sum", "mean"])
     parser.add_argument(
         "--seeds",
         type=lambda text: [int(v) for v in text.split(",")],
@@ -302,10 +382,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="AFT and CE-only fine-tunes, one per seed (comma-separated)",
     )
     parser.add_argument(
-        "--keep-unchanged",
+        "--skip-unchanged",
         action="store_true",
-        help="items whose map TFT left unchanged add their mask 1[I ≠ 0] to the squared "
-        "error too (ActivationFineTuner.fit's skip_unchanged=False)",
+        help="items whose map TFT left unchanged add nothing to the squared error "
+        "(ActivationFineTuner.fit's skip_unchanged=True; not the paper)",
     )
     parser.add_argument("--timing-batch", type=int, default=64)
     parser.add_argument("--timing-repeats", type=int, default=7)
@@ -359,8 +439,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         started = time.perf_counter()
         tuned_models = [
             ActivationFineTuner(model, model.layer3, mask_weight=args.mask_weight).fit(
-                train, masks, seed=seed, skip_unchanged=not args.keep_unchanged, **fit_options
-            )
+                train,
+                masks,
+                seed=seed,
+                skip_unchanged=args.skip_unchanged,
+                mask_target=args.mask_target,
+                mask_reduction=args.mask_reduction,
+                **fit_options,
+            )  # fmt: skip
             for seed in args.seeds
         ]
         train_s = time.perf_counter() - started
@@ -368,24 +454,52 @@ def main(argv: Optional[List[str]] = None) -> None:
             continue
 
         tuned_predicted = [_predicted(m, x_eval, 250) for m in tuned_models]
+        keep_top = KEEP_TOP[name]
         original_maps = _maps(base, x_eval, predicted, 100)
         tft_maps = _tft_maps(model, x_eval, original_maps, predicted, 100)
-        per_image = {
-            "Original": _per_image(model, x_eval, original_maps, predicted),
-            "TFT": _per_image(model, x_eval, tft_maps, predicted),
-            "AFT": _seed_mean(
-                [_scored(method, m, x_eval, t) for m, t in zip(tuned_models, tuned_predicted)]
-            ),
-            "CE-only": _seed_mean(
-                [_scored(method, c, x_eval, t) for c, t in zip(controls, control_predicted)]
-            ),
+        original = _both_scorings(model, x_eval, original_maps, predicted, keep_top)
+        tft = {  # TFT scored with its own binary mask 1[I_τ* ≠ 0] (paper), or soft
+            "paper": _per_image(model, x_eval, (tft_maps != 0).to(tft_maps.dtype), predicted, None),
+            "soft": _per_image(model, x_eval, tft_maps, predicted, None),
         }
+        aft_runs = [
+            _scored(method, m, x_eval, t, keep_top) for m, t in zip(tuned_models, tuned_predicted)
+        ]
+        ce_runs = [
+            _scored(method, c, x_eval, t, keep_top) for c, t in zip(controls, control_predicted)
+        ]
+        scorings: Dict[str, Dict] = {}
+        for scoring in SCORINGS:
+            per_image = {
+                "Original": original[scoring],
+                "TFT": tft[scoring],
+                "AFT": _seed_mean([run[scoring] for run in aft_runs]),
+                "CE-only": _seed_mean([run[scoring] for run in ce_runs]),
+            }
+            base_percent = _percent(per_image["Original"])
+            seeds_percent = [_percent(run[scoring]) for run in aft_runs]
+            scorings[scoring] = {
+                **{key: _percent(values) for key, values in per_image.items()},
+                "differences": {
+                    f"{a} - {b}": _paired_difference(per_image[a], per_image[b])
+                    for a, b in COMPARISONS
+                },
+                "AFT per seed": seeds_percent,
+                "AFT - Original over seeds": {
+                    key: _over_seeds([p[key] - base_percent[key] for p in seeds_percent])
+                    for key in ("increase", "drop")
+                },
+                "AI ratio AFT / Original per seed": [
+                    p["increase"] / base_percent["increase"]
+                    if base_percent["increase"]
+                    else float("nan")
+                    for p in seeds_percent
+                ],
+            }
         timing_x = x_eval[: args.timing_batch]
         results[name] = {
-            **{key: _percent(values) for key, values in per_image.items()},
-            "differences": {
-                f"{a} - {b}": _paired_difference(per_image[a], per_image[b]) for a, b in COMPARISONS
-            },
+            "keep_top": keep_top,
+            "scorings": scorings,
             "accuracy_after": [_accuracy(t, y_eval) for t in tuned_predicted],
             "masks_unchanged_fraction": float(masks.thresholds.isnan().float().mean()),
             "mask_mean": float(masks.masks.mean()),

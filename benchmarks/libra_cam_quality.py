@@ -14,11 +14,17 @@ Setting (Lee & Han, IJCAI 2022, Tables 1 and 2, at CIFAR scale):
   AUC of the API-vs-APD curve over ``t = 0, 0.1, …, 1``
   (:func:`captum_cams.metrics.api_apd_auc` of :func:`~captum_cams.metrics.threshold_sweep`),
   and API, APD, IR, DR of the map itself (``t = 0``: the soft mask ``I ⊙ x``);
-- methods: Grad-CAM, Grad-CAM++, Score-CAM, LIFT-CAM (all this package's) and
-  Libra-CAM (defaults: probability score, value thresholds 0.1 … 1.0).
+- methods: Grad-CAM, Grad-CAM++, Score-CAM, LIFT-CAM (all this package's),
+  Libra-CAM with its defaults — Algorithm 1 as printed: probability score, value
+  thresholds 0.1 … 1.0 on the averaged map ``L`` itself — and Libra-CAM's
+  ``variant="authors"`` (the authors' released pipeline, their off-by-one included);
+- intervals: API, APD, IR, DR ± 1.96 standard errors over the images; AUC with a
+  seeded bootstrap 95 % percentile interval over the images (``--bootstrap`` draws).
 
 Ablation: Libra-CAM with the switches R (references; without: ``A_r = 0``),
-F (reference filtering) and C (threshold calibration).
+F (reference filtering) and C (threshold calibration), and one more row: all three
+with ``normalize_calibration=True`` (``L`` min-max normalised before calibration, a
+departure from Algorithm 1 that the package did by default before).
 
 Run from the repository root::
 
@@ -53,6 +59,7 @@ from captum_cams import (  # noqa: E402
 )
 from captum_cams.datasets.cifar10 import cifar10_test_set, cifar10_train_set  # noqa: E402
 from captum_cams.metrics import api_apd_auc, threshold_sweep  # noqa: E402
+from captum_cams.metrics.confidence import ThresholdSweep  # noqa: E402
 from captum_cams.models import load_cifar_resnet  # noqa: E402
 
 CHECKPOINT = "resnet20-12fca82f.th"
@@ -83,28 +90,44 @@ def _timed(explain: Explain, x: Tensor, target: Tensor, batch: int) -> Tuple[Ten
     return torch.cat(maps), seconds
 
 
-def _measures(model: nn.Module, x: Tensor, maps: Tensor, target: Tensor) -> Dict[str, float]:
+def _measures(
+    model: nn.Module, x: Tensor, maps: Tensor, target: Tensor, draws: Tensor
+) -> Dict[str, Tuple[float, str]]:
+    r"""Each measure's value and its 95 % interval as text (see the module)."""
     sweep = threshold_sweep(model, x, maps, target=target, max_examples_per_batch=500)
-    return {
-        "AUC": float(api_apd_auc(sweep)),
-        "API": float(sweep.api[:, 0].mean()),
-        "APD": float(sweep.apd[:, 0].mean()),
-        "IR": float(sweep.ir[:, 0].mean()),
-        "DR": float(sweep.dr[:, 0].mean()),
-    }
-
-
-def _row(name: str, m: Dict[str, float], seconds: List[float], base: List[float]) -> str:
-    ratio = sum(seconds) / sum(base)
-    return (
-        f"| {name} | {m['AUC']:.3f} | {m['API']:.3f} | {m['APD']:.3f} | {m['IR']:.3f} | "
-        f"{m['DR']:.3f} | {sum(seconds):.1f} | ×{ratio:.1f} |"
+    n = x.shape[0]
+    out: Dict[str, Tuple[float, str]] = {}
+    aucs = torch.stack(
+        [
+            api_apd_auc(
+                ThresholdSweep(
+                    sweep.thresholds, *(t[rows] for t in sweep[1:6]), sweep.original[rows]
+                )
+            )
+            for rows in draws
+        ]
     )
+    low, high = torch.quantile(aucs.double(), torch.tensor([0.025, 0.975], dtype=torch.double))
+    out["AUC"] = (float(api_apd_auc(sweep)), f"[{float(low):.3f}, {float(high):.3f}]")
+    for name in ("api", "apd", "ir", "dr"):
+        values = getattr(sweep, name)[:, 0]
+        half = 1.96 * float(values.std(correction=1)) / n**0.5
+        out[name.upper()] = (float(values.mean()), f"± {half:.3f}")
+    return out
+
+
+def _row(
+    name: str, m: Dict[str, Tuple[float, str]], seconds: List[float], base: List[float]
+) -> str:
+    ratio = sum(seconds) / sum(base)
+    cells = " | ".join(f"{m[k][0]:.3f} {m[k][1]}" for k in ("AUC", "API", "APD", "IR", "DR"))
+    return f"| {name} | {cells} | {sum(seconds):.1f} | ×{ratio:.1f} |"
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=200, help="test images evaluated")
+    parser.add_argument("--images", type=int, default=400, help="test images evaluated")
+    parser.add_argument("--bootstrap", type=int, default=500, help="AUC bootstrap draws")
     parser.add_argument("--library-images", type=int, default=2000, help="training images")
     parser.add_argument("--references", type=int, default=30, help="R per class")
     parser.add_argument("--tau", type=float, default=1e-4)
@@ -150,40 +173,53 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"Libra-CAM (R={args.references})": lambda xb, t: libra.attribute(
             xb, target=t, internal_batch_size=ib
         ),
+        f"Libra-CAM (R={args.references}), variant='authors'": lambda xb, t: libra.attribute(
+            xb, target=t, internal_batch_size=ib, variant="authors"
+        ),
     }
-    results: Dict[str, Tuple[Dict[str, float], List[float]]] = {}
+    draws = torch.randint(
+        0, len(x), (args.bootstrap, len(x)), generator=torch.Generator().manual_seed(args.seed)
+    )
+    results: Dict[str, Tuple[Dict[str, Tuple[float, str]], List[float]]] = {}
     for name, explain in methods.items():
         maps, seconds = _timed(explain, x, target, args.batch_size)
-        results[name] = (_measures(model, x, maps, target), seconds)
+        results[name] = (_measures(model, x, maps, target, draws), seconds)
         print(f"done: {name}", file=sys.stderr, flush=True)
     grad_cam_seconds = results["Grad-CAM"][1]
 
-    ablation: Dict[str, Tuple[Dict[str, float], List[float]]] = {}
-    for use_r, use_f, use_c in [
-        (False, False, False),
-        (False, False, True),
-        (True, False, False),
-        (True, True, False),
-        (True, False, True),
-        (True, True, True),
+    ablation: Dict[str, Tuple[Dict[str, Tuple[float, str]], List[float]]] = {}
+    for use_r, use_f, use_c, normalize in [
+        (False, False, False, False),
+        (False, False, True, False),
+        (True, False, False, False),
+        (True, True, False, False),
+        (True, False, True, False),
+        (True, True, True, False),
+        (True, True, True, True),
     ]:
         name = " ".join(("✓" if flag else "–") for flag in (use_r, use_f, use_c))
+        if normalize:
+            name += " (C on mm(L): normalised variant, not the paper)"
 
-        def explain(xb: Tensor, t: Tensor, r=use_r, f=use_f, c=use_c) -> Tensor:
+        def explain(xb: Tensor, t: Tensor, r=use_r, f=use_f, c=use_c, n=normalize) -> Tensor:
             return libra.attribute(
                 xb, target=t, internal_batch_size=ib, use_references=r, filter_references=f,
-                calibrate=c,
+                calibrate=c, normalize_calibration=n,
             )  # fmt: skip
 
-        maps, seconds = _timed(explain, x, target, args.batch_size)
-        ablation[name] = (_measures(model, x, maps, target), seconds)
+        if (use_r, use_f, use_c, normalize) == (True, True, True, False):
+            ablation[name] = results[f"Libra-CAM (R={args.references})"]  # the same call
+        else:
+            maps, seconds = _timed(explain, x, target, args.batch_size)
+            ablation[name] = (_measures(model, x, maps, target, draws), seconds)
         print(f"done: ablation {name}", file=sys.stderr, flush=True)
 
     print(
         f"CIFAR-10 ResNet-20 (layer3, 64 x 8 x 8), {len(x)} seeded test images (accuracy "
         f"{100 * accuracy:.1f} %), predicted class; library from {len(subset)} seeded "
         f"training images, tau = {args.tau:g}, R = {args.references}; soft masks, "
-        f"thresholds 0, 0.1, ..., 1; {args.threads} CPU threads; seed {args.seed}\n"
+        f"thresholds 0, 0.1, ..., 1; {args.threads} CPU threads; seed {args.seed}; "
+        f"intervals 95 % (AUC: bootstrap, {args.bootstrap} draws; others: ± 1.96 s.e.)\n"
     )
     header = "| method | AUC ↑ | API ↑ | APD ↓ | IR ↑ | DR ↓ | CPU s | time / Grad-CAM |"
     print("Table 1 measures\n")

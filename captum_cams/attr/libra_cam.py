@@ -6,7 +6,7 @@ threshold-calibrated.
 Algorithm 1 of the paper, for an input ``x`` and its target ``c``:
 
 1. one forward and one backward: ``A = A(x)`` and ``g = ∂f_c/∂A`` with ``f_c`` the
-   softmax probability (``score="logit"``: the logit, as the authors' code);
+   softmax probability (``score="logit"``: the logit in all three stages);
 2. for every reference ``A_r`` of class ``c`` in the
    :class:`~captum_cams.ReferenceLibrary`, the base map
    ``I_r = up(mm(Σ_k g_k ⊙ (A_k − A_r,k)))`` — all ``R`` maps from the one gradient;
@@ -15,7 +15,19 @@ Algorithm 1 of the paper, for an input ``x`` and its target ``c``:
 3. reference filtering (:func:`~captum_cams.tuning.reference_filtering`):
    ``S_r = f_c(I_r ⊙ x)``, keep ``S_r ≥ mean(S) + std(S)``, ``L`` = mean of the kept;
 4. threshold calibration (:func:`~captum_cams.tuning.threshold_calibration`):
-   ``L_t = L ⊙ 1[L ≥ t]`` on ``L`` min-max normalised, ``t* = argmax_t f_c(L_t ⊙ x)``.
+   ``L_t = L ⊙ 1[L ≥ t]`` on ``L`` exactly as averaged (Algorithm 1 does not
+   re-normalise it), ``t = 0.1, …, 1.0``, ``t* = argmax_t f_c(L_t ⊙ x)``.
+   ``normalize_calibration=True`` min-max normalises ``L`` first — a departure from
+   the paper, kept as an option (off by default).
+
+``variant="authors"`` reproduces the authors' released code instead, exactly: the
+gradient of the target's *logit*, filtering and calibration on the softmax
+*probability*; the filter keeps ``S_r − f_c(x) ≥ mean(P) − std(P)`` of the positive
+increases ``P`` (``rule="authors"`` of the filter); the calibration
+(:func:`~captum_cams.tuning.threshold_calibration.threshold_calibration_authors`)
+scores keep-fractions ``10·i %``, ``i = 0 … 9``, by pixel rank, increases clipped at
+0, and returns the map one decile past the best-scored one — their off-by-one,
+reproduced because the preset exists to match their code, not the paper.
 
 All masked forward passes (``R`` for filtering, ``T`` for calibration, per example)
 go through the shared chunked loop, ``internal_batch_size`` inputs at a time.
@@ -33,14 +45,18 @@ from captum_cams._utils.guards import TargetLike, check_positive_int, preserved_
 from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams.attr._base import GradientCamBase
 from captum_cams.attr.reference_library import ReferenceLibrary
-from captum_cams.metrics._masking import prepare_maps
 from captum_cams.metrics._scoring import check_score
 from captum_cams.tuning.reference_filtering import filter_rows
 from captum_cams.tuning.threshold_calibration import (
     DEFAULT_CALIBRATION_THRESHOLDS,
+    calibration_maps,
     threshold_calibration,
+    threshold_calibration_authors,
 )
 from captum_cams.tuning.threshold_fine_tuning import _check_threshold_mode, _check_thresholds
+
+#: The values ``variant`` accepts: the paper's Algorithm 1 or the authors' code.
+LIBRA_VARIANTS: Tuple[str, ...] = ("paper", "authors")
 
 
 class LibraCamDetails(NamedTuple):
@@ -58,8 +74,10 @@ class LibraCamDetails(NamedTuple):
         reference_scores (Tensor or None): ``(M,)`` ``S_r`` (None without filtering).
         kept (Tensor): ``(M,)`` bool, the rows averaged into ``L``.
         averaged_maps (Tensor): ``N x 1 x H x W`` ``L`` before calibration.
-        thresholds (Tensor or None): ``(N,)`` ``t*`` (None without calibration).
-        calibration_scores (Tensor or None): ``N x T`` the ``C_t``.
+        thresholds (Tensor or None): ``(N,)`` ``t*`` (None without calibration;
+                    ``variant="authors"``: the keep-fraction of the returned map).
+        calibration_scores (Tensor or None): ``N x T`` the ``C_t``
+                    (``variant="authors"``: the clipped increases).
         target (Tensor): ``(N,)`` the explained class per example.
     """
 
@@ -84,7 +102,9 @@ class LayerLibraCam(GradientCamBase):
 
     Unlike the other CAMs of this package, :meth:`attribute` returns maps at the
     **input** resolution (``N x 1 x H x W``, in ``[0, 1]``), because the filtering
-    and the calibration evaluate the model on masked inputs.
+    and the calibration evaluate the model on masked inputs. The default follows
+    Algorithm 1 of the paper as printed; ``variant="authors"`` is the authors'
+    released code (see the module).
 
     Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
     Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022,
@@ -136,6 +156,8 @@ class LayerLibraCam(GradientCamBase):
         threshold_mode: str = "value",
         score: str = "probability",
         return_details: bool = False,
+        normalize_calibration: bool = False,
+        variant: str = "paper",
     ) -> Union[Tensor, Tuple[Tensor, LibraCamDetails]]:
         r"""
         Args:
@@ -157,17 +179,28 @@ class LayerLibraCam(GradientCamBase):
             filter_references (bool, optional): F of the ablation: reference
                         filtering; False averages all base maps. Default: True
             calibrate (bool, optional): C of the ablation: threshold calibration;
-                        False returns ``mm(L)``. Default: True
+                        False returns ``L`` (``mm(L)`` with
+                        ``normalize_calibration``). Default: True
             thresholds (sequence of float, optional): calibration candidates in
                         ``(0, 1]``. Default: ``(0.1, 0.2, ..., 1.0)``
             threshold_mode (str, optional): ``"value"`` (the paper) or ``"rank"``
-                        (fraction of pixels kept, the authors' code).
-                        Default: ``"value"``
+                        (``t`` is the fraction of pixels kept, ``round(t·H·W)``;
+                        not the authors' calibration, which is
+                        ``variant="authors"``). Default: ``"value"``
             score (str, optional): ``f_c`` everywhere (gradient, filtering,
                         calibration): the softmax ``"probability"`` (the paper) or
                         the ``"logit"``. Default: ``"probability"``
             return_details (bool, optional): also return the
                         :class:`LibraCamDetails`. Default: False
+            normalize_calibration (bool, optional): min-max normalise ``L``
+                        before calibration (and before returning it uncalibrated).
+                        A departure from Algorithm 1, which thresholds ``L`` as
+                        averaged. Default: False
+            variant (str, optional): ``"paper"`` (Algorithm 1 as printed) or
+                        ``"authors"`` (the authors' released code, exactly, their
+                        off-by-one included; it fixes ``score``, ``thresholds``,
+                        ``threshold_mode`` and ``normalize_calibration``, which
+                        must then keep their defaults). Default: ``"paper"``
 
         Returns:
             *Tensor* or (*Tensor*, *LibraCamDetails*): the maps ``N x 1 x H x W`` at
@@ -178,8 +211,22 @@ class LayerLibraCam(GradientCamBase):
             >>> libra = LayerLibraCam(net, net.layer3, library=library)
             >>> maps = libra.attribute(x, target=[3, 7], internal_batch_size=64)
             >>> no_calibration = libra.attribute(x, target=[3, 7], calibrate=False)
+            >>> authors = libra.attribute(x, target=[3, 7], variant="authors")
         """
         check_score(score)
+        if variant not in LIBRA_VARIANTS:
+            raise ValueError(f"variant must be 'paper' or 'authors'; got {variant!r}")
+        if variant == "authors" and (
+            score != "probability"
+            or threshold_mode != "value"
+            or normalize_calibration
+            or tuple(thresholds) != tuple(DEFAULT_CALIBRATION_THRESHOLDS)
+        ):
+            raise ValueError(
+                "variant='authors' fixes score, thresholds, threshold_mode and "
+                "normalize_calibration (the authors' pipeline); leave them at their defaults"
+            )
+        authors = variant == "authors"
         check_positive_int(internal_batch_size, "internal_batch_size")
         values = _check_thresholds(thresholds)
         _check_threshold_mode(threshold_mode)
@@ -195,9 +242,12 @@ class LayerLibraCam(GradientCamBase):
         extra = tuple(formatted_inputs[1:]) + tuple(formatted_args)
         afa = extra if extra else None
         with preserved_model_state(self.forward_func):
+            # the authors' code: gradient of the logit, filtering and calibration on the
+            # probability
             context = self._capture(
-                formatted_inputs, target, formatted_args, attribute_to_layer_input, score=score
-            )
+                formatted_inputs, target, formatted_args, attribute_to_layer_input,
+                score="logit" if authors else score,
+            )  # fmt: skip
             activations, gradients = context.activations, context.gradients
             assert gradients is not None
             if score == "probability":
@@ -208,9 +258,13 @@ class LayerLibraCam(GradientCamBase):
             rows = self._base_maps(activations, gradients, context.target, use_references, size)
             row_example, reference_indices, base_maps, first_order = rows
             if filter_references:
+                original = None
+                if authors:
+                    probabilities = torch.softmax(context.outputs.to(x.dtype), dim=1)
+                    original = probabilities.gather(1, context.target.unsqueeze(1)).squeeze(1)
                 filtered = filter_rows(
                     self.forward_func, x, base_maps, row_example, context.target, afa,
-                    internal_batch_size, score,
+                    internal_batch_size, score, rule=variant, original=original,
                 )  # fmt: skip
                 averaged, kept = filtered.filtered_maps, filtered.kept
                 reference_scores: Optional[Tensor] = filtered.scores
@@ -218,17 +272,24 @@ class LayerLibraCam(GradientCamBase):
                 kept = torch.ones_like(row_example, dtype=torch.bool)
                 averaged = _mean_per_example(base_maps, row_example, x.shape[0])
                 reference_scores = None
-            if calibrate:
+            if calibrate and authors:
+                calibration = threshold_calibration_authors(
+                    self.forward_func, x, averaged, target=context.target,
+                    additional_forward_args=afa, max_examples_per_batch=internal_batch_size,
+                )  # fmt: skip
+            elif calibrate:
                 calibration = threshold_calibration(
                     self.forward_func, x, averaged, target=context.target,
                     additional_forward_args=afa, max_examples_per_batch=internal_batch_size,
                     thresholds=values, threshold_mode=threshold_mode, score=score,
+                    normalize=normalize_calibration,
                 )  # fmt: skip
+            if calibrate:
                 maps = calibration.calibrated_maps
                 chosen: Optional[Tensor] = calibration.thresholds
                 calibration_scores: Optional[Tensor] = calibration.scores
             else:
-                maps = prepare_maps(averaged, size, x.shape[0], dtype=x.dtype, device=x.device)
+                maps = calibration_maps(averaged, x, normalize_calibration)
                 chosen, calibration_scores = None, None
         if not return_details:
             return maps

@@ -69,7 +69,9 @@ def _log_attention(pre: Tensor, activation: str) -> Tensor:
     return torch.where(pre > 0, torch.log(pre.clamp_min(tiny)), float("-inf"))
 
 
-def log_saliency_from_attention(pre: Tensor, activation: str = "softplus") -> Tensor:
+def log_saliency_from_attention(
+    pre: Tensor, activation: str = "softplus", detach_normalizer: bool = False
+) -> Tensor:
     r"""
     ``log p(z | x)`` from the pre-activations of branch h (``N x 1 x h x w``).
 
@@ -80,6 +82,10 @@ def log_saliency_from_attention(pre: Tensor, activation: str = "softplus") -> Te
     Args:
         pre (Tensor): ``N x 1 x h x w`` outputs of the 1×1 convolution of branch h.
         activation (str, optional): ``"softplus"`` or ``"relu"``. Default: ``"softplus"``.
+        detach_normalizer (bool, optional): divide by ``Σ_z' h_z'`` detached, as the
+                    authors' training code does (``h / sum(h).detach()``): the same
+                    values, but no gradient through the normaliser. False gives the
+                    paper's gradient of ``h / Σ h``. Default: False.
 
     Returns:
         *Tensor*: ``N x 1 x h x w`` log-probabilities over the ``h·w`` locations.
@@ -92,7 +98,10 @@ def log_saliency_from_attention(pre: Tensor, activation: str = "softplus") -> Te
     flat = log_h.flatten(1)
     all_zero = torch.isneginf(flat).all(dim=1, keepdim=True)
     flat = torch.where(all_zero, torch.zeros_like(flat), flat)
-    log_p = flat - torch.logsumexp(flat, dim=1, keepdim=True)
+    log_normalizer = torch.logsumexp(flat, dim=1, keepdim=True)
+    if detach_normalizer:
+        log_normalizer = log_normalizer.detach()
+    log_p = flat - log_normalizer
     return log_p.reshape(log_h.shape)
 
 
@@ -124,6 +133,12 @@ class CALM(nn.Module):
                     Default: ``"softplus"``.
         log_output (bool, optional): make ``forward`` return ``log p(y | x)``.
                     Default: False.
+        detach_attention_normalizer (bool, optional): normalise h by
+                    ``Σ_z h_z`` detached, the gradient of the authors' training code
+                    (``h / sum(h).detach()``); the values, and so every prediction
+                    and map, are the same, only the attention branch's gradient
+                    differs. False: the paper's ``p(z | x) = h / Σ h``, differentiated
+                    through the sum. Default: False.
 
     Attributes:
         backbone (nn.Module): the feature extractor.
@@ -147,6 +162,7 @@ class CALM(nn.Module):
         num_classes: int,
         attention_activation: str = "softplus",
         log_output: bool = False,
+        detach_attention_normalizer: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
@@ -170,6 +186,7 @@ class CALM(nn.Module):
         self.num_classes = num_classes
         self.attention_activation = attention_activation
         self.log_output = bool(log_output)
+        self.detach_attention_normalizer = bool(detach_attention_normalizer)
 
     def features(self, inputs: Tensor) -> Tensor:
         r"""The backbone's ``N x D x h x w`` features, checked."""
@@ -191,7 +208,7 @@ class CALM(nn.Module):
         r"""``log p(y | x, z)`` and ``log p(z | x)`` from backbone features."""
         log_conditional = F.log_softmax(self.classifier(features), dim=1)
         log_saliency = log_saliency_from_attention(
-            self.attention(features), self.attention_activation
+            self.attention(features), self.attention_activation, self.detach_attention_normalizer
         )
         return CALMOutput(log_conditional, log_saliency)
 
@@ -230,7 +247,7 @@ class CALM(nn.Module):
         resnet: nn.Module,
         num_classes: int,
         attention_activation: str = "softplus",
-        copy_classifier: Optional[bool] = None,
+        copy_classifier: Optional[bool] = False,
         log_output: bool = False,
     ) -> "CALM":
         r"""
@@ -243,7 +260,8 @@ class CALM(nn.Module):
             attention_activation (str, optional): see :class:`CALM`. Default: ``"softplus"``.
             copy_classifier (bool, optional): start branch g from ``resnet.fc`` (then
                         g at every location is the CAM classifier). None: when
-                        ``num_classes`` equals ``fc.out_features``. Default: None.
+                        ``num_classes`` equals ``fc.out_features``. Default: False
+                        (the paper trains the heads from scratch).
             log_output (bool, optional): see :class:`CALM`. Default: False.
 
         Returns:
@@ -272,7 +290,7 @@ class CALM(nn.Module):
         model: nn.Module,
         num_classes: int = 10,
         attention_activation: str = "softplus",
-        copy_classifier: Optional[bool] = None,
+        copy_classifier: Optional[bool] = False,
         log_output: bool = False,
     ) -> "CALM":
         r"""
@@ -286,7 +304,8 @@ class CALM(nn.Module):
             num_classes (int, optional): classes of the CALM head. Default: 10.
             attention_activation (str, optional): see :class:`CALM`. Default: ``"softplus"``.
             copy_classifier (bool, optional): start branch g from ``model.linear``.
-                        None: when the class counts match. Default: None.
+                        None: when the class counts match. Default: False (the
+                        paper trains the heads from scratch).
             log_output (bool, optional): see :class:`CALM`. Default: False.
 
         Returns:

@@ -11,10 +11,10 @@ never interrupted, because each epoch's shuffling is seeded by ``(seed, epoch)``
 
 import math
 import os
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -38,10 +38,11 @@ def make_optimizer(
     weight_decay: float = 1e-4,
     nesterov: bool = True,
     head_lr_multiplier: float = 10.0,
+    fast_modules: Sequence[nn.Module] = (),
 ) -> torch.optim.SGD:
     r"""
-    SGD with two parameter groups: the backbone at ``lr``, branches g and h at
-    ``lr * head_lr_multiplier``.
+    SGD with two parameter groups: the backbone at ``lr``, branches g and h (and the
+    backbone modules in ``fast_modules``) at ``lr * head_lr_multiplier``.
 
     Args:
         model (CALM): the model.
@@ -50,6 +51,10 @@ def make_optimizer(
         weight_decay (float, optional): Default: 1e-4.
         nesterov (bool, optional): Default: True.
         head_lr_multiplier (float, optional): Default: 10.
+        fast_modules (sequence of nn.Module, optional): submodules of the model
+                    trained at the heads' rate too; the authors' configuration puts
+                    the backbone's last stage there (e.g. ``[model.backbone[-1]]``).
+                    Default: none (only the heads).
 
     Returns:
         *torch.optim.SGD*: the optimiser.
@@ -60,6 +65,12 @@ def make_optimizer(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{name} must be a positive number; got {value!r}")
     head = list(model.classifier.parameters()) + list(model.attention.parameters())
+    own = {id(p) for p in model.parameters()}
+    for module in fast_modules:
+        extra = [p for p in module.parameters() if id(p) not in {id(q) for q in head}]
+        if not all(id(p) in own for p in extra):
+            raise ValueError("fast_modules must be submodules of the model")
+        head += extra
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
     groups = [
@@ -136,6 +147,7 @@ def train_calm(
     progress: bool = True,
     device: Union[None, str, torch.device] = None,
     num_workers: int = 0,
+    fast_modules: Sequence[nn.Module] = (),
 ) -> List[Dict[str, float]]:
     r"""
     Trains a CALM model with CALM_EM (``loss="em"``) or CALM_ML (``loss="ml"``).
@@ -173,6 +185,9 @@ def train_calm(
         progress (bool, optional): show tqdm progress bars. Default: True.
         device (str or torch.device, optional): Default: the model's device.
         num_workers (int, optional): DataLoader workers. Default: 0.
+        fast_modules (sequence of nn.Module, optional): backbone modules trained
+                    at the heads' rate (:func:`make_optimizer`; the authors'
+                    configuration: the last stage). Default: none.
 
     Returns:
         *list[dict]*: one entry per epoch: ``epoch``, ``loss`` (mean training loss),
@@ -202,7 +217,9 @@ def train_calm(
         model.to(device)
     param = next(model.parameters())
     device = param.device
-    optimizer = make_optimizer(model, lr, momentum, weight_decay, nesterov, head_lr_multiplier)
+    optimizer = make_optimizer(
+        model, lr, momentum, weight_decay, nesterov, head_lr_multiplier, fast_modules
+    )
     step = lr_decay_epochs if lr_decay_epochs is not None else 1
     gamma = lr_decay if lr_decay_epochs is not None else 1.0
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=gamma)

@@ -5,6 +5,12 @@ For each fraction ``k``, the ``round(k·H·W)`` highest pixels of ``mm(up(I))`` 
 erased (replaced by a blurred or zero baseline) and the model classifies the result;
 the same is done with ``round(k·H·W)`` pixels chosen at random (seeded). A map that
 finds the evidence should make accuracy fall faster than random erasure.
+
+The score is the paper's ratio ``A_k / A_k^r`` (accuracy after erasing the map's
+top ``k`` over accuracy after erasing ``k`` at random; below 1: the map's pixels
+matter more than random ones); the difference ``A_k − A_k^r`` is kept as
+``accuracy_difference``. The paper's text erases with a blur, the authors'
+released evaluation script with zeros: both are ``baselines`` here.
 """
 
 from typing import Any, Callable, NamedTuple, Optional, Sequence
@@ -40,9 +46,12 @@ class RemoveAndClassifyResult(NamedTuple):
         random_correct (Tensor): ``N x K``, the same after erasing random pixels.
         accuracy (Tensor): ``(K,)`` mean of ``correct``.
         random_accuracy (Tensor): ``(K,)`` mean of ``random_correct``.
-        relative_accuracy (Tensor): ``(K,)`` ``accuracy − random_accuracy``
-                    (negative: the map's pixels matter more than random ones;
-                    lower is better).
+        relative_accuracy (Tensor): ``(K,)`` the paper's ratio
+                    ``accuracy / random_accuracy`` (below 1: the map's pixels
+                    matter more than random ones; lower is better); NaN where
+                    ``random_accuracy`` is 0.
+        accuracy_difference (Tensor): ``(K,)`` ``accuracy − random_accuracy``
+                    (negative: the map's pixels matter more; lower is better).
     """
 
     fractions: Tensor
@@ -51,6 +60,7 @@ class RemoveAndClassifyResult(NamedTuple):
     accuracy: Tensor
     random_accuracy: Tensor
     relative_accuracy: Tensor
+    accuracy_difference: Tensor
 
 
 @log_usage()
@@ -67,7 +77,8 @@ def remove_and_classify(
 ) -> RemoveAndClassifyResult:
     r"""
     Classification accuracy after erasing the top-``k`` pixels of the map, against
-    erasing ``k`` random pixels.
+    erasing ``k`` random pixels: the paper's ratio ``A_k / A_k^r`` and the
+    difference ``A_k − A_k^r``.
 
     Args:
         forward_func (Callable): The model, returning ``N x num_classes`` logits.
@@ -94,7 +105,8 @@ def remove_and_classify(
     Examples::
 
         >>> result = remove_and_classify(net, x, maps, target=labels)
-        >>> result.relative_accuracy
+        >>> result.relative_accuracy          # A_k / A_k^r, the paper's score
+        >>> result.accuracy_difference        # A_k - A_k^r
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, "probability")
@@ -134,11 +146,17 @@ def remove_and_classify(
         hits = (logits.argmax(dim=2) == idx.unsqueeze(1)).to(x.dtype)
         correct, random_correct = hits[:, :num_k], hits[:, num_k:]
         accuracy, random_accuracy = correct.mean(0), random_correct.mean(0)
+        ratio = torch.where(
+            random_accuracy > 0,
+            accuracy / random_accuracy.clamp_min(torch.finfo(x.dtype).tiny),
+            torch.full_like(accuracy, float("nan")),
+        )
         return RemoveAndClassifyResult(
             fractions=torch.tensor(values, dtype=x.dtype, device=x.device),
             correct=correct,
             random_correct=random_correct,
             accuracy=accuracy,
             random_accuracy=random_accuracy,
-            relative_accuracy=accuracy - random_accuracy,
+            relative_accuracy=ratio,
+            accuracy_difference=accuracy - random_accuracy,
         )

@@ -8,6 +8,11 @@ with ``S_r ≥ γ`` — all of them when none is kept — and return their mean.
 applies it to its base maps, one per reference activation; the same function
 averages the best of any candidate maps (several methods, several layers, …).
 
+``rule="authors"`` is the filter of the authors' released code instead (Libra-CAM's
+``variant="authors"``): with the increases ``d_r = S_r − f_c(x)`` and ``P`` the
+positive ones, keep the maps with ``d_r ≥ mean(P) − std(P)`` (population standard
+deviation); all of them when no ``d_r`` is positive.
+
 All masked inputs go through the model with the package's one chunked loop
 (:func:`captum_cams._utils.batching.evaluate_in_chunks`), masks built with
 :mod:`captum_cams.metrics._masking`.
@@ -39,13 +44,24 @@ class FilteringResult(NamedTuple):
         filtered_maps (Tensor): ``N x 1 x H x W`` mean of the kept maps per example.
         kept (Tensor): ``N x R`` bool, which candidates were kept.
         scores (Tensor): ``N x R`` the scores ``S_r``.
-        thresholds (Tensor): ``(N,)`` the ``γ = mean(S) + std(S)`` per example.
+        thresholds (Tensor): ``(N,)`` the ``γ = mean(S) + std(S)`` per example
+                    (``rule="authors"``: ``mean(P) − std(P)`` of the positive
+                    increases, NaN where none is positive).
     """
 
     filtered_maps: Tensor
     kept: Tensor
     scores: Tensor
     thresholds: Tensor
+
+
+#: The values ``rule`` accepts: the paper's filter or the authors' code's.
+FILTER_RULES = ("paper", "authors")
+
+
+def check_rule(rule: str) -> None:
+    if rule not in FILTER_RULES:
+        raise ValueError(f"rule must be 'paper' or 'authors'; got {rule!r}")
 
 
 def filter_rows(
@@ -58,6 +74,8 @@ def filter_rows(
     max_examples_per_batch: Optional[int],
     score: str,
     baselines: BaselineLike = None,
+    rule: str = "paper",
+    original: Optional[Tensor] = None,
 ) -> FilteringResult:
     r"""
     Filtering of candidate maps given as rows (any number per example).
@@ -74,10 +92,18 @@ def filter_rows(
         max_examples_per_batch (int, optional): masked inputs per forward pass.
         score (str): ``"probability"`` or ``"logit"``.
         baselines (str, float or Tensor, optional): what removed pixels become.
+        rule (str, optional): ``"paper"`` (keep ``S_r ≥ mean(S) + std(S)``) or
+                    ``"authors"`` (keep ``d_r ≥ mean(P) − std(P)``, see the module).
+                    Default: ``"paper"``
+        original (Tensor, optional): ``(N,)`` the scores ``f_c(x)`` of the
+                    unmasked inputs; required with ``rule="authors"``.
 
     Returns:
         *FilteringResult*: with ``kept`` and ``scores`` of shape ``(M,)`` (rows).
     """
+    check_rule(rule)
+    if rule == "authors" and original is None:
+        raise ValueError("rule='authors' needs the original scores f_c(x) (original=...)")
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
     with torch.no_grad(), preserved_model_state(forward_func):
@@ -102,8 +128,18 @@ def filter_rows(
             if rows.numel() == 0:
                 raise ValueError(f"example {example} has no candidate map")
             values = scores[rows]
-            gamma = values.mean() + values.std(correction=0)
-            keep = values >= gamma
+            if rule == "paper":
+                gamma = values.mean() + values.std(correction=0)
+                keep = values >= gamma
+            else:
+                assert original is not None
+                values = values - original[example]
+                positive = values[values > 0]
+                if positive.numel() == 0:  # no increase: keep all, γ undefined
+                    gamma = values.new_tensor(float("nan"))
+                else:
+                    gamma = positive.mean() - positive.std(correction=0)
+                keep = values >= gamma
             if not bool(keep.any()):
                 keep = torch.ones_like(keep)
             kept[rows] = keep
@@ -122,6 +158,7 @@ def reference_filtering(
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",
     baselines: BaselineLike = None,
+    rule: str = "paper",
 ) -> FilteringResult:
     r"""
     Libra-CAM's reference filtering of ``R`` candidate maps per example.
@@ -153,6 +190,9 @@ def reference_filtering(
                     paper) or the ``"logit"``. Default: ``"probability"``
         baselines (str, float or Tensor, optional): what removed pixels become.
                     Default: None (zeros, the paper's ``I_r ⊙ x``)
+        rule (str, optional): ``"paper"`` or ``"authors"`` (keep the increases
+                    ``d_r = S_r − f_c(x) ≥ mean(P) − std(P)`` of the positive ones
+                    ``P``, the authors' code). Default: ``"paper"``
 
     Returns:
         *FilteringResult*: ``(filtered_maps, kept, scores, thresholds)``; the maps
@@ -167,6 +207,7 @@ def reference_filtering(
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
+    check_rule(rule)
     if not isinstance(attributions, Tensor) or attributions.dim() != 4:
         shape = tuple(attributions.shape) if isinstance(attributions, Tensor) else None
         raise ValueError(f"attributions must be an N x R x h x w tensor; got {shape}")
@@ -183,13 +224,13 @@ def reference_filtering(
     maps = maps.reshape(num * count, 1, *maps.shape[-2:])
     maps = minmax_normalize(upsample(maps, tuple(x.shape[-2:])))
     with torch.no_grad(), preserved_model_state(forward_func):
-        _, idx, _ = original_scores(
+        y, idx, _ = original_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score
         )
     row_example = torch.arange(num, device=x.device).repeat_interleave(count)
     result = filter_rows(
         forward_func, x, maps, row_example, idx, additional_forward_args,
-        max_examples_per_batch, score, baselines,
+        max_examples_per_batch, score, baselines, rule, y,
     )  # fmt: skip
     return FilteringResult(
         filtered_maps=result.filtered_maps,

@@ -6,7 +6,10 @@ fine-tuned (:func:`~captum_cams.tuning.threshold_fine_tuning`), the binary mask
 ``M_τ* = 1[I_τ* ≠ 0]`` of the tuned map is taken and resized to the map's (the
 layer's) resolution with area interpolation, i.e. each layer cell holds the fraction
 of its input pixels that the mask keeps. The masks are computed once with the
-original model.
+original model. Where no threshold raises the probability (every RPI 0), the paper's
+Algorithm 1 still returns the map at its first threshold ``T[0]`` (the arg-max of an
+all-zero curve), so the mask is ``1[I ≥ T[0]]`` (``unchanged_masks="first_threshold"``);
+``"unthresholded"`` gives ``1[I ≠ 0]`` of the untouched map instead (a departure).
 
 The dataset is split into fixed shards of consecutive items. Each finished shard is
 written to ``cache_dir`` atomically (a temporary file renamed into place), so an
@@ -49,10 +52,12 @@ from captum_cams._utils.distributed import (
     shard_indices,
 )
 from captum_cams._utils.guards import check_positive_int
+from captum_cams.metrics._masking import pixel_ranks, top_k_mask
 from captum_cams.tuning.threshold_fine_tuning import (
     DEFAULT_TFT_THRESHOLDS,
     _check_threshold_mode,
     _check_thresholds,
+    _kept_counts,
     threshold_fine_tuning,
 )
 
@@ -60,6 +65,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: The values ``target`` accepts in :func:`generate_tft_masks`.
 MASK_TARGETS: Tuple[str, ...] = ("label", "predicted")
+
+#: The masks of items no threshold improves: Algorithm 1's first threshold, or ``1[I ≠ 0]``.
+UNCHANGED_MASKS: Tuple[str, ...] = ("first_threshold", "unthresholded")
 
 _META_FILE = "meta.json"
 
@@ -72,8 +80,9 @@ class TFTMasks(NamedTuple):
         masks (Tensor): ``N x 1 x h x w`` float32 masks in ``[0, 1]`` at the map's
                     (layer) resolution, item ``i`` of the dataset in row ``i``.
         thresholds (Tensor): ``(N,)`` float32 ``τ*`` per item; NaN where every RPI
-                    was 0 (TFT then returns the map unchanged and the mask is
-                    ``1[I ≠ 0]`` of the unthresholded map).
+                    was 0 (TFT then returns the map unchanged; the mask is that of
+                    the first threshold, Algorithm 1's ``T[0]``, or ``1[I ≠ 0]``
+                    with ``unchanged_masks="unthresholded"``).
     """
 
     masks: Tensor
@@ -241,6 +250,7 @@ def _shard_masks(
     target: str,
     mask_size: Optional[Tuple[int, int]],
     tft_kwargs: Dict[str, Any],
+    unchanged_masks: str = "first_threshold",
 ) -> Tuple[Tensor, Tensor]:
     r"""Masks and ``τ*`` of the items ``indices``, in batches of ``batch_size``."""
     all_masks: List[Tensor] = []
@@ -264,10 +274,25 @@ def _shard_masks(
         maps = maps.detach().reshape(maps.shape[0], 1, *maps.shape[-2:])
         result = threshold_fine_tuning(model, x, maps, target=labels, **tft_kwargs)
         keep = (result.tuned_maps != 0).to(torch.float32)
+        unchanged = torch.isnan(result.thresholds)
+        if unchanged_masks == "first_threshold" and bool(unchanged.any()):
+            first = _first_threshold_masks(result.tuned_maps, tft_kwargs)
+            keep = torch.where(unchanged.reshape(-1, 1, 1, 1), first, keep)
         size = mask_size if mask_size is not None else tuple(maps.shape[-2:])
         all_masks.append(F.interpolate(keep, size=size, mode="area").cpu())
         all_taus.append(result.thresholds.to(torch.float32).cpu())
     return torch.cat(all_masks), torch.cat(all_taus)
+
+
+def _first_threshold_masks(maps: Tensor, tft_kwargs: Dict[str, Any]) -> Tensor:
+    r"""``1[I_T[0] ≠ 0]`` of maps ``I`` in ``[0, 1]``: the mask at the first threshold
+    (the smallest value, or the largest fraction of pixels kept)."""
+    values = tft_kwargs["thresholds"]
+    if tft_kwargs["threshold_mode"] == "value":
+        return (maps >= min(values)).to(torch.float32)
+    counts = _kept_counts(values, maps)[:1].expand(maps.shape[0])
+    top = top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
+    return (maps * top != 0).to(torch.float32)
 
 
 def generate_tft_masks(
@@ -282,6 +307,7 @@ def generate_tft_masks(
     threshold_mode: str = "value",
     max_examples_per_batch: Optional[int] = None,
     show_progress: bool = True,
+    unchanged_masks: str = "first_threshold",
 ) -> TFTMasks:
     r"""
     TFT masks ``M_τ*`` of every item of a dataset for one CAM method, the auxiliary
@@ -292,7 +318,9 @@ def generate_tft_masks(
     candidate thresholds), the binary mask ``1[I_τ* ≠ 0]`` of the tuned maps at input
     resolution, resized to the maps' resolution (``mask_size``) with area
     interpolation (the fraction of kept input pixels per cell). Where TFT leaves a
-    map unchanged (every RPI 0), the mask is ``1[I ≠ 0]`` of the unthresholded map.
+    map unchanged (every RPI 0), the mask is the first threshold's, as Algorithm 1
+    of the paper returns ``T[argmax RPI] = T[0]`` then (``1[I ≥ 0.1]`` with the
+    default thresholds); ``unchanged_masks="unthresholded"`` gives ``1[I ≠ 0]``.
 
     Items are grouped into shards of ``shard_size`` consecutive items. With
     ``cache_dir``, each shard is saved there as soon as it is done (atomically) and
@@ -339,6 +367,10 @@ def generate_tft_masks(
                     of TFT's sweep. None: all of a batch at once. Default: None
         show_progress (bool, optional): tqdm progress bar on the main process.
                     Default: True
+        unchanged_masks (str, optional): the mask of an item whose every RPI is 0:
+                    ``"first_threshold"`` (Algorithm 1: the map at ``T[0]``) or
+                    ``"unthresholded"`` (``1[I ≠ 0]``, a departure).
+                    Default: ``"first_threshold"``
 
     Returns:
         *TFTMasks*: ``(masks, thresholds)``: ``N x 1 x h x w`` float32 masks and the
@@ -365,6 +397,10 @@ def generate_tft_masks(
     check_positive_int(shard_size, "shard_size", allow_none=False)
     if target not in MASK_TARGETS:
         raise ValueError(f"target must be 'label' or 'predicted'; got {target!r}")
+    if unchanged_masks not in UNCHANGED_MASKS:
+        raise ValueError(
+            f"unchanged_masks must be 'first_threshold' or 'unthresholded'; got {unchanged_masks!r}"
+        )
     if mask_size is not None:
         if len(mask_size) != 2 or any(not isinstance(s, int) or s < 1 for s in mask_size):
             raise ValueError(f"mask_size must be two positive ints (h, w); got {mask_size!r}")
@@ -390,6 +426,7 @@ def generate_tft_masks(
                 "mask_size": list(mask_size) if mask_size is not None else None,
                 "thresholds": list(values),
                 "threshold_mode": threshold_mode,
+                "unchanged_masks": unchanged_masks,
             },
         )
         _check_meta(cache, meta)
@@ -411,8 +448,9 @@ def generate_tft_masks(
                 done = _read_shard(path, indices, mask_size)
             else:
                 done = _shard_masks(
-                    attribution, dataset, indices, batch_size, target, mask_size, tft_kwargs
-                )
+                    attribution, dataset, indices, batch_size, target, mask_size, tft_kwargs,
+                    unchanged_masks,
+                )  # fmt: skip
                 if path is not None:
                     with atomic_path(path) as temporary:
                         torch.save({"masks": done[0], "thresholds": done[1]}, temporary)

@@ -1,47 +1,58 @@
 #!/usr/bin/env python3
 r"""Libra-CAM's threshold calibration, usable on any method's maps.
 
-For a map ``L = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``t``:
-``L_t = L ⊙ 1[L ≥ t]`` and ``C_t = f_c(L_t ⊙ x)``, the target score of the input
-masked *softly* by ``L_t``. The calibrated map is ``L_t*`` with
-``t* = argmax_t C_t`` (ties: the smallest ``t``, i.e. the largest mask).
+For a map ``L`` and every candidate ``t``: ``L_t = L ⊙ 1[L ≥ t]`` and
+``C_t = f_c(L_t ⊙ x)``, the target score of the input masked *softly* by ``L_t``.
+The calibrated map is ``L_t*`` with ``t* = argmax_t C_t`` (ties: the smallest
+``t``, i.e. the largest mask). Algorithm 1 of the paper thresholds Libra-CAM's
+averaged map ``L`` exactly as it is (it lies in ``[0, 1]``, its maximum usually
+below 1): ``normalize=False``, what :class:`~captum_cams.LayerLibraCam` does by
+default. For any other method's maps, which are not in ``[0, 1]``, ``normalize=True``
+(this function's default) first brings them there: ``L = mm(up(attributions))``;
+on Libra-CAM's ``L`` that is a departure from the paper (an option of
+:class:`~captum_cams.LayerLibraCam`, off by default).
 
 This is the maths of threshold fine-tuning (TFT) with a soft mask and the raw score
-instead of its relative increase, so the curves come from the same sweep:
-:func:`captum_cams.metrics.threshold_sweep` (``binary=False``; its ``scores`` are
-the ``C_t``) for value thresholds, and TFT's rank sweep
-(:func:`~captum_cams.tuning.threshold_fine_tuning.rank_sweep_scores`) for rank
-thresholds (``threshold_mode="rank"``, the authors' code: ``t`` is the fraction of
-pixels kept). Unlike TFT, the arg-max is always taken, also when no threshold raises
-the score above the unmasked input's.
+instead of its relative increase; the masks are those of
+:mod:`captum_cams.metrics._masking` and all ``N x T`` masked inputs go through the
+package's one chunked sweep (:func:`captum_cams.metrics._scoring.perturbed_scores`).
+With ``threshold_mode="rank"`` ``t`` is the fraction of pixels kept. Unlike TFT, the
+arg-max is always taken, also when no threshold raises the score above the unmasked
+input's.
+
+:func:`threshold_calibration_authors` is the calibration of the authors' released
+code (pixel ranks, keep-fractions ``0, 0.1, …, 0.9`` scored by the clipped increase
+of the probability, the map one decile past the best returned), exact, for
+:class:`~captum_cams.LayerLibraCam`'s ``variant="authors"``.
 
 Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the Linear
 Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
 https://www.ijcai.org/proceedings/2022/0442
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_image_batch
+from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.maps import as_maps, upsample
 from captum_cams.metrics._masking import (
     BaselineLike,
+    apply_mask,
+    make_baseline,
     pixel_ranks,
     prepare_maps,
     threshold_mask,
     top_k_mask,
 )
-from captum_cams.metrics._scoring import check_metric_args
-from captum_cams.metrics.confidence import threshold_sweep
+from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
 from captum_cams.tuning.threshold_fine_tuning import (
     DEFAULT_TFT_THRESHOLDS,
     _check_threshold_mode,
     _check_thresholds,
     _kept_counts,
-    rank_sweep_scores,
 )
 
 #: Libra-CAM's candidate thresholds: 0.1, 0.2, ..., 1.0 (the same ten values as TFT).
@@ -81,22 +92,24 @@ def threshold_calibration(
     threshold_mode: str = "value",
     score: str = "probability",
     baselines: BaselineLike = None,
+    normalize: bool = True,
 ) -> CalibrationResult:
     r"""
     Libra-CAM's threshold calibration of any attribution map.
 
     ``L = mm(up(attributions))`` (bilinear to ``H x W``, ``align_corners=False``,
-    then per-example min-max), ``L_t = L ⊙ 1[L ≥ t]``, ``C_t`` the target score of
-    ``L_t ⊙ x`` (removed pixels become ``baselines``), and the result
-    ``L_t*`` with ``t* = argmax_t C_t``; exactly equal scores go to the smallest
-    ``t`` (the largest mask). With ``threshold_mode="rank"`` (the authors' code)
-    ``t`` is the fraction of pixels kept: ``L_t = L ⊙ top(t)`` with ``top(t)`` the
-    ``round(t·H·W)`` highest pixels (ties by row-major index); ties go to the
-    largest fraction.
+    then per-example min-max; with ``normalize=False`` only ``up``),
+    ``L_t = L ⊙ 1[L ≥ t]``, ``C_t`` the target score of ``L_t ⊙ x`` (removed
+    pixels become ``baselines``), and the result ``L_t*`` with
+    ``t* = argmax_t C_t``; exactly equal scores go to the smallest ``t`` (the
+    largest mask). With ``threshold_mode="rank"`` ``t`` is the fraction of pixels
+    kept: ``L_t = L ⊙ top(t)`` with ``top(t)`` the ``round(t·H·W)`` highest pixels
+    (ties by row-major index); ties go to the largest fraction. (The authors' own
+    calibration differs in more than the ranks: see
+    :func:`threshold_calibration_authors`.)
 
-    All ``N x T`` masked inputs are evaluated in one chunked sweep (the one TFT
-    uses), at most ``max_examples_per_batch`` per forward pass, under
-    ``torch.no_grad()``.
+    All ``N x T`` masked inputs are evaluated in one chunked sweep, at most
+    ``max_examples_per_batch`` per forward pass, under ``torch.no_grad()``.
 
     Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
     Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022
@@ -118,13 +131,16 @@ def threshold_calibration(
         thresholds (sequence of float, optional): candidates ``t`` in ``(0, 1]``,
                     at least one. Default: ``(0.1, 0.2, ..., 1.0)``
         threshold_mode (str, optional): ``"value"`` (the paper) or ``"rank"``
-                    (fraction of pixels kept, the authors' code).
-                    Default: ``"value"``
+                    (fraction of pixels kept). Default: ``"value"``
         score (str, optional): ``C_t`` as the softmax ``"probability"`` (the
                     paper) or the ``"logit"``. Default: ``"probability"``
         baselines (str, float or Tensor, optional): what removed pixels become:
                     ``None``/``"zero"`` (the paper's ``L_t ⊙ x``), ``"blur"``, a
                     constant or a tensor broadcastable to ``inputs``. Default: None
+        normalize (bool, optional): min-max normalise the upsampled maps before
+                    thresholding. False thresholds them as given, as Algorithm 1
+                    does with Libra-CAM's averaged map (which lies in ``[0, 1]``);
+                    the default True suits maps of any range. Default: True
 
     Returns:
         *CalibrationResult*: ``(calibrated_maps, thresholds, scores, grid)``.
@@ -142,33 +158,172 @@ def threshold_calibration(
     values = _check_thresholds(thresholds)
     _check_threshold_mode(threshold_mode)
     x = inputs.detach()
+    maps = calibration_maps(attributions, x, normalize)
     if threshold_mode == "value":
-        sweep = threshold_sweep(
-            forward_func, x, attributions, target=target,
-            additional_forward_args=additional_forward_args,
-            max_examples_per_batch=max_examples_per_batch, thresholds=values,
-            binary=False, baselines=baselines, score=score,
-        )  # fmt: skip
-        scores, grid = sweep.scores, sweep.thresholds
+        grid = torch.tensor(values, dtype=x.dtype, device=x.device)
+        keep = _value_keep(maps, grid)
     else:
-        scores, _, grid = rank_sweep_scores(
-            forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, True, baselines, score,
-        )  # fmt: skip
+        grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
+        keep = _rank_keep(maps, _kept_counts(values, maps))
+    scores, _ = masked_scores(
+        forward_func, x, keep, grid.shape[0], target, additional_forward_args,
+        max_examples_per_batch, score, baselines,
+    )  # fmt: skip
     with torch.no_grad():
-        maps = prepare_maps(
-            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
-        )
         best = first_argmax(scores)
-        if threshold_mode == "value":
-            calibrated = threshold_mask(maps, grid[best].reshape(-1, 1, 1, 1), binary=False)
-        else:
-            counts = _kept_counts(values, maps)[best]
-            top = top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
-            calibrated = maps * top
+        calibrated = keep(torch.arange(x.shape[0], device=x.device), best)
     return CalibrationResult(
         calibrated_maps=calibrated, thresholds=grid[best], scores=scores, grid=grid
     )
+
+
+def authors_kept_count(i: int, num_pixels: int) -> int:
+    r"""``int(0.1·i·N)``: the authors' pixel count for keep-fraction ``10·i %``."""
+    return int(0.1 * i * num_pixels)
+
+
+@log_usage()
+def threshold_calibration_authors(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    baselines: BaselineLike = None,
+) -> CalibrationResult:
+    r"""
+    The threshold calibration of Libra-CAM's released code, reproduced exactly
+    (:class:`~captum_cams.LayerLibraCam`'s ``variant="authors"``); **not** the
+    paper's Algorithm 1 (:func:`threshold_calibration`).
+
+    With ``L = up(attributions)`` as given (not re-normalised) and ``N = H·W``:
+    for ``i = 0, 1, …, 9`` the soft mask ``L ⊙ top_i`` keeps the
+    ``int(0.1·i·N)`` highest pixels (keep-fraction ``10·i %``; ``i = 0`` keeps
+    none), scored by the clipped increase of the softmax probability
+    ``C_i = max(p_c(L ⊙ top_i ⊙ x) − p_c(x), 0)``. With ``i*`` the first arg-max,
+    the returned map is the one **one decile past it**,
+    ``L ⊙ top_{i*+1}`` (``int(0.1·(i*+1)·N)`` pixels; ``L`` itself for
+    ``i* = 9``) — the off-by-one of the authors' code, kept because this function
+    exists to reproduce it. Where no fraction raises the probability every
+    ``C_i`` is 0, ``i* = 0`` and the map keeps the top 10 %.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged.
+        attributions (Tensor): maps ``N x (1 x) h x w`` (upsampled, not normalised).
+        target (int, list[int], Tensor, optional): class per example. None: each
+                    example's predicted class. Default: None
+        additional_forward_args (Any, optional): further arguments of
+                    ``forward_func``. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    Default: None
+        baselines (str, float or Tensor, optional): what removed pixels become.
+                    Default: None (zeros)
+
+    Returns:
+        *CalibrationResult*: ``calibrated_maps`` as above; ``thresholds`` the
+        keep-fraction of the returned map, ``(i* + 1) / 10``; ``scores`` the
+        ``N x 10`` clipped increases ``C_i``; ``grid`` the scored keep-fractions
+        ``0, 0.1, …, 0.9`` in the authors' order.
+
+    Examples::
+
+        >>> calibrated, kept_fraction, scores, grid = threshold_calibration_authors(
+        ...     net, x, libra_maps, target=3)
+    """
+    check_image_batch(inputs)
+    check_metric_args(max_examples_per_batch, "probability")
+    x = inputs.detach()
+    maps = calibration_maps(attributions, x, normalize=False)
+    num_pixels = maps.shape[-1] * maps.shape[-2]
+    counts = torch.tensor([authors_kept_count(i, num_pixels) for i in range(11)], device=x.device)
+    keep = _rank_keep(maps, counts)
+    o, y = masked_scores(
+        forward_func, x, keep, 10, target, additional_forward_args,
+        max_examples_per_batch, "probability", baselines,
+    )  # fmt: skip
+    with torch.no_grad():
+        scores = torch.clamp(o - y.unsqueeze(1), min=0)
+        best = first_argmax(scores)
+        calibrated = keep(torch.arange(x.shape[0], device=x.device), best + 1)
+    grid = torch.tensor([i / 10 for i in range(10)], dtype=x.dtype, device=x.device)
+    return CalibrationResult(
+        calibrated_maps=calibrated,
+        thresholds=(best + 1).to(x.dtype) / 10,
+        scores=scores,
+        grid=grid,
+    )
+
+
+def calibration_maps(attributions: Tensor, x: Tensor, normalize: bool) -> Tensor:
+    r"""``mm(up(attributions))`` (``normalize``) or ``up(attributions)``, checked."""
+    if normalize:
+        return prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+    maps = as_maps(attributions).detach().to(dtype=x.dtype, device=x.device)
+    if maps.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"attributions must hold one map per example ({x.shape[0]}); got batch size "
+            f"{maps.shape[0]}"
+        )
+    if not torch.isfinite(maps).all():
+        raise ValueError("attributions contains NaN or inf")
+    return upsample(maps, tuple(x.shape[-2:]))
+
+
+def _value_keep(maps: Tensor, grid: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    r"""``keep(examples, steps)``: ``maps ⊙ 1[maps ≥ grid[step]]`` (soft)."""
+
+    def keep(examples: Tensor, steps: Tensor) -> Tensor:
+        return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1))
+
+    return keep
+
+
+def _rank_keep(maps: Tensor, counts: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    r"""``keep(examples, steps)``: ``maps ⊙ top(counts[step])`` (soft, by pixel rank)."""
+    ranks = pixel_ranks(maps)
+    shape = tuple(maps.shape[-2:])
+
+    def keep(examples: Tensor, steps: Tensor) -> Tensor:
+        top = top_k_mask(ranks[examples], counts[steps], shape, maps.dtype)
+        return maps[examples] * top
+
+    return keep
+
+
+def masked_scores(
+    forward_func: Callable,
+    x: Tensor,
+    keep: Callable[[Tensor, Tensor], Tensor],
+    num_steps: int,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+    baselines: BaselineLike,
+) -> Tuple[Tensor, Tensor]:
+    r"""
+    ``(o, y)``: target scores ``N x num_steps`` of the inputs masked by
+    ``keep(examples, steps)`` (removed pixels become ``baselines``) and ``(N,)`` of
+    the inputs themselves, in chunks, under ``torch.no_grad()``.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
+        base = make_baseline(x, baselines)
+        y, idx, _ = original_scores(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+        )
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            return apply_mask(x[examples], keep(examples, steps), base[examples])
+
+        o = perturbed_scores(
+            forward_func, x, num_steps, build, idx, additional_forward_args,
+            max_examples_per_batch, score,
+        )  # fmt: skip
+    return o, y
 
 
 def first_argmax(values: Tensor) -> Tensor:
@@ -188,4 +343,5 @@ __all__ = [
     "DEFAULT_CALIBRATION_THRESHOLDS",
     "first_argmax",
     "threshold_calibration",
+    "threshold_calibration_authors",
 ]

@@ -8,8 +8,10 @@ For a map ``I = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``τ``:
 ``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves come from
 :func:`captum_cams.metrics.threshold_sweep` (``binary=True``: its ``api`` is the RPI),
 so all ``N x T`` masked inputs go through the model in one chunked sweep, and the
-masks are those of :mod:`captum_cams.metrics._masking`. Rank thresholds (the
-authors' code) rank pixels with the same module's :func:`pixel_ranks`.
+masks are those of :mod:`captum_cams.metrics._masking`. Rank thresholds rank pixels
+with the same module's :func:`pixel_ranks`. ``variant="authors"`` is the exact setting
+of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels, their
+``int`` pixel counts, soft masks).
 
 Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
 Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
@@ -44,6 +46,9 @@ DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
 #: The values ``threshold_mode`` accepts: value thresholds (the paper) or rank
 #: thresholds, fractions of pixels kept (the authors' code).
 THRESHOLD_MODES: Tuple[str, ...] = ("value", "rank")
+
+#: The values ``variant`` accepts: the paper's TFT or the authors' AFT code's.
+TFT_VARIANTS: Tuple[str, ...] = ("paper", "authors")
 
 
 class TFTResult(NamedTuple):
@@ -98,6 +103,7 @@ def threshold_fine_tuning(
     soft: bool = False,
     threshold_mode: str = "value",
     baselines: BaselineLike = None,
+    variant: str = "paper",
 ) -> TFTResult:
     r"""
     Threshold fine-tuning (TFT) of attribution maps.
@@ -114,13 +120,21 @@ def threshold_fine_tuning(
     ``I`` unchanged (normalised and upsampled, not thresholded) and its ``τ*`` is
     NaN.
 
-    With ``threshold_mode="rank"`` (the authors' code), ``τ`` is instead the
-    fraction of pixels kept: ``I_τ = I ⊙ top(τ)`` with ``top(τ)`` the binary mask of
-    the ``round(τ·H·W)`` highest pixels of ``I`` (ties by row-major index, as
-    everywhere in :mod:`captum_cams.metrics`); ``M_τ = 1[I_τ ≠ 0]`` as above. Ties
-    then go to the largest fraction, again the largest mask. (The authors zero the
-    lowest ``10·i %`` of pixels, ``i = 0 ... 10``, and mask softly: fractions kept
-    ``1.0 ... 0.1`` with ``soft=True`` come closest.)
+    With ``threshold_mode="rank"``, ``τ`` is instead the fraction of pixels kept:
+    ``I_τ = I ⊙ top(τ)`` with ``top(τ)`` the binary mask of the ``round(τ·H·W)``
+    highest pixels of ``I`` (ties by row-major index, as everywhere in
+    :mod:`captum_cams.metrics`); ``M_τ = 1[I_τ ≠ 0]`` as above. Ties then go to the
+    largest fraction, again the largest mask.
+
+    ``variant="authors"`` is the setting of the authors' AFT code, exactly: their loop
+    ``for i in range(1, 10)`` zeroes the lowest ``int(0.1·i·N)`` of the ``N = H·W``
+    pixels, i.e. keeps the ``N − int(0.1·i·N)`` highest (fractions kept 0.9, 0.8, …,
+    0.1; the rank mode's rounding differs from their truncation by one pixel at some
+    fractions), masks softly (``I_τ ⊙ x``) and scores the RPI on one softmax. (Their
+    example notebook applies the softmax twice, which squashes ``y_c`` to about
+    0.001–0.002 and changes the decisions; that is a bug, not a setting, and is not
+    reproduced.) The preset fixes ``thresholds``, ``soft`` and ``threshold_mode``,
+    which must keep their defaults.
 
     The ``N x T`` masked inputs are evaluated in one sweep
     (:func:`captum_cams.metrics.threshold_sweep` with ``binary=True`` for value
@@ -157,6 +171,8 @@ def threshold_fine_tuning(
         baselines (str, float or Tensor, optional): what removed pixels become:
                     ``None``/``"zero"`` (the paper's ``M_τ ⊙ x``), ``"blur"``, a
                     constant or a tensor broadcastable to ``inputs``. Default: None
+        variant (str, optional): ``"paper"`` or ``"authors"`` (the authors' AFT
+                    code, see above). Default: ``"paper"``
 
     Returns:
         *TFTResult*: ``(tuned_maps, thresholds, rpi_curves, grid)``: the
@@ -178,6 +194,10 @@ def threshold_fine_tuning(
     check_metric_args(max_examples_per_batch, "probability")
     values = _check_thresholds(thresholds)
     _check_threshold_mode(threshold_mode)
+    counts: Optional[Tensor] = None
+    if _check_variant(variant, values, soft, threshold_mode) == "authors":
+        values, soft, threshold_mode = AUTHORS_KEPT_FRACTIONS, True, "rank"
+        counts = _authors_kept_counts(tuple(inputs.shape[-2:]), inputs.device)
     x = inputs.detach()
     if threshold_mode == "value":
         curves, grid = _value_curves(
@@ -187,7 +207,7 @@ def threshold_fine_tuning(
     else:
         curves, grid = _rank_curves(
             forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, soft, baselines,
+            max_examples_per_batch, values, soft, baselines, counts,
         )  # fmt: skip
     with torch.no_grad():
         # the sweep's own I = mm(up(attributions)), made again the same way (mm is
@@ -205,8 +225,8 @@ def threshold_fine_tuning(
         if threshold_mode == "value":
             kept = threshold_mask(maps, grid[first_best].reshape(-1, 1, 1, 1), binary=False)
         else:
-            counts = _kept_counts(values, maps)[first_best]
-            kept = maps * top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
+            chosen = (counts if counts is not None else _kept_counts(values, maps))[first_best]
+            kept = maps * top_k_mask(pixel_ranks(maps), chosen, tuple(maps.shape[-2:]), maps.dtype)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
     return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
 
@@ -238,6 +258,34 @@ def _value_curves(
     return sweep.api, sweep.thresholds
 
 
+#: The fractions of pixels the authors' AFT code keeps: 0.9, 0.8, ..., 0.1.
+AUTHORS_KEPT_FRACTIONS: Tuple[float, ...] = tuple(round(1 - i / 10, 1) for i in range(1, 10))
+
+
+def _check_variant(variant: str, values: Tuple[float, ...], soft: bool, threshold_mode: str) -> str:
+    if variant not in TFT_VARIANTS:
+        raise ValueError(f"variant must be 'paper' or 'authors'; got {variant!r}")
+    if variant == "authors" and (
+        values != tuple(DEFAULT_TFT_THRESHOLDS) or soft or threshold_mode != "value"
+    ):
+        raise ValueError(
+            "variant='authors' fixes thresholds, soft and threshold_mode (the authors' "
+            "setting); leave them at their defaults"
+        )
+    return variant
+
+
+def _authors_kept_counts(size: Tuple[int, ...], device: torch.device) -> Tensor:
+    r"""
+    ``(9,)`` pixels kept by the authors' loop ``i = 1 … 9``: ``N − int(0.1·i·N)``
+    (Python floats, as their code), in the order of :data:`AUTHORS_KEPT_FRACTIONS`.
+    """
+    num_pixels = size[0] * size[1]
+    return torch.tensor(
+        [num_pixels - int(0.1 * i * num_pixels) for i in range(1, 10)], device=device
+    )
+
+
 def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
     r"""
     ``(T,)`` pixels kept, ``round(τ·H·W)``, per rank threshold in descending order
@@ -258,17 +306,18 @@ def _rank_curves(
     values: Tuple[float, ...],
     soft: bool,
     baselines: BaselineLike,
+    counts: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     r"""
     RPI curves of rank thresholds: ``τ`` is the fraction of pixels kept, the
-    ``round(τ·H·W)`` highest of ``I`` (:func:`pixel_ranks`, ties by row-major
-    index); ``I_τ = I ⊙ top(τ)`` and the mask is ``1[I_τ ≠ 0]`` (``I_τ`` with
-    ``soft``). The grid is descending, so masks shrink along the columns as they
-    do for value thresholds.
+    ``round(τ·H·W)`` highest of ``I`` (``counts``, descending, if given;
+    :func:`pixel_ranks`, ties by row-major index); ``I_τ = I ⊙ top(τ)`` and the mask
+    is ``1[I_τ ≠ 0]`` (``I_τ`` with ``soft``). The grid is descending, so masks
+    shrink along the columns as they do for value thresholds.
     """
     o, y, grid = rank_sweep_scores(
         forward_func, x, attributions, target, additional_forward_args,
-        max_examples_per_batch, values, soft, baselines, "probability",
+        max_examples_per_batch, values, soft, baselines, "probability", counts,
     )  # fmt: skip
     yy = y.unsqueeze(1)
     return torch.clamp(o - yy, min=0) / yy, grid
@@ -285,12 +334,14 @@ def rank_sweep_scores(
     soft: bool,
     baselines: BaselineLike,
     score: str,
+    counts: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""
-    The rank-threshold sweep shared by TFT and Libra-CAM's calibration: target
-    scores ``o`` (``N x T``) of the inputs masked by ``I_τ = I ⊙ top(τ)`` (binary
-    ``1[I_τ ≠ 0]`` unless ``soft``), the original scores ``y`` (``(N,)``) and the
-    descending grid of fractions kept (``(T,)``).
+    The rank-threshold sweep of TFT: target scores ``o`` (``N x T``) of the inputs
+    masked by ``I_τ = I ⊙ top(τ)`` (binary ``1[I_τ ≠ 0]`` unless ``soft``), the
+    original scores ``y`` (``(N,)``) and the descending grid of fractions kept
+    (``(T,)``); ``counts`` (``(T,)``, descending) replaces the pixel counts
+    ``round(τ·H·W)``.
     """
     with torch.no_grad(), preserved_model_state(forward_func):
         maps = prepare_maps(
@@ -302,10 +353,10 @@ def rank_sweep_scores(
         )
         grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
         ranks = pixel_ranks(maps)
-        counts = _kept_counts(values, maps)
+        kept = counts if counts is not None else _kept_counts(values, maps)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            top = top_k_mask(ranks[examples], counts[steps], tuple(x.shape[-2:]), x.dtype)
+            top = top_k_mask(ranks[examples], kept[steps], tuple(x.shape[-2:]), x.dtype)
             keep = threshold_mask(maps[examples] * top, 0.0, binary=not soft)
             return apply_mask(x[examples], keep, base[examples])
 
@@ -366,6 +417,7 @@ class ThresholdFineTuned(Attribution):
         soft: bool = False,
         threshold_mode: str = "value",
         baselines: BaselineLike = None,
+        variant: str = "paper",
         **attribution_kwargs: Any,
     ) -> Union[Tensor, Tuple[Tensor, TFTResult]]:
         r"""
@@ -388,6 +440,9 @@ class ThresholdFineTuned(Attribution):
                         Default: ``"value"``
             baselines (str, float or Tensor, optional): what removed pixels become
                         in TFT's masked inputs. Default: None (zeros)
+            variant (str, optional): ``"paper"`` or ``"authors"`` (the authors' AFT
+                        code's setting, see :func:`threshold_fine_tuning`).
+                        Default: ``"paper"``
             **attribution_kwargs (Any): further keyword arguments of the wrapped
                         method's ``attribute`` (e.g. ``relu_attributions``,
                         ``internal_batch_size``).
@@ -403,7 +458,7 @@ class ThresholdFineTuned(Attribution):
         """
         check_image_batch(inputs)
         check_metric_args(max_examples_per_batch, "probability")
-        _check_thresholds(thresholds)
+        _check_variant(variant, _check_thresholds(thresholds), soft, threshold_mode)
         _check_threshold_mode(threshold_mode)
         if target is None:
             with torch.no_grad(), preserved_model_state(self.forward_func):
@@ -437,6 +492,7 @@ class ThresholdFineTuned(Attribution):
             soft=soft,
             threshold_mode=threshold_mode,
             baselines=baselines,
+            variant=variant,
         )
         if return_details:
             return result.tuned_maps, result

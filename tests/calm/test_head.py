@@ -77,7 +77,7 @@ def test_from_cifar_resnet_uses_layer3_and_copies_the_classifier():
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
     before = {k: v.clone() for k, v in source.state_dict().items()}
-    model = CALM.from_cifar_resnet(source)
+    model = CALM.from_cifar_resnet(source, copy_classifier=True)
     assert not model.training and model.classifier.out_channels == 10
     x = torch.randn(2, 3, 32, 32)
     captured = {}
@@ -96,6 +96,13 @@ def test_from_cifar_resnet_uses_layer3_and_copies_the_classifier():
     model(x)[:, 0].sum().backward()
     assert all(torch.equal(before[k], v) for k, v in source.state_dict().items())
     assert all(p.grad is None for p in source.parameters())
+    # by default the heads start from scratch, as the paper trains them
+    scratch = CALM.from_cifar_resnet(source)
+    assert not torch.equal(scratch.classifier.weight[:, :, 0, 0], source.linear.weight)
+    assert torch.equal(
+        CALM.from_cifar_resnet(source, copy_classifier=None).classifier.weight[:, :, 0, 0],
+        source.linear.weight,
+    )
     assert CALM.from_cifar_resnet(source, num_classes=3).classifier.out_channels == 3
     with pytest.raises(ValueError, match="copy_classifier"):
         CALM.from_cifar_resnet(source, num_classes=3, copy_classifier=True)
@@ -115,7 +122,7 @@ def test_from_torchvision_uses_layer4():
         handle.remove()
         torch.testing.assert_close(model.features(x), captured["a"], rtol=0, atol=0)
         assert model(x).shape == (1, 7)
-    copied = CALM.from_torchvision(resnet, num_classes=1000)
+    copied = CALM.from_torchvision(resnet, num_classes=1000, copy_classifier=True)
     assert torch.equal(copied.classifier.weight[:, :, 0, 0], resnet.fc.weight)
     assert torch.equal(copied.classifier.bias, resnet.fc.bias)
     with pytest.raises(TypeError, match="torchvision ResNet"):

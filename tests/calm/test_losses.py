@@ -96,6 +96,51 @@ def test_gradients_match_finite_differences(tiny_calm, tiny_inputs, direct, kind
         torch.testing.assert_close(a, n, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("kind", ["ml", "em"])
+def test_authors_detached_normaliser_gradient(tiny_calm, tiny_inputs, kind):
+    # the authors' training divides h by sum(h).detach(): the same loss value, the
+    # gradient of p(z|x) = h / S with S a constant; the paper's gradient goes
+    # through S as well
+    model = tiny_calm()
+    loss_fn = calm_ml_loss if kind == "ml" else calm_em_loss
+    paper = [p.grad for p in _grads(model, loss_fn, tiny_inputs)]
+    model.detach_attention_normalizer = True
+    value = loss_fn(model.components(tiny_inputs), TARGET)
+    authors = [p.grad for p in _grads(model, loss_fn, tiny_inputs)]
+
+    # direct, in probability space: h and g by einsum, S = Σ_z h_z detached
+    model.zero_grad()
+    feats = model.backbone(tiny_inputs)
+    logits = torch.einsum("ck,nkhw->nchw", model.classifier.weight[:, :, 0, 0], feats)
+    g = torch.softmax(logits + model.classifier.bias.reshape(1, -1, 1, 1), dim=1)
+    a = torch.einsum("k,nkhw->nhw", model.attention.weight[0, :, 0, 0], feats)
+    h = torch.log1p(torch.exp(a + model.attention.bias[0]))
+    saliency = h / h.sum((1, 2), keepdim=True).detach()
+    joint = g[torch.arange(3), TARGET] * saliency  # N x h x w
+    if kind == "ml":
+        direct_loss = -joint.flatten(1).sum(1).log().mean()
+    else:
+        posterior = (joint / joint.sum((1, 2), True)).detach()
+        direct_loss = -(posterior * joint.log()).flatten(1).sum(1).mean()
+    direct_loss.backward()
+    with torch.no_grad():
+        torch.testing.assert_close(value, direct_loss, rtol=0, atol=1e-12)
+    for got, param in zip(authors, model.parameters()):
+        torch.testing.assert_close(got, param.grad, rtol=0, atol=1e-10)
+    # the attention branch's gradient differs from the paper's, branch g's does not
+    assert not torch.allclose(authors[-2], paper[-2])  # attention.weight
+    names = [n for n, _ in model.named_parameters()]
+    for name, a, b in zip(names, authors, paper):
+        if name.startswith("classifier."):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def _grads(model, loss_fn, inputs):
+    model.zero_grad()
+    loss_fn(model.components(inputs), TARGET).backward()
+    return [p for p in model.parameters()]
+
+
 def test_em_and_ml_gradients_agree_fishers_identity(tiny_calm, tiny_inputs):
     model = tiny_calm()
     grads = {}

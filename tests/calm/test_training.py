@@ -44,6 +44,16 @@ def test_optimizer_groups_follow_the_paper_code():
     assert len(backbone["params"]) + len(head["params"]) == len(list(model.parameters()))
     with pytest.raises(ValueError, match="head_lr_multiplier"):
         make_optimizer(model, head_lr_multiplier=0)
+    # the authors' configuration: the backbone's last stage at the heads' rate too
+    last = model.backbone[0]  # the tiny backbone's one convolution
+    fast = make_optimizer(model, lr=0.02, fast_modules=[last])
+    slow_group, fast_group = fast.param_groups
+    last_ids = {id(p) for p in last.parameters()}
+    assert last_ids and {id(p) for p in fast_group["params"]} == head_params | last_ids
+    assert not last_ids & {id(p) for p in slow_group["params"]}
+    assert fast_group["lr"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="fast_modules"):
+        make_optimizer(model, fast_modules=[nn.Linear(2, 2)])
 
 
 @pytest.mark.parametrize("loss", ["em", "ml"])

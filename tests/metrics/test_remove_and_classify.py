@@ -34,18 +34,30 @@ def test_random_erasure_by_hand(pixel_linear):
     assert res.random_correct.tolist() == [[1.0, 0.0]] * 4
     assert res.random_accuracy.tolist() == [1.0, 0.0]
     assert res.accuracy.tolist() == [1.0, 0.0]
-    assert res.relative_accuracy.tolist() == [0.0, 0.0]
+    assert res.accuracy_difference.tolist() == [0.0, 0.0]
+    # the paper's ratio A_k / A_k^r: 1 / 1, then 0 / 0 (undefined: NaN)
+    assert res.relative_accuracy[0].item() == 1.0 and torch.isnan(res.relative_accuracy[1])
 
 
-def test_relative_accuracy_is_the_difference(linear_model, x22, map22):
+def test_relative_accuracy_is_the_papers_ratio(linear_model, x22, map22):
     model = type(linear_model)(linear_model.weight.data, other=1.5)
     x = x22.repeat(5, 1, 1, 1)
     maps = map22.repeat(5, 1, 1, 1)
     res = remove_and_classify(model, x, maps, target=0, fractions=[0.25], baselines="zero", seed=3)
     # the map always erases the 1.6 pixel (wrong); a random pixel is wrong only if it is 1.6
     assert res.accuracy.tolist() == [0.0]
-    assert torch.equal(res.relative_accuracy, res.accuracy - res.random_accuracy)
+    assert torch.equal(res.accuracy_difference, res.accuracy - res.random_accuracy)
     assert torch.equal(res.random_accuracy, res.random_correct.mean(0))
+    # each of the 5 random draws erases the 1.6 pixel with chance 1/4; A_k = 0, so the
+    # ratio is 0 wherever some random erasure kept the class
+    kept = int(res.random_correct.sum())
+    assert 0 < kept <= 5
+    assert res.random_accuracy.item() == kept / 5
+    assert res.relative_accuracy.tolist() == [0.0]
+    # a map as good as random: the reversed map erases the 0.1 pixel, which never flips
+    rev = remove_and_classify(model, x, -maps, target=0, fractions=[0.25], baselines="zero", seed=3)
+    assert rev.accuracy.item() == 1.0
+    assert rev.relative_accuracy.item() == pytest.approx(5 / kept)
 
 
 def test_seed_batching_and_safety(cnn, make_batch):

@@ -73,15 +73,28 @@ def test_tuner_is_two_1x1_convolutions_then_a_sigmoid() -> None:
     assert sum(p.numel() for p in tuner.parameters()) == 5 * 3 + 3 + 3 + 1
 
 
-def test_one_step_follows_the_objective_and_freezes_the_layers_before() -> None:
-    model, data, masks = tiny_net(), tiny_data(), tiny_masks()
+@pytest.mark.parametrize("paper", [True, False])
+def test_one_step_follows_the_objective_and_freezes_the_layers_before(paper: bool) -> None:
+    model, data = tiny_net(), tiny_data()
+    # fractional masks, as generate_tft_masks's area resizing makes them
+    masks = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(6))
     before = state(model)
     lam, lr = 2.5, 0.1
     fine_tuner = ActivationFineTuner(model, model.block, mask_weight=lam)
-    # items 1 and 4: TFT left their maps unchanged (no τ*), so no squared error
+    # items 1 and 4: TFT left their maps unchanged (no τ*)
     taus = torch.tensor([0.3, float("nan"), 0.5, 0.1, float("nan"), 0.2, 0.9, 0.4])
+    # the paper (defaults): binary targets at the layer's resolution, squared error
+    # summed over the cells (Eq. 5), every item counted (Eq. 8); the options: the
+    # fractional targets, the mean over the cells, the unchanged items skipped
+    options = {} if paper else dict(mask_target="area", mask_reduction="mean", skip_unchanged=True)
     tuned = fine_tuner.fit(
-        data, TFTMasks(masks, taus), batch_size=8, lr=lr, momentum=0.0, show_progress=False
+        data,
+        TFTMasks(masks, taus),
+        batch_size=8,
+        lr=lr,
+        momentum=0.0,
+        show_progress=False,
+        **options,
     )
 
     # the expected step: plain SGD on CE + λ·MSE over the whole batch, from the
@@ -94,8 +107,14 @@ def test_one_step_follows_the_objective_and_freezes_the_layers_before() -> None:
     stem_out = reference.stem(images)
     activations = reference.block(stem_out)
     logits = reference.fc(reference.pool(activations).flatten(1))
-    per_item = ((tuner(activations) - masks.double()) ** 2).flatten(1).mean(1)
-    squared = (per_item * torch.tensor([1.0, 0, 1, 1, 0, 1, 1, 1], dtype=torch.float64)).mean()
+    if paper:
+        target = (masks >= 0.5).double()
+        per_item = ((tuner(activations) - target) ** 2).flatten(1).sum(1)
+        squared = per_item.mean()
+    else:
+        per_item = ((tuner(activations) - masks.double()) ** 2).flatten(1).mean(1)
+        weights = torch.tensor([1.0, 0, 1, 1, 0, 1, 1, 1], dtype=torch.float64)
+        squared = (per_item * weights).mean()
     loss = F.cross_entropy(logits, labels) + lam * squared
     trained = list(reference.block.parameters()) + list(reference.fc.parameters())
     grads = torch.autograd.grad(loss, trained + list(tuner.parameters()))
@@ -149,11 +168,9 @@ def test_all_items_count_when_asked_or_given_plain_masks() -> None:
     taus = torch.full((8,), float("nan"))
     fit = dict(batch_size=8, lr=0.1, momentum=0.0, show_progress=False)
     plain = ActivationFineTuner(model, model.block).fit(data, masks, **fit)
-    every = ActivationFineTuner(model, model.block).fit(
-        data, TFTMasks(masks, taus), skip_unchanged=False, **fit
-    )
+    every = ActivationFineTuner(model, model.block).fit(data, TFTMasks(masks, taus), **fit)
     skipping = ActivationFineTuner(model, model.block)
-    none = skipping.fit(data, TFTMasks(masks, taus), **fit)
+    none = skipping.fit(data, TFTMasks(masks, taus), skip_unchanged=True, **fit)
     assert torch.equal(plain.fc.weight, every.fc.weight)
     assert skipping.history[0]["mse"] == 0.0
     assert not torch.allclose(plain.block[0].weight, none.block[0].weight)
@@ -191,6 +208,10 @@ def test_bad_arguments_are_named() -> None:
         fine_tuner.fit(data, torch.zeros(8, 1, 8, 8), show_progress=False)
     with pytest.raises(ValueError, match="optimizer"):
         fine_tuner.fit(data, masks, optimizer="lbfgs", show_progress=False)
+    with pytest.raises(ValueError, match="mask_target"):
+        fine_tuner.fit(data, masks, mask_target="nearest", show_progress=False)
+    with pytest.raises(ValueError, match="mask_reduction"):
+        fine_tuner.fit(data, masks, mask_reduction="max", show_progress=False)
     with pytest.raises(ValueError, match="not called"):
         unused = TinyNet().double()
         unused.extra = nn.Conv2d(6, 6, 1)

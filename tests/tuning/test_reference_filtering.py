@@ -52,6 +52,32 @@ def test_equals_direct_recomputation(score: str, small_cnn: Callable[[], nn.Modu
         torch.testing.assert_close(result.filtered_maps[i], expected, rtol=0, atol=1e-12)
 
 
+def test_authors_rule_equals_direct_recomputation(small_cnn: Callable[[], nn.Module]) -> None:
+    # the authors' code: increases d = S - f_c(x); keep d >= mean(P) - std(P) of the
+    # positive ones P; all when none is positive
+    model = small_cnn()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    candidates = torch.rand(4, 7, 4, 4, dtype=torch.float64)
+    target = [1, 4, 0, 2]
+    result = reference_filtering(model, x, candidates, target=target, rule="authors")
+    for i in range(4):
+        maps = [_normalised(candidates[i : i + 1, r : r + 1]) for r in range(7)]
+        with torch.no_grad():
+            p0 = torch.softmax(model(x[i : i + 1])[0], 0)[target[i]]
+            s = torch.stack([torch.softmax(model(x[i : i + 1] * m)[0], 0)[target[i]] for m in maps])
+        d = s - p0
+        positive = d[d > 0]
+        if positive.numel():
+            keep = d >= positive.mean() - positive.std(correction=0)
+        else:
+            keep = torch.ones(7, dtype=torch.bool)
+        expected = torch.cat([maps[r] for r in range(7) if keep[r]]).mean(0)
+        assert torch.equal(result.kept[i], keep)
+        torch.testing.assert_close(result.filtered_maps[i], expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="rule"):
+        reference_filtering(model, x, candidates, rule="official")
+
+
 def test_equal_candidates_are_all_kept_and_chunking_changes_nothing(
     small_cnn: Callable[[], nn.Module],
 ) -> None:

@@ -56,8 +56,14 @@ METHODS = {
 }
 
 
-def direct_masks(method: type, model: nn.Module, data: TensorDataset, predicted: bool) -> tuple:
-    r"""One item at a time: CAM, TFT, binary mask, 2 x 2 average pooling to the 4 x 4 layer."""
+def direct_masks(
+    method: type, model: nn.Module, data: TensorDataset, predicted: bool, paper: bool = True
+) -> tuple:
+    r"""
+    One item at a time: CAM, TFT, binary mask, 2 x 2 average pooling to the 4 x 4
+    layer. Where every RPI is 0, Algorithm 1's map at T[0] = 0.1 (``paper``) or the
+    untouched map's ``1[I ≠ 0]``.
+    """
     masks, taus = [], []
     for image, label in data:
         x = image.unsqueeze(0)
@@ -65,6 +71,8 @@ def direct_masks(method: type, model: nn.Module, data: TensorDataset, predicted:
         cam = method(model, model[2]).attribute(x, target=target)
         result = threshold_fine_tuning(model, x, cam, target=target)
         keep = (result.tuned_maps != 0).double()
+        if paper and torch.isnan(result.thresholds).all():
+            keep = (result.tuned_maps >= 0.1).double()
         masks.append(F.avg_pool2d(keep, 2).float())
         taus.append(result.thresholds.float())
     return torch.cat(masks), torch.cat(taus)
@@ -85,6 +93,23 @@ def test_masks_equal_a_direct_per_item_recomputation(name: str) -> None:
     # fractions of the 4 input pixels of each cell
     assert set((result.masks * 4).round().unique().tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0}
     assert torch.allclose(result.masks * 4, (result.masks * 4).round())
+
+
+def test_unchanged_items_get_the_first_thresholds_mask() -> None:
+    model, data = tiny_cnn(), tiny_data(n=12)
+    cam = LayerGradCam(model, model[2])
+    paper = generate_tft_masks(cam, data, show_progress=False)
+    old = generate_tft_masks(cam, data, show_progress=False, unchanged_masks="unthresholded")
+    unchanged = torch.isnan(paper.thresholds)
+    assert bool(unchanged.any()) and not bool(unchanged.all())
+    torch.testing.assert_close(paper.masks, direct_masks(LayerGradCam, model, data, False)[0])
+    torch.testing.assert_close(
+        old.masks, direct_masks(LayerGradCam, model, data, False, paper=False)[0]
+    )
+    assert torch.equal(paper.masks[~unchanged], old.masks[~unchanged])
+    assert not torch.equal(paper.masks[unchanged], old.masks[unchanged])
+    with pytest.raises(ValueError, match="unchanged_masks"):
+        generate_tft_masks(cam, data, show_progress=False, unchanged_masks="none")
 
 
 def test_predicted_target_and_mask_size() -> None:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from captum_cams import LayerGradCam, threshold_calibration
 from captum_cams.tuning import DEFAULT_CALIBRATION_THRESHOLDS
+from captum_cams.tuning.threshold_calibration import threshold_calibration_authors
 
 
 def _normalised(maps: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -24,12 +25,23 @@ def _normalised(maps: Tensor, size: Tuple[int, int]) -> Tensor:
 
 @torch.no_grad()
 def _direct(
-    model: nn.Module, x: Tensor, maps: Tensor, target: List[int], mode: str, score: str
+    model: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    target: List[int],
+    mode: str,
+    score: str,
+    normalize: bool = True,
 ) -> Tuple[Tensor, Tensor]:
     r"""One example, one threshold, one forward at a time."""
     chosen, out = [], []
     for i in range(x.shape[0]):
-        L = _normalised(maps[i : i + 1], tuple(x.shape[-2:]))[0, 0]
+        if normalize:
+            L = _normalised(maps[i : i + 1], tuple(x.shape[-2:]))[0, 0]
+        else:
+            L = F.interpolate(
+                maps[i : i + 1], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False
+            )[0, 0]
         candidates = []
         grid = (
             DEFAULT_CALIBRATION_THRESHOLDS
@@ -81,6 +93,27 @@ def test_choice_equals_direct_recomputation(
     torch.testing.assert_close(result.scores.gather(1, column[:, None]).squeeze(1), best)
 
 
+@pytest.mark.parametrize("mode", ["value", "rank"])
+def test_unnormalised_maps_are_thresholded_as_given(
+    mode: str, small_cnn: Callable[[], nn.Module]
+) -> None:
+    # Algorithm 1 on Libra-CAM's L: a map in [0, 0.8] is thresholded as it is
+    model = small_cnn()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    target = [0, 3, 1, 4]
+    maps = 0.8 * torch.rand(
+        4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    result = threshold_calibration(
+        model, x, maps, target=target, threshold_mode=mode, normalize=False
+    )
+    expected_t, expected_maps = _direct(model, x, maps, target, mode, "probability", False)
+    torch.testing.assert_close(result.thresholds, expected_t, rtol=0, atol=0)
+    torch.testing.assert_close(result.calibrated_maps, expected_maps, rtol=0, atol=1e-12)
+    if mode == "value":  # t = 0.9 and 1.0 keep nothing of a map below 0.8
+        assert bool((result.scores[:, -1] == result.scores[:, -2]).all())
+
+
 class PositiveLinear(nn.Module):
     r"""Two classes: logit 0 = ``Σ x`` (more kept pixels, higher score), logit 1 = 0."""
 
@@ -103,6 +136,21 @@ def test_ties_go_to_the_smallest_threshold() -> None:
     torch.testing.assert_close(result.calibrated_maps, maps)
     ranked = threshold_calibration(PositiveLinear(), x, maps, target=0, threshold_mode="rank")
     assert float(ranked.thresholds[0]) == pytest.approx(1.0)  # all pixels kept
+
+
+def test_authors_calibration_returns_one_decile_past_the_best() -> None:
+    # the score grows with the kept mass, so every masked input scores below x: all
+    # clipped increases are 0, the first (keep 0 %) wins, and the authors' code
+    # returns the map one decile past it: the int(0.1 * 64) = 6 highest pixels
+    x = torch.full((1, 1, 8, 8), 0.3, dtype=torch.float64)
+    maps = torch.arange(64, dtype=torch.float64).reshape(1, 1, 8, 8) / 100
+    result = threshold_calibration_authors(PositiveLinear(), x, maps, target=0)
+    assert torch.equal(result.scores, torch.zeros(1, 10, dtype=torch.float64))
+    assert result.grid.tolist() == [i / 10 for i in range(10)]
+    assert float(result.thresholds[0]) == pytest.approx(0.1)
+    expected = torch.zeros(64, dtype=torch.float64)
+    expected[-6:] = maps.flatten()[-6:]  # not re-normalised
+    torch.testing.assert_close(result.calibrated_maps.flatten(), expected, rtol=0, atol=0)
 
 
 def test_chunking_changes_nothing_and_inputs_untouched(small_cnn: Callable[[], nn.Module]) -> None:

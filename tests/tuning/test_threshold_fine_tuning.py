@@ -128,16 +128,21 @@ def _direct_tft(
                 mask = (_kept_map(image, order, tau, mode) != 0).to(x.dtype)
                 o = torch.softmax(model(mask * x[i : i + 1]), dim=1)[0, target[i]]
                 row.append(max((o - y).item(), 0.0) / y.item())
-        best = max(row)
-        if best > 0:
-            tau_star = grid[row.index(best)]
-            tuned.append(_kept_map(image, order, tau_star, mode))
-            taus.append(tau_star)
-        else:
-            tuned.append(image)
-            taus.append(math.nan)
+        candidates = [_kept_map(image, order, tau, mode) for tau in grid]
+        _choose(row, candidates, list(grid), image, taus, tuned)
         curves.append(row)
     return taus, torch.tensor(curves, dtype=x.dtype), torch.cat(tuned)
+
+
+def _choose(row, candidates, grid, image, taus, tuned) -> None:
+    r"""τ* = the first arg-max of a positive RPI row; the untouched map otherwise."""
+    best = max(row)
+    if best > 0:
+        tuned.append(candidates[row.index(best)])
+        taus.append(grid[row.index(best)])
+    else:
+        tuned.append(image)
+        taus.append(math.nan)
 
 
 def test_equals_a_direct_per_example_per_threshold_loop(small_cnn: Callable[[], nn.Module]):
@@ -168,6 +173,70 @@ def test_rank_thresholds_equal_a_direct_loop(small_cnn: Callable[[], nn.Module])
     assert result.thresholds.tolist() == pytest.approx(taus, nan_ok=True)
     torch.testing.assert_close(result.tuned_maps, tuned, rtol=0, atol=1e-15)
     assert any(not math.isnan(t) for t in taus)
+
+
+def _direct_authors_tft(model: nn.Module, x: Tensor, maps: Tensor, target: List[int]) -> tuple:
+    r"""
+    The authors' AFT code written out: for i = 1..9 zero the lowest int(0.1·i·N)
+    pixels of I, mask softly, RPI on one softmax; one example, one forward at a time.
+    """
+    taus, curves, tuned = [], [], []
+    for i in range(x.shape[0]):
+        m = F.interpolate(maps[i : i + 1], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        low, high = m.min(), m.max()
+        image = (m - low) / torch.clamp(high - low, min=1e-7)
+        n = image.numel()
+        lowest_first = sorted(range(n), key=lambda p: (image.flatten()[p].item(), -p))
+        candidates = []
+        with torch.no_grad():
+            y = torch.softmax(model(x[i : i + 1]), dim=1)[0, target[i]]
+            row = []
+            for step in range(1, 10):
+                keep = torch.ones(n, dtype=x.dtype)
+                keep[lowest_first[: int(0.1 * step * n)]] = 0
+                kept = image * keep.reshape(image.shape)
+                o = torch.softmax(model(kept * x[i : i + 1]), dim=1)[0, target[i]]
+                row.append(max((o - y).item(), 0.0) / y.item())
+                candidates.append(kept)
+        _choose(row, candidates, AUTHORS_FRACTIONS, image, taus, tuned)
+        curves.append(row)
+    return taus, torch.tensor(curves, dtype=x.dtype), torch.cat(tuned)
+
+
+def test_authors_variant_equals_their_loop(small_cnn: Callable[[], nn.Module]):
+    model = small_cnn()
+    x, maps = batch(n=6, seed=3)
+    target = least_likely(model, x)
+    result = threshold_fine_tuning(model, x, maps, target=target, variant="authors")
+    taus, curves, tuned = _direct_authors_tft(model, x, maps, target)
+    assert result.grid.tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    torch.testing.assert_close(result.rpi_curves, curves, rtol=1e-10, atol=1e-12)
+    assert result.thresholds.tolist() == pytest.approx(taus, nan_ok=True)
+    torch.testing.assert_close(result.tuned_maps, tuned, rtol=0, atol=1e-15)
+    assert any(not math.isnan(t) for t in taus)
+    # their truncated counts are not the rank mode's rounded ones (64 pixels: 52 vs 51
+    # kept at 0.8, ...), so the preset is not rank mode with soft masks
+    rounded = threshold_fine_tuning(
+        model, x, maps, target=target, thresholds=AUTHORS_FRACTIONS, soft=True,
+        threshold_mode="rank",
+    )  # fmt: skip
+    assert not torch.allclose(result.rpi_curves, rounded.rpi_curves)
+    wrapped = ThresholdFineTuned(CaptumLayerGradCam(model, model[2])).attribute(
+        x, target=target, variant="authors"
+    )
+    direct = threshold_fine_tuning(
+        model, x, CaptumLayerGradCam(model, model[2]).attribute(x, target=target),
+        target=target, variant="authors",
+    )  # fmt: skip
+    torch.testing.assert_close(wrapped, direct.tuned_maps, rtol=0, atol=0)
+    for bad in ({"soft": True}, {"threshold_mode": "rank"}, {"thresholds": [0.5]}):
+        with pytest.raises(ValueError, match="variant='authors' fixes"):
+            threshold_fine_tuning(model, x, maps, target=target, variant="authors", **bad)
+    with pytest.raises(ValueError, match="variant"):
+        threshold_fine_tuning(model, x, maps, target=target, variant="notebook")
+
+
+AUTHORS_FRACTIONS = [round(1 - i / 10, 1) for i in range(1, 10)]
 
 
 def test_rank_thresholds_by_hand():
