@@ -42,8 +42,8 @@ def test_rows_are_the_metrics_of_the_methods_maps(model: torch.nn.Module) -> Non
     layer = embedded_default_layer(model)
     metrics = ["average_drop", "bbox", "api_apd_auc"]
     result = run_benchmark(
-        model, layer, EmbeddedData(3, task="shapes"), ["gradcam", "gradcam++"], metrics, batch_size=2,
-        progress=False,
+        model, layer, EmbeddedData(3, task="shapes"), ["gradcam", "gradcam++"], metrics,
+        batch_size=2, progress=False,
     )  # fmt: skip
     batch = make_batch(3, split="test", seed=0)  # the same images, recomputed directly
     target = model(batch.images).argmax(1)
@@ -89,8 +89,8 @@ def test_a_new_method_is_one_registry_line(
         ),
     )
     result = run_benchmark(
-        model, embedded_default_layer(model), EmbeddedData(2, task="shapes"), ["gradcam", "captum-gradcam"],
-        ["energy_pg", "average_drop"], progress=False,
+        model, embedded_default_layer(model), EmbeddedData(2, task="shapes"),
+        ["gradcam", "captum-gradcam"], ["energy_pg", "average_drop"], progress=False,
     )  # fmt: skip
     ours = [row for row in result.rows if row["method"] == "gradcam"]
     captums = [row for row in result.rows if row["method"] == "captum-gradcam"]
