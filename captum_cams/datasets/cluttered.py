@@ -32,15 +32,20 @@ same draws are used with or without a region. As in :mod:`.ground_truth`, an ite
 a pure, bit-reproducible function of ``(seed, split, index)``.
 """
 
-import operator
 from typing import Any, Dict, FrozenSet, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from captum_cams.datasets.ground_truth import SPLITS, _background, _Canvas, _colour, _mask_box
+from captum_cams.datasets.ground_truth import (
+    SPLITS,
+    _background,
+    _Canvas,
+    _colour,
+    _mask_box,
+    _SeededImages,
+)
 
 #: The parts, in slot order: three class parts, then the nuisance part.
 CLUTTERED_PART_NAMES: Tuple[str, ...] = ("horn", "tail", "stripe", "spot")
@@ -259,7 +264,7 @@ def _to_tensor(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))
 
 
-class ClutteredShapes(Dataset):
+class ClutteredShapes(_SeededImages):
     r"""
     Part-based objects among decoys, with the masks of every removable region and
     renderings with each region left out (see the module docstring).
@@ -297,48 +302,8 @@ class ClutteredShapes(Dataset):
     #: Region names, in slot order.
     region_names: Tuple[str, ...] = REGION_NAMES
 
-    def __init__(
-        self,
-        num_samples: int,
-        split: str = "train",
-        seed: int = 0,
-        image_size: int = 64,
-        return_annotations: bool = False,
-    ) -> None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
-            raise ValueError(f"num_samples must be a non-negative int; got {num_samples!r}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-            raise ValueError(f"image_size must be an int >= 32; got {image_size!r}")
-        self.num_samples = num_samples
-        self.split = split
-        self.seed = seed
-        self.image_size = image_size
-        self.return_annotations = bool(return_annotations)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(num_samples={self.num_samples}, split={self.split!r}, "
-            f"seed={self.seed}, image_size={self.image_size}, "
-            f"return_annotations={self.return_annotations})"
-        )
-
     def _scene(self, index: Any) -> _Scene:
-        try:
-            position = operator.index(index)
-        except TypeError:
-            raise TypeError(f"index must be an int; got {type(index).__name__}") from None
-        if not -self.num_samples <= position < self.num_samples:
-            raise IndexError(
-                f"index {position} is out of range for a dataset of {self.num_samples} items"
-            )
-        position %= self.num_samples
+        position = self._resolve_index(index)
         return _Scene(self.seed, SPLITS[self.split], position, self.image_size)
 
     def __getitem__(

@@ -376,7 +376,55 @@ def _mask_box(mask: np.ndarray) -> Tensor:
     return torch.tensor([cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32)
 
 
-class GroundTruthShapes(Dataset):
+class _SeededImages(Dataset):
+    r"""Items that are pure functions of ``(seed, split, index)``: the argument checks,
+    length, repr and index resolution shared by the project's rendered datasets."""
+
+    def __init__(
+        self,
+        num_samples: int,
+        split: str = "train",
+        seed: int = 0,
+        image_size: int = 64,
+        return_annotations: bool = False,
+    ) -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+            raise ValueError(f"num_samples must be a non-negative int; got {num_samples!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"image_size must be an int >= 32; got {image_size!r}")
+        self.num_samples = num_samples
+        self.split = split
+        self.seed = seed
+        self.image_size = image_size
+        self.return_annotations = bool(return_annotations)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_samples={self.num_samples}, split={self.split!r}, "
+            f"seed={self.seed}, image_size={self.image_size}, "
+            f"return_annotations={self.return_annotations})"
+        )
+
+    def _resolve_index(self, index: Any) -> int:
+        try:
+            position = operator.index(index)
+        except TypeError:
+            raise TypeError(f"index must be an int; got {type(index).__name__}") from None
+        if not -self.num_samples <= position < self.num_samples:
+            raise IndexError(
+                f"index {position} is out of range for a dataset of {self.num_samples} items"
+            )
+        return position % self.num_samples
+
+
+class GroundTruthShapes(_SeededImages):
     r"""
     Synthetic images of part-based objects with exact object and part masks.
 
@@ -436,49 +484,6 @@ class GroundTruthShapes(Dataset):
     class_parts = staticmethod(class_parts)
     counterfactual_pairs = staticmethod(counterfactual_pairs)
     counterfactual_mask = staticmethod(counterfactual_mask)
-
-    def __init__(
-        self,
-        num_samples: int,
-        split: str = "train",
-        seed: int = 0,
-        image_size: int = 64,
-        return_annotations: bool = False,
-    ) -> None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
-            raise ValueError(f"num_samples must be a non-negative int; got {num_samples!r}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-            raise ValueError(f"image_size must be an int >= 32; got {image_size!r}")
-        self.num_samples = num_samples
-        self.split = split
-        self.seed = seed
-        self.image_size = image_size
-        self.return_annotations = bool(return_annotations)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(num_samples={self.num_samples}, split={self.split!r}, "
-            f"seed={self.seed}, image_size={self.image_size}, "
-            f"return_annotations={self.return_annotations})"
-        )
-
-    def _resolve_index(self, index: Any) -> int:
-        try:
-            position = operator.index(index)
-        except TypeError:
-            raise TypeError(f"index must be an int; got {type(index).__name__}") from None
-        if not -self.num_samples <= position < self.num_samples:
-            raise IndexError(
-                f"index {position} is out of range for a dataset of {self.num_samples} items"
-            )
-        return position % self.num_samples
 
     def __getitem__(
         self, index: int
