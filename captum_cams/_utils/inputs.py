@@ -323,6 +323,7 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         from captum_cams.models.embedded import (
             EMBEDDED_CLUTTERED_CHECKPOINT,
             EMBEDDED_DEFAULT_CHECKPOINT,
+            architecture_of,
             embedded_default_layer,
             load_embedded_default,
         )
@@ -330,9 +331,7 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         shipped = EMBEDDED_CLUTTERED_CHECKPOINT if name == EMBEDDED else EMBEDDED_DEFAULT_CHECKPOINT
         model = load_embedded_default(shipped)  # the architecture, and the weights by default
         if weights is not None and weights.lower() == "none":
-            for module in model.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()  # type: ignore[operator]
+            model = architecture_of(model.meta)  # type: ignore[arg-type]
         elif weights is not None and weights.lower() != "default":
             if not os.path.isfile(weights):
                 raise InputError(f"--weights: checkpoint not found: {weights}")

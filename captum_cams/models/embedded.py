@@ -183,6 +183,30 @@ def save_checkpoint(
         torch.save({"state_dict": state, "meta": meta}, temporary)
 
 
+def architecture_of(meta: Dict[str, Any]) -> ShapesNet:
+    r"""
+    A freshly initialised :class:`ShapesNet` of the architecture a checkpoint's
+    metadata describes (classes, blocks, CAM block; the tutorials' defaults where
+    absent).
+
+    Args:
+        meta (dict): a checkpoint's ``"meta"`` (e.g. ``model.meta``).
+
+    Returns:
+        *ShapesNet*: random weights, in training mode as any new module.
+
+    Examples::
+
+        >>> untrained = architecture_of(load_embedded_cluttered().meta)
+    """
+    blocks = meta.get("blocks", DEFAULT_BLOCKS)
+    return ShapesNet(
+        num_classes=int(meta.get("num_classes", 10)),
+        blocks=[(int(c), int(s)) for c, s in blocks],
+        cam_block=int(meta.get("cam_block", -1)),
+    )
+
+
 def load_embedded_default(
     checkpoint: Union[str, "os.PathLike[str]", None] = None,
 ) -> ShapesNet:
@@ -214,12 +238,7 @@ def load_embedded_default(
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         raise ValueError(f"checkpoint {path!r} holds no state_dict")
     meta = payload.get("meta") or {}
-    blocks = meta.get("blocks", DEFAULT_BLOCKS)
-    model = ShapesNet(
-        num_classes=int(meta.get("num_classes", 10)),
-        blocks=[(int(c), int(s)) for c, s in blocks],
-        cam_block=int(meta.get("cam_block", -1)),
-    )
+    model = architecture_of(meta)
     model.load_state_dict(payload["state_dict"])
     model.meta = dict(meta)  # type: ignore[assignment]
     return model.eval()
