@@ -69,7 +69,16 @@ def _positive(value: Optional[int], option: str) -> None:
 
 
 def benchmark(args: argparse.Namespace) -> int:
-    r"""The ``benchmark`` command: see :func:`captum_cams.benchmark.run_benchmark`."""
+    r"""
+    The ``benchmark`` command: see :func:`captum_cams.benchmark.run_benchmark`.
+
+    Returns:
+        *int*: the exit status (0 on success).
+
+    Examples::
+
+        >>> main(["benchmark", "--num-images", "16", "--out", "results"])
+    """
     from captum_cams._utils.distributed import init_distributed_from_env, is_main_process
     from captum_cams._utils.inputs import check_device, list_images
     from captum_cams.benchmark import (
@@ -154,7 +163,16 @@ def _explain_files(paths: Sequence[str]) -> List[Path]:
 
 
 def explain(args: argparse.Namespace) -> int:
-    r"""The ``explain`` command: the methods on image files (or the embedded dataset)."""
+    r"""
+    The ``explain`` command: the methods on image files (or the embedded dataset).
+
+    Returns:
+        *int*: the exit status (0 on success).
+
+    Examples::
+
+        >>> main(["explain", "cat.jpg", "--model", "resnet50", "--out", "maps"])
+    """
     from tqdm.auto import tqdm
 
     from captum_cams._utils.inputs import check_device

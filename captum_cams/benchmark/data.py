@@ -34,6 +34,12 @@ class DataBatch(NamedTuple):
                     (outlined in the overlay figure), if any.
         extras (dict[str, Tensor]): more per-example ground truth by name, handed to
                     the metrics as :attr:`MetricInputs.extras`; first dimension ``N``.
+
+    Examples::
+
+        >>> data = EmbeddedData(num_images=8)
+        >>> batch = as_data_batch(data.load(range(4)))
+        >>> batch.images.shape, batch.labels
     """
 
     images: Tensor

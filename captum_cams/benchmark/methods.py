@@ -115,6 +115,11 @@ class MethodContext(NamedTuple):
                     reference library); None for ``explain``.
         device (torch.device): where the model lives.
         seed (int): the run's seed.
+
+    Examples::
+
+        >>> context = MethodContext(model, model.layer4, data, torch.device("cpu"), seed=0)
+        >>> cam = METHODS["gradcam"].build(context)
     """
 
     model: nn.Module

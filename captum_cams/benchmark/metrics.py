@@ -46,6 +46,11 @@ class MetricInputs(NamedTuple):
                     (:attr:`DataBatch.extras` and :meth:`BenchmarkData.ground_truth`),
                     e.g. ``extras["region_masks"]``; holds at least the metric's
                     :attr:`MetricSpec.needs`.
+
+    Examples::
+
+        >>> inputs = MetricInputs(model, images, maps, target, None, max_examples_per_batch=64)
+        >>> METRICS["average_drop"].compute(inputs).values   # (N,) average drop per example
     """
 
     model: nn.Module
@@ -65,6 +70,11 @@ class MetricOutput(NamedTuple):
         values (Tensor): ``(N,)`` one value per example.
         curves (dict[str, Tensor]): named ``N x T`` curves (may be empty).
         grid (Tensor or None): the curves' ``(T,)`` abscissae.
+
+    Examples::
+
+        >>> output = METRICS["api_apd_auc"].compute(inputs)
+        >>> output.values.shape, sorted(output.curves), output.grid
     """
 
     values: Tensor

@@ -465,7 +465,16 @@ def write_outputs(
     out: Path,
     grid_images: int,
 ) -> List[Path]:
-    r"""Writes ``results.json``, ``scores.csv`` and the figures into ``out`` (rank 0)."""
+    r"""
+    Writes ``results.json``, ``scores.csv`` and the figures into ``out`` (rank 0).
+
+    Returns:
+        *list[Path]*: the files written, in order.
+
+    Examples::
+
+        >>> files = write_outputs(result, parts, data, Path("out"), grid_images=4)
+    """
     import matplotlib.pyplot as plt
 
     from captum_cams.visualization import (

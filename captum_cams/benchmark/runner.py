@@ -57,6 +57,11 @@ class BenchmarkResult:
                     interval, n and whether it is tied with the best
                     (:func:`~captum_cams.benchmark.report.bootstrap_statistics`).
         seed (int): the run's seed (also the bootstrap's).
+
+    Examples::
+
+        >>> result = run_benchmark(model, layer, EmbeddedData(num_images=16), methods=["gradcam"])
+        >>> result.statistics["gradcam"]["ad"]   # mean, 95 % interval, n, tied
     """
 
     methods: List[str]

@@ -43,6 +43,11 @@ class CALMOutput(NamedTuple):
                     branch g); sums to one over ``C`` after ``exp``.
         log_saliency (Tensor): ``N x 1 x h x w``, ``log p(z | x)`` (the log of the
                     normalised branch h); sums to one over ``h x w`` after ``exp``.
+
+    Examples::
+
+        >>> out = calm_model.components(torch.randn(2, 3, 32, 32))
+        >>> out.log_probs.exp().sum(1)   # tensor([1., 1.])
     """
 
     log_conditional: Tensor
@@ -89,6 +94,11 @@ def log_saliency_from_attention(
 
     Returns:
         *Tensor*: ``N x 1 x h x w`` log-probabilities over the ``h·w`` locations.
+
+    Examples::
+
+        >>> log_p = log_saliency_from_attention(torch.randn(2, 1, 8, 8))
+        >>> log_p.exp().flatten(1).sum(1)   # tensor([1., 1.])
     """
     if activation not in ATTENTION_ACTIVATIONS:
         raise ValueError(

@@ -58,6 +58,10 @@ def make_optimizer(
 
     Returns:
         *torch.optim.SGD*: the optimiser.
+
+    Examples::
+
+        >>> optimizer = make_optimizer(calm_model, lr=0.01, fast_modules=[calm_model.backbone[-1]])
     """
     if not isinstance(model, CALM):
         raise TypeError(f"model must be a CALM model; got {type(model).__name__}")
@@ -83,13 +87,29 @@ def make_optimizer(
 
 
 def save_training_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
-    r"""Writes ``payload`` with ``torch.save`` to a temporary file, then ``os.replace``."""
+    r"""
+    Writes ``payload`` with ``torch.save`` to a temporary file, then ``os.replace``.
+
+    Examples::
+
+        >>> save_training_checkpoint("calm.pt", {"model": calm_model.state_dict(), "epoch": 3})
+    """
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
 
 
 def load_training_checkpoint(path: PathLike) -> Dict[str, Any]:
-    r"""Reads a checkpoint of :func:`train_calm` with ``weights_only=True`` on the CPU."""
+    r"""
+    Reads a checkpoint of :func:`train_calm` with ``weights_only=True`` on the CPU.
+
+    Returns:
+        *dict*: the payload, with at least ``model`` and ``epoch``.
+
+    Examples::
+
+        >>> payload = load_training_checkpoint("calm.pt")
+        >>> calm_model.load_state_dict(payload["model"])
+    """
     payload = load_weights_only(path, "CALM checkpoint")
     if not isinstance(payload, dict) or "model" not in payload or "epoch" not in payload:
         raise ValueError(f"{os.fspath(path)!r} is not a checkpoint written by train_calm")

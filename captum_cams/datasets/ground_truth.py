@@ -514,6 +514,11 @@ class GroundTruthBatch(NamedTuple):
         masks (Tensor): ``N x 1 x H x W`` bool object masks.
         boxes (Tensor): ``N x 4`` float32 boxes ``(x1, y1, x2, y2)``, 0-based,
                     ``x2, y2`` inclusive.
+
+    Examples::
+
+        >>> batch = make_batch(4, split="test", seed=0)
+        >>> batch.images.shape, batch.boxes[0]
     """
 
     #: ``N x 3 x H x W`` float32 images in ``[0, 1]``.

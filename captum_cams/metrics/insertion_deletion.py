@@ -39,6 +39,11 @@ class InsertionDeletionResult(NamedTuple):
         auc (Tensor): ``(N,)`` trapezoid areas.
         curves (Tensor): ``N x S`` target scores at each fraction.
         fractions (Tensor): ``(S,)`` the fractions ``k/(H·W)`` actually perturbed.
+
+    Examples::
+
+        >>> result = deletion_auc(net, x, maps, target=3, return_curves=True)
+        >>> result.auc, result.curves.shape, result.fractions
     """
 
     auc: Tensor

@@ -401,6 +401,11 @@ class BoxAccuracyResult(NamedTuple):
         accuracy (Tensor): ``(T,)`` mean of ``correct``: box accuracy per threshold.
         max_accuracy (Tensor): scalar, the best of ``accuracy`` (WSOL's MaxBoxAcc).
         best_threshold (Tensor): scalar, the lowest threshold reaching ``max_accuracy``.
+
+    Examples::
+
+        >>> result = box_accuracy(maps, boxes)
+        >>> result.max_accuracy, result.best_threshold
     """
 
     thresholds: Tensor

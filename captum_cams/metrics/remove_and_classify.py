@@ -52,6 +52,11 @@ class RemoveAndClassifyResult(NamedTuple):
                     ``random_accuracy`` is 0.
         accuracy_difference (Tensor): ``(K,)`` ``accuracy − random_accuracy``
                     (negative: the map's pixels matter more; lower is better).
+
+    Examples::
+
+        >>> result = remove_and_classify(net, x, maps, target=3)
+        >>> result.relative_accuracy   # below 1: the map's pixels matter more than random ones
     """
 
     fractions: Tensor

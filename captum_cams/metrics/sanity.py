@@ -69,6 +69,13 @@ class CascadingRandomizationResult(NamedTuple):
         correlations (Tensor): ``N x L`` Spearman correlations between the original
                     map and the map after randomising layers ``0..l``.
         original_maps (Tensor): the maps of the trained model, ``N x 1 x h x w``.
+
+    Examples::
+
+        >>> def grad_cam(model, inputs, target):
+        ...     return LayerGradCam(model, model.conv4).attribute(inputs, target)
+        >>> result = cascading_randomization(net, grad_cam, x, target=3)
+        >>> result.layers, result.correlations.mean(0)
     """
 
     layers: List[str]

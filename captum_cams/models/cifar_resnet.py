@@ -23,6 +23,11 @@ class OptionAShortcut(nn.Module):
 
     Args:
         pad_channels (int): channels of zeros added before and after.
+
+    Examples::
+
+        >>> OptionAShortcut(pad_channels=8)(torch.randn(1, 16, 32, 32)).shape
+        >>> torch.Size([1, 32, 16, 16])
     """
 
     def __init__(self, pad_channels: int) -> None:
@@ -34,7 +39,14 @@ class OptionAShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    r"""conv3x3-bn-ReLU-conv3x3-bn, plus the shortcut, then ReLU."""
+    r"""
+    conv3x3-bn-ReLU-conv3x3-bn, plus the shortcut, then ReLU.
+
+    Examples::
+
+        >>> BasicBlock(16, 32, stride=2)(torch.randn(1, 16, 32, 32)).shape
+        >>> torch.Size([1, 32, 16, 16])
+    """
 
     expansion = 1
 

@@ -45,7 +45,14 @@ DEFAULT_BLOCKS: Tuple[Tuple[int, int], ...] = (
 
 
 class ConvBlock(nn.Module):
-    r"""conv3x3 (no bias) - BatchNorm - ReLU, the ReLU its own out-of-place module."""
+    r"""
+    conv3x3 (no bias) - BatchNorm - ReLU, the ReLU its own out-of-place module.
+
+    Examples::
+
+        >>> ConvBlock(3, 16, stride=2)(torch.randn(1, 3, 32, 32)).shape
+        >>> torch.Size([1, 16, 16, 16])
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
@@ -175,6 +182,10 @@ def save_checkpoint(
                     bool, None, lists, tuples, dicts with str keys); anything else
                     is a ``TypeError``, since ``weights_only=True`` could not load it.
                     Default: None.
+
+    Examples::
+
+        >>> save_checkpoint(ShapesNet(num_classes=8), "net.pt", meta={"task": "cluttered"})
     """
     meta = dict(meta or {})
     _check_plain(meta, "meta")

@@ -153,6 +153,11 @@ def soft_mask_augment(images: Tensor, probability: float, generator: torch.Gener
 
     Returns:
         *Tensor*: the images, some of them masked.
+
+    Examples::
+
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> masked = soft_mask_augment(images, probability=0.5, generator=generator)
     """
     num = images.shape[0]
     chosen = torch.rand(num, generator=generator) < probability
@@ -174,7 +179,16 @@ TASKS: Dict[str, Tuple[type, str]] = {
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor, batch: int = 500) -> float:
-    r"""Top-1 accuracy of ``model`` (put in eval mode) on ``images``, in ``[0, 1]``."""
+    r"""
+    Top-1 accuracy of ``model`` (put in eval mode) on ``images``, in ``[0, 1]``.
+
+    Returns:
+        *float*: the share of ``images`` classified as ``labels``.
+
+    Examples::
+
+        >>> accuracy(load_embedded_default(), images, labels)
+    """
     model.eval()
     correct = 0
     for start in range(0, images.shape[0], batch):
@@ -193,6 +207,10 @@ def main(argv: Optional[List[str]] = None) -> float:
 
     Returns:
         *float*: the test accuracy of the saved model.
+
+    Examples::
+
+        >>> main(["--task", "cluttered", "--epochs", "1", "--out", "net.pt"])
     """
     args = _parse_args(argv)
     torch.set_num_threads(args.threads)

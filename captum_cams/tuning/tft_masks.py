@@ -83,6 +83,11 @@ class TFTMasks(NamedTuple):
                     was 0 (TFT then returns the map unchanged; the mask is that of
                     the first threshold, Algorithm 1's ``T[0]``, or ``1[I ≠ 0]``
                     with ``unchanged_masks="unthresholded"``).
+
+    Examples::
+
+        >>> result = generate_tft_masks(model, LayerGradCam(model, model.layer4), dataset)
+        >>> result.masks.shape, result.thresholds.isnan().sum()   # N x 1 x h x w, unchanged maps
     """
 
     masks: Tensor
