@@ -72,6 +72,9 @@ def benchmark(args: argparse.Namespace) -> int:
     r"""
     The ``benchmark`` command: see :func:`captum_cams.benchmark.run_benchmark`.
 
+    Args:
+        args (argparse.Namespace): the parsed command line of ``captum-cams benchmark``.
+
     Returns:
         *int*: the exit status (0 on success).
 
@@ -165,6 +168,9 @@ def _explain_files(paths: Sequence[str]) -> List[Path]:
 def explain(args: argparse.Namespace) -> int:
     r"""
     The ``explain`` command: the methods on image files (or the embedded dataset).
+
+    Args:
+        args (argparse.Namespace): the parsed command line of ``captum-cams explain``.
 
     Returns:
         *int*: the exit status (0 on success).

@@ -468,6 +468,13 @@ def write_outputs(
     r"""
     Writes ``results.json``, ``scores.csv`` and the figures into ``out`` (rank 0).
 
+    Args:
+        result (BenchmarkResult): the gathered result of :func:`run_benchmark`.
+        parts (list[dict]): the processes' batches (maps per method, for the figures).
+        data (BenchmarkData): the benchmark's images.
+        out (Path): the output folder.
+        grid_images (int): images shown in the overlay grid (0: no grid).
+
     Returns:
         *list[Path]*: the files written, in order.
 

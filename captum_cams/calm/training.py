@@ -90,6 +90,10 @@ def save_training_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
     r"""
     Writes ``payload`` with ``torch.save`` to a temporary file, then ``os.replace``.
 
+    Args:
+        path (str or PathLike): the checkpoint file.
+        payload (dict): what to save (``model``, ``epoch`` and the optimiser's state).
+
     Examples::
 
         >>> save_training_checkpoint("calm.pt", {"model": calm_model.state_dict(), "epoch": 3})
@@ -101,6 +105,9 @@ def save_training_checkpoint(path: PathLike, payload: Dict[str, Any]) -> None:
 def load_training_checkpoint(path: PathLike) -> Dict[str, Any]:
     r"""
     Reads a checkpoint of :func:`train_calm` with ``weights_only=True`` on the CPU.
+
+    Args:
+        path (str or PathLike): the checkpoint file.
 
     Returns:
         *dict*: the payload, with at least ``model`` and ``epoch``.

@@ -27,7 +27,7 @@ class OptionAShortcut(nn.Module):
     Examples::
 
         >>> OptionAShortcut(pad_channels=8)(torch.randn(1, 16, 32, 32)).shape
-        >>> torch.Size([1, 32, 16, 16])
+        torch.Size([1, 32, 16, 16])
     """
 
     def __init__(self, pad_channels: int) -> None:
@@ -42,10 +42,16 @@ class BasicBlock(nn.Module):
     r"""
     conv3x3-bn-ReLU-conv3x3-bn, plus the shortcut, then ReLU.
 
+    Args:
+        in_planes (int): input channels.
+        planes (int): output channels.
+        stride (int, optional): stride of the first convolution (2 halves the
+                    resolution, with an :class:`OptionAShortcut`). Default: 1.
+
     Examples::
 
         >>> BasicBlock(16, 32, stride=2)(torch.randn(1, 16, 32, 32)).shape
-        >>> torch.Size([1, 32, 16, 16])
+        torch.Size([1, 32, 16, 16])
     """
 
     expansion = 1

@@ -48,10 +48,15 @@ class ConvBlock(nn.Module):
     r"""
     conv3x3 (no bias) - BatchNorm - ReLU, the ReLU its own out-of-place module.
 
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels.
+        stride (int, optional): the convolution's stride. Default: 1.
+
     Examples::
 
         >>> ConvBlock(3, 16, stride=2)(torch.randn(1, 3, 32, 32)).shape
-        >>> torch.Size([1, 16, 16, 16])
+        torch.Size([1, 16, 16, 16])
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:

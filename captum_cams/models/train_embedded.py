@@ -182,6 +182,12 @@ def accuracy(model: torch.nn.Module, images: Tensor, labels: Tensor, batch: int 
     r"""
     Top-1 accuracy of ``model`` (put in eval mode) on ``images``, in ``[0, 1]``.
 
+    Args:
+        model (nn.Module): the classifier.
+        images (Tensor): ``N x C x H x W`` inputs.
+        labels (Tensor): ``(N,)`` true classes.
+        batch (int, optional): images per forward pass. Default: 500.
+
     Returns:
         *float*: the share of ``images`` classified as ``labels``.
 
