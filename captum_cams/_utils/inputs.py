@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from captum_cams._utils.capture import LayerNotCalledError, capture_layer
+
 #: File name endings read as images (as ``torchvision.datasets.ImageFolder`` reads).
 IMAGE_EXTENSIONS: Tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
@@ -420,12 +422,18 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
             f"--layer: no module named {name!r} in the model{_closest(name, list(modules))}; "
             f"its top-level modules are {', '.join(top)}"
         )
-    candidates = [name] if name is not None else [key for key in modules if key]
+    if name is not None:
+        return name, _named_feature_map(model, name, modules[name], sample)
+    # Not a capture but a probe of every module's output shape, in the order the
+    # modules finish. _forward_layer_eval cannot do this: it returns the listed
+    # layers in the order listed, requires every one of them to run, and clones
+    # each output as tensors (a module returning ``(Tensor, None)``, as attention
+    # does, or a dict would fail). The hooks only read shapes, change nothing in
+    # the forward and are removed in ``finally``.
     outputs: List[Tuple[str, Tuple[int, ...]]] = []
     handles = []
-    for key in candidates:
-        module = modules[key]
-        if name is None and _is_pooling(module):
+    for key, module in modules.items():
+        if not key or _is_pooling(module):
             continue
 
         def hook(_module: nn.Module, _inputs: object, output: object, key: str = key) -> None:
@@ -439,19 +447,38 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
     finally:
         for handle in handles:
             handle.remove()
-    maps = [(key, shape) for key, shape in outputs if len(shape) == 4 and shape[2] * shape[3] > 1]
-    if name is not None:
-        shapes = [shape for key, shape in outputs]
-        if not maps:
-            raise InputError(
-                f"--layer: {name!r} outputs {shapes[0] if shapes else 'no tensor'}, not an "
-                "N x C x h x w feature map; choose a convolutional layer"
-            )
-        return name, modules[name]
+    maps = [key for key, shape in outputs if _is_feature_map(shape)]
     if not maps:
         raise InputError("--layer: the model has no 4-D feature map; name a layer with --layer")
-    chosen = maps[-1][0]
-    return chosen, modules[chosen]
+    return maps[-1], modules[maps[-1]]
+
+
+def _is_feature_map(shape: Tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[2] * shape[3] > 1
+
+
+def _named_feature_map(model: nn.Module, name: str, module: nn.Module, sample: Tensor) -> nn.Module:
+    r"""``module`` if its output on ``sample`` is a feature map (captured as the CAMs do)."""
+    try:
+        with torch.no_grad():
+            layer_tensors, _ = capture_layer(model, sample, module)
+    except LayerNotCalledError:
+        layer_tensors = ()
+    except AttributeError as error:  # Captum copies tensors only: not (Tensor, None), a dict
+        raise InputError(
+            f"--layer: {name!r} does not output tensors only ({error}); choose a "
+            "convolutional layer"
+        ) from None
+    if len(layer_tensors) == 1 and _is_feature_map(tuple(layer_tensors[0].shape)):
+        return module
+    if len(layer_tensors) == 1:
+        described = str(tuple(layer_tensors[0].shape))
+    else:
+        described = f"{len(layer_tensors)} tensors" if layer_tensors else "no tensor"
+    raise InputError(
+        f"--layer: {name!r} outputs {described}, not an N x C x h x w feature map; choose a "
+        "convolutional layer"
+    )
 
 
 def list_images(folder: str) -> List[Path]:

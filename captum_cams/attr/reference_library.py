@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.capture import capture_layer, single_feature_map
 from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.distributed import (
     gather_by_index,
@@ -320,6 +321,7 @@ class ReferenceLibrary:
         min_confidence: Optional[float] = None,
         dtype: torch.dtype = torch.float32,
         device: Optional[Union[str, torch.device]] = None,
+        additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         progress: bool = True,
     ) -> "ReferenceLibrary":
@@ -356,6 +358,13 @@ class ReferenceLibrary:
             device (str or torch.device, optional): where the model runs.
                         Default: the device of the model's first parameter (CPU
                         without parameters)
+            additional_forward_args (Any, optional): further arguments of the
+                        model, after the inputs, the same for every batch (as
+                        Captum's ``additional_forward_args``: a tuple, or one value;
+                        tensors are passed as given, so put them on the model's
+                        device). They may be used before the layer or after it;
+                        the stored activations and the probabilities are those of
+                        ``model(inputs, *additional_forward_args)``. Default: None
             attribute_to_layer_input (bool, optional): store the layer's input
                         instead of its output. Default: False
             progress (bool, optional): show a progress bar (tqdm) on the main
@@ -389,14 +398,6 @@ class ReferenceLibrary:
 
         local_lists: List[List[int]] = [[] for _ in range(num_classes)]
         stored: Dict[int, Tuple[Tensor, List[int]]] = {}
-        captured: Dict[str, Tensor] = {}
-
-        def hook(module: Module, args: Any, output: Any) -> None:
-            value = args[0] if attribute_to_layer_input else output
-            if not isinstance(value, Tensor) or value.dim() != 4:
-                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"the layer's output must be N x K x h x w; got {shape}")
-            captured["A"] = value.detach()
 
         iterator: Iterable[Any] = dataloader
         if progress and is_main_process():
@@ -404,7 +405,6 @@ class ReferenceLibrary:
 
             iterator = tqdm(dataloader, total=length, desc="reference library", unit="batch")
         offset = 0
-        handle = layer.register_forward_hook(hook)
         try:
             with torch.no_grad(), preserved_model_state(model):
                 model.eval()
@@ -414,7 +414,14 @@ class ReferenceLibrary:
                     ours = batch_index in mine if mine is not None else batch_index % world == rank
                     if ours:
                         inputs = inputs.to(device)
-                        outputs = model(inputs)
+                        layer_tensors, outputs = capture_layer(
+                            model,
+                            inputs,
+                            layer,
+                            additional_forward_args,
+                            attribute_to_layer_input=attribute_to_layer_input,
+                        )
+                        activations = single_feature_map(layer_tensors)
                         if not isinstance(outputs, Tensor) or outputs.dim() != 2:
                             raise ValueError("model must return N x num_classes logits")
                         if outputs.shape[1] != num_classes:
@@ -422,8 +429,6 @@ class ReferenceLibrary:
                                 f"num_classes is {num_classes} but the model returns "
                                 f"{outputs.shape[1]} outputs"
                             )
-                        if "A" not in captured:
-                            raise ValueError("layer was not called by the model's forward")
                         probabilities = torch.softmax(outputs.float(), dim=1)
                         low = probabilities < tau
                         if min_confidence is not None:
@@ -433,7 +438,6 @@ class ReferenceLibrary:
                             )
                             low &= good.to(low.device)[:, None]
                         low = low.cpu()
-                        activations = captured.pop("A")
                         for row in range(size):
                             classes = [
                                 c
@@ -453,7 +457,6 @@ class ReferenceLibrary:
                     if all(len(lst) >= max_per_class for lst in local_lists):
                         break
         finally:
-            handle.remove()
             if hasattr(iterator, "close"):
                 iterator.close()
 

@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from captum_cams._utils.capture import capture_layer, single_feature_map
 from captum_cams._utils.distributed import (
     init_distributed_from_env,
     is_main_process,
@@ -105,21 +106,10 @@ class _ModelWithTuner(nn.Module):
         self._layer = [layer]  # a list: not registered a second time as a submodule
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        captured: List[Tensor] = []
-
-        def keep(module: nn.Module, inputs: Any, output: Any) -> None:
-            captured.append(output)
-
-        handle = self._layer[0].register_forward_hook(keep)
-        try:
-            logits = self.model(x)
-        finally:
-            handle.remove()
-        if len(captured) != 1 or not isinstance(captured[0], Tensor) or captured[0].dim() != 4:
-            raise ValueError(
-                "layer must be called once per forward pass and return an N x K x h x w tensor"
-            )
-        return logits, self.tuner(captured[0])
+        # Captum's copy of the layer's output stays in the graph (gradients enabled as
+        # the caller has them), so the tuner's squared error reaches ℓ through it
+        layer_tensors, logits = capture_layer(self.model, x, self._layer[0])
+        return logits, self.tuner(single_feature_map(layer_tensors))
 
 
 class _IndexedDataset(Dataset):
@@ -160,53 +150,46 @@ class _SeededPermutation(Sampler):
         return iter(torch.randperm(self.num_items, generator=generator).tolist())
 
 
-class _LayerReached(Exception):
-    pass
-
-
 def _modules_before(model: nn.Module, layer: nn.Module, example: Tensor) -> List[nn.Module]:
     r"""
     The modules whose forward starts before ``layer``'s in one forward pass of
     ``example``, except those that contain ``layer`` (its ancestors).
+
+    Raises a ``ValueError`` unless ``layer`` runs exactly once in the pass (the tuner
+    reads one activation per forward).
     """
+    # Not a capture: this records the order in which modules start, which
+    # _forward_layer_eval cannot give (it returns the listed layers' tensors, in the
+    # order listed, and needs every listed module to run), so it keeps its own
+    # pre-hooks on every module; they only append the module, change nothing in the
+    # forward, and are removed in ``finally``.
     order: List[nn.Module] = []
 
     def record(module: nn.Module, inputs: Any) -> None:
-        if module is layer:
-            raise _LayerReached
         order.append(module)
 
     handles = [m.register_forward_pre_hook(record) for m in model.modules()]
-    reached = False
     try:
         with torch.no_grad():
             model(example)
-    except _LayerReached:
-        reached = True
     finally:
         for handle in handles:
             handle.remove()
-    if not reached:
+    calls = [position for position, module in enumerate(order) if module is layer]
+    if not calls:
         raise ValueError("layer is not called in the model's forward pass")
-    return [m for m in order if not any(sub is layer for sub in m.modules())]
+    if len(calls) > 1:
+        raise ValueError(
+            f"layer must be called once per forward pass; the model calls it {len(calls)} times"
+        )
+    return [m for m in order[: calls[0]] if not any(sub is layer for sub in m.modules())]
 
 
 def _layer_channels(model: nn.Module, layer: nn.Module, example: Tensor) -> int:
-    r"""``K`` of the layer's ``N x K x h x w`` output, read with a removed-after hook."""
-    shapes: List[Tuple[int, ...]] = []
-
-    def keep(module: nn.Module, inputs: Any, output: Any) -> None:
-        shapes.append(tuple(output.shape) if isinstance(output, Tensor) else ())
-
-    handle = layer.register_forward_hook(keep)
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        handle.remove()
-    if not shapes or len(shapes[0]) != 4:
-        raise ValueError("layer must return an N x K x h x w tensor")
-    return shapes[0][1]
+    r"""``K`` of the layer's ``N x K x h x w`` output."""
+    with torch.no_grad():
+        layer_tensors, _ = capture_layer(model, example, layer)
+    return int(single_feature_map(layer_tensors).shape[1])
 
 
 def _check_masks(
@@ -246,11 +229,12 @@ class ActivationFineTuner:
     binary at ℓ's resolution.
     The modules that run before ℓ are frozen (their parameters and buffers are
     left bit-identical); ℓ, everything after it and the tuner are trained. The
-    activations are captured with a forward hook that is removed after every
-    forward pass. :meth:`fit` returns the copy as an ordinary module of the user's
-    architecture — no tuner, no hooks, no ``DistributedDataParallel`` wrapper —
-    with the user's train/eval modes and ``requires_grad`` flags; the user's model
-    is never changed. The trained tuner stays available as :attr:`tuner`.
+    activations are captured in every training forward pass through Captum's
+    ``_forward_layer_eval`` (its hook is removed after each pass). :meth:`fit`
+    returns the copy as an ordinary module of the user's architecture — no tuner,
+    no hooks, no ``DistributedDataParallel`` wrapper — with the user's train/eval
+    modes and ``requires_grad`` flags; the user's model is never changed. The
+    trained tuner stays available as :attr:`tuner`.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``; gloo on CPU, nccl on GPU) :meth:`fit`
     joins the process group, wraps the model and tuner in
