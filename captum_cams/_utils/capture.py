@@ -2,10 +2,10 @@
 r"""One forward pass that also captures a layer, through Captum's ``_forward_layer_eval``.
 
 The attribution methods capture in :meth:`~captum_cams.attr._base.CamBase._capture`;
-everything else that needs a layer's activations together with the model's output
-(the reference library, activation fine-tuning, the command line's layer check) calls
-:func:`capture_layer`, so that every capture goes through Captum's hooks (removed in
-``finally``, gathered per device for ``DataParallel``) and none is hand-written.
+everything else that needs a layer's activations, with the model's output, calls
+:func:`capture_layer`: the reference library, activation fine-tuning's channel count
+and the command line's check of a named layer. Every such capture goes through
+Captum's hooks (removed in ``finally``, gathered per device for ``DataParallel``).
 """
 
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -34,9 +34,8 @@ def capture_layer(
     layer's tensors (its output, or its input with ``attribute_to_layer_input``)
     and what ``forward_func`` returned.
 
-    The layer's tensors are Captum's copies (``clone``): with gradients enabled they
-    stay in the autograd graph, so a loss on them trains the layers before (as
-    activation fine-tuning needs); the model's own forward is unchanged.
+    The layer's tensors are Captum's copies (``clone``), in the autograd graph when
+    gradients are enabled; the model's own forward is unchanged.
 
     Args:
         forward_func (Callable): the model, or any callable.

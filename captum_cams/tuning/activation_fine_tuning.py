@@ -106,10 +106,28 @@ class _ModelWithTuner(nn.Module):
         self._layer = [layer]  # a list: not registered a second time as a submodule
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        # Captum's copy of the layer's output stays in the graph (gradients enabled as
-        # the caller has them), so the tuner's squared error reaches ℓ through it
-        layer_tensors, logits = capture_layer(self.model, x, self._layer[0])
-        return logits, self.tuner(single_feature_map(layer_tensors))
+        # Not Captum's _forward_layer_eval, on purpose: it hands out a clone of the
+        # layer's output, and a tuner reading the clone instead of the tensor the model
+        # reads changes the order in which autograd sums ℓ's gradient whenever ℓ's
+        # output has more than one consumer (a ResNet block inside a stage): the
+        # trained weights then differ in the last bits (1.5e-6 after three float32 SGD
+        # steps at resnet20's layer2.2). This hook keeps the tensor itself, changes
+        # nothing in the forward, and is removed in ``finally`` after every pass.
+        captured: List[Tensor] = []
+
+        def keep(module: nn.Module, inputs: Any, output: Any) -> None:
+            captured.append(output)
+
+        handle = self._layer[0].register_forward_hook(keep)
+        try:
+            logits = self.model(x)
+        finally:
+            handle.remove()
+        if len(captured) != 1 or not isinstance(captured[0], Tensor) or captured[0].dim() != 4:
+            raise ValueError(
+                "layer must be called once per forward pass and return an N x K x h x w tensor"
+            )
+        return logits, self.tuner(captured[0])
 
 
 class _IndexedDataset(Dataset):
@@ -150,39 +168,40 @@ class _SeededPermutation(Sampler):
         return iter(torch.randperm(self.num_items, generator=generator).tolist())
 
 
+class _LayerReached(Exception):
+    pass
+
+
 def _modules_before(model: nn.Module, layer: nn.Module, example: Tensor) -> List[nn.Module]:
     r"""
     The modules whose forward starts before ``layer``'s in one forward pass of
     ``example``, except those that contain ``layer`` (its ancestors).
-
-    Raises a ``ValueError`` unless ``layer`` runs exactly once in the pass (the tuner
-    reads one activation per forward).
     """
     # Not a capture: this records the order in which modules start, which
-    # _forward_layer_eval cannot give (it returns the listed layers' tensors, in the
-    # order listed, and needs every listed module to run), so it keeps its own
-    # pre-hooks on every module; they only append the module, change nothing in the
-    # forward, and are removed in ``finally``.
+    # _forward_layer_eval cannot give (it returns the listed layers' tensors in the
+    # order listed and needs every listed module to run), so it keeps its own
+    # pre-hooks on every module; they append the module, stop the pass at ``layer``
+    # (nothing after it runs) and are removed in ``finally``.
     order: List[nn.Module] = []
 
     def record(module: nn.Module, inputs: Any) -> None:
+        if module is layer:
+            raise _LayerReached
         order.append(module)
 
     handles = [m.register_forward_pre_hook(record) for m in model.modules()]
+    reached = False
     try:
         with torch.no_grad():
             model(example)
+    except _LayerReached:
+        reached = True
     finally:
         for handle in handles:
             handle.remove()
-    calls = [position for position, module in enumerate(order) if module is layer]
-    if not calls:
+    if not reached:
         raise ValueError("layer is not called in the model's forward pass")
-    if len(calls) > 1:
-        raise ValueError(
-            f"layer must be called once per forward pass; the model calls it {len(calls)} times"
-        )
-    return [m for m in order[: calls[0]] if not any(sub is layer for sub in m.modules())]
+    return [m for m in order if not any(sub is layer for sub in m.modules())]
 
 
 def _layer_channels(model: nn.Module, layer: nn.Module, example: Tensor) -> int:
@@ -229,12 +248,11 @@ class ActivationFineTuner:
     binary at ℓ's resolution.
     The modules that run before ℓ are frozen (their parameters and buffers are
     left bit-identical); ℓ, everything after it and the tuner are trained. The
-    activations are captured in every training forward pass through Captum's
-    ``_forward_layer_eval`` (its hook is removed after each pass). :meth:`fit`
-    returns the copy as an ordinary module of the user's architecture — no tuner,
-    no hooks, no ``DistributedDataParallel`` wrapper — with the user's train/eval
-    modes and ``requires_grad`` flags; the user's model is never changed. The
-    trained tuner stays available as :attr:`tuner`.
+    activations are captured with a forward hook that is removed after every
+    forward pass. :meth:`fit` returns the copy as an ordinary module of the user's
+    architecture — no tuner, no hooks, no ``DistributedDataParallel`` wrapper —
+    with the user's train/eval modes and ``requires_grad`` flags; the user's model
+    is never changed. The trained tuner stays available as :attr:`tuner`.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``; gloo on CPU, nccl on GPU) :meth:`fit`
     joins the process group, wraps the model and tuner in
