@@ -53,11 +53,13 @@ def capture_layer(
                     (as the caller's context: ``torch.is_grad_enabled()``)
 
     Returns:
-        *tuple[Tensor, ...]* of **layer tensors**, and *Any* **output**:
-            - the layer's output (or input) tensors, one per tensor the layer
-              returns (or takes), concatenated over devices in ``device_ids``
-              order;
-            - what ``forward_func`` returned.
+        *tuple[Tensor, ...]* of **layer_tensors** and *Any* of **output**:
+        - **layer_tensors** (*tuple[Tensor, ...]*):
+                    the layer's output (or input) tensors, one per tensor the
+                    layer returns (or takes), concatenated over devices in
+                    ``device_ids`` order.
+        - **output** (*Any*):
+                    what ``forward_func`` returned.
 
     Raises:
         LayerNotCalledError: (a ``ValueError``) the layer was not called during the
@@ -104,7 +106,8 @@ def single_feature_map(layer_tensors: Tuple[Tensor, ...]) -> Tensor:
 
     Returns:
         *Tensor* of **activations**:
-            the layer's single 4-D tensor.
+        - **activations** (*Tensor*):
+                    the layer's single 4-D tensor.
 
     Raises:
         ValueError: the layer gave several tensors, or one that is not 4-D; the

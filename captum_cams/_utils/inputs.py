@@ -42,7 +42,16 @@ EMBEDDED_SHAPES = "embedded-shapes"
 
 
 class InputError(Exception):
-    r"""A user error in the inputs: reported as one line and exit status 2."""
+    r"""
+    A user error in the inputs: reported as one line and exit status 2.
+
+    Examples::
+
+        >>> try:
+        ...     load_model("resnet19")
+        ... except InputError as error:
+        ...     print(error)  # --model: unknown model 'resnet19' (did you mean ...
+    """
 
 
 #: Single-channel modes of more than 8 bits: ``(largest value of the data, what it is)``.
@@ -110,7 +119,9 @@ def unit_pixels(picture: "object", name: str = "image") -> Tensor:
         name (str, optional): its name in error messages. Default: ``"image"``.
 
     Returns:
-        *Tensor*: ``3 x H x W`` float32 values in ``[0, 1]``.
+        *Tensor* of **pixels**:
+        - **pixels** (*Tensor*):
+                    ``3 x H x W`` float32 values in ``[0, 1]``.
 
     Raises:
         InputError: see :func:`check_image_mode`.
@@ -189,10 +200,17 @@ class Preprocess:
                         Default: ``"image"``.
 
         Returns:
-            *Tensor*: the ``3 x crop x crop`` float32 model input.
+            *Tensor* of **input**:
+            - **input** (*Tensor*):
+                        the ``3 x crop x crop`` float32 model input.
 
         Raises:
             InputError: a mode whose values cannot be scaled faithfully.
+
+        Examples::
+
+            >>> Preprocess(256, 224).image(Image.open("dog.jpg")).shape
+            torch.Size([3, 224, 224])
         """
         pixels = unit_pixels(picture, name)
         tensor = self._geometry(pixels, "bilinear").clamp(0, 1)
@@ -208,7 +226,14 @@ class Preprocess:
             mask (Tensor): ``1 x H x W`` bool mask at the image file's size.
 
         Returns:
-            *Tensor*: the ``1 x crop x crop`` bool mask under the same geometry.
+            *Tensor* of **mask**:
+            - **mask** (*Tensor*):
+                        the ``1 x crop x crop`` bool mask under the same geometry.
+
+        Examples::
+
+            >>> Preprocess(256, 224).mask(torch.ones(1, 300, 400, dtype=torch.bool)).shape
+            torch.Size([1, 224, 224])
         """
         return self._geometry(mask.to(torch.float32), "nearest") > 0.5
 
@@ -224,6 +249,12 @@ class LoadedModel:
         classes (list[str], optional): class names by index, when known.
         default_layer (str, optional): the CAM layer when ``--layer`` is not given;
                     None: found by :func:`resolve_layer`.
+
+    Examples::
+
+        >>> loaded = load_model("embedded")
+        >>> loaded.name, loaded.default_layer
+        ('embedded', 'features.2')
     """
 
     model: nn.Module
@@ -284,7 +315,14 @@ def looks_like_path(text: str) -> bool:
         text (str): a ``--weights`` value.
 
     Returns:
-        *bool*: True when it names a file rather than a weights enum.
+        *bool* of **is_path**:
+        - **is_path** (*bool*):
+                    True when it names a file rather than a weights enum.
+
+    Examples::
+
+        >>> looks_like_path("IMAGENET1K_V1"), looks_like_path("checkpoints/best.pt")
+        (False, True)
     """
     return os.sep in text or text.endswith((".pt", ".pth", ".safetensors")) or os.path.isfile(text)
 
@@ -308,7 +346,9 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
                     weights).
 
     Returns:
-        *LoadedModel*: the model in eval mode and how to make its inputs.
+        *LoadedModel* of **loaded**:
+        - **loaded** (*LoadedModel*):
+                    the model in eval mode and how to make its inputs.
 
     Raises:
         InputError: an unknown model or weights name, or a checkpoint that is
@@ -404,7 +444,11 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
         sample (Tensor): one input batch, to check the layer's output.
 
     Returns:
-        *tuple[str, nn.Module]*: the layer's name and the module.
+        *tuple[str, nn.Module]* of **name** and **layer**:
+        - **name** (*str*):
+                    the layer's name in ``model.named_modules()``.
+        - **layer** (*nn.Module*):
+                    the module.
 
     Raises:
         InputError: the name is not a module of the model, or the module's output
@@ -489,7 +533,9 @@ def list_images(folder: str) -> List[Path]:
         folder (str): the ``--data`` folder.
 
     Returns:
-        *list[Path]*: files with an image extension, recursively, in sorted order.
+        *list[Path]* of **files**:
+        - **files** (*list[Path]*):
+                    files with an image extension, recursively, in sorted order.
 
     Raises:
         InputError: the folder is missing or holds no image file.
@@ -522,7 +568,9 @@ def open_image(path: "os.PathLike[str] | str") -> "object":
         path (str or PathLike): the file.
 
     Returns:
-        *PIL.Image.Image*: the decoded image.
+        *PIL.Image.Image* of **image**:
+        - **image** (*PIL.Image.Image*):
+                    the decoded image.
 
     Raises:
         InputError: the file is missing, is not a readable image, has more pixels
@@ -623,7 +671,9 @@ def annotation_mask(folder: str, image_path: Path, image_size: Tuple[int, int]) 
         image_size (tuple[int, int]): the image file's ``(H, W)``.
 
     Returns:
-        *Tensor*: ``1 x H x W`` bool mask at the image file's size.
+        *Tensor* of **mask**:
+        - **mask** (*Tensor*):
+                    ``1 x H x W`` bool mask at the image file's size.
 
     Raises:
         InputError: the annotation is missing, malformed, has no box or gives
@@ -659,8 +709,10 @@ def check_device(text: str) -> torch.device:
         text (str): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
 
     Returns:
-        *torch.device*: the device; ``"auto"`` is CUDA (this process's
-        ``LOCAL_RANK`` under torchrun) when available, else the CPU.
+        *torch.device* of **device**:
+        - **device** (*torch.device*):
+                    the device; ``"auto"`` is CUDA (this process's
+                    ``LOCAL_RANK`` under torchrun) when available, else the CPU.
 
     Raises:
         InputError: an unknown device, or one this machine does not have.

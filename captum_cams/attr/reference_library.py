@@ -140,7 +140,19 @@ class ReferenceLibrary:
         return self.activations.dtype
 
     def counts(self) -> List[int]:
-        r"""The number of references of every class."""
+        r"""
+        The number of references of every class.
+
+        Returns:
+            *list[int]* of **counts**:
+            - **counts** (*list[int]*):
+                        ``R_ℓ`` for every class ``ℓ``, at most ``max_per_class``.
+
+        Examples::
+
+            >>> library.counts()
+            [0, 3, 3, 3]
+        """
         return [int(index.numel()) for index in self.class_indices]
 
     @property
@@ -179,7 +191,15 @@ class ReferenceLibrary:
                         (``C·R``, no input shared between classes: the upper bound)
 
         Returns:
-            *int*: the number of bytes.
+            *int* of **nbytes**:
+            - **nbytes** (*int*):
+                        the bytes of the activations, the index lists and the
+                        source indices.
+
+        Examples::
+
+            >>> ReferenceLibrary.estimate_nbytes(10, 30, (64, 8, 8)) / 2**20
+            2.348...
         """
         entries = num_classes * max_per_class if num_entries is None else num_entries
         element = torch.empty((), dtype=dtype).element_size()
@@ -212,7 +232,15 @@ class ReferenceLibrary:
                         Default: CPU
 
         Returns:
-            *Tensor*: ``R_label x K x h x w`` (``R_label`` may be 0).
+            *Tensor* of **references**:
+            - **references** (*Tensor*):
+                        ``R_label x K x h x w`` the stored activations of the
+                        class (``R_label`` may be 0).
+
+        Examples::
+
+            >>> library.references(3, dtype=torch.float32, device="cuda").shape
+            torch.Size([30, 64, 8, 8])
         """
         if not 0 <= int(label) < self.num_classes:
             raise ValueError(f"label must be in [0, {self.num_classes}); got {label}")
@@ -223,6 +251,19 @@ class ReferenceLibrary:
         r"""
         Raises a ``ValueError`` unless the library fits a layer output of shape
         ``(K, h, w)`` and a model with ``num_classes`` outputs.
+
+        Args:
+            activation_shape (sequence of int): the layer's ``(K, h, w)``.
+            num_classes (int): the model's number of outputs.
+
+        Raises:
+            ValueError: the library was built for another layer shape or another
+            number of classes; the message gives both.
+
+        Examples::
+
+            >>> library.check_compatible((64, 8, 8), 10)    # built for layer3, 10 classes
+            >>> library.check_compatible((32, 16, 16), 10)  # ValueError: another layer
         """
         if tuple(int(s) for s in activation_shape) != self.activation_shape:
             raise ValueError(
@@ -237,7 +278,23 @@ class ReferenceLibrary:
 
     # ------------------------------------------------------------------ files
     def state_dict(self) -> Dict[str, Any]:
-        r"""The library as a dict of tensors and plain values (what :meth:`save` writes)."""
+        r"""
+        The library as a dict of tensors and plain values (what :meth:`save` writes).
+
+        Returns:
+            *dict[str, Any]* of **state**:
+            - **state** (*dict[str, Any]*):
+                        ``format``, ``version``, ``activations``, ``class_counts``,
+                        ``class_entries`` (the class index lists concatenated),
+                        ``source_indices``, ``tau``, ``max_per_class`` and
+                        ``min_confidence``.
+
+        Examples::
+
+            >>> state = library.state_dict()
+            >>> state["class_counts"].sum() == state["class_entries"].numel()
+            tensor(True)
+        """
         counts = torch.tensor(self.counts(), dtype=torch.long)
         flat = torch.cat(self.class_indices) if self.num_classes else torch.empty(0)
         return {
@@ -263,6 +320,10 @@ class ReferenceLibrary:
         Raises:
             FileNotFoundError: the file's folder does not exist (it is not created).
             NotADirectoryError: a file stands where the folder should be.
+
+        Examples::
+
+            >>> library.save("resnet20_layer3.pt")
         """
         with atomic_path(path, make_parents=False) as temporary:
             torch.save(self.state_dict(), temporary)
@@ -278,13 +339,20 @@ class ReferenceLibrary:
             path (str or PathLike): the file.
 
         Returns:
-            *ReferenceLibrary*: the library, on the CPU.
+            *ReferenceLibrary* of **library**:
+            - **library** (*ReferenceLibrary*):
+                        the library, on the CPU.
 
         Raises:
             FileNotFoundError: no such file.
             ValueError: the file is empty, truncated, not a torch file, not a
             library, or holds objects that cannot be loaded safely; the message
             names the file.
+
+        Examples::
+
+            >>> library = ReferenceLibrary.load("resnet20_layer3.pt")
+            >>> LayerLibraCam(model, model.layer3, library=library)
         """
         state = load_weights_only(path, "reference library")
         if not isinstance(state, dict) or state.get("format") != LIBRARY_FORMAT:
@@ -371,12 +439,19 @@ class ReferenceLibrary:
                         process. Default: True
 
         Returns:
-            *ReferenceLibrary*: the library, on the CPU.
+            *ReferenceLibrary* of **library**:
+            - **library** (*ReferenceLibrary*):
+                        the library, on the CPU; the same on every process under
+                        ``torchrun``.
 
         Examples::
 
             >>> loader = DataLoader(cifar10_train_set(), batch_size=128)
             >>> library = ReferenceLibrary.build(model, model.layer3, loader, 10)
+            >>> # a model whose forward takes a fixed extra argument, model(x, scale)
+            >>> library = ReferenceLibrary.build(
+            ...     model, model.layer3, loader, 10, additional_forward_args=(2.0,)
+            ... )
         """
         check_layer_in_model(model, layer)
         check_positive_int(num_classes, "num_classes", allow_none=False)

@@ -93,6 +93,20 @@ class TunerNetwork(nn.Module):
         self.conv2 = nn.Conv2d(hidden_channels, 1, kernel_size=1)
 
     def forward(self, activations: Tensor) -> Tensor:
+        r"""
+        Args:
+            activations (Tensor): ``N x K x h x w`` the layer's activations.
+
+        Returns:
+            *Tensor* of **masks**:
+            - **masks** (*Tensor*):
+                        ``N x 1 x h x w`` the predicted masks, in ``(0, 1)``.
+
+        Examples::
+
+            >>> TunerNetwork(64)(torch.randn(2, 64, 8, 8)).shape
+            torch.Size([2, 1, 8, 8])
+        """
         return torch.sigmoid(self.conv2(self.conv1(activations)))
 
 
@@ -374,8 +388,18 @@ class ActivationFineTuner:
                         Default: ``"sum"``
 
         Returns:
-            *nn.Module*: the fine-tuned model, a copy of ``model`` with the same
-            architecture, modes and ``requires_grad`` flags.
+            *nn.Module* of **tuned_model**:
+            - **tuned_model** (*nn.Module*):
+                        the fine-tuned model, a copy of ``model`` with the same
+                        architecture, modes and ``requires_grad`` flags (the tuner
+                        is kept in :attr:`tuner`, the losses in :attr:`history`).
+
+        Examples::
+
+            >>> fine_tuner = ActivationFineTuner(model, model.layer3, mask_weight=1.0)
+            >>> tuned_model = fine_tuner.fit(train_subset, masks, epochs=1, lr=1e-3)
+            >>> fine_tuner.history[0]   # mean loss, ce and mse of the epoch
+            {'loss': ..., 'ce': ..., 'mse': ...}
         """
         num_items = len(dataset)  # type: ignore[arg-type]
         if num_items < 1:
