@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from captum_cams._utils.capture import LayerNotCalledError, capture_layer
+
 #: File name endings read as images (as ``torchvision.datasets.ImageFolder`` reads).
 IMAGE_EXTENSIONS: Tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
@@ -40,7 +42,16 @@ EMBEDDED_SHAPES = "embedded-shapes"
 
 
 class InputError(Exception):
-    r"""A user error in the inputs: reported as one line and exit status 2."""
+    r"""
+    A user error in the inputs: reported as one line and exit status 2.
+
+    Examples::
+
+        >>> try:
+        ...     load_model("resnet19")
+        ... except InputError as error:
+        ...     print(error)  # --model: unknown model 'resnet19' (did you mean ...
+    """
 
 
 #: Single-channel modes of more than 8 bits: ``(largest value of the data, what it is)``.
@@ -108,7 +119,9 @@ def unit_pixels(picture: "object", name: str = "image") -> Tensor:
         name (str, optional): its name in error messages. Default: ``"image"``.
 
     Returns:
-        *Tensor*: ``3 x H x W`` float32 values in ``[0, 1]``.
+        *Tensor* of **pixels**:
+        - **pixels** (*Tensor*):
+                    ``3 x H x W`` float32 values in ``[0, 1]``.
 
     Raises:
         InputError: see :func:`check_image_mode`.
@@ -187,10 +200,17 @@ class Preprocess:
                         Default: ``"image"``.
 
         Returns:
-            *Tensor*: the ``3 x crop x crop`` float32 model input.
+            *Tensor* of **input**:
+            - **input** (*Tensor*):
+                        the ``3 x crop x crop`` float32 model input.
 
         Raises:
             InputError: a mode whose values cannot be scaled faithfully.
+
+        Examples::
+
+            >>> Preprocess(256, 224).image(Image.open("dog.jpg")).shape
+            torch.Size([3, 224, 224])
         """
         pixels = unit_pixels(picture, name)
         tensor = self._geometry(pixels, "bilinear").clamp(0, 1)
@@ -206,7 +226,14 @@ class Preprocess:
             mask (Tensor): ``1 x H x W`` bool mask at the image file's size.
 
         Returns:
-            *Tensor*: the ``1 x crop x crop`` bool mask under the same geometry.
+            *Tensor* of **mask**:
+            - **mask** (*Tensor*):
+                        the ``1 x crop x crop`` bool mask under the same geometry.
+
+        Examples::
+
+            >>> Preprocess(256, 224).mask(torch.ones(1, 300, 400, dtype=torch.bool)).shape
+            torch.Size([1, 224, 224])
         """
         return self._geometry(mask.to(torch.float32), "nearest") > 0.5
 
@@ -222,6 +249,12 @@ class LoadedModel:
         classes (list[str], optional): class names by index, when known.
         default_layer (str, optional): the CAM layer when ``--layer`` is not given;
                     None: found by :func:`resolve_layer`.
+
+    Examples::
+
+        >>> loaded = load_model("embedded")
+        >>> loaded.name, loaded.default_layer
+        ('embedded', 'features.2')
     """
 
     model: nn.Module
@@ -282,7 +315,14 @@ def looks_like_path(text: str) -> bool:
         text (str): a ``--weights`` value.
 
     Returns:
-        *bool*: True when it names a file rather than a weights enum.
+        *bool* of **is_path**:
+        - **is_path** (*bool*):
+                    True when it names a file rather than a weights enum.
+
+    Examples::
+
+        >>> looks_like_path("IMAGENET1K_V1"), looks_like_path("checkpoints/best.pt")
+        (False, True)
     """
     return os.sep in text or text.endswith((".pt", ".pth", ".safetensors")) or os.path.isfile(text)
 
@@ -306,7 +346,9 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
                     weights).
 
     Returns:
-        *LoadedModel*: the model in eval mode and how to make its inputs.
+        *LoadedModel* of **loaded**:
+        - **loaded** (*LoadedModel*):
+                    the model in eval mode and how to make its inputs.
 
     Raises:
         InputError: an unknown model or weights name, or a checkpoint that is
@@ -402,7 +444,11 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
         sample (Tensor): one input batch, to check the layer's output.
 
     Returns:
-        *tuple[str, nn.Module]*: the layer's name and the module.
+        *tuple[str, nn.Module]* of **name** and **layer**:
+        - **name** (*str*):
+                    the layer's name in ``model.named_modules()``.
+        - **layer** (*nn.Module*):
+                    the module.
 
     Raises:
         InputError: the name is not a module of the model, or the module's output
@@ -420,12 +466,18 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
             f"--layer: no module named {name!r} in the model{_closest(name, list(modules))}; "
             f"its top-level modules are {', '.join(top)}"
         )
-    candidates = [name] if name is not None else [key for key in modules if key]
+    if name is not None:
+        return name, _named_feature_map(model, name, modules[name], sample)
+    # Not a capture but a probe of every module's output shape, in the order the
+    # modules finish. _forward_layer_eval cannot do this: it returns the listed
+    # layers in the order listed, requires every one of them to run, and clones
+    # each output as tensors (a module returning ``(Tensor, None)``, as attention
+    # does, or a dict would fail). The hooks only read shapes, change nothing in
+    # the forward and are removed in ``finally``.
     outputs: List[Tuple[str, Tuple[int, ...]]] = []
     handles = []
-    for key in candidates:
-        module = modules[key]
-        if name is None and _is_pooling(module):
+    for key, module in modules.items():
+        if not key or _is_pooling(module):
             continue
 
         def hook(_module: nn.Module, _inputs: object, output: object, key: str = key) -> None:
@@ -439,19 +491,38 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
     finally:
         for handle in handles:
             handle.remove()
-    maps = [(key, shape) for key, shape in outputs if len(shape) == 4 and shape[2] * shape[3] > 1]
-    if name is not None:
-        shapes = [shape for key, shape in outputs]
-        if not maps:
-            raise InputError(
-                f"--layer: {name!r} outputs {shapes[0] if shapes else 'no tensor'}, not an "
-                "N x C x h x w feature map; choose a convolutional layer"
-            )
-        return name, modules[name]
+    maps = [key for key, shape in outputs if _is_feature_map(shape)]
     if not maps:
         raise InputError("--layer: the model has no 4-D feature map; name a layer with --layer")
-    chosen = maps[-1][0]
-    return chosen, modules[chosen]
+    return maps[-1], modules[maps[-1]]
+
+
+def _is_feature_map(shape: Tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[2] * shape[3] > 1
+
+
+def _named_feature_map(model: nn.Module, name: str, module: nn.Module, sample: Tensor) -> nn.Module:
+    r"""``module`` if its output on ``sample`` is a feature map (captured as the CAMs do)."""
+    try:
+        with torch.no_grad():
+            layer_tensors, _ = capture_layer(model, sample, module)
+    except LayerNotCalledError:
+        layer_tensors = ()
+    except AttributeError as error:  # Captum copies tensors only: not (Tensor, None), a dict
+        raise InputError(
+            f"--layer: {name!r} does not output tensors only ({error}); choose a "
+            "convolutional layer"
+        ) from None
+    if len(layer_tensors) == 1 and _is_feature_map(tuple(layer_tensors[0].shape)):
+        return module
+    if len(layer_tensors) == 1:
+        described = str(tuple(layer_tensors[0].shape))
+    else:
+        described = f"{len(layer_tensors)} tensors" if layer_tensors else "no tensor"
+    raise InputError(
+        f"--layer: {name!r} outputs {described}, not an N x C x h x w feature map; choose a "
+        "convolutional layer"
+    )
 
 
 def list_images(folder: str) -> List[Path]:
@@ -462,7 +533,9 @@ def list_images(folder: str) -> List[Path]:
         folder (str): the ``--data`` folder.
 
     Returns:
-        *list[Path]*: files with an image extension, recursively, in sorted order.
+        *list[Path]* of **files**:
+        - **files** (*list[Path]*):
+                    files with an image extension, recursively, in sorted order.
 
     Raises:
         InputError: the folder is missing or holds no image file.
@@ -495,7 +568,9 @@ def open_image(path: "os.PathLike[str] | str") -> "object":
         path (str or PathLike): the file.
 
     Returns:
-        *PIL.Image.Image*: the decoded image.
+        *PIL.Image.Image* of **image**:
+        - **image** (*PIL.Image.Image*):
+                    the decoded image.
 
     Raises:
         InputError: the file is missing, is not a readable image, has more pixels
@@ -596,7 +671,9 @@ def annotation_mask(folder: str, image_path: Path, image_size: Tuple[int, int]) 
         image_size (tuple[int, int]): the image file's ``(H, W)``.
 
     Returns:
-        *Tensor*: ``1 x H x W`` bool mask at the image file's size.
+        *Tensor* of **mask**:
+        - **mask** (*Tensor*):
+                    ``1 x H x W`` bool mask at the image file's size.
 
     Raises:
         InputError: the annotation is missing, malformed, has no box or gives
@@ -632,8 +709,10 @@ def check_device(text: str) -> torch.device:
         text (str): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
 
     Returns:
-        *torch.device*: the device; ``"auto"`` is CUDA (this process's
-        ``LOCAL_RANK`` under torchrun) when available, else the CPU.
+        *torch.device* of **device**:
+        - **device** (*torch.device*):
+                    the device; ``"auto"`` is CUDA (this process's
+                    ``LOCAL_RANK`` under torchrun) when available, else the CPU.
 
     Raises:
         InputError: an unknown device, or one this machine does not have.

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.capture import capture_layer, single_feature_map
 from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.distributed import (
     gather_by_index,
@@ -139,7 +140,19 @@ class ReferenceLibrary:
         return self.activations.dtype
 
     def counts(self) -> List[int]:
-        r"""The number of references of every class."""
+        r"""
+        The number of references of every class.
+
+        Returns:
+            *list[int]* of **counts**:
+            - **counts** (*list[int]*):
+                        ``R_ℓ`` for every class ``ℓ``, at most ``max_per_class``.
+
+        Examples::
+
+            >>> library.counts()
+            [0, 3, 3, 3]
+        """
         return [int(index.numel()) for index in self.class_indices]
 
     @property
@@ -178,7 +191,15 @@ class ReferenceLibrary:
                         (``C·R``, no input shared between classes: the upper bound)
 
         Returns:
-            *int*: the number of bytes.
+            *int* of **nbytes**:
+            - **nbytes** (*int*):
+                        the bytes of the activations, the index lists and the
+                        source indices.
+
+        Examples::
+
+            >>> ReferenceLibrary.estimate_nbytes(10, 30, (64, 8, 8)) / 2**20
+            2.348...
         """
         entries = num_classes * max_per_class if num_entries is None else num_entries
         element = torch.empty((), dtype=dtype).element_size()
@@ -211,7 +232,15 @@ class ReferenceLibrary:
                         Default: CPU
 
         Returns:
-            *Tensor*: ``R_label x K x h x w`` (``R_label`` may be 0).
+            *Tensor* of **references**:
+            - **references** (*Tensor*):
+                        ``R_label x K x h x w`` the stored activations of the
+                        class (``R_label`` may be 0).
+
+        Examples::
+
+            >>> library.references(3, dtype=torch.float32, device="cuda").shape
+            torch.Size([30, 64, 8, 8])
         """
         if not 0 <= int(label) < self.num_classes:
             raise ValueError(f"label must be in [0, {self.num_classes}); got {label}")
@@ -222,6 +251,19 @@ class ReferenceLibrary:
         r"""
         Raises a ``ValueError`` unless the library fits a layer output of shape
         ``(K, h, w)`` and a model with ``num_classes`` outputs.
+
+        Args:
+            activation_shape (sequence of int): the layer's ``(K, h, w)``.
+            num_classes (int): the model's number of outputs.
+
+        Raises:
+            ValueError: the library was built for another layer shape or another
+            number of classes; the message gives both.
+
+        Examples::
+
+            >>> library.check_compatible((64, 8, 8), 10)    # built for layer3, 10 classes
+            >>> library.check_compatible((32, 16, 16), 10)  # ValueError: another layer
         """
         if tuple(int(s) for s in activation_shape) != self.activation_shape:
             raise ValueError(
@@ -236,7 +278,23 @@ class ReferenceLibrary:
 
     # ------------------------------------------------------------------ files
     def state_dict(self) -> Dict[str, Any]:
-        r"""The library as a dict of tensors and plain values (what :meth:`save` writes)."""
+        r"""
+        The library as a dict of tensors and plain values (what :meth:`save` writes).
+
+        Returns:
+            *dict[str, Any]* of **state**:
+            - **state** (*dict[str, Any]*):
+                        ``format``, ``version``, ``activations``, ``class_counts``,
+                        ``class_entries`` (the class index lists concatenated),
+                        ``source_indices``, ``tau``, ``max_per_class`` and
+                        ``min_confidence``.
+
+        Examples::
+
+            >>> state = library.state_dict()
+            >>> state["class_counts"].sum() == state["class_entries"].numel()
+            tensor(True)
+        """
         counts = torch.tensor(self.counts(), dtype=torch.long)
         flat = torch.cat(self.class_indices) if self.num_classes else torch.empty(0)
         return {
@@ -262,6 +320,10 @@ class ReferenceLibrary:
         Raises:
             FileNotFoundError: the file's folder does not exist (it is not created).
             NotADirectoryError: a file stands where the folder should be.
+
+        Examples::
+
+            >>> library.save("resnet20_layer3.pt")
         """
         with atomic_path(path, make_parents=False) as temporary:
             torch.save(self.state_dict(), temporary)
@@ -277,13 +339,20 @@ class ReferenceLibrary:
             path (str or PathLike): the file.
 
         Returns:
-            *ReferenceLibrary*: the library, on the CPU.
+            *ReferenceLibrary* of **library**:
+            - **library** (*ReferenceLibrary*):
+                        the library, on the CPU.
 
         Raises:
             FileNotFoundError: no such file.
             ValueError: the file is empty, truncated, not a torch file, not a
             library, or holds objects that cannot be loaded safely; the message
             names the file.
+
+        Examples::
+
+            >>> library = ReferenceLibrary.load("resnet20_layer3.pt")
+            >>> LayerLibraCam(model, model.layer3, library=library)
         """
         state = load_weights_only(path, "reference library")
         if not isinstance(state, dict) or state.get("format") != LIBRARY_FORMAT:
@@ -320,6 +389,7 @@ class ReferenceLibrary:
         min_confidence: Optional[float] = None,
         dtype: torch.dtype = torch.float32,
         device: Optional[Union[str, torch.device]] = None,
+        additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         progress: bool = True,
     ) -> "ReferenceLibrary":
@@ -356,18 +426,32 @@ class ReferenceLibrary:
             device (str or torch.device, optional): where the model runs.
                         Default: the device of the model's first parameter (CPU
                         without parameters)
+            additional_forward_args (Any, optional): further arguments of the
+                        model, after the inputs, the same for every batch (as
+                        Captum's ``additional_forward_args``: a tuple, or one value;
+                        tensors are passed as given, so put them on the model's
+                        device). They may be used before the layer or after it;
+                        the stored activations and the probabilities are those of
+                        ``model(inputs, *additional_forward_args)``. Default: None
             attribute_to_layer_input (bool, optional): store the layer's input
                         instead of its output. Default: False
             progress (bool, optional): show a progress bar (tqdm) on the main
                         process. Default: True
 
         Returns:
-            *ReferenceLibrary*: the library, on the CPU.
+            *ReferenceLibrary* of **library**:
+            - **library** (*ReferenceLibrary*):
+                        the library, on the CPU; the same on every process under
+                        ``torchrun``.
 
         Examples::
 
             >>> loader = DataLoader(cifar10_train_set(), batch_size=128)
             >>> library = ReferenceLibrary.build(model, model.layer3, loader, 10)
+            >>> # a model whose forward takes a fixed extra argument, model(x, scale)
+            >>> library = ReferenceLibrary.build(
+            ...     model, model.layer3, loader, 10, additional_forward_args=(2.0,)
+            ... )
         """
         check_layer_in_model(model, layer)
         check_positive_int(num_classes, "num_classes", allow_none=False)
@@ -389,14 +473,6 @@ class ReferenceLibrary:
 
         local_lists: List[List[int]] = [[] for _ in range(num_classes)]
         stored: Dict[int, Tuple[Tensor, List[int]]] = {}
-        captured: Dict[str, Tensor] = {}
-
-        def hook(module: Module, args: Any, output: Any) -> None:
-            value = args[0] if attribute_to_layer_input else output
-            if not isinstance(value, Tensor) or value.dim() != 4:
-                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"the layer's output must be N x K x h x w; got {shape}")
-            captured["A"] = value.detach()
 
         iterator: Iterable[Any] = dataloader
         if progress and is_main_process():
@@ -404,7 +480,6 @@ class ReferenceLibrary:
 
             iterator = tqdm(dataloader, total=length, desc="reference library", unit="batch")
         offset = 0
-        handle = layer.register_forward_hook(hook)
         try:
             with torch.no_grad(), preserved_model_state(model):
                 model.eval()
@@ -414,7 +489,14 @@ class ReferenceLibrary:
                     ours = batch_index in mine if mine is not None else batch_index % world == rank
                     if ours:
                         inputs = inputs.to(device)
-                        outputs = model(inputs)
+                        layer_tensors, outputs = capture_layer(
+                            model,
+                            inputs,
+                            layer,
+                            additional_forward_args,
+                            attribute_to_layer_input=attribute_to_layer_input,
+                        )
+                        activations = single_feature_map(layer_tensors)
                         if not isinstance(outputs, Tensor) or outputs.dim() != 2:
                             raise ValueError("model must return N x num_classes logits")
                         if outputs.shape[1] != num_classes:
@@ -422,8 +504,6 @@ class ReferenceLibrary:
                                 f"num_classes is {num_classes} but the model returns "
                                 f"{outputs.shape[1]} outputs"
                             )
-                        if "A" not in captured:
-                            raise ValueError("layer was not called by the model's forward")
                         probabilities = torch.softmax(outputs.float(), dim=1)
                         low = probabilities < tau
                         if min_confidence is not None:
@@ -433,7 +513,6 @@ class ReferenceLibrary:
                             )
                             low &= good.to(low.device)[:, None]
                         low = low.cpu()
-                        activations = captured.pop("A")
                         for row in range(size):
                             classes = [
                                 c
@@ -453,7 +532,6 @@ class ReferenceLibrary:
                     if all(len(lst) >= max_per_class for lst in local_lists):
                         break
         finally:
-            handle.remove()
             if hasattr(iterator, "close"):
                 iterator.close()
 

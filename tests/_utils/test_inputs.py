@@ -261,3 +261,31 @@ def test_annotations_of_absurd_or_other_sizes_are_refused_before_allocation(
     image = tmp_path / "img.png"
     with pytest.raises(InputError, match=rf"^--annotations: .*img\.xml.*{message}"):
         annotation_mask(str(tmp_path / "ann"), image, (6, 5))
+
+
+class _PairOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple:
+        return x, None  # as attention modules return (output, None)
+
+
+class _WithPair(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pair = _PairOut()
+        self.unused = nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pair(self.conv(x))[0].mean((2, 3)))
+
+
+def test_named_layers_that_give_no_feature_map_are_refused_by_name() -> None:
+    model, sample = _WithPair().eval(), torch.zeros(1, 3, 8, 8)
+    assert resolve_layer(model, "conv", sample) == ("conv", model.conv)
+    assert resolve_layer(model, None, sample)[0] == "conv"  # (Tensor, None) is skipped
+    with pytest.raises(InputError, match=r"--layer: 'unused' outputs no tensor, not an N x C"):
+        resolve_layer(model, "unused", sample)
+    with pytest.raises(InputError, match=r"--layer: 'pair' does not output tensors only"):
+        resolve_layer(model, "pair", sample)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())

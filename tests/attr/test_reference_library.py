@@ -271,3 +271,72 @@ def test_missing_files_and_folders_are_named(tmp_path: Path) -> None:
         with pytest.raises(error, match=rf"cannot write {re.escape(str(target))}"):
             library.save(target)
     assert os.listdir(tmp_path) == ["library.pt"]
+
+
+class ShiftedBeforeTheLayer(nn.Module):
+    r"""``net(x + shift)``: the extra argument changes the layer's activations."""
+
+    def __init__(self, net: Net) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, shift: Tensor) -> Tensor:
+        return self.net(x + shift)
+
+
+class OffsetAfterTheLayer(nn.Module):
+    r"""``net(x) + offset``: the extra argument changes the logits only."""
+
+    def __init__(self, net: Net) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, offset: Tensor) -> Tensor:
+        return self.net(x) + offset
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_additional_forward_args_reach_the_model_for_every_batch(where: str) -> None:
+    net = make_net([0.0, 0.5, -0.5, 0.2])
+    x = loader(30).dataset.tensors[0]
+    tau, r = 0.2, 4
+    if where == "before":
+        model: nn.Module = ShiftedBeforeTheLayer(net)
+        shift = torch.linspace(-1.0, 1.0, 3 * 8 * 8, dtype=torch.float64).reshape(3, 8, 8)
+        extra = (shift,)  # a tuple, as Captum takes several extra arguments
+        with torch.no_grad():
+            activations = net.layer(net.pre(x + shift))
+            logits = net.head(activations)
+    else:
+        model = OffsetAfterTheLayer(net)
+        offset = torch.tensor([0.0, 0.0, 0.0, -300.0], dtype=torch.float64)
+        extra = offset  # one bare value, as Captum also takes it
+        with torch.no_grad():
+            activations = net.layer(net.pre(x))
+            logits = net(x) + offset
+    library = ReferenceLibrary.build(
+        model, net.layer, DataLoader(TensorDataset(x, torch.zeros(30, dtype=torch.long)), 3),
+        4, tau=tau, max_per_class=r, dtype=torch.float64, additional_forward_args=extra,
+        progress=False,
+    )  # fmt: skip
+    p = torch.softmax(logits, 1)
+    with torch.no_grad():
+        p_without = torch.softmax(net(x), 1)
+    changed = False
+    for label in range(4):
+        expected = (p[:, label] < tau).nonzero().flatten()[:r].tolist()
+        changed |= expected != (p_without[:, label] < tau).nonzero().flatten()[:r].tolist()
+        chosen = library.class_indices[label]
+        assert library.source_indices[chosen].tolist() == expected
+        assert torch.equal(library.references(label), activations[expected])
+    assert changed  # the extra argument matters: the test would see it dropped
+    assert not net.layer._forward_hooks and not net.layer._forward_pre_hooks
+    if where == "after":  # the offset makes class 3 unlikely for every input
+        assert library.source_indices[library.class_indices[3]].tolist() == list(range(r))
+
+
+def test_additional_forward_args_missing_fails_as_the_model_does() -> None:
+    net = make_net([0.0, 0.5, -0.5, 0.2])
+    with pytest.raises(TypeError, match="offset"):
+        ReferenceLibrary.build(OffsetAfterTheLayer(net), net.layer, loader(6), 4, progress=False)
+    assert not net.layer._forward_hooks
