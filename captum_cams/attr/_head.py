@@ -222,6 +222,28 @@ def cached_split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     return head
 
 
+class LayerThenHead(Module):
+    r"""
+    The head from a layer's *input*: the layer, then the head from its output.
+
+    What the methods that evaluate only the head use with
+    ``attribute_to_layer_input=True`` (Captum's layer-input semantics: the map is
+    computed on the activation that goes into the layer).
+
+    Args:
+        layer (nn.Module): the layer (it must take one tensor).
+        head (Callable): the head from the layer's output.
+    """
+
+    def __init__(self, layer: Module, head: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.head = head
+
+    def forward(self, activations: Tensor) -> Tensor:
+        return self.head(self.layer(activations))
+
+
 class LayerHead:
     r"""
     Evaluates the head of a model on batches of layer activations.
@@ -236,6 +258,9 @@ class LayerHead:
         layer (nn.Module): the layer whose output the head takes.
         head (nn.Module, optional): the head given by the user. Default: None
                     (split with ``torch.fx``, else fall back to a substituting hook).
+        to_layer_input (bool, optional): the head takes the layer's input (the
+                    layer, then the head from its output); the whole-model fallback
+                    then substitutes the layer's input. Default: False.
 
     Examples::
 
@@ -245,7 +270,11 @@ class LayerHead:
     """
 
     def __init__(
-        self, forward_func: Callable, layer: Module, head: Optional[Module] = None
+        self,
+        forward_func: Callable,
+        layer: Module,
+        head: Optional[Module] = None,
+        to_layer_input: bool = False,
     ) -> None:
         if head is not None and not callable(head):
             raise TypeError(f"head must be an nn.Module or callable; got {type(head).__name__}")
@@ -257,7 +286,10 @@ class LayerHead:
             self.source = "fx"
         if head is None:
             self.source = "fallback"
+        elif to_layer_input:
+            head = LayerThenHead(layer, head)
         self.module = head
+        self.to_layer_input = to_layer_input
         self._verified = False
         self._inputs: Tuple[Tensor, ...] = ()
         self._additional_args: Tuple[Any, ...] = ()
@@ -292,7 +324,13 @@ class LayerHead:
         def substitute(_module: Module, _inp: Any, _out: Any) -> Tensor:
             return activations
 
-        handle = self.layer.register_forward_hook(substitute)
+        def substitute_input(_module: Module, _inp: Any) -> Tuple[Tensor]:
+            return (activations,)
+
+        if self.to_layer_input:
+            handle = self.layer.register_forward_pre_hook(substitute_input)
+        else:
+            handle = self.layer.register_forward_hook(substitute)
         try:
             return self.forward_func(*inputs, *args)
         finally:
@@ -350,4 +388,4 @@ class LayerHead:
         self._verified = True
 
 
-__all__: Sequence[str] = ["LayerHead", "cached_split_head", "split_head"]
+__all__: Sequence[str] = ["LayerHead", "LayerThenHead", "cached_split_head", "split_head"]
