@@ -11,7 +11,6 @@ from torch.nn import Module
 
 from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
-from captum_cams.attr._head import LayerThenHead
 from captum_cams.attr._deeplift_head import (
     RescaleDeepLift,
     cached_deeplift_head,
@@ -116,10 +115,9 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         if not attribute_to_layer_input:
             return self.deeplift_head, self.head_is_affine
         if self._input_deeplift_head is None:
-            assert self.head.module is not None
-            self._input_deeplift_head = cached_deeplift_head(
-                LayerThenHead(self.layer, self.head.module), self.fixed_layer_norm
-            )
+            input_head = self._head_for(True).module
+            assert input_head is not None
+            self._input_deeplift_head = cached_deeplift_head(input_head, self.fixed_layer_norm)
         return self._input_deeplift_head
 
     def has_convergence_delta(self) -> bool:
@@ -129,18 +127,24 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
     def _weights(self, context: CamContext) -> Tensor:
         deeplift_head, head_is_affine = self._prepared_head(context.attribute_to_layer_input)
         check_eval_mode(deeplift_head)
-        self._verified_head(context)
+        head = self._verified_head(context)
         activations = context.activations
         inputs = activations.clone().requires_grad_()
-        weights = self._contributions(deeplift_head, head_is_affine, inputs, context.target)
+        rows = torch.arange(activations.shape[0], device=activations.device)
+        # the model's arguments the head uses after the layer, held fixed (Captum
+        # repeats them for the reference half)
+        extras = head._extra_arguments(rows)
+        weights = self._contributions(deeplift_head, head_is_affine, inputs, context.target, extras)
         delta_out: Optional[List[Tensor]] = context.options.get("delta_out")
         if delta_out is not None:
             # DeepLIFT's summation-to-delta on the head, as Captum's LayerDeepLift
             # computes its delta: sum of the contributions - (F_c(A) - F_c(0)); the
             # end points are the prepared head's (a held LayerNorm scale included)
             with torch.no_grad():
-                ends = deeplift_head(torch.cat([activations, torch.zeros_like(activations)]))
-            rows = torch.arange(activations.shape[0], device=ends.device)
+                ends = deeplift_head(
+                    torch.cat([activations, torch.zeros_like(activations)]),
+                    *head._extra_arguments(torch.cat([rows, rows])),
+                )
             end = ends[: len(rows)][rows, context.target]
             start = ends[len(rows) :][rows, context.target]
             delta_out.append(weights.sum(dim=1) - (end - start).to(weights.dtype))
@@ -148,7 +152,11 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
 
     @staticmethod
     def _contributions(
-        deeplift_head: Module, head_is_affine: bool, inputs: Tensor, target: Tensor
+        deeplift_head: Module,
+        head_is_affine: bool,
+        inputs: Tensor,
+        target: Tensor,
+        extras: Tuple[Any, ...] = (),
     ) -> Tensor:
         r"""``N x K`` the DeepLIFT contributions of the channels (reference 0)."""
         if head_is_affine:
@@ -157,12 +165,17 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             # LayerGradientXActivation computes at the layer, without re-running
             # the layers before it), summed over positions.
             # the prepared head: the same values, with any LayerNorm scale held fixed
-            contributions = InputXGradient(deeplift_head).attribute(inputs, target=target)
+            contributions = InputXGradient(deeplift_head).attribute(
+                inputs, target=target, additional_forward_args=extras or None
+            )
             return contributions.detach().sum(dim=(2, 3))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
             contributions = RescaleDeepLift(deeplift_head).attribute(
-                inputs, baselines=torch.zeros_like(inputs), target=target
+                inputs,
+                baselines=torch.zeros_like(inputs),
+                target=target,
+                additional_forward_args=extras or None,
             )
         return contributions.detach().sum(dim=(2, 3))
 

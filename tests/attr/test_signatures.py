@@ -288,8 +288,7 @@ def test_calm_passes_additional_forward_args_and_reads_features_at_the_layer_inp
 
 
 def test_additional_forward_args_after_the_layer_reach_the_head_methods() -> None:
-    # the head is not split (the temperature is used after the layer), so the
-    # whole-model fallback runs with the batch's arguments bound
+    # the temperature is used after the layer: the fx head takes it as an argument
     net = _TemperatureNet().double().eval()
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
     temperature = torch.tensor([[2.0], [4.0]], dtype=torch.float64)
@@ -297,12 +296,60 @@ def test_additional_forward_args_after_the_layer_reach_the_head_methods() -> Non
     reference = LayerGradCam(net, net.body).attribute(x, [0, 2], (torch.ones_like(temperature),))
     torch.testing.assert_close(scaled, reference / temperature.view(2, 1, 1, 1))
     # SHAP-CAM's Shapley values scale with 1 / temperature
-    with pytest.warns(RuntimeWarning, match="head="):
-        shap = LayerShapCam(net, net.body).attribute(
-            x, [0, 2], (temperature,), return_weights=True, num_permutations=2
-        )[1]
-    with pytest.warns(RuntimeWarning, match="head="):
-        unit = LayerShapCam(net, net.body).attribute(
-            x, [0, 2], (torch.ones_like(temperature),), return_weights=True, num_permutations=2
-        )[1]
+    shap_cam = LayerShapCam(net, net.body)
+    assert shap_cam.head.source == "fx"
+    shap = shap_cam.attribute(x, [0, 2], (temperature,), return_weights=True, num_permutations=2)[1]
+    unit = shap_cam.attribute(
+        x, [0, 2], (torch.ones_like(temperature),), return_weights=True, num_permutations=2
+    )[1]
     torch.testing.assert_close(shap, unit / temperature)
+    # and the whole-model fallback (a plain callable is not split) gives the same
+    fallback = LayerShapCam(lambda *args: net(*args), net.body)
+    assert fallback.head.source == "fallback"
+    again = fallback.attribute(x, [0, 2], (temperature,), return_weights=True, num_permutations=2)[
+        1
+    ]
+    torch.testing.assert_close(again, shap)
+
+
+class _TemperatureAfterConv(nn.Module):
+    r"""A ReLU head after a 1x1 conv layer, the logits divided by an extra argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.body = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU())
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.conv(self.body(x))).mean((2, 3))) / temperature
+
+
+@pytest.mark.parametrize("layer_input", [False, True])
+def test_lift_cam_takes_additional_forward_args_used_after_the_layer(layer_input: bool) -> None:
+    net = _TemperatureAfterConv().double().eval()
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    temperature = torch.tensor([[2.0], [4.0]], dtype=torch.float64)
+    lift = LayerLiftCam(net, net.conv)  # split with torch.fx: the head takes the temperature
+    assert lift.head.source == "fx"
+    _, weights, delta = lift.attribute(
+        x, [0, 2], (temperature,), layer_input, True, return_weights=True
+    )
+    _, unit, _ = lift.attribute(
+        x, [0, 2], (torch.ones_like(temperature),), layer_input, True, return_weights=True
+    )
+    # DeepLIFT's multipliers do not depend on a constant scale of the output
+    torch.testing.assert_close(weights, unit / temperature, rtol=1e-12, atol=1e-14)
+    assert float(delta.abs().max()) < 1e-12
+    # completeness by hand at the layer's output
+    if not layer_input:
+        a = net.body(x).detach()
+        out = net.conv(a)
+        full = net.fc(net.relu(out).mean((2, 3))) / temperature
+        zero = net.fc(net.relu(torch.zeros_like(out)).mean((2, 3))) / temperature
+        rows = torch.arange(2)
+        torch.testing.assert_close(
+            weights.sum(1), (full - zero)[rows, [0, 2]].detach(), rtol=1e-10, atol=1e-12
+        )
