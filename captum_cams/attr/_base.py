@@ -329,6 +329,15 @@ class CamBase(LayerAttribution):
         return F.relu(cam) if relu_attributions else cam
 
     @staticmethod
+    def _weighted_sum_many(weights: Tensor, activations: Tensor) -> Tensor:
+        r"""
+        ``sum_k w_k * A_r,k`` of one example's positional weights ``K x h x w`` with
+        ``R`` activations ``R x K x h x w`` (one contraction over the channels);
+        ``R x 1 x h x w``. Libra-CAM weights every reference activation this way.
+        """
+        return torch.einsum("khw,rkhw->rhw", weights, activations).unsqueeze(1)
+
+    @staticmethod
     def _weighted_sum(
         weights: Tensor, activations: Tensor, attr_dim_summation: bool = True
     ) -> Tensor:

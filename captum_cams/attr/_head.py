@@ -250,6 +250,13 @@ class LayerThenHead(Module):
     Args:
         layer (nn.Module): the layer (it must take one tensor).
         head (Callable): the head from the layer's output.
+
+    Examples::
+
+        >>> net = torchvision.models.resnet18().eval()
+        >>> from_input = LayerThenHead(net.layer4, split_head(net, net.layer4))
+        >>> from_input(torch.zeros(1, 256, 14, 14)).shape
+        torch.Size([1, 1000])
     """
 
     def __init__(self, layer: Module, head: Callable[[Tensor], Tensor]) -> None:
@@ -267,6 +274,18 @@ def layer_then_head(layer: Module, head: Callable[[Tensor], Tensor]) -> Module:
     arguments a ``GraphModule`` of the same that takes them too (explicit
     arguments, so that torch.fx can trace it again, as LIFT-CAM's DeepLIFT rewrite
     does).
+
+    Args:
+        layer (nn.Module): the layer (it must take one tensor).
+        head (Callable): the head from the layer's output.
+
+    Returns:
+        *nn.Module*: maps the layer's input (and the model's further arguments the
+        head takes) to the model's output.
+
+    Examples::
+
+        >>> head = layer_then_head(net.layer4, split_head(net, net.layer4))
     """
     count = getattr(head, "extra_arguments", None)
     if not count or not isinstance(head, fx.GraphModule):
@@ -441,4 +460,10 @@ class LayerHead:
         self._verified = True
 
 
-__all__: Sequence[str] = ["LayerHead", "LayerThenHead", "cached_split_head", "split_head"]
+__all__: Sequence[str] = [
+    "LayerHead",
+    "LayerThenHead",
+    "cached_split_head",
+    "layer_then_head",
+    "split_head",
+]

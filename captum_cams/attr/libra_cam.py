@@ -344,10 +344,12 @@ class LayerLibraCam(GradientCamBase):
             else:
                 index = torch.full((1,), -1, dtype=torch.long)
                 references = torch.zeros_like(a).unsqueeze(0)
-            # positional weights g (as Layer-CAM's) on A - A_r, weighted in the core;
-            # no ReLU: the base maps are min-max normalised below
-            raw = self._map(g.unsqueeze(0), a.unsqueeze(0) - references, False)
-            raw_maps.append(raw.squeeze(1))
+            # positional weights g (as Layer-CAM's) on A - A_r = own map - each
+            # reference's, weighted in the core; no ReLU: the base maps are min-max
+            # normalised below
+            own = self._map(g.unsqueeze(0), a.unsqueeze(0), False)
+            raw = (own - self._weighted_sum_many(g, references)).squeeze(1)
+            raw_maps.append(raw)
             indices.append(index.to(device))
             examples.append(torch.full((raw.shape[0],), example, dtype=torch.long, device=device))
         raw_all = torch.cat(raw_maps).unsqueeze(1)
