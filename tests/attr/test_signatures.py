@@ -353,3 +353,27 @@ def test_lift_cam_takes_additional_forward_args_used_after_the_layer(layer_input
         torch.testing.assert_close(
             weights.sum(1), (full - zero)[rows, [0, 2]].detach(), rtol=1e-10, atol=1e-12
         )
+
+
+def test_targets_select_what_captums_select_targets_selects() -> None:
+    from captum._utils.common import _select_targets
+
+    from captum_cams._utils.guards import target_indices
+
+    outputs = torch.randn(3, 5, dtype=torch.float64)
+    forms = [
+        2,
+        (4,),
+        [0, 4, 1],
+        [(1,), (3,), (0,)],
+        torch.tensor(3),
+        torch.tensor([2]),
+        torch.tensor([1, 1, 4]),
+    ]
+    for target in forms:
+        ours = outputs.gather(1, target_indices(target, outputs)[:, None]).squeeze(1)
+        torch.testing.assert_close(ours, _select_targets(outputs, target), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="tuple is one index"):
+        target_indices((1, 3), outputs)
+    with pytest.raises(ValueError, match="one int per example"):
+        target_indices([1, 3], outputs)
