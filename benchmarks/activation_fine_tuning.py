@@ -54,7 +54,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -87,8 +87,19 @@ from captum_cams.models import load_cifar_resnet  # noqa: E402
 CHECKPOINT = "resnet20-12fca82f.th"
 #: The paired differences reported: (new, reference).
 COMPARISONS = [("TFT", "Original"), ("AFT", "Original"), ("AFT", "CE-only")]
+
+
+class _PaperGradCam(LayerGradCam):
+    r"""Grad-CAM with the paper's ReLU: ``LayerGradCam`` has Captum's default (no ReLU),
+    and :func:`generate_tft_masks` calls ``attribute(x, target=c)`` only."""
+
+    def attribute(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("relu_attributions", True)
+        return super().attribute(*args, **kwargs)
+
+
 METHODS: Dict[str, Callable[[nn.Module, nn.Module], object]] = {
-    "Grad-CAM": LayerGradCam,
+    "Grad-CAM": _PaperGradCam,
     "Grad-CAM++": LayerGradCamPlusPlus,
     "Ablation-CAM": LayerAblationCam,
     "Layer-CAM": LayerCam,

@@ -257,7 +257,10 @@ def _build_and_call(
     }
     if method in simple:
         cam = simple[method](model, layer)
-        return cam, lambda: cam.attribute(x, target=target, return_weights=True)
+        # every map ReLU'd, as the papers do (LayerGradCam has Captum's default, no ReLU)
+        return cam, lambda: cam.attribute(
+            x, target=target, relu_attributions=True, return_weights=True
+        )
     if method == "Ablation-CAM":
         cam = cc.LayerAblationCam(model, layer)
         return cam, lambda: cam.attribute(x, target=target, return_weights=True)

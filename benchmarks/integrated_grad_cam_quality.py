@@ -63,7 +63,9 @@ Explain = Callable[[nn.Module, nn.Module, Tensor, Tensor], Tensor]
 
 def _methods(n_steps: int) -> Dict[str, Explain]:
     return {
-        "Grad-CAM": lambda model, layer, x, t: LayerGradCam(model, layer).attribute(x, target=t),
+        "Grad-CAM": lambda model, layer, x, t: LayerGradCam(model, layer).attribute(
+            x, target=t, relu_attributions=True
+        ),
         "Grad-CAM++": lambda model, layer, x, t: LayerGradCamPlusPlus(model, layer).attribute(
             x, target=t
         ),

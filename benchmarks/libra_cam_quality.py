@@ -164,7 +164,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     libra = LayerLibraCam(model, layer, library=library)
     ib = args.internal_batch_size
     methods: Dict[str, Explain] = {
-        "Grad-CAM": lambda xb, t: LayerGradCam(model, layer).attribute(xb, target=t),
+        "Grad-CAM": lambda xb, t: LayerGradCam(model, layer).attribute(
+            xb, target=t, relu_attributions=True
+        ),
         "Grad-CAM++": lambda xb, t: LayerGradCamPlusPlus(model, layer).attribute(xb, target=t),
         "Score-CAM": lambda xb, t: LayerScoreCam(model, layer).attribute(
             xb, target=t, internal_batch_size=ib

@@ -87,7 +87,9 @@ def _method(name: str, model: Any, layer: Any) -> Callable[..., Any]:
         "liftcam": cc.LayerLiftCam,
     }
     if name in simple:
-        return lambda x, t, ibs: simple[name](model, layer).attribute(x, target=t)
+        return lambda x, t, ibs: simple[name](model, layer).attribute(
+            x, target=t, relu_attributions=True
+        )
     if name == "ablationcam":
         return lambda x, t, ibs: cc.LayerAblationCam(model, layer).attribute(
             x, target=t, internal_batch_size=ibs
@@ -106,7 +108,7 @@ def _method(name: str, model: Any, layer: Any) -> Callable[..., Any]:
         )
     if name == "tft":
         return lambda x, t, ibs: cc.ThresholdFineTuned(cc.LayerGradCam(model, layer)).attribute(
-            x, target=t, max_examples_per_batch=ibs
+            x, target=t, max_examples_per_batch=ibs, relu_attributions=True
         )
     if name == "libracam":
         return _libra_cam(model, layer)

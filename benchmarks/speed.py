@@ -139,7 +139,9 @@ def _libra_cam_rows(group: Group, model: torch.nn.Module, layer: torch.nn.Module
     from captum_cams import LayerLibraCam
 
     library = random_input_library(model, layer, x, references=30)
-    group.callables["Grad-CAM (ours)"] = _ours(LayerGradCam, model, layer, x)
+    group.callables["Grad-CAM (ours)"] = _ours(
+        LayerGradCam, model, layer, x, relu_attributions=True
+    )
     group.callables["Libra-CAM (ours, R=30)"] = lambda: LayerLibraCam(
         model, layer, library=library
     ).attribute(x, target=TARGET_CLASS, internal_batch_size=args.perturbation_batch_size)
@@ -213,10 +215,10 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
                     )
                 )
         elif method == "tft":
-            c["Grad-CAM (ours)"] = _ours(LayerGradCam, model, layer, x)
+            c["Grad-CAM (ours)"] = _ours(LayerGradCam, model, layer, x, relu_attributions=True)
             c["TFT(Grad-CAM) (ours)"] = lambda: ThresholdFineTuned(
                 LayerGradCam(model, layer)
-            ).attribute(x, target=TARGET_CLASS)
+            ).attribute(x, target=TARGET_CLASS, relu_attributions=True)
             group.rows.append(
                 Row(
                     "TFT on Grad-CAM (10 thresholds)",

@@ -49,7 +49,7 @@ def test_rows_are_the_metrics_of_the_methods_maps(model: torch.nn.Module) -> Non
     target = model(batch.images).argmax(1)
     masks = boxes_to_masks(batch.boxes, (64, 64))
     for name, cls in (("gradcam", LayerGradCam), ("gradcam++", LayerGradCamPlusPlus)):
-        maps = cls(model, layer).attribute(batch.images, target=target)
+        maps = cls(model, layer).attribute(batch.images, target=target, relu_attributions=True)
         rows = [row for row in result.rows if row["method"] == name]
         assert [row["index"] for row in rows] == [0, 1, 2]
         assert [row["target"] for row in rows] == target.tolist()

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
-TargetLike = Union[None, int, List[int], Tensor]
+TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Tuple[int, ...]], List[int]]
 
 
 def check_image_batch(inputs: Any, name: str = "inputs") -> Tensor:
@@ -192,35 +192,64 @@ def check_positive_int(value: Any, name: str, allow_none: bool = True) -> Option
     return value
 
 
+def _class_of_index(index: Any, what: str) -> int:
+    r"""The class of one Captum target index: an int, or a tuple of one int."""
+    if isinstance(index, tuple):
+        if len(index) != 1:
+            raise ValueError(
+                f"{what} given as a tuple is one index into every example's output after "
+                "the batch dimension (Captum's convention); the model's output is "
+                f"N x num_classes, so the tuple must hold one int; got {index!r}"
+            )
+        index = index[0]
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(f"{what} must hold ints; got {index!r}")
+    return index
+
+
 def format_target(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` other than None into one class index per example,
     with the checks that need no model output (the class range is checked by
     :func:`target_indices` once outputs exist).
 
+    As Captum's ``_select_targets``: an int, a one-element tensor or a tuple is one
+    index applied to every example (a tuple indexes the dimensions after the batch
+    dimension, so for ``N x num_classes`` outputs it holds one int); a list, or a
+    tensor of ``N`` elements, holds one index per example (a list may hold ints or
+    one-int tuples).
+
     Args:
-        target (int, list[int] or Tensor): the target as the user gave it.
+        target (int, tuple[int], list[int], list[tuple[int]] or Tensor): the target
+                    as the user gave it.
         num_examples (int): the number of examples ``N``.
         device (torch.device): where the indices go.
 
     Returns:
         *Tensor*: a ``torch.long`` tensor of shape ``(N,)`` on ``device``.
+
+    Examples::
+
+        >>> format_target((3,), 2, torch.device("cpu"))   # one index for every example
+        tensor([3, 3])
+        >>> format_target([(3,), (1,)], 2, torch.device("cpu"))
+        tensor([3, 1])
     """
     if target is None:
         raise ValueError("format_target needs a target; None means the predicted class")
     if isinstance(target, bool):
-        raise TypeError("target must be an int, a list of ints or a tensor; got bool")
-    if isinstance(target, int):
-        indices = torch.full((num_examples,), target, dtype=torch.long)
-    elif isinstance(target, (list, tuple)):
+        raise TypeError("target must be an int, a tuple, a list or a tensor; got bool")
+    if isinstance(target, (int, tuple)):
+        indices = torch.full((num_examples,), _class_of_index(target, "target"), dtype=torch.long)
+    elif isinstance(target, list):
         if len(target) != num_examples or not all(
-            isinstance(t, int) and not isinstance(t, bool) for t in target
+            isinstance(t, (int, tuple)) and not isinstance(t, bool) for t in target
         ):
             raise ValueError(
                 f"target given as a list must hold one int per example ({num_examples}); "
                 f"got {target!r}"
             )
-        indices = torch.tensor(list(target), dtype=torch.long)
+        indices = torch.tensor([_class_of_index(t, "target") for t in target], dtype=torch.long)
     elif isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex():
             raise TypeError(f"target must be an integer tensor; got {target.dtype}")
@@ -236,7 +265,7 @@ def format_target(target: TargetLike, num_examples: int, device: torch.device) -
         indices = indices.to(dtype=torch.long)
     else:
         raise TypeError(
-            f"target must be an int, a list of ints or a tensor; got {type(target).__name__}"
+            f"target must be an int, a tuple, a list or a tensor; got {type(target).__name__}"
         )
     return indices.to(device)
 
@@ -249,7 +278,8 @@ def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
     as pytorch-grad-cam and torchcam do.
 
     Args:
-        target (int, list[int], Tensor or None): the target as the user gave it.
+        target (int, tuple[int], list, Tensor or None): the target as the user gave
+                    it (read as :func:`format_target` reads it).
         outputs (Tensor): the model's ``N x C`` outputs for the batch.
 
     Returns:

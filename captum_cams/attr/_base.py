@@ -67,6 +67,8 @@ class CamContext:
         activations (Tensor): ``N x K x h x w`` layer activations, detached.
         gradients (Tensor or None): ``dy_c/dA`` of the same shape, for gradient methods.
         options (dict): the method's own keyword arguments of this call.
+        attribute_to_layer_input (bool): the activations are the layer's input
+                    (Captum's ``attribute_to_layer_input``), not its output.
     """
 
     inputs: Tuple[Tensor, ...]
@@ -76,6 +78,7 @@ class CamContext:
     activations: Tensor
     gradients: Optional[Tensor]
     options: Dict[str, Any] = field(default_factory=dict)
+    attribute_to_layer_input: bool = False
 
     @property
     def target_scores(self) -> Tensor:
@@ -171,18 +174,35 @@ class CamBase(LayerAttribution):
         attribute_to_layer_input: bool,
         relu_attributions: bool,
         return_weights: bool,
+        attr_dim_summation: bool = True,
+        grad_kwargs: Optional[Dict[str, Any]] = None,
         **options: Any,
     ) -> CamOutput:
+        r"""
+        The pipeline: capture, :meth:`_weights`, :meth:`_weighted_sum`, ReLU.
+
+        ``attr_dim_summation=False`` keeps the weighted channels apart
+        (``N x K x h x w``, as Captum's ``LayerGradCam``); ``grad_kwargs`` go to
+        ``torch.autograd.grad`` (gradient methods only); ``options`` reach
+        :meth:`_weights` as ``context.options``.
+        """
+        if not isinstance(attribute_to_layer_input, bool):
+            raise TypeError(
+                "attribute_to_layer_input must be a bool; got "
+                f"{type(attribute_to_layer_input).__name__}"
+            )
         formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
         with preserved_model_state(self.forward_func):
             context = self._capture(
-                formatted_inputs, target, formatted_args, attribute_to_layer_input
+                formatted_inputs,
+                target,
+                formatted_args,
+                attribute_to_layer_input,
+                grad_kwargs=grad_kwargs,
             )
             context.options = options
             weights = self._weights(context)
-        cam = self._weighted_sum(weights, context.activations)
-        if relu_attributions:
-            cam = F.relu(cam)
+        cam = self._map(weights, context.activations, relu_attributions, attr_dim_summation)
         if return_weights:
             return cam, weights
         return cam
@@ -210,6 +230,7 @@ class CamBase(LayerAttribution):
         attribute_to_layer_input: bool,
         with_gradients: Optional[bool] = None,
         score: str = "logit",
+        grad_kwargs: Optional[Dict[str, Any]] = None,
     ) -> CamContext:
         r"""
         One forward (and, with gradients, one backward to the layer) of ``inputs``.
@@ -248,6 +269,7 @@ class CamBase(LayerAttribution):
                         additional_forward_args,
                         device_ids=self.device_ids,
                         attribute_to_layer_input=attribute_to_layer_input,
+                        grad_kwargs=grad_kwargs,
                     )
                 gradients = layer_gradients[0].detach()
             else:
@@ -291,14 +313,44 @@ class CamBase(LayerAttribution):
             outputs=record["outputs"],
             activations=activations,
             gradients=gradients,
+            attribute_to_layer_input=attribute_to_layer_input,
         )
 
+    @classmethod
+    def _map(
+        cls,
+        weights: Tensor,
+        activations: Tensor,
+        relu_attributions: bool,
+        attr_dim_summation: bool = True,
+    ) -> Tensor:
+        r"""The map from the weights: :meth:`_weighted_sum`, then the optional ReLU."""
+        cam = cls._weighted_sum(weights, activations, attr_dim_summation)
+        return F.relu(cam) if relu_attributions else cam
+
     @staticmethod
-    def _weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
-        r"""``sum_k w_k * A_k`` for channel (``N x K``) or positional weights."""
+    def _weighted_sum_many(weights: Tensor, activations: Tensor) -> Tensor:
+        r"""
+        ``sum_k w_k * A_r,k`` of one example's positional weights ``K x h x w`` with
+        ``R`` activations ``R x K x h x w`` (one contraction over the channels);
+        ``R x 1 x h x w``. Libra-CAM weights every reference activation this way.
+        """
+        return torch.einsum("khw,rkhw->rhw", weights, activations).unsqueeze(1)
+
+    @staticmethod
+    def _weighted_sum(
+        weights: Tensor, activations: Tensor, attr_dim_summation: bool = True
+    ) -> Tensor:
+        r"""
+        ``sum_k w_k * A_k`` for channel (``N x K``) or positional weights; the
+        ``N x K x h x w`` terms ``w_k * A_k`` without ``attr_dim_summation``.
+        """
         if weights.dim() == 2:
             weights = weights[:, :, None, None]
-        return (weights.to(activations.dtype) * activations).sum(dim=1, keepdim=True)
+        weighted = weights.to(activations.dtype) * activations
+        if not attr_dim_summation:
+            return weighted
+        return weighted.sum(dim=1, keepdim=True)
 
 
 class GradientCamBase(CamBase, GradientAttribution):
@@ -397,12 +449,28 @@ class HeadCamBase(PerturbationCamBase):
     ) -> None:
         PerturbationCamBase.__init__(self, forward_func, layer, device_ids)
         self.head = LayerHead(forward_func, layer, head)
+        self._input_head: Optional[LayerHead] = None
+
+    def _head_for(self, attribute_to_layer_input: bool) -> LayerHead:
+        r"""
+        The head from the layer's output, or with ``attribute_to_layer_input`` the
+        head from the layer's input (the layer, then the head), made on first use.
+        """
+        if not attribute_to_layer_input:
+            return self.head
+        if self._input_head is None:
+            self._input_head = LayerHead(
+                self.forward_func, self.layer, self.head.module, to_layer_input=True
+            )
+            self._input_head.source = self.head.source
+        return self._input_head
 
     def _verified_head(self, context: CamContext) -> LayerHead:
         r"""The head, bound to this batch and checked against the model's outputs."""
-        self.head.bind(context.inputs, context.additional_forward_args)
-        self.head.verify(context.activations, context.outputs)
-        return self.head
+        head = self._head_for(context.attribute_to_layer_input)
+        head.bind(context.inputs, context.additional_forward_args)
+        head.verify(context.activations, context.outputs)
+        return head
 
 
 __all__ = [

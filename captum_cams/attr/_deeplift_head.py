@@ -437,7 +437,10 @@ def deeplift_head(head: Module, fixed_layer_norm: bool = False) -> Tuple[fx.Grap
     for node in graph.nodes:
         if _is_shape_query(node):
             continue
-        if node.op == "placeholder" or any(a in dependent for a in node.all_input_nodes):
+        # the first placeholder is the activations; further ones (the model's
+        # arguments used after the layer) are held fixed, as constants
+        first = node.op == "placeholder" and not dependent
+        if first or any(a in dependent for a in node.all_input_nodes):
             dependent.add(node)
     stochastic_depth = _stochastic_depth_target()
     count = 0

@@ -26,6 +26,7 @@ since the split. Every :class:`LayerHead` still checks its head against the mode
 once, so a cached head is never trusted blindly.
 """
 
+import inspect
 import threading
 import warnings
 import weakref
@@ -108,8 +109,13 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     Splits off the part of ``model`` that follows ``layer`` with ``torch.fx``.
 
     The split succeeds when the model traces symbolically, the layer is called
-    exactly once, and every node after it depends on the model's inputs only
-    through the layer's output (no skip connection around the layer).
+    exactly once, and every node after it depends on the model's first input (the
+    image batch) only through the layer's output (no skip connection around the
+    layer). The model's further positional arguments (further inputs and
+    ``additional_forward_args``) that the part after the layer uses, such as a
+    temperature dividing the logits, become the head's further arguments, in the
+    model's order and with the model's defaults: ``head(A, *args[1:])``; their
+    positions are in the head's ``extra_arguments`` (None when it takes none).
 
     Args:
         model (nn.Module): the full model.
@@ -138,10 +144,11 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
         return None
     layer_node = layer_nodes[0]
 
-    # Nodes that depend on the model's inputs through any path.
-    input_dependent = set()
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    # Nodes that depend on the image batch (the first input) through any path.
+    input_dependent = set(placeholders[:1])
     for node in graph.nodes:
-        if node.op == "placeholder" or any(arg in input_dependent for arg in node.all_input_nodes):
+        if any(arg in input_dependent for arg in node.all_input_nodes):
             input_dependent.add(node)
     # Nodes downstream of the layer.
     downstream = {layer_node}
@@ -155,6 +162,9 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     head_graph = fx.Graph()
     activation = head_graph.placeholder("activation")
     copied: Dict[fx.Node, fx.Node] = {layer_node: activation}
+    # the model's further arguments, in order, so that head(A, *args[1:]) binds them
+    for extra in placeholders[1:]:
+        copied[extra] = head_graph.node_copy(extra)
 
     def copy_node(node: fx.Node) -> Optional[fx.Node]:
         if node in copied:
@@ -175,8 +185,15 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     if not isinstance(result, fx.Node) or result not in copied:
         return None
     head_graph.output(copied[result])
+    used = [extra for extra in placeholders[1:] if copied[extra].users]
+    if not used:
+        for extra in placeholders[1:]:
+            head_graph.erase_node(copied[extra])
     head_graph.lint()
-    return fx.GraphModule(model, head_graph, class_name="Head")
+    head = fx.GraphModule(model, head_graph, class_name="Head")
+    # positions (in the model's arguments) the head takes after A; None: A only
+    head.extra_arguments = len(placeholders) - 1 if used else None
+    return head
 
 
 #: (model) -> {layer name: (module structure at split time, head or None)}
@@ -222,6 +239,73 @@ def cached_split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     return head
 
 
+class LayerThenHead(Module):
+    r"""
+    The head from a layer's *input*: the layer, then the head from its output.
+
+    What the methods that evaluate only the head use with
+    ``attribute_to_layer_input=True`` (Captum's layer-input semantics: the map is
+    computed on the activation that goes into the layer).
+
+    Args:
+        layer (nn.Module): the layer (it must take one tensor).
+        head (Callable): the head from the layer's output.
+
+    Examples::
+
+        >>> net = torchvision.models.resnet18().eval()
+        >>> from_input = LayerThenHead(net.layer4, split_head(net, net.layer4))
+        >>> from_input(torch.zeros(1, 256, 14, 14)).shape
+        torch.Size([1, 1000])
+    """
+
+    def __init__(self, layer: Module, head: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.head = head
+
+    def forward(self, activations: Tensor) -> Tensor:
+        return self.head(self.layer(activations))
+
+
+def layer_then_head(layer: Module, head: Callable[[Tensor], Tensor]) -> Module:
+    r"""
+    :class:`LayerThenHead`, or for an fx head that takes the model's further
+    arguments a ``GraphModule`` of the same that takes them too (explicit
+    arguments, so that torch.fx can trace it again, as LIFT-CAM's DeepLIFT rewrite
+    does).
+
+    Args:
+        layer (nn.Module): the layer (it must take one tensor).
+        head (Callable): the head from the layer's output.
+
+    Returns:
+        *nn.Module*: maps the layer's input (and the model's further arguments the
+        head takes) to the model's output.
+
+    Examples::
+
+        >>> head = layer_then_head(net.layer4, split_head(net, net.layer4))
+    """
+    count = getattr(head, "extra_arguments", None)
+    if not count or not isinstance(head, fx.GraphModule):
+        return LayerThenHead(layer, head)
+    root = Module()
+    root.layer = layer
+    root.head = head
+    graph = fx.Graph()
+    activation = graph.placeholder("activation")
+    extras = [
+        graph.placeholder(node.name, default_value=node.args[0] if node.args else inspect._empty)
+        for node in list(head.graph.nodes)[1 : count + 1]
+    ]
+    layer_output = graph.call_module("layer", (activation,))
+    graph.output(graph.call_module("head", (layer_output, *extras)))
+    composed = fx.GraphModule(root, graph, class_name="LayerThenHead")
+    composed.extra_arguments = count
+    return composed
+
+
 class LayerHead:
     r"""
     Evaluates the head of a model on batches of layer activations.
@@ -236,6 +320,9 @@ class LayerHead:
         layer (nn.Module): the layer whose output the head takes.
         head (nn.Module, optional): the head given by the user. Default: None
                     (split with ``torch.fx``, else fall back to a substituting hook).
+        to_layer_input (bool, optional): the head takes the layer's input (the
+                    layer, then the head from its output); the whole-model fallback
+                    then substitutes the layer's input. Default: False.
 
     Examples::
 
@@ -245,7 +332,11 @@ class LayerHead:
     """
 
     def __init__(
-        self, forward_func: Callable, layer: Module, head: Optional[Module] = None
+        self,
+        forward_func: Callable,
+        layer: Module,
+        head: Optional[Module] = None,
+        to_layer_input: bool = False,
     ) -> None:
         if head is not None and not callable(head):
             raise TypeError(f"head must be an nn.Module or callable; got {type(head).__name__}")
@@ -257,7 +348,10 @@ class LayerHead:
             self.source = "fx"
         if head is None:
             self.source = "fallback"
+        elif to_layer_input:
+            head = layer_then_head(layer, head)
         self.module = head
+        self.to_layer_input = to_layer_input
         self._verified = False
         self._inputs: Tuple[Tensor, ...] = ()
         self._additional_args: Tuple[Any, ...] = ()
@@ -281,8 +375,18 @@ class LayerHead:
         activations themselves.
         """
         if self.module is not None:
-            return self.module(activations)
+            extras = self._extra_arguments(example_index)
+            return self.module(activations, *extras)
         return self._substituted_forward(activations, example_index)
+
+    def _extra_arguments(self, example_index: Tensor) -> Tuple[Any, ...]:
+        r"""The model's further arguments of the rows, for an fx head that uses them."""
+        count = getattr(self.module, "extra_arguments", None)
+        if not count:
+            return ()
+        batch = self._inputs[0].shape[0]
+        further = tuple(self._inputs[1:]) + tuple(self._additional_args)
+        return take_examples(further[:count], example_index, batch)
 
     def _substituted_forward(self, activations: Tensor, example_index: Tensor) -> Tensor:
         batch = self._inputs[0].shape[0]
@@ -292,7 +396,13 @@ class LayerHead:
         def substitute(_module: Module, _inp: Any, _out: Any) -> Tensor:
             return activations
 
-        handle = self.layer.register_forward_hook(substitute)
+        def substitute_input(_module: Module, _inp: Any) -> Tuple[Tensor]:
+            return (activations,)
+
+        if self.to_layer_input:
+            handle = self.layer.register_forward_pre_hook(substitute_input)
+        else:
+            handle = self.layer.register_forward_hook(substitute)
         try:
             return self.forward_func(*inputs, *args)
         finally:
@@ -350,4 +460,10 @@ class LayerHead:
         self._verified = True
 
 
-__all__: Sequence[str] = ["LayerHead", "cached_split_head", "split_head"]
+__all__: Sequence[str] = [
+    "LayerHead",
+    "LayerThenHead",
+    "cached_split_head",
+    "layer_then_head",
+    "split_head",
+]

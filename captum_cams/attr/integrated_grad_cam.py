@@ -3,7 +3,6 @@ import math
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from captum.attr._utils.approximation_methods import (
     SUPPORTED_METHODS,
     approximation_parameters,
@@ -21,7 +20,7 @@ from captum_cams._utils.guards import (
     format_target,
     preserved_model_state,
 )
-from captum_cams.attr._base import CamBase, GradientCamBase
+from captum_cams.attr._base import CamContext, GradientCamBase
 
 BaselineInput = Union[None, int, float, Tensor]
 
@@ -151,6 +150,15 @@ class LayerIntegratedGradCam(GradientCamBase):
     ) -> None:
         GradientCamBase.__init__(self, forward_func, layer, device_ids)
 
+    def _weights(self, context: CamContext) -> Tensor:
+        r"""Grad-CAM's weights at one path point, ``w_k = mean_ij ∂y_c/∂A_k,ij``."""
+        assert context.gradients is not None
+        return context.gradients.mean(dim=(2, 3))
+
+    def has_convergence_delta(self) -> bool:
+        r"""True: ``return_convergence_delta`` gives Captum's path-integral delta."""
+        return True
+
     @log_usage()
     def attribute(  # type: ignore[override]
         self,
@@ -161,10 +169,11 @@ class LayerIntegratedGradCam(GradientCamBase):
         n_steps: int = 50,
         method: str = "riemann_right",
         internal_batch_size: Optional[int] = None,
+        return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         subtract_baseline_activation: bool = True,
-    ) -> Tensor:
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         r"""
         Args:
             inputs (Tensor or tuple[Tensor]): the image batch ``N x C x H x W``. The
@@ -199,6 +208,18 @@ class LayerIntegratedGradCam(GradientCamBase):
                         as in Captum (a row is one example at one path point for
                         one baseline); None runs all ``n_steps · B · N`` rows at
                         once. The result does not depend on it. Default: None.
+            return_convergence_delta (bool, optional): also return, per example,
+                        Captum's delta of the path integral, as
+                        ``LayerIntegratedGradients`` computes it: the sum of the
+                        returned map over its positions minus
+                        ``y_c(x) - y_c(x')`` (averaged over the baselines). The map
+                        is Grad-CAM's weighting of the path, not the gradient of
+                        every neuron, so the delta is not zero in general; for a
+                        head that is global average pooling then a linear layer,
+                        and activations linear along the path, it is
+                        ``(Σ_t s_t α_t − 1) · (y_c(x) − y_c(x'))`` (tested), e.g.
+                        ``−(1 − 1/m)/2 · Δy`` for the paper's right Riemann sum.
+                        Default: False.
             attribute_to_layer_input (bool, optional): use the layer's input instead
                         of its output. Default: False.
             relu_attributions (bool, optional): apply the paper's ReLU to each path
@@ -210,9 +231,11 @@ class LayerIntegratedGradCam(GradientCamBase):
                         notebook does (see the class docstring). Default: True.
 
         Returns:
-            *Tensor*: the maps ``N x 1 x h x w`` at layer resolution, in the inputs'
-            dtype. There is no ``return_weights``: the channel weights change along
-            the path, so no single ``N x K`` weight vector produces the map.
+            *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
+            resolution, in the inputs' dtype, and the ``(N,)`` delta with
+            ``return_convergence_delta``. There is no ``return_weights``: the
+            channel weights change along the path, so no single ``N x K`` weight
+            vector produces the map.
 
         Examples::
 
@@ -284,8 +307,21 @@ class LayerIntegratedGradCam(GradientCamBase):
                 total = _batch_attribution(
                     self, rows.shape[0], internal_batch_size, n_steps, **kwargs
                 )
-        # rows are baseline-major: average the B baselines of each example
-        return total.reshape(num_baselines, num_examples, *total.shape[1:]).mean(dim=0)
+            # rows are baseline-major: average the B baselines of each example
+            maps = total.reshape(num_baselines, num_examples, *total.shape[1:]).mean(dim=0)
+            if not return_convergence_delta:
+                return maps
+            # y_c at x and at every baseline, as Captum's delta takes them
+            both = torch.cat([rows[:num_examples], rows])  # rows[:N] is 0..N-1
+            with torch.no_grad():
+                ends = self.forward_func(
+                    torch.cat([image, start]), *take_examples(formatted_args, both, num_examples)
+                )
+        scores = ends.detach().gather(1, target_idx[both][:, None]).squeeze(1)
+        end, start_scores = scores[:num_examples], scores[num_examples:]
+        start_mean = start_scores.reshape(num_baselines, num_examples).mean(dim=0)
+        delta = maps.sum(dim=(1, 2, 3)) - (end - start_mean).to(maps.dtype)
+        return maps, delta
 
     def _attribute(
         self,
@@ -326,15 +362,14 @@ class LayerIntegratedGradCam(GradientCamBase):
             attribute_to_layer_input,
             True,
         )
-        assert context.gradients is not None
-        weights = context.gradients.mean(dim=(2, 3))
+        # the core's override points: Grad-CAM's weights at the path point, weighting
+        # and ReLU of the map in CamBase._map
+        weights = self._weights(context)
         activations = context.activations
         if start_activations is not None:
             activations = activations - start_activations.repeat(
                 len(alphas), *([1] * (activations.dim() - 1))
             )
-        maps = CamBase._weighted_sum(weights, activations)
-        if relu_attributions:
-            maps = F.relu(maps)
+        maps = self._map(weights, activations, relu_attributions)
         maps = maps.reshape(len(alphas), num_rows, *maps.shape[1:])
         return (step.view(-1, 1, 1, 1, 1).to(maps.dtype) * maps).sum(dim=0)

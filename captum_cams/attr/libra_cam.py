@@ -43,7 +43,7 @@ from torch.nn import Module
 
 from captum_cams._utils.guards import TargetLike, check_positive_int, preserved_model_state
 from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams.attr._base import GradientCamBase
+from captum_cams.attr._base import CamContext, GradientCamBase
 from captum_cams.attr.reference_library import ReferenceLibrary
 from captum_cams.metrics._scoring import check_score
 from captum_cams.tuning.reference_filtering import filter_rows
@@ -113,12 +113,12 @@ class LayerLibraCam(GradientCamBase):
     Args:
         forward_func (Callable): The model, returning ``N x num_classes`` logits.
         layer (torch.nn.Module): The layer whose ``N x K x h x w`` output is used.
+        device_ids (list[int], optional): as in Captum, for ``DataParallel``
+                    models. Default: None
         library (ReferenceLibrary, optional): references built for this layer
                     (:meth:`ReferenceLibrary.build`). Required unless
                     ``attribute`` is called with ``use_references=False``.
                     Default: None
-        device_ids (list[int], optional): as in Captum, for ``DataParallel``
-                    models. Default: None
 
     Examples::
 
@@ -133,8 +133,8 @@ class LayerLibraCam(GradientCamBase):
         self,
         forward_func: Callable,
         layer: Module,
-        library: Optional[ReferenceLibrary] = None,
         device_ids: Union[None, List[int]] = None,
+        library: Optional[ReferenceLibrary] = None,
     ) -> None:
         if library is not None and not isinstance(library, ReferenceLibrary):
             raise TypeError(f"library must be a ReferenceLibrary; got {type(library).__name__}")
@@ -248,8 +248,7 @@ class LayerLibraCam(GradientCamBase):
                 formatted_inputs, target, formatted_args, attribute_to_layer_input,
                 score="logit" if authors else score,
             )  # fmt: skip
-            activations, gradients = context.activations, context.gradients
-            assert gradients is not None
+            activations, gradients = context.activations, self._weights(context)
             if score == "probability":
                 _warn_on_vanished_gradients(gradients)
             if use_references:
@@ -307,6 +306,11 @@ class LayerLibraCam(GradientCamBase):
         )
         return maps, details
 
+    def _weights(self, context: CamContext) -> Tensor:
+        r"""Positional weights ``g = ∂f_c/∂A`` (``N x K x h x w``), as Layer-CAM's without ReLU."""
+        assert context.gradients is not None
+        return context.gradients
+
     def _base_maps(
         self,
         activations: Tensor,
@@ -340,8 +344,11 @@ class LayerLibraCam(GradientCamBase):
             else:
                 index = torch.full((1,), -1, dtype=torch.long)
                 references = torch.zeros_like(a).unsqueeze(0)
-            own = (g * a).sum(dim=0)
-            raw = own.unsqueeze(0) - torch.einsum("khw,rkhw->rhw", g, references)
+            # positional weights g (as Layer-CAM's) on A - A_r = own map - each
+            # reference's, weighted in the core; no ReLU: the base maps are min-max
+            # normalised below
+            own = self._map(g.unsqueeze(0), a.unsqueeze(0), False)
+            raw = (own - self._weighted_sum_many(g, references)).squeeze(1)
             raw_maps.append(raw)
             indices.append(index.to(device))
             examples.append(torch.full((raw.shape[0],), example, dtype=torch.long, device=device))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 import warnings
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from captum.attr import InputXGradient
@@ -100,32 +100,82 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 "layer, or code torch.fx cannot trace); pass head= (the part of the "
                 "model from the layer's output to its output)"
             )
+        self.fixed_layer_norm = fixed_layer_norm
         self.deeplift_head, self.head_is_affine = cached_deeplift_head(
             self.head.module, fixed_layer_norm
         )
+        # the head from the layer's input (attribute_to_layer_input=True), on first use
+        self._input_deeplift_head: Optional[Tuple[Module, bool]] = None
         # The layer's activations come from a forward-only capture; both paths then
         # work on the head alone.
         self.uses_gradients = False
 
+    def _prepared_head(self, attribute_to_layer_input: bool) -> Tuple[Module, bool]:
+        r"""The rewritten head (from the layer's output or input) and whether it is affine."""
+        if not attribute_to_layer_input:
+            return self.deeplift_head, self.head_is_affine
+        if self._input_deeplift_head is None:
+            input_head = self._head_for(True).module
+            assert input_head is not None
+            self._input_deeplift_head = cached_deeplift_head(input_head, self.fixed_layer_norm)
+        return self._input_deeplift_head
+
+    def has_convergence_delta(self) -> bool:
+        r"""LIFT-CAM's weights are complete: ``sum_k alpha_k = F_c(A) - F_c(0)``."""
+        return True
+
     def _weights(self, context: CamContext) -> Tensor:
-        check_eval_mode(self.deeplift_head)
-        self._verified_head(context)
+        deeplift_head, head_is_affine = self._prepared_head(context.attribute_to_layer_input)
+        check_eval_mode(deeplift_head)
+        head = self._verified_head(context)
         activations = context.activations
         inputs = activations.clone().requires_grad_()
-        if self.head_is_affine:
+        rows = torch.arange(activations.shape[0], device=activations.device)
+        # the model's arguments the head uses after the layer, held fixed (Captum
+        # repeats them for the reference half)
+        extras = head._extra_arguments(rows)
+        weights = self._contributions(deeplift_head, head_is_affine, inputs, context.target, extras)
+        delta_out: Optional[List[Tensor]] = context.options.get("delta_out")
+        if delta_out is not None:
+            # DeepLIFT's summation-to-delta on the head, as Captum's LayerDeepLift
+            # computes its delta: sum of the contributions - (F_c(A) - F_c(0)); the
+            # end points are the prepared head's (a held LayerNorm scale included)
+            with torch.no_grad():
+                ends = deeplift_head(
+                    torch.cat([activations, torch.zeros_like(activations)]),
+                    *head._extra_arguments(torch.cat([rows, rows])),
+                )
+            end = ends[: len(rows)][rows, context.target]
+            start = ends[len(rows) :][rows, context.target]
+            delta_out.append(weights.sum(dim=1) - (end - start).to(weights.dtype))
+        return weights
+
+    @staticmethod
+    def _contributions(
+        deeplift_head: Module,
+        head_is_affine: bool,
+        inputs: Tensor,
+        target: Tensor,
+        extras: Tuple[Any, ...] = (),
+    ) -> Tensor:
+        r"""``N x K`` the DeepLIFT contributions of the channels (reference 0)."""
+        if head_is_affine:
             # DeepLIFT with a zero reference through an affine head is exactly
             # gradient x activation: Captum's InputXGradient on the head (what
             # LayerGradientXActivation computes at the layer, without re-running
             # the layers before it), summed over positions.
             # the prepared head: the same values, with any LayerNorm scale held fixed
-            contributions = InputXGradient(self.deeplift_head).attribute(
-                inputs, target=context.target
+            contributions = InputXGradient(deeplift_head).attribute(
+                inputs, target=target, additional_forward_args=extras or None
             )
             return contributions.detach().sum(dim=(2, 3))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
-            contributions = RescaleDeepLift(self.deeplift_head).attribute(
-                inputs, baselines=torch.zeros_like(activations), target=context.target
+            contributions = RescaleDeepLift(deeplift_head).attribute(
+                inputs,
+                baselines=torch.zeros_like(inputs),
+                target=target,
+                additional_forward_args=extras or None,
             )
         return contributions.detach().sum(dim=(2, 3))
 
@@ -135,9 +185,11 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,
         additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
-    ) -> CamOutput:
+    ) -> Union[CamOutput, Tuple[Tensor, ...]]:
         r"""
         Args:
             inputs (Tensor or tuple[Tensor, ...]): the image batch ``N x C x H x W``
@@ -147,25 +199,46 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                         Default: None.
             additional_forward_args (Any, optional): further arguments of
                         ``forward_func``, after the inputs. Default: None.
+            attribute_to_layer_input (bool, optional): compute the map on the
+                        layer's input instead of its output (the method then works
+                        on the layer followed by the head). Default: False.
+            return_convergence_delta (bool, optional): also return, per example,
+                        the delta of DeepLIFT's summation-to-delta on the head,
+                        ``sum_k alpha_k - (F_c(A) - F_c(0))`` (Captum's
+                        ``LayerDeepLift`` delta at the layer; zero up to rounding).
+                        Default: False.
             relu_attributions (bool, optional): apply ReLU to the map, as the paper
                         does. Default: True.
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights ``alpha``. Default: False.
 
         Returns:
-            *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
-            resolution, and the weights when ``return_weights`` is set.
+            *Tensor* or tuple of *Tensor*: the maps ``N x 1 x h x w`` at layer
+            resolution; then the weights when ``return_weights`` is set; then the
+            ``(N,)`` delta when ``return_convergence_delta`` is set.
 
         Examples::
 
             >>> maps, alpha = LayerLiftCam(net, net.layer4).attribute(
             ...     images, target=labels, return_weights=True)
         """
-        return self._attribute_cam(
+        if not isinstance(return_convergence_delta, bool):
+            raise TypeError(
+                "return_convergence_delta must be a bool; got "
+                f"{type(return_convergence_delta).__name__}"
+            )
+        delta_out: List[Tensor] = []
+        options: Dict[str, Any] = {"delta_out": delta_out} if return_convergence_delta else {}
+        result = self._attribute_cam(
             inputs,
             target,
             additional_forward_args,
-            False,
+            attribute_to_layer_input,
             relu_attributions,
             return_weights,
+            **options,
         )
+        if not return_convergence_delta:
+            return result
+        parts = result if isinstance(result, tuple) else (result,)
+        return (*parts, delta_out[0])

@@ -98,6 +98,7 @@ class LayerScoreCam(PerturbationCamBase):
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,
         additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
         internal_batch_size: Optional[int] = 32,
@@ -112,6 +113,9 @@ class LayerScoreCam(PerturbationCamBase):
                         Default: None.
             additional_forward_args (Any, optional): further arguments of
                         ``forward_func``, after the inputs. Default: None.
+            attribute_to_layer_input (bool, optional): compute the map on the
+                        layer's input instead of its output (its channels make the
+                        masks). Default: False.
             relu_attributions (bool, optional): apply ReLU to the map. Default: True.
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights. Default: False.
@@ -135,7 +139,7 @@ class LayerScoreCam(PerturbationCamBase):
             inputs,
             target,
             additional_forward_args,
-            False,
+            attribute_to_layer_input,
             relu_attributions,
             return_weights,
             internal_batch_size=internal_batch_size,

@@ -184,6 +184,7 @@ class LayerShapCam(HeadCamBase):
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,
         additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
         num_permutations: int = 10,
@@ -199,6 +200,9 @@ class LayerShapCam(HeadCamBase):
                         Default: None.
             additional_forward_args (Any, optional): further arguments of
                         ``forward_func``, after the inputs. Default: None.
+            attribute_to_layer_input (bool, optional): compute the map on the
+                        layer's input instead of its output (the method then works
+                        on the layer followed by the head). Default: False.
             relu_attributions (bool, optional): apply ReLU to the map. Default: True.
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights. Default: False.
@@ -227,7 +231,7 @@ class LayerShapCam(HeadCamBase):
             inputs,
             target,
             additional_forward_args,
-            False,
+            attribute_to_layer_input,
             relu_attributions,
             return_weights,
             num_permutations=num_permutations,

@@ -179,7 +179,13 @@ def on_layer(cls: Callable[[nn.Module, nn.Module], Attribution]) -> Callable[[Me
 
 #: The methods the benchmark and ``explain`` know, by command-line name.
 METHODS: Dict[str, MethodSpec] = {
-    "gradcam": MethodSpec("Grad-CAM", on_layer(LayerGradCam), "https://arxiv.org/abs/1610.02391"),
+    # LayerGradCam has Captum's default relu_attributions=False; Grad-CAM's map is ReLU'd
+    "gradcam": MethodSpec(
+        "Grad-CAM",
+        on_layer(LayerGradCam),
+        "https://arxiv.org/abs/1610.02391",
+        attribute_kwargs={"relu_attributions": True},
+    ),
     "gradcam++": MethodSpec(
         "Grad-CAM++", on_layer(LayerGradCamPlusPlus), "https://arxiv.org/abs/1710.11063"
     ),
@@ -218,6 +224,7 @@ METHODS: Dict[str, MethodSpec] = {
         "Grad-CAM + TFT",
         lambda c: ThresholdFineTuned(LayerGradCam(c.model, c.layer)),
         "https://doi.org/10.3390/app122412961",
+        attribute_kwargs={"relu_attributions": True},
         many_passes=True,
     ),
     "libracam": MethodSpec(

@@ -4,9 +4,12 @@ r"""Attributions of a CALM model, in Captum's style (Kim et al., ICCV 2021, Sec.
 from typing import Any, List, Optional, Sequence, Union
 
 import torch
+from captum._utils.common import _format_additional_forward_args
+from captum._utils.gradient import _forward_layer_eval
 from captum.attr import LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
+from torch.nn import Module
 
 from captum_cams._utils.guards import (
     TargetLike,
@@ -47,8 +50,21 @@ class CALMAttribution(LayerAttribution):
     Paper: Kim, Choe, Akata & Oh, "Keep CALM and Improve Visual Feature
     Attribution", ICCV 2021. https://arxiv.org/abs/2106.07861
 
+    The maps are read off the features ``F`` that CALM's head takes. They are
+    captured at ``layer`` with Captum's ``_forward_layer_eval`` during one forward
+    of the whole model (so ``additional_forward_args``, such as CALM's
+    ``log_probs``, reach the model as in any Captum attribution): the output of the
+    backbone (the default layer), or, with ``attribute_to_layer_input=True``, the
+    input of a layer that takes them (the classifier or the attention branch).
+
     Args:
-        model (CALM): the CALM model.
+        forward_func (CALM): the CALM model.
+        layer (torch.nn.Module, optional): where the features are captured: the
+                    backbone (its output) or the classifier / attention branch (their
+                    input, with ``attribute_to_layer_input=True``). Default: None
+                    (``forward_func.backbone``).
+        device_ids (list[int], optional): as Captum's, for ``DataParallel``.
+                    Default: None.
 
     Examples::
 
@@ -59,10 +75,24 @@ class CALMAttribution(LayerAttribution):
         ...     images, target=3, attribution_type="counterfactual", counterfactual_target=5)
     """
 
-    def __init__(self, model: CALM) -> None:
+    def __init__(
+        self,
+        forward_func: CALM,
+        layer: Optional[Module] = None,
+        device_ids: Union[None, List[int]] = None,
+    ) -> None:
+        model = forward_func
         if not isinstance(model, CALM):
             raise TypeError(f"model must be a CALM model; got {type(model).__name__}")
-        LayerAttribution.__init__(self, model, model.backbone)
+        if layer is None:
+            layer = model.backbone
+        allowed = (model.backbone, model.classifier, model.attention)
+        if not any(layer is module for module in allowed):
+            raise ValueError(
+                "layer must be the CALM model's backbone (its output is the features) or "
+                "its classifier / attention branch (their input is the features)"
+            )
+        LayerAttribution.__init__(self, model, layer, device_ids)
         self.model = model
 
     @log_usage()
@@ -70,6 +100,8 @@ class CALMAttribution(LayerAttribution):
         self,
         inputs: Tensor,
         target: TargetLike = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
         attribution_type: str = "joint",
         subset_targets: Optional[SubsetLike] = None,
         counterfactual_target: TargetLike = None,
@@ -80,6 +112,12 @@ class CALMAttribution(LayerAttribution):
             target (int, list[int], Tensor, optional): the class ``ŷ`` per example;
                         None: the class of highest ``p(y | x)``. Ignored by
                         ``"saliency"`` and ``"subset"``. Default: None.
+            additional_forward_args (Any, optional): further arguments of the
+                        model's forward, after the inputs (CALM's ``log_probs``:
+                        the maps do not depend on it). Default: None.
+            attribute_to_layer_input (bool, optional): capture the features at the
+                        layer's input; it must be True for the classifier or the
+                        attention branch and False for the backbone. Default: False.
             attribution_type (str, optional): one of ``"joint"``, ``"conditional"``,
                         ``"saliency"``, ``"subset"``, ``"counterfactual"``.
                         Default: ``"joint"``.
@@ -111,8 +149,24 @@ class CALMAttribution(LayerAttribution):
             raise ValueError(
                 'counterfactual_target is required for attribution_type="counterfactual"'
             )
+        backbone = self.layer is self.model.backbone
+        if attribute_to_layer_input == backbone:
+            raise ValueError(
+                "attribute_to_layer_input must be False with the backbone as the layer (its "
+                "output is the features) and True with the classifier or the attention "
+                "branch (their input is the features)"
+            )
+        extra = _format_additional_forward_args(additional_forward_args)
         with torch.no_grad(), preserved_model_state(self.model):
-            output = self.model.components(inputs)
+            (features,) = _forward_layer_eval(
+                self.model,
+                inputs,
+                self.layer,
+                extra,
+                device_ids=self.device_ids,
+                attribute_to_layer_input=attribute_to_layer_input,
+            )
+            output = self.model.components_from_features(features)
             log_probs = output.log_probs
             num = inputs.shape[0]
             rows = torch.arange(num, device=log_probs.device)

@@ -93,7 +93,7 @@ def test_small_builders_cheap_methods_and_a_head_method(name: str) -> None:
     ablation = cc.LayerAblationCam(model, layer)
     assert ablation.head.source == "fx"  # the split, not whole-model passes
     for cam in (cc.LayerGradCam(model, layer), ablation):
-        maps, weights = cam.attribute(x, target=target, return_weights=True)
+        maps, weights = cam.attribute(x, target=target, relu_attributions=True, return_weights=True)
         assert maps.shape == (2, 1) + activations.shape[-2:]
         assert torch.isfinite(maps).all()
         expected = torch.relu(_weighted(weights, activations))
@@ -106,7 +106,7 @@ def test_small_builders_cheap_methods_and_a_head_method(name: str) -> None:
 
 def _densenet_methods() -> Dict[str, Tuple[Any, Dict[str, Any]]]:
     return {
-        "Grad-CAM": (cc.LayerGradCam, {}),
+        "Grad-CAM": (cc.LayerGradCam, {"relu_attributions": True}),
         "Grad-CAM++": (cc.LayerGradCamPlusPlus, {}),
         "XGrad-CAM": (cc.LayerXGradCam, {}),
         "Layer-CAM": (cc.LayerCam, {}),

@@ -75,7 +75,7 @@ def test_grad_cam_equals_captum_layer_grad_cam_with_relu() -> None:
     images = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(5))
     targets = [1, 200, 999]
     ours, weights = LayerGradCam(model, model.layer4).attribute(
-        images, target=targets, return_weights=True
+        images, target=targets, relu_attributions=True, return_weights=True
     )
     theirs = CaptumLayerGradCam(model, model.layer4).attribute(
         images, target=targets, relu_attributions=True
@@ -196,7 +196,9 @@ def test_return_weights_shapes() -> None:
     model = _small()
     images = _images()
     for method in METHODS:
-        maps, weights = method(model, model.relu2).attribute(images, target=0, return_weights=True)
+        maps, weights = method(model, model.relu2).attribute(
+            images, target=0, relu_attributions=True, return_weights=True
+        )
         expected = (3, 4, 4, 4) if method is LayerCam else (3, 4)
         assert weights.shape == expected, method.__name__
         torch.testing.assert_close(
