@@ -3,6 +3,7 @@ import math
 from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
+from captum.attr import ShapleyValues, ShapleyValueSampling
 from captum.log import log_usage
 from torch import Tensor
 
@@ -13,6 +14,7 @@ from captum_cams.attr._base import (
     HeadCamBase,
     batched_target_scores,
 )
+from captum_cams.attr._head import captum_forward, channel_feature_mask, perturbations_per_eval
 
 #: Above this many channels the exact enumeration (``2^K`` head evaluations per
 #: example) is refused.
@@ -45,6 +47,11 @@ def exact_channel_shapley(
 
         >>> phi = exact_channel_shapley(head, activations, torch.tensor([3, 7]))
     """
+    # The own 2^K-subset loop, not Captum's ShapleyValues (captum_channel_shapley with
+    # orders=None, tested equal): ShapleyValues walks all K! orders, K evaluations
+    # each, and benchmarks/captum_reuse_speed.py measured this loop RATIO_EXACT
+    # faster in the same run at K = 5; it also keeps float64 (Captum accumulates in
+    # float32).
     num_examples, num_channels = activations.shape[:2]
     if num_channels > MAX_EXACT_CHANNELS:
         raise ValueError(
@@ -85,13 +92,186 @@ def exact_channel_shapley(
     return phi
 
 
+def permutation_orders(
+    num_examples: int, num_permutations: int, num_channels: int, seed: Optional[int]
+) -> Tensor:
+    r"""
+    ``num_permutations`` uniformly random orders of the ``K`` channels per example,
+    independent across examples: ``argsort`` of ``torch.rand`` drawn from an own CPU
+    ``torch.Generator`` seeded with ``seed`` (``None``: fresh entropy), so the global
+    random state is untouched and example ``n``'s orders do not depend on the batch
+    size.
+
+    Returns:
+        *Tensor*: ``N x P x K`` (CPU, int64); ``orders[n, p]`` lists the channels in
+        the order they join.
+    """
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()  # fresh entropy, not the global generator's
+    else:
+        generator.manual_seed(seed)
+    return torch.rand(num_examples, num_permutations, num_channels, generator=generator).argsort(
+        dim=-1
+    )
+
+
+def captum_channel_shapley(
+    head: Callable[[Tensor, Tensor], Tensor],
+    activations: Tensor,
+    target: Tensor,
+    orders: Optional[Tensor] = None,
+    internal_batch_size: Optional[int] = 256,
+) -> Tensor:
+    r"""
+    Shapley values of the channels by Captum: ``ShapleyValueSampling`` over the given
+    channel orders, or, with ``orders=None``, ``ShapleyValues`` (all ``K!`` orders),
+    run on the head over the layer's activations with one feature per channel
+    (``feature_mask`` broadcast over ``h x w``) and the baseline 0.
+
+    Captum draws one permutation per call for the whole batch from the global random
+    state; here each example gets its own orders (``orders[n]``, handed to
+    ``ShapleyValueSampling`` as its permutation generator, one call per example), so
+    the result equals SHAP-CAM's own evaluation for the same seed. Captum
+    accumulates the attributions in float32 (``shapley_value.py``,
+    ``total_attrib``), so for float64 activations the result is equal to float32
+    rounding only.
+
+    Args:
+        head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
+                    index of each row to ``M x C`` outputs (a :class:`LayerHead`).
+        activations (Tensor): ``N x K x h x w`` layer activations.
+        target (Tensor): ``(N,)`` class index per example.
+        orders (Tensor, optional): ``N x P x K`` channel orders per example, as
+                    :func:`permutation_orders`. Default: None (all orders, exact).
+        internal_batch_size (int, optional): at most this many rows per head
+                    evaluation, mapped to ``perturbations_per_eval`` (Captum never
+                    mixes two orders in one evaluation); ``None``: one order at a
+                    time. Default: 256.
+
+    Returns:
+        *Tensor*: ``N x K`` Shapley values (estimates, with ``orders``), in the
+        activations' dtype.
+    """
+    num_examples, num_channels = activations.shape[:2]
+    device = activations.device
+    mask = channel_feature_mask(activations)
+    if orders is None:
+        examples = torch.arange(num_examples, device=device)
+        values = ShapleyValues(captum_forward(head, examples)).attribute(
+            activations,
+            baselines=0.0,
+            target=target,
+            feature_mask=mask,
+            perturbations_per_eval=perturbations_per_eval(
+                internal_batch_size, num_examples, num_channels
+            ),
+        )
+        return values[:, :, 0, 0].to(activations.dtype)
+    per_example = []
+    for example in range(num_examples):
+        sampler = ShapleyValueSampling(captum_forward(head, torch.tensor([example], device=device)))
+        example_orders = orders[example].tolist()
+        sampler.permutation_generator = lambda _features, _samples, o=example_orders: iter(o)
+        values = sampler.attribute(
+            activations[example : example + 1],
+            baselines=0.0,
+            target=target[example : example + 1],
+            feature_mask=mask,
+            n_samples=len(example_orders),
+            perturbations_per_eval=perturbations_per_eval(internal_batch_size, 1, num_channels),
+        )
+        per_example.append(values[:, :, 0, 0])
+    return torch.cat(per_example).to(activations.dtype)
+
+
+def sampled_channel_shapley(
+    head: Callable[[Tensor, Tensor], Tensor],
+    activations: Tensor,
+    target: Tensor,
+    orders: Tensor,
+    internal_batch_size: Optional[int] = 256,
+) -> Tensor:
+    r"""
+    SHAP-CAM's permutation estimate of the channels' Shapley values, by the
+    package's own loop: per example the empty and the full channel set and, for every
+    order, its ``K - 1`` proper non-empty prefixes (absent channels zeroed), all in
+    chunks of ``internal_batch_size`` rows; channel ``k``'s value is the mean over
+    the orders of the target output's change when it joins.
+
+    :func:`captum_channel_shapley` computes the same with Captum's
+    ``ShapleyValueSampling`` (tested equal); SHAP-CAM uses this loop because it
+    measured faster (see :class:`LayerShapCam`).
+
+    Args:
+        head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
+                    index of each row to ``M x C`` outputs (a :class:`LayerHead`).
+        activations (Tensor): ``N x K x h x w`` layer activations.
+        target (Tensor): ``(N,)`` class index per example.
+        orders (Tensor): ``N x P x K`` channel orders per example, as
+                    :func:`permutation_orders`.
+        internal_batch_size (int, optional): rows evaluated by the head at once;
+                    ``None`` evaluates all ``N x (P (K - 1) + 2)`` at once.
+                    Default: 256.
+
+    Returns:
+        *Tensor*: ``N x K``; every order's credits sum to
+        ``head(A)_c - head(0)_c`` exactly, so the mean does too.
+
+    Examples::
+
+        >>> orders = permutation_orders(len(activations), 10, activations.shape[1], 0)
+        >>> alpha = sampled_channel_shapley(head, activations, target, orders)
+    """
+    num_examples, num_channels = activations.shape[:2]
+    num_permutations = orders.shape[1]
+    device = activations.device
+    # ranks[n, p, k]: the position at which channel k joins in order p
+    ranks = orders.argsort(dim=-1).to(device)
+
+    # Rows per example: the empty set, the full set, then for every order the
+    # K - 1 proper non-empty prefixes.
+    inner = max(num_channels - 1, 0)
+    per_example = 2 + num_permutations * inner
+    row_example = torch.arange(num_examples, device=device).repeat_interleave(per_example)
+
+    def prefix_outputs(rows: Tensor) -> Tensor:
+        examples = row_example[rows]
+        local = rows - examples * per_example
+        prefix = torch.where(local == 1, num_channels, 0)
+        order = torch.zeros_like(local)
+        inside = local >= 2
+        if inner:
+            order = torch.where(inside, (local - 2) // inner, 0)
+            prefix = torch.where(inside, (local - 2) % inner + 1, prefix)
+        present = ranks[examples, order] < prefix[:, None]
+        masked = activations[examples] * present[:, :, None, None].to(activations.dtype)
+        return head(masked, examples)
+
+    scores = batched_target_scores(prefix_outputs, row_example, target, internal_batch_size).view(
+        num_examples, per_example
+    )
+    # values[n, p, j]: target logit with the first j channels of order p present
+    values = torch.cat(
+        [
+            scores[:, None, :1].expand(num_examples, num_permutations, 1),
+            scores[:, 2:].reshape(num_examples, num_permutations, inner),
+            scores[:, None, 1:2].expand(num_examples, num_permutations, 1),
+        ],
+        dim=2,
+    )
+    marginal = values.gather(2, ranks + 1) - values.gather(2, ranks)
+    return marginal.mean(dim=1)
+
+
 class LayerShapCam(HeadCamBase):
     r"""
     SHAP-CAM_|Pi|: channel weights ``alpha_k`` = the Shapley values of the layer's
     channels for the target logit, estimated by permutation sampling; map
     ``relu(sum_k alpha_k A_k)``.
 
-    For each of ``num_permutations`` random orders of the ``K`` channels, channels
+    For each of ``num_permutations`` random orders of the ``K`` channels (drawn per
+    example by :func:`permutation_orders`), channels
     are switched on one after the other (absent channels are zero at the layer) and
     channel ``k`` is credited with the change of the target logit when it joins,
     ``F_c(h(a')) - F_c(h(a' \ k))``; ``alpha_k`` is the average over the orders. For
@@ -102,6 +282,10 @@ class LayerShapCam(HeadCamBase):
     Only the model's head is evaluated: ``N x (num_permutations x (K - 1) + 2)``
     rows in chunks of ``internal_batch_size``. Permutations come from an own
     ``torch.Generator`` seeded with ``seed``; the global random state is untouched.
+    The weights equal Captum's ``ShapleyValueSampling`` on the head, one feature per
+    channel, baseline 0, given the same orders (:func:`captum_channel_shapley`;
+    Captum's own generator would draw one order per call for the whole batch from
+    the global random state).
 
     Paper: Jung & Oh, "Towards Better Explanations of Class Activation Mapping",
     ICCV 2021 (Algorithm 1). https://arxiv.org/abs/2102.05228
@@ -126,57 +310,24 @@ class LayerShapCam(HeadCamBase):
     """
 
     def _weights(self, context: CamContext) -> Tensor:
-        head = self._verified_head(context)
-        activations = context.activations
-        num_examples, num_channels = activations.shape[:2]
-        num_permutations: int = context.options["num_permutations"]
-        seed: Optional[int] = context.options["seed"]
-        device = activations.device
-
-        generator = torch.Generator(device="cpu")
-        if seed is None:
-            generator.seed()  # fresh entropy, not the global generator's
-        else:
-            generator.manual_seed(seed)
-        orders = torch.rand(
-            num_examples, num_permutations, num_channels, generator=generator
-        ).argsort(dim=-1)
-        # ranks[n, p, k]: the position at which channel k joins in order p
-        ranks = orders.argsort(dim=-1).to(device)
-
-        # Rows per example: the empty set, the full set, then for every order the
-        # K - 1 proper non-empty prefixes.
-        inner = max(num_channels - 1, 0)
-        per_example = 2 + num_permutations * inner
-        row_example = torch.arange(num_examples, device=device).repeat_interleave(per_example)
-
-        def prefix_outputs(rows: Tensor) -> Tensor:
-            examples = row_example[rows]
-            local = rows - examples * per_example
-            prefix = torch.where(local == 1, num_channels, 0)
-            order = torch.zeros_like(local)
-            inside = local >= 2
-            if inner:
-                order = torch.where(inside, (local - 2) // inner, 0)
-                prefix = torch.where(inside, (local - 2) % inner + 1, prefix)
-            present = ranks[examples, order] < prefix[:, None]
-            masked = activations[examples] * present[:, :, None, None].to(activations.dtype)
-            return head(masked, examples)
-
-        scores = batched_target_scores(
-            prefix_outputs, row_example, context.target, context.options["internal_batch_size"]
-        ).view(num_examples, per_example)
-        # values[n, p, j]: target logit with the first j channels of order p present
-        values = torch.cat(
-            [
-                scores[:, None, :1].expand(num_examples, num_permutations, 1),
-                scores[:, 2:].reshape(num_examples, num_permutations, inner),
-                scores[:, None, 1:2].expand(num_examples, num_permutations, 1),
-            ],
-            dim=2,
+        orders = permutation_orders(
+            context.activations.shape[0],
+            context.options["num_permutations"],
+            context.activations.shape[1],
+            context.options["seed"],
         )
-        marginal = values.gather(2, ranks + 1) - values.gather(2, ranks)
-        return marginal.mean(dim=1)
+        # The own loop, not Captum's ShapleyValueSampling (captum_channel_shapley,
+        # tested equal for the same orders): benchmarks/captum_reuse_speed.py measured
+        # it RATIO_SHAP faster in the same run, as ShapleyValueSampling adds one
+        # channel per step in Python, never evaluates two orders at once, and
+        # accumulates in float32 (which would break float64 completeness).
+        return sampled_channel_shapley(
+            self._verified_head(context),
+            context.activations,
+            context.target,
+            orders,
+            context.options["internal_batch_size"],
+        )
 
     @log_usage()
     def attribute(
