@@ -10,7 +10,9 @@ then two callables compute the same channel values from them:
 - ``captum``: Captum's ``FeatureAblation`` / ``ShapleyValueSampling`` /
   ``ShapleyValues`` run on the head over ``A``, one feature per channel
   (``feature_mask`` broadcast over ``h x w``), baseline 0, ``perturbations_per_eval``
-  from the same ``internal_batch_size`` (256).
+  from the same ``internal_batch_size`` (256). For SHAP-CAM each example has its own
+  orders (one ``ShapleyValueSampling`` call per example); the "orders shared" rows
+  give the whole batch the same orders, Captum's own scheme, in one call.
 
 Both get the same head (:class:`~captum_cams.attr._head.LayerHead`, torch.fx split,
 checked against the model), the same targets (each example's predicted class) and,
@@ -72,7 +74,7 @@ class Case:
     model: str  # "resnet18" or "resnet20"
     layer: str
     batch: int
-    method: str  # "ablation", "shap" or "exact"
+    method: str  # "ablation", "shap", "shared" or "exact"
     size: int = 224  # resnet18's input side
     permutations: int = 10  # SHAP-CAM's |Pi|
     channels: int = 5  # exact Shapley: channels in the game
@@ -81,11 +83,14 @@ class Case:
 CASES = [
     Case("resnet18 layer4 Ablation-CAM", "resnet18", "layer4", 2, "ablation"),
     Case("resnet18 layer4 SHAP-CAM_10", "resnet18", "layer4", 2, "shap"),
+    Case("resnet18 layer4 SHAP-CAM_10, orders shared", "resnet18", "layer4", 2, "shared"),
     Case("resnet18 layer3 Ablation-CAM (112 px)", "resnet18", "layer3", 1, "ablation", 112),
     Case("resnet20 layer3 Ablation-CAM", "resnet20", "layer3", 8, "ablation"),
     Case("resnet20 layer3 SHAP-CAM_10", "resnet20", "layer3", 8, "shap"),
+    Case("resnet20 layer3 SHAP-CAM_10, orders shared", "resnet20", "layer3", 8, "shared"),
     Case("resnet20 layer2 Ablation-CAM", "resnet20", "layer2", 8, "ablation"),
     Case("resnet20 layer2 SHAP-CAM_10", "resnet20", "layer2", 2, "shap"),
+    Case("resnet20 layer2 SHAP-CAM_10, orders shared", "resnet20", "layer2", 2, "shared"),
     Case("resnet20 layer2 exact Shapley, K=5", "resnet20", "layer2", 1, "exact"),
 ]
 
@@ -139,14 +144,16 @@ def _callables(case: Case) -> Dict[str, Callable[[], Tensor]]:
                 head, activations, target, INTERNAL_BATCH_SIZE
             ),
         }
-    if case.method == "shap":
+    if case.method in ("shap", "shared"):
         orders = permutation_orders(case.batch, case.permutations, activations.shape[1], 0)
+        # "shared": Captum's own scheme, the same orders for the whole batch (one call)
+        given = orders[0] if case.method == "shared" else orders
         return {
             "own": lambda: sampled_channel_shapley(
-                head, activations, target, orders, INTERNAL_BATCH_SIZE
+                head, activations, target, given.expand_as(orders), INTERNAL_BATCH_SIZE
             ),
             "captum": lambda: captum_channel_shapley(
-                head, activations, target, orders, INTERNAL_BATCH_SIZE
+                head, activations, target, given, INTERNAL_BATCH_SIZE
             ),
         }
     # exact: a game of the first `channels` channels, the others kept at their values

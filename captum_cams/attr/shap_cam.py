@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 import math
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 from captum.attr import ShapleyValues, ShapleyValueSampling
@@ -129,21 +129,22 @@ def captum_channel_shapley(
     run on the head over the layer's activations with one feature per channel
     (``feature_mask`` broadcast over ``h x w``) and the baseline 0.
 
-    Captum draws one permutation per call for the whole batch from the global random
-    state; here each example gets its own orders (``orders[n]``, handed to
-    ``ShapleyValueSampling`` as its permutation generator, one call per example), so
-    the result equals SHAP-CAM's own evaluation for the same seed. Captum
-    accumulates the attributions in float32 (``shapley_value.py``,
-    ``total_attrib``), so for float64 activations the result is equal to float32
-    rounding only.
+    The orders are handed to ``ShapleyValueSampling`` as its permutation generator
+    (its own draws from the global random state). ``P x K`` orders are shared by the
+    whole batch, as Captum's own scheme, and evaluated in one call; ``N x P x K``
+    orders (SHAP-CAM's, :func:`permutation_orders`) are each example's own, one call
+    per example, and then the result equals :func:`sampled_channel_shapley` for the
+    same orders. Captum accumulates the attributions in float32
+    (``shapley_value.py``, ``total_attrib``), so for float64 activations the result
+    is equal to float32 rounding only.
 
     Args:
         head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
                     index of each row to ``M x C`` outputs (a :class:`LayerHead`).
         activations (Tensor): ``N x K x h x w`` layer activations.
         target (Tensor): ``(N,)`` class index per example.
-        orders (Tensor, optional): ``N x P x K`` channel orders per example, as
-                    :func:`permutation_orders`. Default: None (all orders, exact).
+        orders (Tensor, optional): ``P x K`` channel orders for the batch or
+                    ``N x P x K`` per example. Default: None (all orders, exact).
         internal_batch_size (int, optional): at most this many rows per head
                     evaluation, mapped to ``perturbations_per_eval`` (Captum never
                     mixes two orders in one evaluation); ``None``: one order at a
@@ -152,37 +153,34 @@ def captum_channel_shapley(
     Returns:
         *Tensor*: ``N x K`` Shapley values (estimates, with ``orders``), in the
         activations' dtype.
+
+    Examples::
+
+        >>> alpha = captum_channel_shapley(head, activations, target,
+        ...                                permutation_orders(2, 10, 512, seed=0))
     """
-    num_examples, num_channels = activations.shape[:2]
-    device = activations.device
+    num_channels = activations.shape[1]
     mask = channel_feature_mask(activations)
-    if orders is None:
-        examples = torch.arange(num_examples, device=device)
-        values = ShapleyValues(captum_forward(head, examples)).attribute(
-            activations,
-            baselines=0.0,
-            target=target,
-            feature_mask=mask,
-            perturbations_per_eval=perturbations_per_eval(
-                internal_batch_size, num_examples, num_channels
-            ),
-        )
+
+    def shapley(examples: Tensor, given: Optional[List[List[int]]]) -> Tensor:
+        forward = captum_forward(head, examples)
+        chunk = perturbations_per_eval(internal_batch_size, examples.shape[0], num_channels)
+        arguments = dict(baselines=0.0, target=target[examples], feature_mask=mask)
+        if given is None:
+            method: ShapleyValueSampling = ShapleyValues(forward)
+        else:
+            method = ShapleyValueSampling(forward)
+            method.permutation_generator = lambda _features, _samples: iter(given)
+            arguments["n_samples"] = len(given)
+        values = method.attribute(activations[examples], perturbations_per_eval=chunk, **arguments)
         return values[:, :, 0, 0].to(activations.dtype)
-    per_example = []
-    for example in range(num_examples):
-        sampler = ShapleyValueSampling(captum_forward(head, torch.tensor([example], device=device)))
-        example_orders = orders[example].tolist()
-        sampler.permutation_generator = lambda _features, _samples, o=example_orders: iter(o)
-        values = sampler.attribute(
-            activations[example : example + 1],
-            baselines=0.0,
-            target=target[example : example + 1],
-            feature_mask=mask,
-            n_samples=len(example_orders),
-            perturbations_per_eval=perturbations_per_eval(internal_batch_size, 1, num_channels),
-        )
-        per_example.append(values[:, :, 0, 0])
-    return torch.cat(per_example).to(activations.dtype)
+
+    everyone = torch.arange(activations.shape[0], device=activations.device)
+    if orders is None or orders.dim() == 2:
+        return shapley(everyone, None if orders is None else orders.tolist())
+    return torch.cat(
+        [shapley(everyone[n : n + 1], orders[n].tolist()) for n in range(len(everyone))]
+    )
 
 
 def sampled_channel_shapley(

@@ -287,3 +287,9 @@ def test_captum_path_equals_own_loop_with_the_fallback_head(internal_batch_size:
     captum = captum_channel_shapley(head, A, target, orders, internal_batch_size)
     assert captum.dtype == torch.float64 and captum.shape == (3, K)
     _assert_close_to_float32_rounding(captum, own)
+    # Captum's own scheme: the same orders for the whole batch, in one call
+    shared = captum_channel_shapley(head, A, target, orders[1], internal_batch_size)
+    own_shared = sampled_channel_shapley(
+        head, A, target, orders[1].expand(3, -1, -1), internal_batch_size
+    )
+    _assert_close_to_float32_rounding(shared, own_shared)
