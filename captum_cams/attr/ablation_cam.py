@@ -139,10 +139,10 @@ class LayerAblationCam(HeadCamBase):
 
     def _weights(self, context: CamContext) -> Tensor:
         # The own loop, not Captum's FeatureAblation (captum_ablation_differences,
-        # tested equal): benchmarks/captum_reuse_speed.py measured it 2.3-2.6x faster
-        # in the same run where the head is cheap (resnet18 layer4, CIFAR ResNet-20
-        # layer3), as FeatureAblation builds each ablated copy with several passes
-        # over the batch; equal (1.0-1.1x) where the head dominates.
+        # tested equal): benchmarks/captum_reuse_speed.py measured it 2.7x (resnet18
+        # layer4) and 4.3x (CIFAR ResNet-20 layer3) faster in the same run, where the
+        # head is cheap and FeatureAblation's several passes per ablated copy dominate;
+        # equal (1.0-1.1x) where the head dominates (benchmarks/README.md).
         ablated = ablated_target_scores(
             self._verified_head(context),
             context.activations,

@@ -18,19 +18,17 @@ K = 5
 
 
 def _model(seed: int = 0) -> Tuple[nn.Module, nn.Module, nn.Module]:
+    # signed activations (batch norm last in the body), a GELU / max-pool head
     torch.manual_seed(seed)
-    body = nn.Sequential(nn.Conv2d(3, K, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    body = nn.Sequential(nn.Conv2d(3, K, 3, padding=1), nn.BatchNorm2d(K))
     head = nn.Sequential(
-        nn.Conv2d(K, 8, 1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 1),
-        nn.Tanh(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 6),
+        nn.Conv2d(K, 7, 1), nn.GELU(), nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(28, 6)
     )
-    return nn.Sequential(body, head).double().eval(), body, head
+    model = nn.Sequential(body, head).double().eval()
+    with torch.no_grad():  # non-trivial running statistics
+        body[1].running_mean.uniform_(-0.5, 0.5)
+        body[1].running_var.uniform_(0.5, 2.0)
+    return model, body, head
 
 
 def _inputs(n: int = 3, seed: int = 1) -> Tensor:
@@ -77,30 +75,16 @@ def test_linear_head_closed_form() -> None:
     torch.testing.assert_close(weights, expected, rtol=1e-12, atol=1e-13)
 
 
-class _Skip(nn.Module):
-    # a skip connection around the layer: LayerHead falls back to whole-model passes,
-    # which need each row's example (the skip term differs per example)
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, K, 3, padding=1)
-        self.layer = nn.Conv2d(K, K, 1)
-        self.fc = nn.Linear(K, 6)
-
-    def forward(self, x: Tensor) -> Tensor:
-        s = self.stem(x)
-        return self.fc(torch.tanh(self.layer(s) + s).mean(dim=(2, 3)))
-
-
 @pytest.mark.filterwarnings("ignore:the model could not be split:RuntimeWarning")
 @pytest.mark.parametrize("internal_batch_size", [None, 1, 4, 7, 64])
 @pytest.mark.parametrize("source", ["fx", "fallback"])
-def test_captum_path_equals_own_loop(source: str, internal_batch_size: int) -> None:
+def test_captum_path_equals_own_loop(
+    skip_model: nn.Module, source: str, internal_batch_size: int
+) -> None:
     if source == "fx":
         model, layer, _ = _model()
-    else:
-        torch.manual_seed(0)
-        model = _Skip().double().eval()
-        layer = model.layer
+    else:  # whole-model passes: a wrong example changes the skip term
+        model, layer = skip_model, skip_model.layer
     x = _inputs(3)
     target = torch.tensor([4, 0, 2])
     head = LayerHead(model, layer)
@@ -117,7 +101,7 @@ def test_captum_path_equals_own_loop(source: str, internal_batch_size: int) -> N
         head, A, target, internal_batch_size
     )
     captum = captum_ablation_differences(head, A, target, internal_batch_size)
-    assert captum.shape == (3, K) and captum.dtype == torch.float64
+    assert captum.shape == A.shape[:2] and captum.dtype == torch.float64
     torch.testing.assert_close(captum, own, rtol=1e-10, atol=1e-12)
 
 

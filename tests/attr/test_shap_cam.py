@@ -148,23 +148,10 @@ def test_first_example_is_batch_invariant_and_map_is_weighted_sum() -> None:
     assert maps.dtype == torch.float64 and maps.shape == (3, 1, 4, 4)
 
 
-def test_whole_model_fallback_head() -> None:
+def test_whole_model_fallback_head(skip_model: nn.Module) -> None:
     # a skip connection around the layer: no fx split, the model is re-run with the
     # layer's output substituted; completeness still holds
-    class Skip(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, K, 3, padding=1)
-            self.layer = nn.Conv2d(K, K, 1)
-            self.fc = nn.Linear(K, 10)
-
-        def forward(self, x: Tensor) -> Tensor:
-            s = self.stem(x)
-            out = torch.relu(self.layer(s) + s)
-            return self.fc(out.mean(dim=(2, 3)))
-
-    torch.manual_seed(0)
-    model = Skip().double().eval()
+    model = skip_model
     shap = LayerShapCam(model, model.layer)
     assert shap.head.source == "fallback"
     x = _inputs(2)
@@ -261,21 +248,10 @@ def test_exact_shapley_equals_captum_shapley_values() -> None:
 
 
 @pytest.mark.parametrize("internal_batch_size", [None, 1, 4, 64])
-def test_captum_path_equals_own_loop_with_the_fallback_head(internal_batch_size: int) -> None:
-    # whole-model passes need each row's example: a wrong example changes the skip term
-    class Skip(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, K, 3, padding=1)
-            self.layer = nn.Conv2d(K, K, 1)
-            self.fc = nn.Linear(K, 10)
-
-        def forward(self, x: Tensor) -> Tensor:
-            s = self.stem(x)
-            return self.fc(torch.tanh(self.layer(s) + s).mean(dim=(2, 3)))
-
-    torch.manual_seed(0)
-    model = Skip().double().eval()
+def test_captum_path_equals_own_loop_with_the_fallback_head(
+    skip_model: nn.Module, internal_batch_size: int
+) -> None:
+    model = skip_model  # whole-model passes: a wrong example changes the skip term
     head = LayerHead(model, model.layer)
     assert head.source == "fallback"
     x = _inputs(3)
