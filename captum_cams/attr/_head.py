@@ -393,6 +393,17 @@ def channel_feature_mask(activations: Tensor) -> Tensor:
     r"""
     Captum's ``feature_mask`` with one feature per channel: ``1 x K x 1 x 1`` holding
     ``0 .. K-1``, broadcast by Captum over the examples and the ``h x w`` positions.
+
+    Args:
+        activations (Tensor): ``N x K x h x w`` layer activations.
+
+    Returns:
+        *Tensor*: ``1 x K x 1 x 1`` (int64, on the activations' device).
+
+    Examples::
+
+        >>> channel_feature_mask(torch.zeros(2, 3, 7, 7)).flatten()
+        tensor([0, 1, 2])
     """
     num_channels = activations.shape[1]
     return torch.arange(num_channels, device=activations.device).view(1, num_channels, 1, 1)
@@ -407,6 +418,19 @@ def perturbations_per_eval(
     ``internal_batch_size // batch_size`` perturbations (at least one, so a batch
     larger than ``internal_batch_size`` is evaluated one perturbation at a time);
     ``None`` evaluates all ``num_features`` perturbations at once.
+
+    Args:
+        internal_batch_size (int, optional): the package's chunk size, in rows.
+        batch_size (int): ``N``, the rows of one perturbation.
+        num_features (int): the features (channels) perturbed.
+
+    Returns:
+        *int*: ``perturbations_per_eval``, at least 1.
+
+    Examples::
+
+        >>> perturbations_per_eval(256, 3, 512)
+        85
     """
     if internal_batch_size is None:
         return max(num_features, 1)

@@ -102,9 +102,20 @@ def permutation_orders(
     random state is untouched and example ``n``'s orders do not depend on the batch
     size.
 
+    Args:
+        num_examples (int): ``N``, the examples.
+        num_permutations (int): ``P``, the orders per example.
+        num_channels (int): ``K``, the channels.
+        seed (int, optional): seed of the generator; ``None`` draws a fresh seed.
+
     Returns:
         *Tensor*: ``N x P x K`` (CPU, int64); ``orders[n, p]`` lists the channels in
         the order they join.
+
+    Examples::
+
+        >>> permutation_orders(2, 10, 512, seed=0).shape
+        torch.Size([2, 10, 512])
     """
     generator = torch.Generator(device="cpu")
     if seed is None:
