@@ -143,3 +143,12 @@ def test_whole_model_fallback_warns_once_naming_head() -> None:
 
         tiny = _tiny()
         LayerAblationCam(tiny, tiny.relu2).attribute(_images(), target=0)  # fx: no warning
+
+
+def test_captum_batching_helpers() -> None:
+    # perturbations_per_eval: at most internal_batch_size rows (N per perturbation)
+    assert _head.perturbations_per_eval(256, 3, 512) == 85
+    assert _head.perturbations_per_eval(2, 3, 512) == 1  # never fewer than one
+    assert _head.perturbations_per_eval(None, 3, 7) == 7  # all at once
+    mask = _head.channel_feature_mask(torch.zeros(2, 4, 3, 3))
+    assert mask.shape == (1, 4, 1, 1) and mask.flatten().tolist() == [0, 1, 2, 3]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """SHAP-CAM: exact completeness per permutation, convergence to the exact Shapley
-values, seeding, chunking and argument checks, on tiny float64 models."""
+values, seeding, chunking and argument checks, and equality with Captum's
+ShapleyValueSampling / ShapleyValues on the head, on tiny float64 models."""
 
 from typing import List, Tuple
 
@@ -9,8 +10,16 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from captum.attr import ShapleyValues, ShapleyValueSampling
+
 from captum_cams import LayerShapCam
-from captum_cams.attr.shap_cam import exact_channel_shapley
+from captum_cams.attr._head import LayerHead
+from captum_cams.attr.shap_cam import (
+    captum_channel_shapley,
+    exact_channel_shapley,
+    permutation_orders,
+    sampled_channel_shapley,
+)
 
 K = 6
 
@@ -139,23 +148,10 @@ def test_first_example_is_batch_invariant_and_map_is_weighted_sum() -> None:
     assert maps.dtype == torch.float64 and maps.shape == (3, 1, 4, 4)
 
 
-def test_whole_model_fallback_head() -> None:
+def test_whole_model_fallback_head(skip_model: nn.Module) -> None:
     # a skip connection around the layer: no fx split, the model is re-run with the
     # layer's output substituted; completeness still holds
-    class Skip(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, K, 3, padding=1)
-            self.layer = nn.Conv2d(K, K, 1)
-            self.fc = nn.Linear(K, 10)
-
-        def forward(self, x: Tensor) -> Tensor:
-            s = self.stem(x)
-            out = torch.relu(self.layer(s) + s)
-            return self.fc(out.mean(dim=(2, 3)))
-
-    torch.manual_seed(0)
-    model = Skip().double().eval()
+    model = skip_model
     shap = LayerShapCam(model, model.layer)
     assert shap.head.source == "fallback"
     x = _inputs(2)
@@ -191,3 +187,85 @@ def test_bad_arguments() -> None:
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
     assert hooks == 0
     assert all(p.grad is None for p in model.parameters())
+
+
+# Captum's ShapleyValueSampling and ShapleyValues accumulate their attributions in
+# float32 whatever the inputs' dtype, so equality with them is to float32 rounding.
+CAPTUM_RTOL = 1e-6
+
+
+def _assert_close_to_float32_rounding(actual: Tensor, expected: Tensor) -> None:
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(
+        actual.to(torch.float64), expected, rtol=CAPTUM_RTOL, atol=CAPTUM_RTOL * scale
+    )
+
+
+def test_weights_equal_captum_shapley_value_sampling_on_the_head() -> None:
+    model, body, head = _model()
+    x = _inputs(3)
+    target = torch.tensor([2, 7, 9])
+    num_permutations, seed = 4, 5
+    _, alpha = LayerShapCam(model, body).attribute(
+        x, target=target, num_permutations=num_permutations, seed=seed, return_weights=True
+    )
+    # the documented scheme: per example, argsort of torch.rand from an own generator
+    generator = torch.Generator().manual_seed(seed)
+    orders = torch.rand(3, num_permutations, K, generator=generator).argsort(dim=-1)
+    A = _activations(model, body, x)
+    expected = []
+    for n in range(3):
+        sampler = ShapleyValueSampling(head)
+        sampler.permutation_generator = lambda _k, _p, n=n: iter(orders[n].tolist())
+        values = sampler.attribute(
+            A[n : n + 1],
+            baselines=0.0,
+            target=target[n : n + 1],
+            feature_mask=torch.arange(K).view(1, K, 1, 1),
+            n_samples=num_permutations,
+        )
+        expected.append(values[:, :, 0, 0].to(torch.float64))
+    assert alpha.dtype == torch.float64
+    _assert_close_to_float32_rounding(alpha, torch.cat(expected))
+
+
+def test_exact_shapley_equals_captum_shapley_values() -> None:
+    torch.manual_seed(0)
+    head = nn.Sequential(
+        nn.Conv2d(4, 6, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(6, 3)
+    ).double()
+    A = torch.rand(2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    target = torch.tensor([0, 2])
+    expected = ShapleyValues(head).attribute(
+        A, baselines=0.0, target=target, feature_mask=torch.arange(4).view(1, 4, 1, 1)
+    )[:, :, 0, 0]
+    phi = exact_channel_shapley(head, A, target)
+    assert phi.dtype == torch.float64
+    _assert_close_to_float32_rounding(phi, expected.to(torch.float64))
+    _assert_close_to_float32_rounding(
+        captum_channel_shapley(lambda a, _index: head(a), A, target, None, 5), phi
+    )
+
+
+@pytest.mark.parametrize("internal_batch_size", [None, 1, 4, 64])
+def test_captum_path_equals_own_loop_with_the_fallback_head(
+    skip_model: nn.Module, internal_batch_size: int
+) -> None:
+    model = skip_model  # whole-model passes: a wrong example changes the skip term
+    head = LayerHead(model, model.layer)
+    assert head.source == "fallback"
+    x = _inputs(3)
+    head.bind((x,), ())
+    A = _activations(model, model.layer, x)
+    target = torch.tensor([1, 4, 8])
+    orders = permutation_orders(3, 3, K, seed=11)
+    own = sampled_channel_shapley(head, A, target, orders, internal_batch_size)
+    captum = captum_channel_shapley(head, A, target, orders, internal_batch_size)
+    assert captum.dtype == torch.float64 and captum.shape == (3, K)
+    _assert_close_to_float32_rounding(captum, own)
+    # Captum's own scheme: the same orders for the whole batch, in one call
+    shared = captum_channel_shapley(head, A, target, orders[1], internal_batch_size)
+    own_shared = sampled_channel_shapley(
+        head, A, target, orders[1].expand(3, -1, -1), internal_batch_size
+    )
+    _assert_close_to_float32_rounding(shared, own_shared)
