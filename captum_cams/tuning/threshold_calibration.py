@@ -7,12 +7,13 @@ masked *softly* by ``L_t``. The calibrated map is ``L_t*`` with
 ``t* = argmax_t C_t`` (ties: the smallest ``t``, i.e. the largest mask).
 
 This is the maths of threshold fine-tuning (TFT) with a soft mask and the raw score
-instead of its relative increase, so the curves come from the same sweep:
-:func:`captum_cams.metrics.threshold_sweep` (``binary=False``; its ``scores`` are
-the ``C_t``) for value thresholds, and TFT's rank sweep
-(:func:`~captum_cams.tuning.threshold_fine_tuning.rank_sweep_scores`) for rank
-thresholds (``threshold_mode="rank"``, the authors' code: ``t`` is the fraction of
-pixels kept). Unlike TFT, the arg-max is always taken, also when no threshold raises
+instead of its relative increase, so the curves come from TFT's sweep
+(:func:`~captum_cams.tuning.threshold_fine_tuning.sweep_scores`; for value
+thresholds its scores equal :func:`captum_cams.metrics.threshold_sweep`'s ``scores``
+with ``binary=False``), also for rank thresholds (``threshold_mode="rank"``, the
+authors' code: ``t`` is the fraction of pixels kept). Only the ``N x T`` masked
+inputs are evaluated: ``C_t`` needs no forward of the unmasked inputs (one is made
+only to find the predicted class when ``target`` is None). Unlike TFT, the arg-max is always taken, also when no threshold raises
 the score above the unmasked input's.
 
 Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the Linear
@@ -26,22 +27,15 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_image_batch
-from captum_cams.metrics._masking import (
-    BaselineLike,
-    pixel_ranks,
-    prepare_maps,
-    threshold_mask,
-    top_k_mask,
-)
+from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams.metrics._masking import BaselineLike, prepare_maps
 from captum_cams.metrics._scoring import check_metric_args
-from captum_cams.metrics.confidence import threshold_sweep
 from captum_cams.tuning.threshold_fine_tuning import (
     DEFAULT_TFT_THRESHOLDS,
     _check_threshold_mode,
     _check_thresholds,
-    _kept_counts,
-    rank_sweep_scores,
+    kept_maps,
+    sweep_scores,
 )
 
 #: Libra-CAM's candidate thresholds: 0.1, 0.2, ..., 1.0 (the same ten values as TFT).
@@ -142,30 +136,17 @@ def threshold_calibration(
     values = _check_thresholds(thresholds)
     _check_threshold_mode(threshold_mode)
     x = inputs.detach()
-    if threshold_mode == "value":
-        sweep = threshold_sweep(
-            forward_func, x, attributions, target=target,
-            additional_forward_args=additional_forward_args,
-            max_examples_per_batch=max_examples_per_batch, thresholds=values,
-            binary=False, baselines=baselines, score=score,
-        )  # fmt: skip
-        scores, grid = sweep.scores, sweep.thresholds
-    else:
-        scores, _, grid = rank_sweep_scores(
-            forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, True, baselines, score,
-        )  # fmt: skip
-    with torch.no_grad():
+    with torch.no_grad(), preserved_model_state(forward_func):
+        # one I for the sweep and the calibrated map; C_t needs no unmasked forward
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
+        scores, grid = sweep_scores(
+            forward_func, x, maps, target, additional_forward_args, max_examples_per_batch,
+            values, threshold_mode, False, baselines, score,
+        )  # fmt: skip
         best = first_argmax(scores)
-        if threshold_mode == "value":
-            calibrated = threshold_mask(maps, grid[best].reshape(-1, 1, 1, 1), binary=False)
-        else:
-            counts = _kept_counts(values, maps)[best]
-            top = top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
-            calibrated = maps * top
+        calibrated = kept_maps(maps, values, grid, best, threshold_mode)
     return CalibrationResult(
         calibrated_maps=calibrated, thresholds=grid[best], scores=scores, grid=grid
     )
