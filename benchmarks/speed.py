@@ -1,6 +1,17 @@
 #!/usr/bin/env python3
-r"""Time per batch of every CAM method, as ratios to Captum's ``LayerGradCam`` and to
-the same method in pytorch-grad-cam, measured in the same run.
+r"""Time per batch of every CAM method, as ratios to its own plain passes, to this
+package's Grad-CAM, to Captum's ``LayerGradCam`` and to the same method in
+pytorch-grad-cam, measured in the same run.
+
+"Plain passes" is the method's own forward/backward passes written as a
+straightforward batched loop, computing the same maps (checked equal): one hook and
+``torch.autograd.grad`` for the gradient methods; Grad-CAM's passes plus one no-grad
+forward of the ``N x T`` masked copies for TFT; the zero-baseline forward plus the
+``n_steps`` gradient passes, as many rows per pass as ours, for Integrated Grad-CAM;
+one forward plus the ``N x K`` masked copies (Score-CAM) or head evaluations
+(Ablation-CAM) in chunks of ``--perturbation-batch-size``; one gradient plus the
+``N x R`` and ``N x T`` masked copies for Libra-CAM. ours / plain passes is the
+library's overhead on top of the maths.
 
 Setup: torchvision ``resnet18`` / ``resnet50`` with random weights (``weights=None``),
 layer ``layer4``, ``B x 3 x 224 x 224`` random inputs, target class 3 for every
@@ -435,26 +446,19 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
                     [("/ plain passes", "TFT(Grad-CAM) (plain passes)"), to_ours, to_captum],
                 )
             )
-        elif method == "ablationcam":
+        elif method in PERTURBATION_METHODS:
+            label, ours_class, plain_factory, peer_class = {
+                "ablationcam": ("Ablation-CAM", LayerAblationCam, plain_ablation_cam, AblationCAM),
+                "scorecam": ("Score-CAM", LayerScoreCam, plain_score_cam, ScoreCAM),
+            }[method]
             size = args.perturbation_batch_size
-            c["Ablation-CAM (ours)"] = _ours(
-                LayerAblationCam, model, layer, x, internal_batch_size=size
-            )
-            c["Ablation-CAM (plain passes)"] = plain_ablation_cam(model, layer, x, size)
-            refs = [("/ plain passes", "Ablation-CAM (plain passes)"), to_ours, to_captum]
+            c[f"{label} (ours)"] = _ours(ours_class, model, layer, x, internal_batch_size=size)
+            c[f"{label} (plain passes)"] = plain_factory(model, layer, x, size)
+            refs = [("/ plain passes", f"{label} (plain passes)"), to_ours, to_captum]
             if not args.skip_peers:
-                c["Ablation-CAM (pgc)"] = _peer(AblationCAM, model, layer, x, batch_size=size)
-                refs.append(("/ pytorch-grad-cam", "Ablation-CAM (pgc)"))
-            group.rows.append(Row("Ablation-CAM", "Ablation-CAM (ours)", refs))
-        elif method == "scorecam":
-            size = args.perturbation_batch_size
-            c["Score-CAM (ours)"] = _ours(LayerScoreCam, model, layer, x, internal_batch_size=size)
-            c["Score-CAM (plain passes)"] = plain_score_cam(model, layer, x, size)
-            refs = [("/ plain passes", "Score-CAM (plain passes)"), to_ours, to_captum]
-            if not args.skip_peers:
-                c["Score-CAM (pgc)"] = _peer(ScoreCAM, model, layer, x, batch_size=size)
-                refs.append(("/ pytorch-grad-cam", "Score-CAM (pgc)"))
-            group.rows.append(Row("Score-CAM", "Score-CAM (ours)", refs))
+                c[f"{label} (pgc)"] = _peer(peer_class, model, layer, x, batch_size=size)
+                refs.append(("/ pytorch-grad-cam", f"{label} (pgc)"))
+            group.rows.append(Row(label, f"{label} (ours)", refs))
         elif method == "libracam":
             _libra_cam_rows(group, model, layer, x, args)
         else:

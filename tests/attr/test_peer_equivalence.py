@@ -4,6 +4,12 @@
 pytorch-grad-cam for Grad-CAM++, XGrad-CAM, Layer-CAM and Ablation-CAM; torchcam for
 Score-CAM. Both sides are compared at layer resolution after min-max normalisation,
 to 1e-4 (max abs), on a batch of 3 with 3 different targets.
+
+The peers' Ablation-CAM and Score-CAM run one whole-model forward per channel and
+example, so those cases use 32 x 32 inputs and a layer with fewer channels, whose
+maps are 4 x 4 (ResNet-18 ``layer2``, 128 channels) and 16 x 16 (VGG-11's second
+block, 128 channels), instead of the last block at 64 x 64 (512 channels; 2 x 2 and
+4 x 4 maps): the same equality, on larger maps, at a fraction of the cost.
 """
 
 from typing import Callable, Dict, Tuple
@@ -39,10 +45,27 @@ def _vgg11() -> Tuple[torch.nn.Module, torch.nn.Module]:
     return model, model.features[-2]  # the last conv block's ReLU: 4 x 4 at 64 x 64
 
 
-MODELS: Dict[str, Callable[[], Tuple[torch.nn.Module, torch.nn.Module]]] = {
-    "resnet18": _resnet18,
-    "vgg11": _vgg11,
+def _resnet18_layer2() -> Tuple[torch.nn.Module, torch.nn.Module]:
+    model, _ = _resnet18()
+    return model, model.layer2  # 128 channels, 4 x 4 at 32 x 32
+
+
+def _vgg11_block2() -> Tuple[torch.nn.Module, torch.nn.Module]:
+    model, _ = _vgg11()
+    # the second block's ReLU: 128 channels, 16 x 16 at 32 x 32 (at this size VGG's
+    # 25088 x 4096 classifier costs most of a forward, so fewer channels is what counts)
+    return model, model.features[4]
+
+
+ModelFactory = Callable[[], Tuple[torch.nn.Module, torch.nn.Module]]
+MODELS: Dict[str, ModelFactory] = {"resnet18": _resnet18, "vgg11": _vgg11}
+#: The setups of the methods whose peers run one whole-model forward per channel.
+PERTURBATION_MODELS: Dict[str, ModelFactory] = {
+    "resnet18": _resnet18_layer2,
+    "vgg11": _vgg11_block2,
 }
+#: Methods compared on ``PERTURBATION_MODELS`` at 32 x 32.
+PERTURBATION_METHODS = ("ablationcam", "scorecam")
 
 PAIRS = {
     "gradcam++": (LayerGradCamPlusPlus, GradCAMPlusPlus),
@@ -52,9 +75,17 @@ PAIRS = {
 }
 
 
-def _inputs() -> torch.Tensor:
-    # 64 x 64 keeps the peers' whole-model loops (K forwards per example) fast on a CPU
-    return torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+def _inputs(size: int = 64) -> torch.Tensor:
+    return torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(3))
+
+
+def _setup(model_name: str, method: str) -> Tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    if method in PERTURBATION_METHODS:
+        # 32 x 32 and fewer channels keep the peers' K forwards per example fast
+        model, layer = PERTURBATION_MODELS[model_name]()
+        return model, layer, _inputs(32)
+    model, layer = MODELS[model_name]()
+    return model, layer, _inputs()
 
 
 def _peer_at_layer_resolution(peer_class, model, layer, inputs) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -67,9 +98,8 @@ def _peer_at_layer_resolution(peer_class, model, layer, inputs) -> np.ndarray:  
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 @pytest.mark.parametrize("method", sorted(PAIRS))
 def test_equals_pytorch_grad_cam(model_name: str, method: str) -> None:
-    model, layer = MODELS[model_name]()
+    model, layer, inputs = _setup(model_name, method)
     ours_class, peer_class = PAIRS[method]
-    inputs = _inputs()
     ours = minmax_normalize(ours_class(model, layer).attribute(inputs, target=TARGETS))
     peer = _peer_at_layer_resolution(peer_class, model, layer, inputs)
     assert ours.shape[-2:] == peer.shape[-2:]
@@ -81,8 +111,7 @@ def test_equals_pytorch_grad_cam(model_name: str, method: str) -> None:
 def test_score_cam_equals_torchcam(model_name: str) -> None:
     from torchcam.methods import ScoreCAM
 
-    model, layer = MODELS[model_name]()
-    inputs = _inputs()
+    model, layer, inputs = _setup(model_name, "scorecam")
     ours = minmax_normalize(LayerScoreCam(model, layer).attribute(inputs, target=TARGETS))
     with ScoreCAM(model, target_layer=layer, batch_size=64, input_shape=inputs.shape[1:]) as peer:
         with torch.no_grad():

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The methods with their own chunked evaluation loops (TFT, threshold calibration's
-sweep, Libra-CAM, Integrated Grad-CAM, Score-CAM, Ablation-CAM) give on a CUDA device
-the maps they give on the CPU. Skipped without a GPU."""
+"""The methods with their own chunked evaluation loops (TFT and its sweep, Libra-CAM's
+filtering and calibration, Integrated Grad-CAM, Score-CAM, Ablation-CAM) give on a
+CUDA device the maps they give on the CPU, on the tuning tests' small float64 CNN.
+Skipped without a GPU."""
 
 from typing import Callable, Dict
 
@@ -20,23 +21,6 @@ from captum_cams import (
 )
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return (
-        nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(4, 6, 3, padding=1, stride=2),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(6, 5),
-        )
-        .double()
-        .eval()
-    )
 
 
 def _library(model: nn.Module) -> ReferenceLibrary:
@@ -68,9 +52,9 @@ RUNS: Dict[str, Callable[[nn.Module, Tensor], Tensor]] = {
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_cuda_equals_cpu(name: str) -> None:
+def test_cuda_equals_cpu(name: str, small_cnn: Callable[[], nn.Module]) -> None:
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    on_cpu = RUNS[name](_model(), x)
-    on_gpu = RUNS[name](_model().cuda(), x.cuda())
+    on_cpu = RUNS[name](small_cnn(), x)
+    on_gpu = RUNS[name](small_cnn().cuda(), x.cuda())
     assert on_gpu.device.type == "cuda"
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-9, atol=1e-12)
