@@ -13,8 +13,8 @@ thresholds its scores equal :func:`captum_cams.metrics.threshold_sweep`'s ``scor
 with ``binary=False``), also for rank thresholds (``threshold_mode="rank"``, the
 authors' code: ``t`` is the fraction of pixels kept). Only the ``N x T`` masked
 inputs are evaluated: ``C_t`` needs no forward of the unmasked inputs (one is made
-only to find the predicted class when ``target`` is None). Unlike TFT, the arg-max is always taken, also when no threshold raises
-the score above the unmasked input's.
+only to find the predicted class when ``target`` is None). Unlike TFT, the arg-max
+is always taken, also when no threshold raises the score above the unmasked input's.
 
 Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the Linear
 Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
