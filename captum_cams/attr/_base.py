@@ -143,6 +143,12 @@ class CamBase(LayerAttribution):
     #: Whether :meth:`_weights` needs ``dy_c/dA`` (one backward to the layer).
     uses_gradients: bool = True
 
+    #: Called as ``forward_observer(inputs, outputs)`` after every forward pass of
+    #: :meth:`_capture` (formatted inputs, detached model outputs), so that a caller
+    #: can reuse a forward pass the method made anyway (TFT takes the unmasked
+    #: probabilities from it). None: nothing is called.
+    forward_observer: Optional[Callable[[Tuple[Tensor, ...], Tensor], None]] = None
+
     def __init__(
         self,
         forward_func: Callable,
@@ -278,6 +284,8 @@ class CamBase(LayerAttribution):
             raise ValueError(
                 f"the layer must produce a single tensor; it produced {len(layer_evals)}"
             )
+        if self.forward_observer is not None:
+            self.forward_observer(inputs, record["outputs"])
         activations = layer_evals[0].detach()
         if activations.dim() != 4:
             raise ValueError(

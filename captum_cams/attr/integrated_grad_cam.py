@@ -330,9 +330,9 @@ class LayerIntegratedGradCam(GradientCamBase):
         weights = context.gradients.mean(dim=(2, 3))
         activations = context.activations
         if start_activations is not None:
-            activations = activations - start_activations.repeat(
-                len(alphas), *([1] * (activations.dim() - 1))
-            )
+            # step-major rows: A(x') of row r broadcasts over the steps, no copies
+            steps = activations.reshape(len(alphas), num_rows, *activations.shape[1:])
+            activations = (steps - start_activations).reshape(activations.shape)
         maps = CamBase._weighted_sum(weights, activations)
         if relu_attributions:
             maps = F.relu(maps)

@@ -18,7 +18,9 @@ instead of its relative increase; the masks are those of
 package's one chunked sweep (:func:`captum_cams.metrics._scoring.perturbed_scores`).
 With ``threshold_mode="rank"`` ``t`` is the fraction of pixels kept. Unlike TFT, the
 arg-max is always taken, also when no threshold raises the score above the unmasked
-input's.
+input's. ``C_t`` needs no forward of the unmasked inputs: with a given ``target``
+only the ``N x T`` masked inputs are evaluated (one unmasked forward finds the
+predicted class when ``target`` is None).
 
 :func:`threshold_calibration_authors` is the calibration of the authors' released
 code (pixel ranks, keep-fractions ``0, 0.1, …, 0.9`` scored by the clipped increase
@@ -36,12 +38,15 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_image_batch,
+    format_target,
+    preserved_model_state,
+)
 from captum_cams._utils.maps import as_maps, upsample
 from captum_cams.metrics._masking import (
     BaselineLike,
-    apply_mask,
-    make_baseline,
     pixel_ranks,
     prepare_maps,
     threshold_mask,
@@ -53,6 +58,9 @@ from captum_cams.tuning.threshold_fine_tuning import (
     _check_threshold_mode,
     _check_thresholds,
     _kept_counts,
+    _range_checked,
+    masked_copies,
+    sweep_baseline,
 )
 
 #: Libra-CAM's candidate thresholds: 0.1, 0.2, ..., 1.0 (the same ten values as TFT).
@@ -167,7 +175,7 @@ def threshold_calibration(
         keep = _rank_keep(maps, _kept_counts(values, maps))
     scores, _ = masked_scores(
         forward_func, x, keep, grid.shape[0], target, additional_forward_args,
-        max_examples_per_batch, score, baselines,
+        max_examples_per_batch, score, baselines, original=False,
     )  # fmt: skip
     with torch.no_grad():
         best = first_argmax(scores)
@@ -243,6 +251,7 @@ def threshold_calibration_authors(
         forward_func, x, keep, 10, target, additional_forward_args,
         max_examples_per_batch, "probability", baselines,
     )  # fmt: skip
+    assert y is not None
     with torch.no_grad():
         scores = torch.clamp(o - y.unsqueeze(1), min=0)
         best = first_argmax(scores)
@@ -304,23 +313,33 @@ def masked_scores(
     max_examples_per_batch: Optional[int],
     score: str,
     baselines: BaselineLike,
-) -> Tuple[Tensor, Tensor]:
+    original: bool = True,
+) -> Tuple[Tensor, Optional[Tensor]]:
     r"""
     ``(o, y)``: target scores ``N x num_steps`` of the inputs masked by
     ``keep(examples, steps)`` (removed pixels become ``baselines``) and ``(N,)`` of
-    the inputs themselves, in chunks, under ``torch.no_grad()``.
+    the inputs themselves, in chunks, under ``torch.no_grad()``. Without
+    ``original`` and with a given ``target`` the unmasked inputs are not evaluated
+    (``y`` is None; the target is range-checked on the masked inputs' outputs).
     """
     with torch.no_grad(), preserved_model_state(forward_func):
-        base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
+        base = sweep_baseline(x, baselines)
+        y: Optional[Tensor] = None
+        model = forward_func
+        if original or target is None:
+            y, idx, _ = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+            )
+        else:
+            idx = format_target(target, x.shape[0], x.device)
+            model = _range_checked(forward_func, idx)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            return apply_mask(x[examples], keep(examples, steps), base[examples])
+            kept = keep(examples, steps)
+            return masked_copies(x[examples], kept, None if base is None else base[examples])
 
         o = perturbed_scores(
-            forward_func, x, num_steps, build, idx, additional_forward_args,
+            model, x, num_steps, build, idx, additional_forward_args,
             max_examples_per_batch, score,
         )  # fmt: skip
     return o, y

@@ -5,27 +5,50 @@ that raises the target probability most.
 For a map ``I = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``τ``:
 ``I_τ = I ⊙ 1[I ≥ τ]``, ``M_τ = 1[I_τ ≠ 0]``, ``x̂_τ = M_τ ⊙ x`` and
 ``RPI(τ) = max(ŷ_c − y_c, 0) / y_c`` (softmax probabilities). The tuned map is
-``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves come from
+``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves are those of
 :func:`captum_cams.metrics.threshold_sweep` (``binary=True``: its ``api`` is the RPI),
-so all ``N x T`` masked inputs go through the model in one chunked sweep, and the
-masks are those of :mod:`captum_cams.metrics._masking`. Rank thresholds rank pixels
-with the same module's :func:`pixel_ranks`. ``variant="authors"`` is the exact setting
-of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels, their
-``int`` pixel counts, soft masks).
+computed by :func:`sweep_scores`, the sweep TFT shares with Libra-CAM's threshold
+calibration: all ``N x T`` masked inputs go through the model in one chunked loop,
+with the masks of :mod:`captum_cams.metrics._masking`. Rank thresholds rank pixels
+with the same module's :func:`pixel_ranks`. ``variant="authors"`` is the exact
+setting of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels,
+their ``int`` pixel counts, soft masks).
+
+Cost: the ``N x T`` masked forward passes and one forward of the unmasked inputs
+(for ``y_c``); :class:`ThresholdFineTuned` takes ``y_c`` from the forward pass it
+makes anyway (the predicted class, or the wrapped CAM's own forward), so it adds
+only the ``N x T`` masked passes to the wrapped method.
 
 Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
 Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
 12961, 2022. https://www.mdpi.com/2076-3417/12/24/12961
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
+import contextlib
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_image_batch,
+    format_target,
+    preserved_model_state,
+    target_indices,
+)
 from captum_cams.metrics._masking import (
     BaselineLike,
     apply_mask,
@@ -37,8 +60,12 @@ from captum_cams.metrics._masking import (
     threshold_mask,
     top_k_mask,
 )
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
-from captum_cams.metrics.confidence import threshold_sweep
+from captum_cams.metrics._scoring import (
+    _to_scores,
+    check_metric_args,
+    original_scores,
+    perturbed_scores,
+)
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
 DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
@@ -136,10 +163,10 @@ def threshold_fine_tuning(
     reproduced.) The preset fixes ``thresholds``, ``soft`` and ``threshold_mode``,
     which must keep their defaults.
 
-    The ``N x T`` masked inputs are evaluated in one sweep
-    (:func:`captum_cams.metrics.threshold_sweep` with ``binary=True`` for value
-    thresholds), at most ``max_examples_per_batch`` per forward pass, under
-    ``torch.no_grad()``.
+    The ``N x T`` masked inputs are evaluated in one sweep (the curves equal
+    :func:`captum_cams.metrics.threshold_sweep`'s ``api`` with ``binary=True`` for
+    value thresholds), at most ``max_examples_per_batch`` per forward pass, under
+    ``torch.no_grad()``, after one forward of the unmasked inputs.
 
     Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural
     Networks for Improved Input Attribution Based on Class Activation Maps",
@@ -194,27 +221,52 @@ def threshold_fine_tuning(
     check_metric_args(max_examples_per_batch, "probability")
     values = _check_thresholds(thresholds)
     _check_threshold_mode(threshold_mode)
-    counts: Optional[Tensor] = None
-    if _check_variant(variant, values, soft, threshold_mode) == "authors":
-        values, soft, threshold_mode = AUTHORS_KEPT_FRACTIONS, True, "rank"
-        counts = _authors_kept_counts(tuple(inputs.shape[-2:]), inputs.device)
-    x = inputs.detach()
-    if threshold_mode == "value":
-        curves, grid = _value_curves(
-            forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, soft, baselines,
-        )  # fmt: skip
-    else:
-        curves, grid = _rank_curves(
-            forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, soft, baselines, counts,
-        )  # fmt: skip
-    with torch.no_grad():
-        # the sweep's own I = mm(up(attributions)), made again the same way (mm is
-        # not idempotent on maps of tiny range, so the sweeps get the originals)
+    setting = _setting(variant, values, soft, threshold_mode, inputs)
+    return _tune(
+        forward_func, inputs.detach(), attributions, target, additional_forward_args,
+        max_examples_per_batch, setting, baselines,
+    )  # fmt: skip
+
+
+#: The probabilities ``y`` (``(N,)``) and class indices (``(N,)``) of the unmasked
+#: inputs, when the caller already has them from its own forward pass.
+OriginalScores = Tuple[Tensor, Tensor]
+
+
+def _tune(
+    forward_func: Callable,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    setting: "_Setting",
+    baselines: BaselineLike,
+    original: Optional[OriginalScores] = None,
+) -> TFTResult:
+    r"""
+    TFT on checked arguments. ``I`` is made once and serves both the sweep and
+    the tuned map; ``original`` (from a forward pass the caller made on ``x``
+    anyway) saves the forward of the unmasked inputs.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
+        if original is None:
+            y, idx, _ = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch,
+                "probability",
+            )  # fmt: skip
+        else:
+            y, idx = original
+        values, soft, threshold_mode, counts = setting
+        o, grid = sweep_scores(
+            forward_func, x, maps, idx, additional_forward_args, max_examples_per_batch,
+            values, threshold_mode, not soft, baselines, "probability", counts,
+        )  # fmt: skip
+        yy = y.unsqueeze(1)
+        curves = torch.clamp(o - yy, min=0) / yy
         num_thresholds = grid.shape[0]
         best = curves.max(dim=1, keepdim=True).values
         columns = torch.arange(num_thresholds, device=grid.device).expand_as(curves)
@@ -222,40 +274,9 @@ def threshold_fine_tuning(
         first_best = first_best.clamp(max=num_thresholds - 1)  # a NaN row matches nothing
         improved = best.squeeze(1) > 0
         tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
-        if threshold_mode == "value":
-            kept = threshold_mask(maps, grid[first_best].reshape(-1, 1, 1, 1), binary=False)
-        else:
-            chosen = (counts if counts is not None else _kept_counts(values, maps))[first_best]
-            kept = maps * top_k_mask(pixel_ranks(maps), chosen, tuple(maps.shape[-2:]), maps.dtype)
+        kept = kept_maps(maps, values, grid, first_best, threshold_mode, counts)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
     return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
-
-
-def _value_curves(
-    forward_func: Callable,
-    x: Tensor,
-    attributions: Tensor,
-    target: TargetLike,
-    additional_forward_args: Any,
-    max_examples_per_batch: Optional[int],
-    values: Tuple[float, ...],
-    soft: bool,
-    baselines: BaselineLike,
-) -> Tuple[Tensor, Tensor]:
-    r"""RPI curves of value thresholds: ``threshold_sweep``'s API (ascending grid)."""
-    sweep = threshold_sweep(
-        forward_func,
-        x,
-        attributions,
-        target=target,
-        additional_forward_args=additional_forward_args,
-        max_examples_per_batch=max_examples_per_batch,
-        thresholds=values,
-        binary=not soft,
-        baselines=baselines,
-        score="probability",
-    )
-    return sweep.api, sweep.thresholds
 
 
 #: The fractions of pixels the authors' AFT code keeps: 0.9, 0.8, ..., 0.1.
@@ -286,6 +307,21 @@ def _authors_kept_counts(size: Tuple[int, ...], device: torch.device) -> Tensor:
     )
 
 
+#: TFT's checked setting: ``(values, soft, threshold_mode, counts)``; ``counts``
+#: (``(T,)`` pixels kept, descending) replaces ``round(τ·H·W)`` for the authors' preset.
+_Setting = Tuple[Tuple[float, ...], bool, str, Optional[Tensor]]
+
+
+def _setting(
+    variant: str, values: Tuple[float, ...], soft: bool, threshold_mode: str, inputs: Tensor
+) -> _Setting:
+    r"""The setting TFT runs: the arguments as given, or the authors' preset."""
+    if _check_variant(variant, values, soft, threshold_mode) == "authors":
+        counts = _authors_kept_counts(tuple(inputs.shape[-2:]), inputs.device)
+        return AUTHORS_KEPT_FRACTIONS, True, "rank", counts
+    return values, soft, threshold_mode, None
+
+
 def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
     r"""
     ``(T,)`` pixels kept, ``round(τ·H·W)``, per rank threshold in descending order
@@ -296,75 +332,122 @@ def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
     return torch.tensor([count_of_fraction(q, num_pixels) for q in ordered], device=maps.device)
 
 
-def _rank_curves(
-    forward_func: Callable,
-    x: Tensor,
-    attributions: Tensor,
-    target: TargetLike,
-    additional_forward_args: Any,
-    max_examples_per_batch: Optional[int],
+def kept_maps(
+    maps: Tensor,
     values: Tuple[float, ...],
-    soft: bool,
-    baselines: BaselineLike,
+    grid: Tensor,
+    chosen: Tensor,
+    threshold_mode: str,
     counts: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+) -> Tensor:
     r"""
-    RPI curves of rank thresholds: ``τ`` is the fraction of pixels kept, the
-    ``round(τ·H·W)`` highest of ``I`` (``counts``, descending, if given;
-    :func:`pixel_ranks`, ties by row-major index); ``I_τ = I ⊙ top(τ)`` and the mask
-    is ``1[I_τ ≠ 0]`` (``I_τ`` with ``soft``). The grid is descending, so masks
-    shrink along the columns as they do for value thresholds.
+    ``I_τ`` of every example at its chosen column ``chosen`` (``(N,)``) of ``grid``:
+    ``I ⊙ 1[I ≥ τ]``, or ``I ⊙ top(τ)`` for rank thresholds (``counts``, descending,
+    if given, else ``round(τ·H·W)``): TFT's tuned map.
     """
-    o, y, grid = rank_sweep_scores(
-        forward_func, x, attributions, target, additional_forward_args,
-        max_examples_per_batch, values, soft, baselines, "probability", counts,
-    )  # fmt: skip
-    yy = y.unsqueeze(1)
-    return torch.clamp(o - yy, min=0) / yy, grid
+    if threshold_mode == "value":
+        return threshold_mask(maps, grid[chosen].reshape(-1, 1, 1, 1), binary=False)
+    kept = (counts if counts is not None else _kept_counts(values, maps))[chosen]
+    return maps * top_k_mask(pixel_ranks(maps), kept, tuple(maps.shape[-2:]), maps.dtype)
 
 
-def rank_sweep_scores(
+def masked_copies(x: Tensor, keep: Tensor, baseline: Optional[Tensor]) -> Tensor:
+    r"""
+    ``keep ⊙ x + (1 − keep) ⊙ b`` (:func:`apply_mask`); with the zero baseline
+    (``baseline=None``) just ``keep ⊙ x``, the same values without the three
+    full-size temporaries of the baseline term.
+    """
+    if baseline is None:
+        return x * keep
+    return apply_mask(x, keep, baseline)
+
+
+def sweep_baseline(x: Tensor, baselines: BaselineLike) -> Optional[Tensor]:
+    r"""The baseline of :func:`masked_copies`: None for zeros, else :func:`make_baseline`."""
+    if baselines is None or (isinstance(baselines, str) and baselines == "zero"):
+        return None
+    return make_baseline(x, baselines)
+
+
+def _range_checked(forward_func: Callable, target_idx: Tensor) -> Callable:
+    r"""``forward_func`` that also checks ``target_idx`` against its number of
+    classes (the check :func:`target_indices` makes on the unmasked outputs)."""
+
+    def forward(*args: Any) -> Any:
+        outputs = forward_func(*args)
+        if isinstance(outputs, Tensor) and outputs.dim() == 2:
+            num_classes = outputs.shape[1]
+            if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
+                raise ValueError(
+                    f"target out of range: the model has {num_classes} classes; got "
+                    f"{target_idx.tolist()}"
+                )
+        return outputs
+
+    return forward
+
+
+def sweep_scores(
     forward_func: Callable,
     x: Tensor,
-    attributions: Tensor,
+    maps: Tensor,
     target: TargetLike,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     values: Tuple[float, ...],
-    soft: bool,
+    threshold_mode: str,
+    binary: bool,
     baselines: BaselineLike,
     score: str,
     counts: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor, Tensor]:
+) -> Tuple[Tensor, Tensor]:
     r"""
-    The rank-threshold sweep of TFT: target scores ``o`` (``N x T``) of the inputs
-    masked by ``I_τ = I ⊙ top(τ)`` (binary ``1[I_τ ≠ 0]`` unless ``soft``), the
-    original scores ``y`` (``(N,)``) and the descending grid of fractions kept
-    (``(T,)``); ``counts`` (``(T,)``, descending) replaces the pixel counts
-    ``round(τ·H·W)``.
+    The threshold sweep shared by TFT and Libra-CAM's calibration: target scores
+    ``o`` (``N x T``) of the inputs masked at every candidate, and the grid
+    (``(T,)``). Value thresholds (ascending grid) mask with ``I_τ = I ⊙ 1[I ≥ τ]``,
+    rank thresholds (descending fractions kept) with ``I_τ = I ⊙ top(τ)``; the
+    mask is ``1[I_τ ≠ 0]`` with ``binary``, else ``I_τ`` itself; ``counts``
+    (``(T,)``, descending) replaces the pixel counts ``round(τ·H·W)``. ``maps`` is
+    ``I = mm(up(attributions))`` (:func:`prepare_maps`). The masks of a chunk are
+    built at ``x``'s dtype from ``I`` directly; the unmasked inputs are not
+    evaluated: ``target`` None is resolved with one forward pass, a given target
+    is checked against the outputs of the masked inputs.
     """
     with torch.no_grad(), preserved_model_state(forward_func):
-        maps = prepare_maps(
-            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
-        )
-        base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-        grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
-        ranks = pixel_ranks(maps)
-        kept = counts if counts is not None else _kept_counts(values, maps)
+        if target is None:
+            _, idx, _ = original_scores(
+                forward_func, x, None, additional_forward_args, max_examples_per_batch, score
+            )
+            model = forward_func
+        else:
+            idx = format_target(target, x.shape[0], x.device)
+            model = _range_checked(forward_func, idx)
+        base = sweep_baseline(x, baselines)
+        size = tuple(x.shape[-2:])
+        if threshold_mode == "value":
+            grid = torch.tensor(values, dtype=x.dtype, device=x.device)
+
+            def keep_of(examples: Tensor, steps: Tensor) -> Tensor:
+                return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1), binary)
+
+        else:
+            grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
+            ranks = pixel_ranks(maps)
+            kept = counts if counts is not None else _kept_counts(values, maps)
+
+            def keep_of(examples: Tensor, steps: Tensor) -> Tensor:
+                top = top_k_mask(ranks[examples], kept[steps], size, x.dtype)
+                return threshold_mask(maps[examples] * top, 0.0, binary=binary)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            top = top_k_mask(ranks[examples], kept[steps], tuple(x.shape[-2:]), x.dtype)
-            keep = threshold_mask(maps[examples] * top, 0.0, binary=not soft)
-            return apply_mask(x[examples], keep, base[examples])
+            keep = keep_of(examples, steps)
+            return masked_copies(x[examples], keep, None if base is None else base[examples])
 
         o = perturbed_scores(
-            forward_func, x, grid.shape[0], build, idx, additional_forward_args,
+            model, x, grid.shape[0], build, idx, additional_forward_args,
             max_examples_per_batch, score,
         )  # fmt: skip
-        return o, y, grid
+        return o, grid
 
 
 class ThresholdFineTuned(Attribution):
@@ -458,42 +541,72 @@ class ThresholdFineTuned(Attribution):
         """
         check_image_batch(inputs)
         check_metric_args(max_examples_per_batch, "probability")
-        _check_variant(variant, _check_thresholds(thresholds), soft, threshold_mode)
+        values = _check_thresholds(thresholds)
         _check_threshold_mode(threshold_mode)
+        setting = _setting(variant, values, soft, threshold_mode, inputs)
+        x = inputs.detach()
+        original: Optional[OriginalScores] = None
         if target is None:
+            # the predicted class needs the unmasked forward: its probabilities are
+            # TFT's y as well
             with torch.no_grad(), preserved_model_state(self.forward_func):
-                _, target, _ = original_scores(
-                    self.forward_func,
-                    inputs.detach(),
-                    None,
-                    additional_forward_args,
-                    max_examples_per_batch,
-                    "probability",
-                )
-        maps = self.attribution.attribute(
-            inputs,
-            target=target,
-            additional_forward_args=additional_forward_args,
-            **attribution_kwargs,
-        )
+                y, target, _ = original_scores(
+                    self.forward_func, x, None, additional_forward_args,
+                    max_examples_per_batch, "probability",
+                )  # fmt: skip
+            original = (y, target)
+        with _observed_outputs(self.attribution, inputs) as seen:
+            maps = self.attribution.attribute(
+                inputs,
+                target=target,
+                additional_forward_args=additional_forward_args,
+                **attribution_kwargs,
+            )
         if not isinstance(maps, Tensor):
             raise TypeError(
                 "the wrapped attribution must return one tensor of maps; got "
                 f"{type(maps).__name__} (options such as return_weights are not supported)"
             )
-        result = threshold_fine_tuning(
-            self.forward_func,
-            inputs,
-            maps,
-            target=target,
-            additional_forward_args=additional_forward_args,
-            max_examples_per_batch=max_examples_per_batch,
-            thresholds=thresholds,
-            soft=soft,
-            threshold_mode=threshold_mode,
-            baselines=baselines,
-            variant=variant,
-        )
+        if (
+            original is None
+            and seen
+            and (max_examples_per_batch is None or max_examples_per_batch >= x.shape[0])
+        ):
+            # the wrapped CAM's own forward of the whole batch is the unmasked
+            # forward TFT needs (the same batch TFT's own forward would evaluate)
+            scores = _to_scores(seen[0], "probability")
+            idx = target_indices(target, scores)
+            original = (scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx)
+        result = _tune(
+            self.forward_func, x, maps, target, additional_forward_args,
+            max_examples_per_batch, setting, baselines, original,
+        )  # fmt: skip
         if return_details:
             return result.tuned_maps, result
         return result.tuned_maps
+
+
+@contextlib.contextmanager
+def _observed_outputs(attribution: Attribution, inputs: Tensor) -> Iterator[List[Tensor]]:
+    r"""
+    Collects the model outputs of the forward pass a CAM of this package
+    (:class:`~captum_cams.attr._base.CamBase`) makes on exactly ``inputs`` (the
+    same tensor object, as the user gave it), so that TFT need not evaluate the
+    unmasked inputs again. Other attributions are not observed (the list stays
+    empty); the observer is removed on exit.
+    """
+    seen: List[Tensor] = []
+    if not hasattr(attribution, "forward_observer"):
+        yield seen
+        return
+
+    def observe(cam_inputs: Tuple[Tensor, ...], outputs: Tensor) -> None:
+        if not seen and cam_inputs and cam_inputs[0] is inputs:
+            seen.append(outputs)
+
+    previous = attribution.forward_observer
+    attribution.forward_observer = observe
+    try:
+        yield seen
+    finally:
+        attribution.forward_observer = previous

@@ -414,3 +414,39 @@ def test_float32_keeps_its_dtype_and_counts_rank_pixels_from_the_exact_fractions
     # the top 4 pixels: I's 0 is the one left out, so the tuned map is I itself
     expected = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]).reshape(1, 1, 1, 5)
     torch.testing.assert_close(result.tuned_maps, expected)
+
+
+def _count_forwards(model: nn.Module) -> tuple:
+    r"""Batch sizes of every call of ``model`` (a list) and the hook's handle."""
+    sizes: List[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    return sizes, handle
+
+
+@pytest.mark.parametrize("given_target", [True, False], ids=["target", "predicted"])
+def test_wrapper_adds_only_the_masked_passes_to_the_method(
+    given_target, small_cnn: Callable[[], nn.Module]
+):
+    # y_c comes from a forward the wrapper makes anyway: the wrapped CAM's own
+    # forward of x (target given) or the forward that finds the predicted class
+    model = small_cnn()
+    x, _ = batch(n=3)
+    target = least_likely(model, x) if given_target else None
+    explained = target if given_target else model(x).argmax(dim=1).tolist()
+    method = LayerGradCamPlusPlus(model, model[2])
+    expected = threshold_fine_tuning(
+        model, x, method.attribute(x, target=explained), target=explained
+    )
+    sizes, handle = _count_forwards(model)
+    try:
+        tuned, details = ThresholdFineTuned(method).attribute(
+            x, target=target, max_examples_per_batch=12, return_details=True
+        )
+    finally:
+        handle.remove()
+    # the method's one pass of the 3 images (after the pass that finds the predicted
+    # class), then the 3 x 10 masked copies in chunks of 12: no pass of x for y_c
+    assert sizes == [3] * (1 if given_target else 2) + [12, 12, 6]
+    assert torch.equal(tuned, expected.tuned_maps)
+    assert torch.equal(details.rpi_curves, expected.rpi_curves)
+    assert method.forward_observer is None  # the observer is removed again
