@@ -50,6 +50,7 @@ from captum_cams._utils.guards import (
     preserved_model_state,
     target_indices,
 )
+from captum_cams._utils.scores import scores_of
 
 CamOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -237,7 +238,7 @@ class CamBase(LayerAttribution):
                 raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
             record["target"] = target_indices(target, outputs)
             record["outputs"] = outputs.detach()
-            scores = torch.softmax(outputs, dim=1) if score == "probability" else outputs
+            scores = scores_of(outputs, score)
             return scores.gather(1, record["target"][:, None]).squeeze(1)
 
         gradients: Optional[Tensor] = None

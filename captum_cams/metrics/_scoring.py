@@ -16,31 +16,26 @@ import torch
 from captum._utils.common import _format_additional_forward_args, _run_forward
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, take_examples
 from captum_cams._utils.guards import (
     TargetLike,
     check_positive_int,
     explained_forward_errors,
+    format_target,
+    preserved_model_state,
     target_indices,
 )
-
-SCORES = ("probability", "logit")
-
-
-def check_score(score: str) -> str:
-    r"""Checks the ``score`` option: ``"probability"`` (softmax) or ``"logit"``."""
-    if score not in SCORES:
-        raise ValueError(f"score must be 'probability' or 'logit'; got {score!r}")
-    return score
+from captum_cams._utils.scores import check_score, scores_of
+from captum_cams._utils.thresholding import KeepFunction
+from captum_cams.metrics._masking import masked_copies, sweep_baseline
 
 
 def _to_scores(outputs: Tensor, score: str) -> Tensor:
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
         raise ValueError(f"forward_func must return an N x num_classes tensor; got {shape}")
-    if score == "probability":
-        return torch.softmax(outputs, dim=1)
-    return outputs
+    return scores_of(outputs, score)
 
 
 def _forward_scores(
@@ -140,3 +135,71 @@ def check_metric_args(max_examples_per_batch: Any, score: str) -> None:
     r"""The checks every perturbation metric makes on its common options."""
     check_positive_int(max_examples_per_batch, "max_examples_per_batch")
     check_score(score)
+
+
+def _range_checked(forward_func: Callable, target_idx: Tensor) -> Callable:
+    r"""``forward_func`` that also checks ``target_idx`` against its number of
+    classes (the check :func:`target_indices` makes on the unmasked outputs)."""
+
+    def forward(*args: Any) -> Any:
+        outputs = forward_func(*args)
+        if isinstance(outputs, Tensor) and outputs.dim() == 2:
+            num_classes = outputs.shape[1]
+            if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
+                raise ValueError(
+                    f"target out of range: the model has {num_classes} classes; got "
+                    f"{target_idx.tolist()}"
+                )
+        return outputs
+
+    return forward
+
+
+def masked_scores(
+    forward_func: Callable,
+    x: Tensor,
+    keep: KeepFunction,
+    num_steps: int,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+    baselines: BaselineLike,
+    original: bool = True,
+) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+    r"""
+    The sweep of threshold fine-tuning and threshold calibration: target scores of
+    the inputs masked by ``keep(examples, steps)``
+    (:mod:`captum_cams._utils.thresholding`; removed pixels become ``baselines``),
+    in chunks, under ``torch.no_grad()``.
+
+    With ``original`` (or ``target`` None, whose predicted class needs it) the
+    unmasked inputs are evaluated first; otherwise only the ``N x num_steps``
+    masked inputs are, and ``target`` is range-checked on their outputs.
+
+    Returns:
+        *tuple*: ``(o, y, idx)``: ``N x num_steps`` scores of the masked inputs,
+        ``(N,)`` scores of the inputs (None when not evaluated) and the ``(N,)``
+        target indices.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
+        base = sweep_baseline(x, baselines)
+        y: Optional[Tensor] = None
+        model = forward_func
+        if original or target is None:
+            y, idx, _ = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+            )
+        else:
+            idx = format_target(target, x.shape[0], x.device)
+            model = _range_checked(forward_func, idx)
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            kept = keep(examples, steps)
+            return masked_copies(x[examples], kept, None if base is None else base[examples])
+
+        o = perturbed_scores(
+            model, x, num_steps, build, idx, additional_forward_args,
+            max_examples_per_batch, score,
+        )  # fmt: skip
+    return o, y, idx

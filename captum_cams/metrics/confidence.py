@@ -21,15 +21,14 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 from captum_cams.metrics._masking import (
-    BaselineLike,
     apply_mask,
     build_mask,
-    check_fraction,
     make_baseline,
     prepare_maps,
-    threshold_mask,
 )
 from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
 
@@ -482,22 +481,17 @@ def threshold_sweep(
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
-    values = [check_fraction(t, "thresholds", allow_zero=True) for t in thresholds]
-    if len(values) == 0:
-        raise ValueError("thresholds must hold at least one value")
-    values = sorted(values)
+    values = check_thresholds(thresholds, allow_zero=True)
     with torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
         base = make_baseline(x, baselines)
-        t_tensor = torch.tensor(values, dtype=x.dtype, device=x.device)
+        keep, t_tensor = sweep_keep(maps, values, "value", binary=binary)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            t = t_tensor[steps].reshape(-1, 1, 1, 1)
-            keep = threshold_mask(maps[examples], t, binary=binary)
-            return apply_mask(x[examples], keep, base[examples])
+            return apply_mask(x[examples], keep(examples, steps), base[examples])
 
         scores = _target_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score,

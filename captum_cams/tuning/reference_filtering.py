@@ -29,12 +29,12 @@ from captum._utils.common import _format_additional_forward_args
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams.metrics._masking import BaselineLike
+from captum_cams.metrics._masking import masked_copies, sweep_baseline
 from captum_cams.metrics._scoring import _forward_scores, check_metric_args, original_scores
-from captum_cams.tuning.threshold_fine_tuning import masked_copies, sweep_baseline
 
 
 class FilteringResult(NamedTuple):

@@ -7,10 +7,11 @@ For a map ``I = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``τ``:
 ``RPI(τ) = max(ŷ_c − y_c, 0) / y_c`` (softmax probabilities). The tuned map is
 ``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves are those of
 :func:`captum_cams.metrics.threshold_sweep` (``binary=True``: its ``api`` is the RPI),
-computed by :func:`sweep_scores`, the sweep TFT shares with Libra-CAM's threshold
-calibration: all ``N x T`` masked inputs go through the model in one chunked loop,
-with the masks of :mod:`captum_cams.metrics._masking`. Rank thresholds rank pixels
-with the same module's :func:`pixel_ranks`. ``variant="authors"`` is the exact
+computed by the sweep TFT shares with Libra-CAM's threshold calibration: the masks
+and the selection come from :mod:`captum_cams._utils.thresholding` (``sweep_keep``,
+``first_argmax``; rank thresholds rank pixels with its ``pixel_ranks``), and all
+``N x T`` masked inputs go through the model in one chunked loop
+(:func:`captum_cams.metrics._scoring.masked_scores`). ``variant="authors"`` is the exact
 setting of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels,
 their ``int`` pixel counts, soft masks).
 
@@ -25,9 +26,11 @@ Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(
 """
 
 import contextlib
+import inspect
 from typing import (
     Any,
     Callable,
+    Dict,
     Iterator,
     List,
     NamedTuple,
@@ -42,37 +45,26 @@ from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.guards import (
     TargetLike,
+    check_choice,
     check_image_batch,
-    format_target,
     preserved_model_state,
     target_indices,
 )
-from captum_cams.metrics._masking import (
-    BaselineLike,
-    apply_mask,
-    check_fraction,
-    count_of_fraction,
-    make_baseline,
-    pixel_ranks,
-    prepare_maps,
-    threshold_mask,
-    top_k_mask,
+from captum_cams._utils.scores import scores_of
+from captum_cams._utils.thresholding import (
+    check_threshold_mode,
+    check_thresholds,
+    first_argmax,
+    sweep_keep,
 )
-from captum_cams.metrics._scoring import (
-    _to_scores,
-    check_metric_args,
-    original_scores,
-    perturbed_scores,
-)
+from captum_cams.metrics._masking import prepare_maps
+from captum_cams.metrics._scoring import check_metric_args, masked_scores, original_scores
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
 DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
-
-#: The values ``threshold_mode`` accepts: value thresholds (the paper) or rank
-#: thresholds, fractions of pixels kept (the authors' code).
-THRESHOLD_MODES: Tuple[str, ...] = ("value", "rank")
 
 #: The values ``variant`` accepts: the paper's TFT or the authors' AFT code's.
 TFT_VARIANTS: Tuple[str, ...] = ("paper", "authors")
@@ -101,21 +93,6 @@ class TFTResult(NamedTuple):
     thresholds: Tensor
     rpi_curves: Tensor
     grid: Tensor
-
-
-def _check_thresholds(thresholds: Sequence[float]) -> Tuple[float, ...]:
-    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
-        raise TypeError(
-            f"thresholds must be a sequence of numbers in (0, 1]; got {type(thresholds).__name__}"
-        )
-    if len(thresholds) == 0:
-        raise ValueError("thresholds must hold at least one value in (0, 1]; got none")
-    return tuple(sorted(check_fraction(t, "thresholds") for t in thresholds))
-
-
-def _check_threshold_mode(threshold_mode: str) -> None:
-    if threshold_mode not in THRESHOLD_MODES:
-        raise ValueError(f"threshold_mode must be 'value' or 'rank'; got {threshold_mode!r}")
 
 
 @log_usage()
@@ -219,8 +196,8 @@ def threshold_fine_tuning(
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, "probability")
-    values = _check_thresholds(thresholds)
-    _check_threshold_mode(threshold_mode)
+    values = check_thresholds(thresholds)
+    check_threshold_mode(threshold_mode)
     setting = _setting(variant, values, soft, threshold_mode, inputs)
     return _tune(
         forward_func, inputs.detach(), attributions, target, additional_forward_args,
@@ -253,28 +230,23 @@ def _tune(
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
-        if original is None:
-            y, idx, _ = original_scores(
-                forward_func, x, target, additional_forward_args, max_examples_per_batch,
-                "probability",
-            )  # fmt: skip
-        else:
-            y, idx = original
         values, soft, threshold_mode, counts = setting
-        o, grid = sweep_scores(
-            forward_func, x, maps, idx, additional_forward_args, max_examples_per_batch,
-            values, threshold_mode, not soft, baselines, "probability", counts,
+        keep, grid = sweep_keep(maps, values, threshold_mode, binary=not soft, counts=counts)
+        o, y_seen, idx = masked_scores(
+            forward_func, x, keep, grid.shape[0], target if original is None else original[1],
+            additional_forward_args, max_examples_per_batch, "probability", baselines,
+            original=original is None,
         )  # fmt: skip
+        y = original[0] if original is not None else y_seen
+        assert y is not None
         yy = y.unsqueeze(1)
         curves = torch.clamp(o - yy, min=0) / yy
-        num_thresholds = grid.shape[0]
-        best = curves.max(dim=1, keepdim=True).values
-        columns = torch.arange(num_thresholds, device=grid.device).expand_as(curves)
-        first_best = torch.where(curves == best, columns, num_thresholds).min(dim=1).values
-        first_best = first_best.clamp(max=num_thresholds - 1)  # a NaN row matches nothing
-        improved = best.squeeze(1) > 0
+        first_best = first_argmax(curves, allow_nan=True)  # a NaN row selects its last
+        improved = curves.max(dim=1).values > 0
         tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
-        kept = kept_maps(maps, values, grid, first_best, threshold_mode, counts)
+        # the tuned map I_τ*: the soft mask at the chosen column
+        soft_keep, _ = sweep_keep(maps, values, threshold_mode, counts=counts)
+        kept = soft_keep(torch.arange(x.shape[0], device=x.device), first_best)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
     return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
 
@@ -284,8 +256,7 @@ AUTHORS_KEPT_FRACTIONS: Tuple[float, ...] = tuple(round(1 - i / 10, 1) for i in 
 
 
 def _check_variant(variant: str, values: Tuple[float, ...], soft: bool, threshold_mode: str) -> str:
-    if variant not in TFT_VARIANTS:
-        raise ValueError(f"variant must be 'paper' or 'authors'; got {variant!r}")
+    check_choice(variant, TFT_VARIANTS, "variant")
     if variant == "authors" and (
         values != tuple(DEFAULT_TFT_THRESHOLDS) or soft or threshold_mode != "value"
     ):
@@ -320,134 +291,6 @@ def _setting(
         counts = _authors_kept_counts(tuple(inputs.shape[-2:]), inputs.device)
         return AUTHORS_KEPT_FRACTIONS, True, "rank", counts
     return values, soft, threshold_mode, None
-
-
-def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
-    r"""
-    ``(T,)`` pixels kept, ``round(τ·H·W)``, per rank threshold in descending order
-    (counted from the Python floats, not from a lower-precision tensor copy).
-    """
-    num_pixels = maps.shape[-1] * maps.shape[-2]
-    ordered = sorted(values, reverse=True)
-    return torch.tensor([count_of_fraction(q, num_pixels) for q in ordered], device=maps.device)
-
-
-def kept_maps(
-    maps: Tensor,
-    values: Tuple[float, ...],
-    grid: Tensor,
-    chosen: Tensor,
-    threshold_mode: str,
-    counts: Optional[Tensor] = None,
-) -> Tensor:
-    r"""
-    ``I_τ`` of every example at its chosen column ``chosen`` (``(N,)``) of ``grid``:
-    ``I ⊙ 1[I ≥ τ]``, or ``I ⊙ top(τ)`` for rank thresholds (``counts``, descending,
-    if given, else ``round(τ·H·W)``): TFT's tuned map.
-    """
-    if threshold_mode == "value":
-        return threshold_mask(maps, grid[chosen].reshape(-1, 1, 1, 1), binary=False)
-    kept = (counts if counts is not None else _kept_counts(values, maps))[chosen]
-    return maps * top_k_mask(pixel_ranks(maps), kept, tuple(maps.shape[-2:]), maps.dtype)
-
-
-def masked_copies(x: Tensor, keep: Tensor, baseline: Optional[Tensor]) -> Tensor:
-    r"""
-    ``keep ⊙ x + (1 − keep) ⊙ b`` (:func:`apply_mask`); with the zero baseline
-    (``baseline=None``) just ``keep ⊙ x``, the same values without the three
-    full-size temporaries of the baseline term.
-    """
-    if baseline is None:
-        return x * keep
-    return apply_mask(x, keep, baseline)
-
-
-def sweep_baseline(x: Tensor, baselines: BaselineLike) -> Optional[Tensor]:
-    r"""The baseline of :func:`masked_copies`: None for zeros, else :func:`make_baseline`."""
-    if baselines is None or (isinstance(baselines, str) and baselines == "zero"):
-        return None
-    return make_baseline(x, baselines)
-
-
-def _range_checked(forward_func: Callable, target_idx: Tensor) -> Callable:
-    r"""``forward_func`` that also checks ``target_idx`` against its number of
-    classes (the check :func:`target_indices` makes on the unmasked outputs)."""
-
-    def forward(*args: Any) -> Any:
-        outputs = forward_func(*args)
-        if isinstance(outputs, Tensor) and outputs.dim() == 2:
-            num_classes = outputs.shape[1]
-            if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
-                raise ValueError(
-                    f"target out of range: the model has {num_classes} classes; got "
-                    f"{target_idx.tolist()}"
-                )
-        return outputs
-
-    return forward
-
-
-def sweep_scores(
-    forward_func: Callable,
-    x: Tensor,
-    maps: Tensor,
-    target: TargetLike,
-    additional_forward_args: Any,
-    max_examples_per_batch: Optional[int],
-    values: Tuple[float, ...],
-    threshold_mode: str,
-    binary: bool,
-    baselines: BaselineLike,
-    score: str,
-    counts: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
-    r"""
-    The threshold sweep shared by TFT and Libra-CAM's calibration: target scores
-    ``o`` (``N x T``) of the inputs masked at every candidate, and the grid
-    (``(T,)``). Value thresholds (ascending grid) mask with ``I_τ = I ⊙ 1[I ≥ τ]``,
-    rank thresholds (descending fractions kept) with ``I_τ = I ⊙ top(τ)``; the
-    mask is ``1[I_τ ≠ 0]`` with ``binary``, else ``I_τ`` itself; ``counts``
-    (``(T,)``, descending) replaces the pixel counts ``round(τ·H·W)``. ``maps`` is
-    ``I = mm(up(attributions))`` (:func:`prepare_maps`). The masks of a chunk are
-    built at ``x``'s dtype from ``I`` directly; the unmasked inputs are not
-    evaluated: ``target`` None is resolved with one forward pass, a given target
-    is checked against the outputs of the masked inputs.
-    """
-    with torch.no_grad(), preserved_model_state(forward_func):
-        if target is None:
-            _, idx, _ = original_scores(
-                forward_func, x, None, additional_forward_args, max_examples_per_batch, score
-            )
-            model = forward_func
-        else:
-            idx = format_target(target, x.shape[0], x.device)
-            model = _range_checked(forward_func, idx)
-        base = sweep_baseline(x, baselines)
-        size = tuple(x.shape[-2:])
-        if threshold_mode == "value":
-            grid = torch.tensor(values, dtype=x.dtype, device=x.device)
-
-            def keep_of(examples: Tensor, steps: Tensor) -> Tensor:
-                return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1), binary)
-
-        else:
-            grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
-            ranks = pixel_ranks(maps)
-            kept = counts if counts is not None else _kept_counts(values, maps)
-
-            def keep_of(examples: Tensor, steps: Tensor) -> Tensor:
-                top = top_k_mask(ranks[examples], kept[steps], size, x.dtype)
-                return threshold_mask(maps[examples] * top, 0.0, binary=binary)
-
-        def build(examples: Tensor, steps: Tensor) -> Tensor:
-            keep = keep_of(examples, steps)
-            return masked_copies(x[examples], keep, None if base is None else base[examples])
-
-        o = perturbed_scores(
-            model, x, grid.shape[0], build, idx, additional_forward_args,
-            max_examples_per_batch, score,
-        )  # fmt: skip
-        return o, grid
 
 
 class ThresholdFineTuned(Attribution):
@@ -494,6 +337,7 @@ class ThresholdFineTuned(Attribution):
         inputs: Tensor,
         target: TargetLike = None,
         additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
         max_examples_per_batch: Optional[int] = None,
         thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
         return_details: bool = False,
@@ -512,6 +356,10 @@ class ThresholdFineTuned(Attribution):
                         and TFT (so they explain the same class). Default: None
             additional_forward_args (Any, optional): further arguments of
                         ``forward_func``, given to both. Default: None
+            attribute_to_layer_input (bool, optional): passed to the wrapped
+                        method's ``attribute`` (Captum's layer methods: the map of
+                        the layer's input instead of its output); True needs a
+                        wrapped method that takes it. Default: False
             max_examples_per_batch (int, optional): most masked inputs per forward
                         pass of TFT's sweep. None: all at once. Default: None
             thresholds (sequence of float, optional): TFT's candidates in
@@ -541,9 +389,12 @@ class ThresholdFineTuned(Attribution):
         """
         check_image_batch(inputs)
         check_metric_args(max_examples_per_batch, "probability")
-        values = _check_thresholds(thresholds)
-        _check_threshold_mode(threshold_mode)
+        values = check_thresholds(thresholds)
+        check_threshold_mode(threshold_mode)
         setting = _setting(variant, values, soft, threshold_mode, inputs)
+        attribution_kwargs = _with_layer_input(
+            self.attribution, attribute_to_layer_input, attribution_kwargs
+        )
         x = inputs.detach()
         original: Optional[OriginalScores] = None
         if target is None:
@@ -574,7 +425,7 @@ class ThresholdFineTuned(Attribution):
         ):
             # the wrapped CAM's own forward of the whole batch is the unmasked
             # forward TFT needs (the same batch TFT's own forward would evaluate)
-            scores = _to_scores(seen[0], "probability")
+            scores = scores_of(seen[0], "probability")
             idx = target_indices(target, scores)
             original = (scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx)
         result = _tune(
@@ -584,6 +435,34 @@ class ThresholdFineTuned(Attribution):
         if return_details:
             return result.tuned_maps, result
         return result.tuned_maps
+
+
+def _with_layer_input(
+    attribution: Attribution, attribute_to_layer_input: bool, kwargs: Dict[str, Any]
+) -> Dict[str, Any]:
+    r"""
+    ``kwargs`` with ``attribute_to_layer_input`` for the wrapped ``attribute``
+    where that names it; True is also handed to one that takes ``**kwargs``, and
+    is an error naming the argument for one that takes neither. A False it cannot
+    take is left out (not attributing to the layer input is its behaviour anyway).
+    """
+    if not isinstance(attribute_to_layer_input, bool):
+        raise TypeError(
+            "attribute_to_layer_input must be a bool; got "
+            f"{type(attribute_to_layer_input).__name__}"
+        )
+    parameters = inspect.signature(attribution.attribute).parameters
+    named = "attribute_to_layer_input" in parameters
+    any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if named or (attribute_to_layer_input and any_keyword):
+        return {**kwargs, "attribute_to_layer_input": attribute_to_layer_input}
+    if attribute_to_layer_input:
+        raise ValueError(
+            "attribute_to_layer_input=True: the wrapped "
+            f"{type(attribution).__name__}.attribute has no attribute_to_layer_input "
+            "argument (it is not a layer attribution)"
+        )
+    return kwargs
 
 
 @contextlib.contextmanager

@@ -450,3 +450,41 @@ def test_wrapper_adds_only_the_masked_passes_to_the_method(
     assert torch.equal(tuned, expected.tuned_maps)
     assert torch.equal(details.rpi_curves, expected.rpi_curves)
     assert method.forward_observer is None  # the observer is removed again
+
+
+def test_wrapper_passes_attribute_to_layer_input_to_a_layer_method(
+    small_cnn: Callable[[], nn.Module],
+):
+    # model[3] is the ReLU after the second convolution: its input holds negative
+    # pre-activations, so the maps of its input and output differ
+    model = small_cnn()
+    x, _ = batch(n=3)
+    target = least_likely(model, x)
+    method = CaptumLayerGradCam(model, model[3])
+    of_input = method.attribute(x, target=target, attribute_to_layer_input=True)
+    of_output = method.attribute(x, target=target)
+    assert not torch.equal(of_input, of_output)
+    expected = threshold_fine_tuning(model, x, of_input, target=target)
+    tuned = ThresholdFineTuned(method).attribute(x, target, None, True)
+    assert torch.equal(tuned, expected.tuned_maps)
+    default = ThresholdFineTuned(method).attribute(x, target=target)
+    assert torch.equal(default, threshold_fine_tuning(model, x, of_output, target=target)[0])
+    assert not torch.equal(tuned, default)
+
+
+def test_wrapper_refuses_attribute_to_layer_input_a_method_cannot_take(
+    small_cnn: Callable[[], nn.Module],
+):
+    from captum.attr import Saliency
+
+    model = small_cnn()
+    x, _ = batch(n=2)
+    tuned = ThresholdFineTuned(Saliency(model))
+    with pytest.raises(ValueError, match="attribute_to_layer_input=True: the wrapped Saliency"):
+        tuned.attribute(x, target=0, attribute_to_layer_input=True)
+    with pytest.raises(TypeError, match="attribute_to_layer_input must be a bool"):
+        tuned.attribute(x, target=0, attribute_to_layer_input=1)  # type: ignore[arg-type]
+    # left at False it is not handed on (Saliency.attribute would refuse the keyword)
+    maps = Saliency(model).attribute(x, target=0)
+    expected = threshold_fine_tuning(model, x, maps, target=0)
+    assert torch.equal(tuned.attribute(x, target=0), expected.tuned_maps)
