@@ -23,6 +23,7 @@ from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.scores import scores_of
 from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 from captum_cams.metrics._masking import (
     apply_mask,
@@ -72,7 +73,7 @@ def _target_scores(
         forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
     )
     column = idx.unsqueeze(1)
-    y = torch.softmax(logits, dim=1).gather(1, column).squeeze(1)
+    y = scores_of(logits, "probability").gather(1, column).squeeze(1)
     # float64 log-probabilities: their difference is then exact to the logits' precision
     log_y = torch.log_softmax(logits.to(torch.float64), dim=1).gather(1, column).squeeze(1)
     all_o = perturbed_scores(
