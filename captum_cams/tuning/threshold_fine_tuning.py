@@ -61,7 +61,13 @@ from captum_cams._utils.thresholding import (
     sweep_keep,
 )
 from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, masked_scores, original_scores
+from captum_cams.metrics._scoring import (
+    check_metric_args,
+    masked_scores,
+    original_scores,
+    probability_scores,
+    relative_change,
+)
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
 DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
@@ -205,7 +211,7 @@ def threshold_fine_tuning(
     )  # fmt: skip
 
 
-#: The probabilities ``y`` (``(N,)``) and class indices (``(N,)``) of the unmasked
+#: The logits (``N x num_classes``) and class indices (``(N,)``) of the unmasked
 #: inputs, when the caller already has them from its own forward pass.
 OriginalScores = Tuple[Tensor, Tensor]
 
@@ -232,15 +238,20 @@ def _tune(
         )
         values, soft, threshold_mode, counts = setting
         keep, grid = sweep_keep(maps, values, threshold_mode, binary=not soft, counts=counts)
-        o, y_seen, idx = masked_scores(
-            forward_func, x, keep, grid.shape[0], target if original is None else original[1],
-            additional_forward_args, max_examples_per_batch, "probability", baselines,
-            original=original is None,
+        if original is None:
+            _, idx, logits = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
+            )
+        else:
+            logits, idx = original
+        all_o, _, _ = masked_scores(
+            forward_func, x, keep, grid.shape[0], idx, additional_forward_args,
+            max_examples_per_batch, "logit", baselines, original=False, return_all=True,
         )  # fmt: skip
-        y = original[0] if original is not None else y_seen
-        assert y is not None
-        yy = y.unsqueeze(1)
-        curves = torch.clamp(o - yy, min=0) / yy
+        # the RPI exactly as threshold_sweep's api: exact where y_c underflows, an
+        # error where the increase exceeds the dtype
+        scores = probability_scores(logits, all_o, idx)
+        curves = torch.clamp(relative_change(scores, "threshold_sweep"), min=0)
         first_best = first_argmax(curves, allow_nan=True)  # a NaN row selects its last
         improved = curves.max(dim=1).values > 0
         tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
@@ -401,11 +412,13 @@ class ThresholdFineTuned(Attribution):
             # the predicted class needs the unmasked forward: its probabilities are
             # TFT's y as well
             with torch.no_grad(), preserved_model_state(self.forward_func):
-                y, target, _ = original_scores(
+                _, _, logits = original_scores(
                     self.forward_func, x, None, additional_forward_args,
-                    max_examples_per_batch, "probability",
+                    max_examples_per_batch, "logit",
                 )  # fmt: skip
-            original = (y, target)
+            # the class of the highest probability, as the wrapper has always taken it
+            target = target_indices(None, scores_of(logits, "probability"))
+            original = (logits, target)
         with _observed_outputs(self.attribution, inputs) as seen:
             maps = self.attribution.attribute(
                 inputs,
@@ -425,9 +438,7 @@ class ThresholdFineTuned(Attribution):
         ):
             # the wrapped CAM's own forward of the whole batch is the unmasked
             # forward TFT needs (the same batch TFT's own forward would evaluate)
-            scores = scores_of(seen[0], "probability")
-            idx = target_indices(target, scores)
-            original = (scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx)
+            original = (seen[0], target_indices(target, seen[0]))
         result = _tune(
             self.forward_func, x, maps, target, additional_forward_args,
             max_examples_per_batch, setting, baselines, original,

@@ -488,3 +488,25 @@ def test_wrapper_refuses_attribute_to_layer_input_a_method_cannot_take(
     maps = Saliency(model).attribute(x, target=0)
     expected = threshold_fine_tuning(model, x, maps, target=0)
     assert torch.equal(tuned.attribute(x, target=0), expected.tuned_maps)
+
+
+def test_rpi_stays_exact_where_the_target_probability_underflows():
+    # PixelLinear in float32 on x = -100 everywhere: z0 = -100 * (0.1 + 0.2 + 0.3 + 0.4)
+    # = -100, so y = sigmoid(-100) ~ 3.7e-44 is subnormal (2 % steps). The map is the
+    # weights, mm'd to 0, 1/3, 2/3, 1: tau = 0.5 keeps the pixels of weight 0.3 and
+    # 0.4 (z0 = -70), tau = 1 the one of 0.4 (z0 = -40). RPI = (1 + e^100)/(1 + e^-z0) - 1
+    # = e^30 - 1 and e^60 - 1 (to 1e-30), as threshold_sweep's api gives them.
+    model = PixelLinear().float()
+    x = torch.full((1, 1, 2, 2), -100.0)
+    maps = torch.tensor([[[[0.1, 0.2], [0.3, 0.4]]]])
+    expected = torch.tensor([[math.expm1(30.0), math.expm1(60.0)]])
+    result = threshold_fine_tuning(model, x, maps, target=0, thresholds=(0.5, 1.0))
+    assert torch.allclose(result.rpi_curves, expected, rtol=1e-6, atol=0)
+    assert torch.equal(
+        result.rpi_curves,
+        threshold_sweep(model, x, maps, 0, thresholds=(0.5, 1.0), binary=True).api,
+    )
+    assert result.thresholds.tolist() == [1.0]
+    # at x = -1000 the increase e^600 exceeds float32: an error naming the input
+    with pytest.raises(ValueError, match=r"inputs \[0\] underflows"):
+        threshold_fine_tuning(model, x * 10, maps, target=0, thresholds=(0.5, 1.0))
