@@ -1,6 +1,17 @@
 #!/usr/bin/env python3
-r"""Time per batch of every CAM method, as ratios to Captum's ``LayerGradCam`` and to
-the same method in pytorch-grad-cam, measured in the same run.
+r"""Time per batch of every CAM method, as ratios to its own plain passes, to this
+package's Grad-CAM, to Captum's ``LayerGradCam`` and to the same method in
+pytorch-grad-cam, measured in the same run.
+
+"Plain passes" is the method's own forward/backward passes written as a
+straightforward batched loop, computing the same maps (checked equal): one hook and
+``torch.autograd.grad`` for the gradient methods; Grad-CAM's passes plus one no-grad
+forward of the ``N x T`` masked copies for TFT; the zero-baseline forward plus the
+``n_steps`` gradient passes, as many rows per pass as ours, for Integrated Grad-CAM;
+one forward plus the ``N x K`` masked copies (Score-CAM) or head evaluations
+(Ablation-CAM) in chunks of ``--perturbation-batch-size``; one gradient plus the
+``N x R`` and ``N x T`` masked copies for Libra-CAM. ours / plain passes is the
+library's overhead on top of the maths.
 
 Setup: torchvision ``resnet18`` / ``resnet50`` with random weights (``weights=None``),
 layer ``layer4``, ``B x 3 x 224 x 224`` random inputs, target class 3 for every
@@ -109,8 +120,208 @@ def _peer(peer_class: type, model: torch.nn.Module, layer: torch.nn.Module, x: t
 
 def _ours(method_class: type, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
           **kwargs: object) -> Callable[[], object]:  # fmt: skip
+    if method_class is LayerGradCam:  # the paper's map: Captum's default has no ReLU
+        kwargs.setdefault("relu_attributions", True)
+
     def run() -> object:
         return method_class(model, layer).attribute(x, target=TARGET_CLASS, **kwargs)
+
+    return run
+
+
+# ---------------------------------------------------------------- plain passes
+# Each method's own forward/backward passes written as a straightforward batched loop
+# (one hook, torch.autograd.grad, one no-grad model call per chunk of masked copies):
+# what the method costs "when written plainly". ours / plain-passes above 1 is the
+# library's overhead on top of the maths.
+
+
+def _minmax(maps: torch.Tensor) -> torch.Tensor:
+    flat = maps.flatten(1)
+    low = flat.min(dim=1, keepdim=True).values
+    high = flat.max(dim=1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-7)).view_as(maps)
+
+
+def _up(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return torch.nn.functional.interpolate(
+        maps, size=tuple(size), mode="bilinear", align_corners=False
+    )
+
+
+def _plain_gradient(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                    probability: bool = False) -> Tuple[torch.Tensor, ...]:  # fmt: skip
+    r"""One forward and one backward to ``layer``: ``(A, dy/dA, logits)``."""
+    captured: List[torch.Tensor] = []
+
+    def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        output.requires_grad_(True)  # parameters are frozen: the graph starts here
+        captured.append(output)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for param in params:
+        param.requires_grad_(False)
+    handle = layer.register_forward_hook(hook)
+    try:
+        logits = model(x)
+        scores = logits.softmax(dim=1) if probability else logits
+        (grad,) = torch.autograd.grad(scores[:, TARGET_CLASS].sum(), captured[0])
+    finally:
+        handle.remove()
+        for param in params:
+            param.requires_grad_(True)
+    return captured[0].detach(), grad, logits.detach()
+
+
+def _plain_activations(model: torch.nn.Module, layer: torch.nn.Module,
+                       x: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    captured: List[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+def _plain_masked_scores(model: torch.nn.Module, x: torch.Tensor, keep: torch.Tensor,
+                         chunk: Optional[int], probability: bool) -> torch.Tensor:  # fmt: skip
+    r"""Target scores of ``keep[j] * x[j // (M / N)]`` for the ``M`` masks (example-major)."""
+    per_example = keep.shape[0] // x.shape[0]
+    step = chunk or keep.shape[0]
+    scores = []
+    with torch.no_grad():
+        for start in range(0, keep.shape[0], step):
+            masks = keep[start : start + step]
+            examples = torch.arange(start, start + masks.shape[0]) // per_example
+            out = model(x[examples] * masks)
+            out = out.softmax(dim=1) if probability else out
+            scores.append(out[:, TARGET_CLASS])
+    return torch.cat(scores)
+
+
+def plain_grad_cam(model: torch.nn.Module, layer: torch.nn.Module,
+                   x: torch.Tensor) -> Callable[[], object]:  # fmt: skip
+    r"""Grad-CAM's passes: one forward, one backward to the layer."""
+
+    def run() -> object:
+        a, g, _ = _plain_gradient(model, layer, x)
+        return torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1, keepdim=True))
+
+    return run
+
+
+def plain_tft(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+              thresholds: int = 10) -> Callable[[], object]:  # fmt: skip
+    r"""TFT(Grad-CAM)'s passes: Grad-CAM's, then one no-grad forward of the ``N x T``
+    binary-masked copies (``y`` from Grad-CAM's forward)."""
+    grid = torch.arange(1, thresholds + 1, dtype=x.dtype) / thresholds
+
+    def run() -> object:
+        a, g, logits = _plain_gradient(model, layer, x)
+        cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1, keepdim=True))
+        image = _minmax(_up(cam, x.shape[-2:]))
+        keep = (image.unsqueeze(1) >= grid.view(1, -1, 1, 1, 1)) & (image.unsqueeze(1) != 0)
+        keep = keep.to(x.dtype).flatten(0, 1)
+        o = _plain_masked_scores(model, x, keep, None, True).view(x.shape[0], -1)
+        y = logits.softmax(dim=1)[:, TARGET_CLASS : TARGET_CLASS + 1]
+        rpi = torch.clamp(o - y, min=0) / y
+        tau = grid[rpi.argmax(dim=1)].view(-1, 1, 1, 1)
+        return image * (image >= tau)
+
+    return run
+
+
+def plain_integrated_grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                              steps: int, rows: int) -> Callable[[], object]:  # fmt: skip
+    r"""Integrated Grad-CAM's passes: one no-grad forward at the (zero) baseline, then
+    the ``n_steps`` path points as gradient passes of ``rows`` rows."""
+    per_pass = max(1, rows // x.shape[0])
+
+    def run() -> object:
+        start = _plain_activations(model, layer, torch.zeros_like(x))
+        total = torch.zeros_like(start[:, :1])
+        for first in range(1, steps + 1, per_pass):
+            alphas = torch.arange(first, min(first + per_pass, steps + 1), dtype=x.dtype) / steps
+            path = (alphas.view(-1, 1, 1, 1, 1) * x.unsqueeze(0)).flatten(0, 1)
+            a, g, _ = _plain_gradient(model, layer, path)
+            diff = a.view(len(alphas), *start.shape) - start
+            w = g.mean(dim=(2, 3)).view(len(alphas), *start.shape[:2], 1, 1)
+            total += torch.relu((w * diff).sum(dim=2, keepdim=True)).sum(dim=0) / steps
+        return total
+
+    return run
+
+
+def plain_score_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                    chunk: int) -> Callable[[], object]:  # fmt: skip
+    r"""Score-CAM's passes: one no-grad forward, then the ``N x K`` masked copies."""
+
+    def run() -> object:
+        a = _plain_activations(model, layer, x)
+        masks = _minmax(a.flatten(0, 1).unsqueeze(1))
+        scores = []
+        for start in range(0, masks.shape[0], chunk):  # upsample chunk by chunk too
+            up = _up(masks[start : start + chunk], x.shape[-2:])
+            scores.append(_plain_masked_scores_rows(model, x, up, start, a.shape[1]))
+        w = torch.cat(scores).view(a.shape[:2]).softmax(dim=1)
+        return torch.relu((w[:, :, None, None] * a).sum(dim=1, keepdim=True))
+
+    return run
+
+
+def _plain_masked_scores_rows(model: torch.nn.Module, x: torch.Tensor, masks: torch.Tensor,
+                              start: int, per_example: int) -> torch.Tensor:  # fmt: skip
+    examples = torch.arange(start, start + masks.shape[0]) // per_example
+    with torch.no_grad():
+        return model(x[examples] * masks)[:, TARGET_CLASS]
+
+
+def plain_ablation_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                       chunk: int) -> Callable[[], object]:  # fmt: skip
+    r"""Ablation-CAM's passes on a torchvision ResNet at ``layer4``: one no-grad
+    forward, then the head (pool, fc) on the ``N x K`` ablated activations."""
+
+    def run() -> object:
+        a = _plain_activations(model, layer, x)
+        with torch.no_grad():
+            y = model.fc(torch.flatten(model.avgpool(a), 1))[:, TARGET_CLASS]
+            n, k = a.shape[:2]
+            scores = []
+            for start in range(0, n * k, chunk):
+                rows = torch.arange(start, min(start + chunk, n * k))
+                ablated = a[rows // k].clone()
+                ablated[torch.arange(rows.shape[0]), rows % k] = 0
+                scores.append(model.fc(torch.flatten(model.avgpool(ablated), 1))[:, TARGET_CLASS])
+            w = (y[:, None] - torch.cat(scores).view(n, k)) / y[:, None]
+        return torch.relu((w[:, :, None, None] * a).sum(dim=1, keepdim=True))
+
+    return run
+
+
+def plain_libra_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                    library: "ReferenceLibrary", chunk: Optional[int],
+                    thresholds: int = 10) -> Callable[[], object]:  # fmt: skip
+    r"""Libra-CAM's passes: one gradient of the probability, the ``N x R`` soft-masked
+    copies of the filtering and the ``N x T`` of the calibration."""
+    grid = torch.arange(1, thresholds + 1, dtype=x.dtype) / thresholds
+
+    def run() -> object:
+        a, g, _ = _plain_gradient(model, layer, x, probability=True)
+        refs = library.references(TARGET_CLASS, dtype=a.dtype, device=a.device)
+        raw = (g * a).sum(dim=1, keepdim=True) - torch.einsum("nkhw,rkhw->nrhw", g, refs)
+        n, r = raw.shape[:2]
+        base = _up(_minmax(raw.reshape(n * r, 1, *raw.shape[2:])), x.shape[-2:])
+        s = _plain_masked_scores(model, x, base, chunk, True).view(n, r)
+        kept = s >= (s.mean(dim=1, keepdim=True) + s.std(dim=1, correction=0, keepdim=True))
+        kept = kept.to(x.dtype).view(n, r, 1, 1, 1)
+        averaged = (base.view(n, r, 1, *x.shape[-2:]) * kept).sum(dim=1)
+        averaged = averaged / kept.sum(dim=1).clamp_min(1)
+        image = _minmax(averaged)
+        soft = image.unsqueeze(1) * (image.unsqueeze(1) >= grid.view(1, -1, 1, 1, 1))
+        c = _plain_masked_scores(model, x, soft.flatten(0, 1), chunk, True).view(n, -1)
+        return soft[torch.arange(n), c.argmax(dim=1)]
 
     return run
 
@@ -139,17 +350,23 @@ def _libra_cam_rows(group: Group, model: torch.nn.Module, layer: torch.nn.Module
     from captum_cams import LayerLibraCam
 
     library = random_input_library(model, layer, x, references=30)
+    chunk = args.perturbation_batch_size
     group.callables["Grad-CAM (ours)"] = _ours(
         LayerGradCam, model, layer, x, relu_attributions=True
     )
     group.callables["Libra-CAM (ours, R=30)"] = lambda: LayerLibraCam(
         model, layer, library=library
-    ).attribute(x, target=TARGET_CLASS, internal_batch_size=args.perturbation_batch_size)
+    ).attribute(x, target=TARGET_CLASS, internal_batch_size=chunk)
+    group.callables["Libra-CAM (plain passes)"] = plain_libra_cam(model, layer, x, library, chunk)
     group.rows.append(
         Row(
             "Libra-CAM (R=30)",
             "Libra-CAM (ours, R=30)",
-            [("/ Captum Grad-CAM", CAPTUM), ("/ Grad-CAM (ours)", "Grad-CAM (ours)")],
+            [
+                ("/ plain passes", "Libra-CAM (plain passes)"),
+                ("/ Grad-CAM (ours)", "Grad-CAM (ours)"),
+                ("/ Captum Grad-CAM", CAPTUM),
+            ],
         )
     )
 
@@ -170,7 +387,9 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
     x = torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     heavy = [m for m in methods if m in PERTURBATION_METHODS]
     group = Group(model_name, batch_size, args.perturbation_repeats if heavy else args.repeats)
-    group.no_warmup = ("Ablation-CAM (pgc)", "Score-CAM (ours)", "Score-CAM (pgc)")
+    group.no_warmup = (
+        "Ablation-CAM (pgc)", "Score-CAM (ours)", "Score-CAM (pgc)", "Score-CAM (plain passes)",
+    )  # fmt: skip
     c = group.callables
     c[CAPTUM] = lambda: CaptumLayerGradCam(model, layer).attribute(
         x, target=TARGET_CLASS, relu_attributions=True
@@ -183,20 +402,25 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
         "layercam": ("Layer-CAM", LayerCam, LayerCAM),
         "liftcam": ("LIFT-CAM", LayerLiftCam, None),
     }
+    plain = ("/ plain passes", "Grad-CAM (plain passes)")
+    to_ours = ("/ Grad-CAM (ours)", "Grad-CAM (ours)")
+    c["Grad-CAM (plain passes)"] = plain_grad_cam(model, layer, x)
+    c["Grad-CAM (ours)"] = _ours(LayerGradCam, model, layer, x)
     for method in methods:
         if method in simple:
             label, ours_class, peer_class = simple[method]
             c[f"{label} (ours)"] = _ours(ours_class, model, layer, x)
-            refs = [to_captum]
-            if peer_class is not None:
+            refs = [plain, to_ours, to_captum]
+            if peer_class is not None and not args.skip_peers:
                 c[f"{label} (pgc)"] = _peer(peer_class, model, layer, x)
                 refs.append(("/ pytorch-grad-cam", f"{label} (pgc)"))
             group.rows.append(Row(label, f"{label} (ours)", refs))
         elif method == "igcam":
             steps = args.ig_steps
-            c[f"{steps} x Captum Grad-CAM"] = lambda steps=steps: [
-                c[CAPTUM]() for _ in range(steps)
-            ]
+            if not args.skip_peers:
+                c[f"{steps} x Captum Grad-CAM"] = lambda steps=steps: [
+                    c[CAPTUM]() for _ in range(steps)
+                ]
             c["IG-CAM (ours, unbatched)"] = _ours(
                 LayerIntegratedGradCam, model, layer, x, n_steps=steps,
                 internal_batch_size=batch_size,
@@ -207,49 +431,39 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
             )  # fmt: skip
             batched = max(args.ig_rows, batch_size)
             for kind, rows in (("unbatched", batch_size), ("batched", batched)):
-                group.rows.append(
-                    Row(
-                        f"IG-CAM m={steps}, {kind} ({rows} rows/pass)",
-                        f"IG-CAM (ours, {kind})",
-                        [to_captum, (f"/ {steps} Grad-CAM calls", f"{steps} x Captum Grad-CAM")],
-                    )
+                c[f"IG-CAM (plain passes, {kind})"] = plain_integrated_grad_cam(
+                    model, layer, x, steps, rows
                 )
+                refs = [("/ plain passes", f"IG-CAM (plain passes, {kind})"), to_ours, to_captum]
+                if not args.skip_peers:
+                    refs.append((f"/ {steps} Grad-CAM calls", f"{steps} x Captum Grad-CAM"))
+                label = f"IG-CAM m={steps}, {kind} ({rows} rows/pass)"
+                group.rows.append(Row(label, f"IG-CAM (ours, {kind})", refs))
         elif method == "tft":
-            c["Grad-CAM (ours)"] = _ours(LayerGradCam, model, layer, x, relu_attributions=True)
             c["TFT(Grad-CAM) (ours)"] = lambda: ThresholdFineTuned(
                 LayerGradCam(model, layer)
             ).attribute(x, target=TARGET_CLASS, relu_attributions=True)
+            c["TFT(Grad-CAM) (plain passes)"] = plain_tft(model, layer, x)
             group.rows.append(
                 Row(
                     "TFT on Grad-CAM (10 thresholds)",
                     "TFT(Grad-CAM) (ours)",
-                    [to_captum, ("/ base method", "Grad-CAM (ours)")],
+                    [("/ plain passes", "TFT(Grad-CAM) (plain passes)"), to_ours, to_captum],
                 )
             )
-        elif method == "ablationcam":
+        elif method in PERTURBATION_METHODS:
+            label, ours_class, plain_factory, peer_class = {
+                "ablationcam": ("Ablation-CAM", LayerAblationCam, plain_ablation_cam, AblationCAM),
+                "scorecam": ("Score-CAM", LayerScoreCam, plain_score_cam, ScoreCAM),
+            }[method]
             size = args.perturbation_batch_size
-            c["Ablation-CAM (ours)"] = _ours(
-                LayerAblationCam, model, layer, x, internal_batch_size=size
-            )
-            c["Ablation-CAM (pgc)"] = _peer(AblationCAM, model, layer, x, batch_size=size)
-            group.rows.append(
-                Row(
-                    "Ablation-CAM",
-                    "Ablation-CAM (ours)",
-                    [to_captum, ("/ pytorch-grad-cam", "Ablation-CAM (pgc)")],
-                )
-            )
-        elif method == "scorecam":
-            size = args.perturbation_batch_size
-            c["Score-CAM (ours)"] = _ours(LayerScoreCam, model, layer, x, internal_batch_size=size)
-            c["Score-CAM (pgc)"] = _peer(ScoreCAM, model, layer, x, batch_size=size)
-            group.rows.append(
-                Row(
-                    "Score-CAM",
-                    "Score-CAM (ours)",
-                    [to_captum, ("/ pytorch-grad-cam", "Score-CAM (pgc)")],
-                )
-            )
+            c[f"{label} (ours)"] = _ours(ours_class, model, layer, x, internal_batch_size=size)
+            c[f"{label} (plain passes)"] = plain_factory(model, layer, x, size)
+            refs = [("/ plain passes", f"{label} (plain passes)"), to_ours, to_captum]
+            if not args.skip_peers:
+                c[f"{label} (pgc)"] = _peer(peer_class, model, layer, x, batch_size=size)
+                refs.append(("/ pytorch-grad-cam", f"{label} (pgc)"))
+            group.rows.append(Row(label, f"{label} (ours)", refs))
         elif method == "libracam":
             _libra_cam_rows(group, model, layer, x, args)
         else:
@@ -336,6 +550,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )  # fmt: skip
     parser.add_argument("--perturbation-repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--skip-peers", action="store_true",
+        help="leave out pytorch-grad-cam and the n_steps x Captum Grad-CAM references "
+        "(the plain-passes, Grad-CAM and Captum Grad-CAM references stay)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import pytorch_grad_cam  # noqa: F401  (fails early when the peer is not installed)

@@ -183,6 +183,17 @@ def explained_forward_errors(
         raise explained from error
 
 
+def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
+    r"""
+    Checks that an option is one of ``choices``; the error names the argument and
+    the choices (``"score must be 'probability' or 'logit'; got 'prob'"``).
+    """
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {listed}; got {value!r}")
+    return value
+
+
 def check_positive_int(value: Any, name: str, allow_none: bool = True) -> Optional[int]:
     r"""Checks that ``value`` is a positive int (or None when allowed) and returns it."""
     if value is None and allow_none:

@@ -50,6 +50,7 @@ from captum_cams._utils.guards import (
     preserved_model_state,
     target_indices,
 )
+from captum_cams._utils.scores import scores_of
 
 CamOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -145,6 +146,12 @@ class CamBase(LayerAttribution):
 
     #: Whether :meth:`_weights` needs ``dy_c/dA`` (one backward to the layer).
     uses_gradients: bool = True
+
+    #: Called as ``forward_observer(inputs, outputs)`` after every forward pass of
+    #: :meth:`_capture` (formatted inputs, detached model outputs), so that a caller
+    #: can reuse a forward pass the method made anyway (TFT takes the unmasked
+    #: probabilities from it). None: nothing is called.
+    forward_observer: Optional[Callable[[Tuple[Tensor, ...], Tensor], None]] = None
 
     def __init__(
         self,
@@ -252,7 +259,7 @@ class CamBase(LayerAttribution):
                 raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
             record["target"] = target_indices(target, outputs)
             record["outputs"] = outputs.detach()
-            scores = torch.softmax(outputs, dim=1) if score == "probability" else outputs
+            scores = scores_of(outputs, score)
             return scores.gather(1, record["target"][:, None]).squeeze(1)
 
         gradients: Optional[Tensor] = None
@@ -300,6 +307,8 @@ class CamBase(LayerAttribution):
             raise ValueError(
                 f"the layer must produce a single tensor; it produced {len(layer_evals)}"
             )
+        if self.forward_observer is not None:
+            self.forward_observer(inputs, record["outputs"])
         activations = layer_evals[0].detach()
         if activations.dim() != 4:
             raise ValueError(

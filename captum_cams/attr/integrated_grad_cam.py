@@ -1,5 +1,4 @@
 #!/usr/bin/env python3
-import math
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -12,10 +11,10 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.baselines import parse_baselines
 from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import (
     TargetLike,
-    check_finite,
     check_positive_int,
     format_target,
     preserved_model_state,
@@ -47,22 +46,13 @@ def _format_baselines(baselines: BaselineInput, inputs: Tensor) -> Tensor:
     baselines per example.
     """
     num, channels, height, width = inputs.shape
-    if baselines is None:
+    parsed = parse_baselines(baselines, names=(), finite=True)
+    if parsed is None:
         return torch.zeros_like(inputs).unsqueeze(1)
-    if isinstance(baselines, bool):
-        raise TypeError("baselines must be None, a number or a tensor; got bool")
-    if isinstance(baselines, (int, float)):
-        if not math.isfinite(baselines):
-            raise ValueError(f"baselines must be a finite number; got {baselines!r}")
-        return torch.full_like(inputs, float(baselines)).unsqueeze(1)
-    if not isinstance(baselines, Tensor):
-        raise TypeError(
-            f"baselines must be None, a number or a tensor; got {type(baselines).__name__}"
-        )
-    if not baselines.is_floating_point():
-        baselines = baselines.to(inputs.dtype)
-    check_finite(baselines, "baselines")
-    baselines = baselines.detach().to(dtype=inputs.dtype, device=inputs.device)
+    if isinstance(parsed, float):
+        return torch.full_like(inputs, parsed).unsqueeze(1)
+    assert isinstance(parsed, Tensor)
+    baselines = parsed.to(dtype=inputs.dtype, device=inputs.device)
     if baselines.dim() <= 4:
         batch_shape = baselines.shape[0] if baselines.dim() == 4 else 1
         if batch_shape not in (1, num):
@@ -367,9 +357,9 @@ class LayerIntegratedGradCam(GradientCamBase):
         weights = self._weights(context)
         activations = context.activations
         if start_activations is not None:
-            activations = activations - start_activations.repeat(
-                len(alphas), *([1] * (activations.dim() - 1))
-            )
+            # step-major rows: A(x') of row r broadcasts over the steps, no copies
+            steps = activations.reshape(len(alphas), num_rows, *activations.shape[1:])
+            activations = (steps - start_activations).reshape(activations.shape)
         maps = self._map(weights, activations, relu_attributions)
         maps = maps.reshape(len(alphas), num_rows, *maps.shape[1:])
         return (step.view(-1, 1, 1, 1, 1).to(maps.dtype) * maps).sum(dim=0)

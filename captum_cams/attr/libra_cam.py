@@ -43,9 +43,10 @@ from torch.nn import Module
 
 from captum_cams._utils.guards import TargetLike, check_positive_int, preserved_model_state
 from captum_cams._utils.maps import minmax_normalize, upsample
+from captum_cams._utils.scores import check_score, scores_of
+from captum_cams._utils.thresholding import check_threshold_mode, check_thresholds
 from captum_cams.attr._base import CamContext, GradientCamBase
 from captum_cams.attr.reference_library import ReferenceLibrary
-from captum_cams.metrics._scoring import check_score
 from captum_cams.tuning.reference_filtering import filter_rows
 from captum_cams.tuning.threshold_calibration import (
     DEFAULT_CALIBRATION_THRESHOLDS,
@@ -53,7 +54,6 @@ from captum_cams.tuning.threshold_calibration import (
     threshold_calibration,
     threshold_calibration_authors,
 )
-from captum_cams.tuning.threshold_fine_tuning import _check_threshold_mode, _check_thresholds
 
 #: The values ``variant`` accepts: the paper's Algorithm 1 or the authors' code.
 LIBRA_VARIANTS: Tuple[str, ...] = ("paper", "authors")
@@ -228,8 +228,8 @@ class LayerLibraCam(GradientCamBase):
             )
         authors = variant == "authors"
         check_positive_int(internal_batch_size, "internal_batch_size")
-        values = _check_thresholds(thresholds)
-        _check_threshold_mode(threshold_mode)
+        values = check_thresholds(thresholds)
+        check_threshold_mode(threshold_mode)
         if use_references and self.library is None:
             raise ValueError(
                 "library is required with use_references=True: give "
@@ -259,7 +259,7 @@ class LayerLibraCam(GradientCamBase):
             if filter_references:
                 original = None
                 if authors:
-                    probabilities = torch.softmax(context.outputs.to(x.dtype), dim=1)
+                    probabilities = scores_of(context.outputs.to(x.dtype), "probability")
                     original = probabilities.gather(1, context.target.unsqueeze(1)).squeeze(1)
                 filtered = filter_rows(
                     self.forward_func, x, base_maps, row_example, context.target, afa,

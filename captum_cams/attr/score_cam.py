@@ -8,14 +8,13 @@ from torch import Tensor
 from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import TargetLike, check_positive_int
 from captum_cams._utils.maps import minmax_normalize, upsample
+from captum_cams._utils.scores import check_score, scores_of
 from captum_cams.attr._base import (
     CamContext,
     CamOutput,
     PerturbationCamBase,
     batched_target_scores,
 )
-
-_SCORES = ("logit", "probability")
 
 
 class LayerScoreCam(PerturbationCamBase):
@@ -54,7 +53,7 @@ class LayerScoreCam(PerturbationCamBase):
         activations = context.activations
         num_examples, num_channels = activations.shape[:2]
         device = activations.device
-        as_probability = context.options["score"] == "probability"
+        score = context.options["score"]
         # A constant channel (e.g. all zero after a ReLU) normalises to the zero mask,
         # so all constant channels of an example mask its input to the same image:
         # that image is evaluated once per example and its score shared.
@@ -75,7 +74,7 @@ class LayerScoreCam(PerturbationCamBase):
             others = take_examples(context.inputs[1:], examples, num_examples)
             extra = take_examples(context.additional_forward_args, examples, num_examples)
             outputs = self.forward_func(masked, *others, *extra)
-            return outputs.softmax(dim=1) if as_probability else outputs
+            return scores_of(outputs, score)
 
         evaluated_scores = batched_target_scores(
             masked_outputs,
@@ -133,8 +132,7 @@ class LayerScoreCam(PerturbationCamBase):
             >>> maps = LayerScoreCam(net, net.layer4).attribute(images, target=labels)
         """
         check_positive_int(internal_batch_size, "internal_batch_size")
-        if score not in _SCORES:
-            raise ValueError(f"score must be one of {_SCORES}; got {score!r}")
+        check_score(score)
         return self._attribute_cam(
             inputs,
             target,

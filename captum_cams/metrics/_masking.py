@@ -14,21 +14,27 @@ constant or a user tensor). With the zero baseline this is the ``M ⊙ x`` of
 Maps are brought to input resolution once by :func:`prepare_maps`:
 ``mm(up(I))``, the ``up`` and ``mm`` of ``METHODS.md``.
 
-Pixel rankings (:func:`pixel_ranks`) sort by value, highest first; ties are broken
-by the row-major pixel index (a stable sort), so results are deterministic.
+Thresholds, pixel rankings and kept counts come from the one thresholding module,
+:mod:`captum_cams._utils.thresholding` (rankings sort by value, highest first; ties
+are broken by the row-major pixel index, so results are deterministic).
 """
 
-import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike, parse_baselines
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample
+from captum_cams._utils.thresholding import (
+    check_fraction,
+    count_of_fraction,
+    pixel_ranks,
+    threshold_mask,
+    top_k_mask,
+)
 
-#: What ``baselines`` may be: ``None``/``"zero"``, ``"blur"``, a number or a tensor.
-BaselineLike = Union[None, str, float, int, Tensor]
 
 #: Default Gaussian blur of the ``"blur"`` baseline (RISE's kernel: 11 pixels, sigma 5).
 BLUR_KERNEL_SIZE: int = 11
@@ -71,72 +77,6 @@ def prepare_maps(
     if torch.isinf(maps).any():
         raise ValueError(f"{name} contains inf")
     return minmax_normalize(upsample(maps, size))
-
-
-def check_fraction(value: float, name: str, allow_zero: bool = False) -> float:
-    r"""Checks that ``value`` is a real number in ``(0, 1]`` (``[0, 1]`` if allowed)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}")
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (low_ok and value <= 1) or math.isnan(value):
-        bounds = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(f"{name} must be in {bounds}; got {value!r}")
-    return float(value)
-
-
-def count_of_fraction(fraction: float, num_pixels: int) -> int:
-    r"""Number of pixels in ``fraction`` of ``num_pixels``: rounded half up."""
-    return int(math.floor(fraction * num_pixels + 0.5))
-
-
-def pixel_ranks(maps: Tensor) -> Tensor:
-    r"""
-    Rank of every pixel of every map, ``0`` for the highest value.
-
-    Args:
-        maps (Tensor): ``N x 1 x H x W`` maps.
-
-    Returns:
-        *Tensor*: ``N x (H*W)`` long ranks; ties are ranked by row-major pixel index.
-    """
-    order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)
-    return torch.argsort(order, dim=1)
-
-
-def top_k_mask(ranks: Tensor, counts: Tensor, shape: Tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    r"""
-    Binary masks of the ``counts[i]`` highest-ranked pixels of row ``i`` of ``ranks``.
-
-    Args:
-        ranks (Tensor): ``B x (H*W)`` ranks from :func:`pixel_ranks`.
-        counts (Tensor): ``(B,)`` numbers of pixels to select.
-        shape (tuple[int, ...]): ``(H, W)``.
-        dtype (torch.dtype): dtype of the mask.
-
-    Returns:
-        *Tensor*: ``B x 1 x H x W`` mask with ones on the selected pixels.
-    """
-    selected = ranks < counts.to(ranks.device).unsqueeze(1)
-    return selected.to(dtype).reshape(ranks.shape[0], 1, *shape)
-
-
-def threshold_mask(maps: Tensor, threshold: Union[float, Tensor], binary: bool = False) -> Tensor:
-    r"""
-    ``I_t = I ⊙ 1[I ≥ t]`` (soft), or the binary ``M_t = 1[I_t ≠ 0]`` (TFT's mask).
-
-    Args:
-        maps (Tensor): maps in ``[0, 1]``.
-        threshold (float or Tensor): the value threshold ``t``; a tensor
-                    broadcastable to ``maps`` gives one threshold per map.
-        binary (bool, optional): return ``M_t`` instead of ``I_t``. Default: False
-
-    Returns:
-        *Tensor*: mask of the same shape and dtype as ``maps``.
-    """
-    kept = maps * (maps >= threshold).to(maps.dtype)
-    if binary:
-        return (kept != 0).to(maps.dtype)
-    return kept
 
 
 def build_mask(
@@ -228,32 +168,42 @@ def make_baseline(inputs: Tensor, baselines: BaselineLike, name: str = "baseline
     Returns:
         *Tensor*: an ``N x C x H x W`` tensor (possibly an expanded view).
     """
-    if baselines is None or (isinstance(baselines, str) and baselines == "zero"):
+    parsed = parse_baselines(baselines, name)
+    if parsed is None or (isinstance(parsed, str) and parsed == "zero"):
         return torch.zeros_like(inputs)
-    if isinstance(baselines, str):
-        if baselines == "blur":
-            return gaussian_blur(inputs)
-        raise ValueError(f"{name} must be 'zero', 'blur', a number or a tensor; got {baselines!r}")
-    if isinstance(baselines, bool):
-        raise TypeError(f"{name} must be 'zero', 'blur', a number or a tensor; got bool")
-    if isinstance(baselines, (int, float)):
-        return torch.full_like(inputs, float(baselines))
-    if isinstance(baselines, Tensor):
-        try:
-            out = torch.broadcast_to(baselines.detach().to(inputs), inputs.shape)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{name} must be broadcastable to the inputs' shape {tuple(inputs.shape)}; "
-                f"got shape {tuple(baselines.shape)}"
-            ) from exc
-        if torch.isnan(out).any():
-            raise ValueError(f"{name} contains NaN")
-        return out
-    raise TypeError(
-        f"{name} must be 'zero', 'blur', a number or a tensor; got {type(baselines).__name__}"
-    )
+    if isinstance(parsed, str):  # "blur"
+        return gaussian_blur(inputs)
+    if isinstance(parsed, float):
+        return torch.full_like(inputs, parsed)
+    assert isinstance(parsed, Tensor)
+    try:
+        return torch.broadcast_to(parsed.to(inputs), inputs.shape)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{name} must be broadcastable to the inputs' shape {tuple(inputs.shape)}; "
+            f"got shape {tuple(parsed.shape)}"
+        ) from exc
 
 
 def apply_mask(inputs: Tensor, keep: Tensor, baseline: Tensor) -> Tensor:
     r"""``keep ⊙ inputs + (1 − keep) ⊙ baseline`` (a new tensor; inputs are untouched)."""
     return keep * inputs + (1 - keep) * baseline
+
+
+def sweep_baseline(inputs: Tensor, baselines: BaselineLike) -> Optional[Tensor]:
+    r"""The baseline of :func:`masked_copies`: None for zeros, else :func:`make_baseline`."""
+    parsed = parse_baselines(baselines)
+    if parsed is None or (isinstance(parsed, str) and parsed == "zero"):
+        return None
+    return make_baseline(inputs, parsed)
+
+
+def masked_copies(inputs: Tensor, keep: Tensor, baseline: Optional[Tensor]) -> Tensor:
+    r"""
+    ``keep ⊙ x + (1 − keep) ⊙ b`` (:func:`apply_mask`); with the zero baseline
+    (``baseline=None``, see :func:`sweep_baseline`) just ``keep ⊙ x``, the same
+    values without the three full-size temporaries of the baseline term.
+    """
+    if baseline is None:
+        return inputs * keep
+    return apply_mask(inputs, keep, baseline)

@@ -10,37 +10,32 @@ example only, the chunk size cannot change a result (apart from the model's own
 batch dependence, e.g. BatchNorm in training mode).
 """
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import torch
 from captum._utils.common import _format_additional_forward_args, _run_forward
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, take_examples
 from captum_cams._utils.guards import (
     TargetLike,
     check_positive_int,
     explained_forward_errors,
+    format_target,
+    preserved_model_state,
     target_indices,
 )
-
-SCORES = ("probability", "logit")
-
-
-def check_score(score: str) -> str:
-    r"""Checks the ``score`` option: ``"probability"`` (softmax) or ``"logit"``."""
-    if score not in SCORES:
-        raise ValueError(f"score must be 'probability' or 'logit'; got {score!r}")
-    return score
+from captum_cams._utils.scores import check_score, scores_of
+from captum_cams._utils.thresholding import KeepFunction
+from captum_cams.metrics._masking import masked_copies, sweep_baseline
 
 
 def _to_scores(outputs: Tensor, score: str) -> Tensor:
     if not isinstance(outputs, Tensor) or outputs.dim() != 2:
         shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
         raise ValueError(f"forward_func must return an N x num_classes tensor; got {shape}")
-    if score == "probability":
-        return torch.softmax(outputs, dim=1)
-    return outputs
+    return scores_of(outputs, score)
 
 
 def _forward_scores(
@@ -136,7 +131,134 @@ def perturbed_scores(
     return out.reshape(num, num_steps)
 
 
+class TargetScores(NamedTuple):
+    r"""Target scores ``y`` (``(N,)``) and ``o`` (``N x S``), and with probabilities
+    their logarithms, from which ratios are exact where ``y`` underflows to 0."""
+
+    y: Tensor
+    o: Tensor
+    log_y: Optional[Tensor]
+    log_o: Optional[Tensor]
+
+
+def probability_scores(logits: Tensor, all_o: Tensor, target_idx: Tensor) -> TargetScores:
+    r"""
+    The softmax target probabilities of the inputs (``logits``, ``N x num_classes``)
+    and of their perturbations (``all_o``, ``N x S x num_classes`` logits from
+    :func:`perturbed_scores` with ``return_all``), with their float64 logarithms:
+    the difference of those is exact to the logits' precision where a probability
+    underflows to 0 (its logit far below the largest one).
+    """
+    column = target_idx.unsqueeze(1)
+    y = scores_of(logits, "probability").gather(1, column).squeeze(1)
+    log_y = torch.log_softmax(logits.to(torch.float64), dim=1).gather(1, column).squeeze(1)
+    columns = column.unsqueeze(1).expand(-1, all_o.shape[1], 1)
+    o = torch.softmax(all_o, dim=2).gather(2, columns).squeeze(2)
+    log_o = torch.log_softmax(all_o.to(torch.float64), dim=2).gather(2, columns).squeeze(2)
+    return TargetScores(y, o, log_y, log_o)
+
+
+def relative_change(scores: TargetScores, metric: str, may_grow: bool = True) -> Tensor:
+    r"""
+    ``(o − y) / y``, ``N x S``, finite when ``y`` underflows.
+
+    Where the probability ``y`` is 0 or subnormal (the target's logit is ~88 below
+    the largest in float32, ~708 in float64), the quotient is taken as
+    ``expm1(log o − log y)`` in float64 from the log-probabilities, its exact value.
+    When that value is too large for the dtype (an increase from an underflowed
+    ``y``), an error names the examples, unless ``may_grow`` is False (the caller
+    keeps only the decrease, which is bounded by 1).
+    """
+    y = scores.y.unsqueeze(1)
+    change = (scores.o - y) / y
+    if scores.log_y is None or scores.log_o is None:
+        return change
+    tiny = y <= torch.finfo(y.dtype).tiny
+    if not bool(tiny.any()):
+        return change
+    exact = torch.expm1(scores.log_o - scores.log_y.unsqueeze(1)).to(change.dtype)
+    change = torch.where(tiny, exact, change)
+    if may_grow and not bool(torch.isfinite(change).all()):
+        rows = torch.nonzero(~torch.isfinite(change).all(dim=1)).flatten().tolist()
+        raise ValueError(
+            f"{metric}: the target probability of inputs {rows} underflows to "
+            f"{float(scores.y[rows[0]]):.3g} in {y.dtype} and o/y exceeds its range; "
+            "run the model in float64 (model.double(), inputs.double()) or choose "
+            "another target"
+        )
+    return change
+
+
 def check_metric_args(max_examples_per_batch: Any, score: str) -> None:
     r"""The checks every perturbation metric makes on its common options."""
     check_positive_int(max_examples_per_batch, "max_examples_per_batch")
     check_score(score)
+
+
+def _range_checked(forward_func: Callable, target_idx: Tensor) -> Callable:
+    r"""``forward_func`` that also checks ``target_idx`` against its number of
+    classes (the check :func:`target_indices` makes on the unmasked outputs)."""
+
+    def forward(*args: Any) -> Any:
+        outputs = forward_func(*args)
+        if isinstance(outputs, Tensor) and outputs.dim() == 2:
+            num_classes = outputs.shape[1]
+            if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
+                raise ValueError(
+                    f"target out of range: the model has {num_classes} classes; got "
+                    f"{target_idx.tolist()}"
+                )
+        return outputs
+
+    return forward
+
+
+def masked_scores(
+    forward_func: Callable,
+    x: Tensor,
+    keep: KeepFunction,
+    num_steps: int,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    score: str,
+    baselines: BaselineLike,
+    original: bool = True,
+    return_all: bool = False,
+) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+    r"""
+    The sweep of threshold fine-tuning and threshold calibration: target scores of
+    the inputs masked by ``keep(examples, steps)``
+    (:mod:`captum_cams._utils.thresholding`; removed pixels become ``baselines``),
+    in chunks, under ``torch.no_grad()``.
+
+    With ``original`` (or ``target`` None, whose predicted class needs it) the
+    unmasked inputs are evaluated first; otherwise only the ``N x num_steps``
+    masked inputs are, and ``target`` is range-checked on their outputs.
+
+    Returns:
+        *tuple*: ``(o, y, idx)``: ``N x num_steps`` scores of the masked inputs
+        (``N x num_steps x num_classes`` with ``return_all``), ``(N,)`` scores of
+        the inputs (None when not evaluated) and the ``(N,)`` target indices.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
+        base = sweep_baseline(x, baselines)
+        y: Optional[Tensor] = None
+        model = forward_func
+        if original or target is None:
+            y, idx, _ = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+            )
+        else:
+            idx = format_target(target, x.shape[0], x.device)
+            model = _range_checked(forward_func, idx)
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            kept = keep(examples, steps)
+            return masked_copies(x[examples], kept, None if base is None else base[examples])
+
+        o = perturbed_scores(
+            model, x, num_steps, build, idx, additional_forward_args,
+            max_examples_per_batch, score, return_all,
+        )  # fmt: skip
+    return o, y, idx

@@ -21,30 +21,26 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 from captum_cams.metrics._masking import (
-    BaselineLike,
     apply_mask,
     build_mask,
-    check_fraction,
     make_baseline,
     prepare_maps,
-    threshold_mask,
 )
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics._scoring import (
+    TargetScores,
+    check_metric_args,
+    original_scores,
+    perturbed_scores,
+    probability_scores,
+    relative_change,
+)
 
 #: The thresholds of :func:`threshold_sweep`: 0, 0.1, ..., 1.0.
 DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))
-
-
-class _Scores(NamedTuple):
-    r"""Target scores ``y`` (``(N,)``) and ``o`` (``N x S``), and with probabilities
-    their logarithms, from which ratios are exact where ``y`` underflows to 0."""
-
-    y: Tensor
-    o: Tensor
-    log_y: Optional[Tensor]
-    log_o: Optional[Tensor]
 
 
 def _target_scores(
@@ -56,7 +52,7 @@ def _target_scores(
     score: str,
     num_steps: int,
     build: Callable[[Tensor, Tensor], Tensor],
-) -> _Scores:
+) -> TargetScores:
     r"""``y`` of ``x`` and ``o`` of the ``N x num_steps`` inputs ``build`` makes."""
     if score != "probability":
         y, idx, _ = original_scores(
@@ -66,55 +62,17 @@ def _target_scores(
             forward_func, x, num_steps, build, idx, additional_forward_args,
             max_examples_per_batch, score,
         )  # fmt: skip
-        return _Scores(y, o, None, None)
-    # probabilities: keep the logits, so that log-probabilities exist where a
+        return TargetScores(y, o, None, None)
+    # probabilities from the logits, so that log-probabilities exist where a
     # probability underflows to 0 (its logit far below the largest one)
     _, idx, logits = original_scores(
         forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
     )
-    column = idx.unsqueeze(1)
-    y = torch.softmax(logits, dim=1).gather(1, column).squeeze(1)
-    # float64 log-probabilities: their difference is then exact to the logits' precision
-    log_y = torch.log_softmax(logits.to(torch.float64), dim=1).gather(1, column).squeeze(1)
     all_o = perturbed_scores(
         forward_func, x, num_steps, build, idx, additional_forward_args,
         max_examples_per_batch, "logit", return_all=True,
     )  # fmt: skip
-    columns = column.unsqueeze(1).expand(-1, num_steps, 1)
-    o = torch.softmax(all_o, dim=2).gather(2, columns).squeeze(2)
-    log_o = torch.log_softmax(all_o.to(torch.float64), dim=2).gather(2, columns).squeeze(2)
-    return _Scores(y, o, log_y, log_o)
-
-
-def _relative_change(scores: _Scores, metric: str, may_grow: bool = True) -> Tensor:
-    r"""
-    ``(o − y) / y``, ``N x S``, finite when ``y`` underflows.
-
-    Where the probability ``y`` is 0 or subnormal (the target's logit is ~88 below
-    the largest in float32, ~708 in float64), the quotient is taken as
-    ``expm1(log o − log y)`` in float64 from the log-probabilities, its exact value.
-    When that value is too large for the dtype (an increase from an underflowed
-    ``y``), an error names the examples, unless ``may_grow`` is False (the caller
-    keeps only the decrease, which is bounded by 1).
-    """
-    y = scores.y.unsqueeze(1)
-    change = (scores.o - y) / y
-    if scores.log_y is None or scores.log_o is None:
-        return change
-    tiny = y <= torch.finfo(y.dtype).tiny
-    if not bool(tiny.any()):
-        return change
-    exact = torch.expm1(scores.log_o - scores.log_y.unsqueeze(1)).to(change.dtype)
-    change = torch.where(tiny, exact, change)
-    if may_grow and not bool(torch.isfinite(change).all()):
-        rows = torch.nonzero(~torch.isfinite(change).all(dim=1)).flatten().tolist()
-        raise ValueError(
-            f"{metric}: the target probability of inputs {rows} underflows to "
-            f"{float(scores.y[rows[0]]):.3g} in {y.dtype} and o/y exceeds its range; "
-            "run the model in float64 (model.double(), inputs.double()) or choose "
-            "another target"
-        )
-    return change
+    return probability_scores(logits, all_o, idx)
 
 
 def _masked_confidence(
@@ -130,7 +88,7 @@ def _masked_confidence(
     baselines: BaselineLike,
     score: str,
     invert: bool = False,
-) -> _Scores:
+) -> TargetScores:
     r"""The target scores of the inputs and of the masked inputs (``S = 1``).
 
     With ``invert`` the complement ``1 − M`` is kept (the deletion of ADD).
@@ -216,7 +174,7 @@ def average_drop(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
     )  # fmt: skip
-    return torch.clamp(-_relative_change(scores, "average_drop", may_grow=False), min=0)[:, 0]
+    return torch.clamp(-relative_change(scores, "average_drop", may_grow=False), min=0)[:, 0]
 
 
 average_drop.__doc__ = _docstring(
@@ -275,7 +233,7 @@ def average_probability_increase(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
     )  # fmt: skip
-    return torch.clamp(_relative_change(scores, "average_probability_increase"), min=0)[:, 0]
+    return torch.clamp(relative_change(scores, "average_probability_increase"), min=0)[:, 0]
 
 
 average_probability_increase.__doc__ = _docstring(
@@ -334,7 +292,7 @@ def average_drop_in_deletion(
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
         invert=True,
     )  # fmt: skip
-    return -_relative_change(scores, "average_drop_in_deletion")[:, 0]
+    return -relative_change(scores, "average_drop_in_deletion")[:, 0]
 
 
 average_drop_in_deletion.__doc__ = _docstring(
@@ -399,7 +357,7 @@ def relative_probability_increase(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, None, threshold, binary, baselines, score,
     )  # fmt: skip
-    return torch.clamp(_relative_change(scores, "relative_probability_increase"), min=0)[:, 0]
+    return torch.clamp(relative_change(scores, "relative_probability_increase"), min=0)[:, 0]
 
 
 class ThresholdSweep(NamedTuple):
@@ -482,22 +440,17 @@ def threshold_sweep(
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
-    values = [check_fraction(t, "thresholds", allow_zero=True) for t in thresholds]
-    if len(values) == 0:
-        raise ValueError("thresholds must hold at least one value")
-    values = sorted(values)
+    values = check_thresholds(thresholds, allow_zero=True)
     with torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
         base = make_baseline(x, baselines)
-        t_tensor = torch.tensor(values, dtype=x.dtype, device=x.device)
+        keep, t_tensor = sweep_keep(maps, values, "value", binary=binary)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            t = t_tensor[steps].reshape(-1, 1, 1, 1)
-            keep = threshold_mask(maps[examples], t, binary=binary)
-            return apply_mask(x[examples], keep, base[examples])
+            return apply_mask(x[examples], keep(examples, steps), base[examples])
 
         scores = _target_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score,
@@ -507,8 +460,8 @@ def threshold_sweep(
         yy = y.unsqueeze(1)
         return ThresholdSweep(
             thresholds=t_tensor,
-            api=torch.clamp(_relative_change(scores, "threshold_sweep"), min=0),
-            apd=torch.clamp(-_relative_change(scores, "threshold_sweep", may_grow=False), min=0),
+            api=torch.clamp(relative_change(scores, "threshold_sweep"), min=0),
+            apd=torch.clamp(-relative_change(scores, "threshold_sweep", may_grow=False), min=0),
             ir=(o > yy).to(o.dtype),
             dr=(o < yy).to(o.dtype),
             scores=o,

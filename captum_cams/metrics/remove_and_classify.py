@@ -19,17 +19,15 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
-from captum_cams.metrics._masking import (
-    BaselineLike,
-    apply_mask,
+from captum_cams._utils.thresholding import (
     check_fraction,
     count_of_fraction,
-    make_baseline,
     pixel_ranks,
-    prepare_maps,
     top_k_mask,
 )
+from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
 from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
 
 DEFAULT_FRACTIONS = tuple(k / 10 for k in range(1, 10))

@@ -29,10 +29,11 @@ from captum._utils.common import _format_additional_forward_args
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams.metrics._masking import BaselineLike, apply_mask, make_baseline
+from captum_cams.metrics._masking import masked_copies, sweep_baseline
 from captum_cams.metrics._scoring import _forward_scores, check_metric_args, original_scores
 
 
@@ -107,13 +108,14 @@ def filter_rows(
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
     with torch.no_grad(), preserved_model_state(forward_func):
-        base = make_baseline(inputs, baselines)
+        base = sweep_baseline(inputs, baselines)
         row_example = row_example.to(inputs.device)
         target_idx = target_idx.to(inputs.device)
 
         def row_scores(rows: Tensor) -> Tensor:
             examples = row_example[rows]
-            masked = apply_mask(inputs[examples], maps[rows], base[examples])
+            keep = maps[int(rows[0]) : int(rows[-1]) + 1]  # consecutive rows: a view
+            masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
             scores = _forward_scores(forward_func, masked, examples, num, afa, score)
             return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
 

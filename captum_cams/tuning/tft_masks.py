@@ -52,14 +52,14 @@ from captum_cams._utils.distributed import (
     shard_indices,
 )
 from captum_cams._utils.guards import check_positive_int
-from captum_cams.metrics._masking import pixel_ranks, top_k_mask
-from captum_cams.tuning.threshold_fine_tuning import (
-    DEFAULT_TFT_THRESHOLDS,
-    _check_threshold_mode,
-    _check_thresholds,
-    _kept_counts,
-    threshold_fine_tuning,
+from captum_cams._utils.thresholding import (
+    check_threshold_mode,
+    check_thresholds,
+    kept_counts,
+    pixel_ranks,
+    top_k_mask,
 )
+from captum_cams.tuning.threshold_fine_tuning import DEFAULT_TFT_THRESHOLDS, threshold_fine_tuning
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -295,7 +295,7 @@ def _first_threshold_masks(maps: Tensor, tft_kwargs: Dict[str, Any]) -> Tensor:
     values = tft_kwargs["thresholds"]
     if tft_kwargs["threshold_mode"] == "value":
         return (maps >= min(values)).to(torch.float32)
-    counts = _kept_counts(values, maps)[:1].expand(maps.shape[0])
+    counts = kept_counts(values, tuple(maps.shape[-2:]), maps.device)[:1].expand(maps.shape[0])
     top = top_k_mask(pixel_ranks(maps), counts, tuple(maps.shape[-2:]), maps.dtype)
     return (maps * top != 0).to(torch.float32)
 
@@ -410,8 +410,8 @@ def generate_tft_masks(
         if len(mask_size) != 2 or any(not isinstance(s, int) or s < 1 for s in mask_size):
             raise ValueError(f"mask_size must be two positive ints (h, w); got {mask_size!r}")
         mask_size = (int(mask_size[0]), int(mask_size[1]))
-    values = _check_thresholds(thresholds)
-    _check_threshold_mode(threshold_mode)
+    values = check_thresholds(thresholds)
+    check_threshold_mode(threshold_mode)
     tft_kwargs = dict(
         thresholds=values,
         threshold_mode=threshold_mode,

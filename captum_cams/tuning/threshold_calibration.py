@@ -13,12 +13,14 @@ on Libra-CAM's ``L`` that is a departure from the paper (an option of
 :class:`~captum_cams.LayerLibraCam`, off by default).
 
 This is the maths of threshold fine-tuning (TFT) with a soft mask and the raw score
-instead of its relative increase; the masks are those of
-:mod:`captum_cams.metrics._masking` and all ``N x T`` masked inputs go through the
-package's one chunked sweep (:func:`captum_cams.metrics._scoring.perturbed_scores`).
+instead of its relative increase: the masks and the first-argmax selection are
+those of :mod:`captum_cams._utils.thresholding` and all ``N x T`` masked inputs go
+through the sweep TFT uses (:func:`captum_cams.metrics._scoring.masked_scores`).
 With ``threshold_mode="rank"`` ``t`` is the fraction of pixels kept. Unlike TFT, the
 arg-max is always taken, also when no threshold raises the score above the unmasked
-input's.
+input's. ``C_t`` needs no forward of the unmasked inputs: with a given ``target``
+only the ``N x T`` masked inputs are evaluated (one unmasked forward finds the
+predicted class when ``target`` is None).
 
 :func:`threshold_calibration_authors` is the calibration of the authors' released
 code (pixel ranks, keep-fractions ``0, 0.1, …, 0.9`` scored by the clipped increase
@@ -30,30 +32,25 @@ Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
 https://www.ijcai.org/proceedings/2022/0442
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.guards import TargetLike, check_image_batch
 from captum_cams._utils.maps import as_maps, upsample
-from captum_cams.metrics._masking import (
-    BaselineLike,
-    apply_mask,
-    make_baseline,
-    pixel_ranks,
-    prepare_maps,
-    threshold_mask,
-    top_k_mask,
+from captum_cams._utils.thresholding import (
+    check_threshold_mode,
+    check_thresholds,
+    first_argmax,
+    rank_keep,
+    sweep_keep,
 )
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
-from captum_cams.tuning.threshold_fine_tuning import (
-    DEFAULT_TFT_THRESHOLDS,
-    _check_threshold_mode,
-    _check_thresholds,
-    _kept_counts,
-)
+from captum_cams.metrics._masking import prepare_maps
+from captum_cams.metrics._scoring import check_metric_args, masked_scores
+from captum_cams.tuning.threshold_fine_tuning import DEFAULT_TFT_THRESHOLDS
 
 #: Libra-CAM's candidate thresholds: 0.1, 0.2, ..., 1.0 (the same ten values as TFT).
 DEFAULT_CALIBRATION_THRESHOLDS = DEFAULT_TFT_THRESHOLDS
@@ -155,19 +152,14 @@ def threshold_calibration(
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
-    values = _check_thresholds(thresholds)
-    _check_threshold_mode(threshold_mode)
+    values = check_thresholds(thresholds)
+    check_threshold_mode(threshold_mode)
     x = inputs.detach()
     maps = calibration_maps(attributions, x, normalize)
-    if threshold_mode == "value":
-        grid = torch.tensor(values, dtype=x.dtype, device=x.device)
-        keep = _value_keep(maps, grid)
-    else:
-        grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
-        keep = _rank_keep(maps, _kept_counts(values, maps))
-    scores, _ = masked_scores(
+    keep, grid = sweep_keep(maps, values, threshold_mode)
+    scores, _, _ = masked_scores(
         forward_func, x, keep, grid.shape[0], target, additional_forward_args,
-        max_examples_per_batch, score, baselines,
+        max_examples_per_batch, score, baselines, original=False,
     )  # fmt: skip
     with torch.no_grad():
         best = first_argmax(scores)
@@ -238,11 +230,12 @@ def threshold_calibration_authors(
     maps = calibration_maps(attributions, x, normalize=False)
     num_pixels = maps.shape[-1] * maps.shape[-2]
     counts = torch.tensor([authors_kept_count(i, num_pixels) for i in range(11)], device=x.device)
-    keep = _rank_keep(maps, counts)
-    o, y = masked_scores(
+    keep = rank_keep(maps, counts)
+    o, y, _ = masked_scores(
         forward_func, x, keep, 10, target, additional_forward_args,
         max_examples_per_batch, "probability", baselines,
     )  # fmt: skip
+    assert y is not None
     with torch.no_grad():
         scores = torch.clamp(o - y.unsqueeze(1), min=0)
         best = first_argmax(scores)
@@ -271,71 +264,6 @@ def calibration_maps(attributions: Tensor, x: Tensor, normalize: bool) -> Tensor
     if not torch.isfinite(maps).all():
         raise ValueError("attributions contains NaN or inf")
     return upsample(maps, tuple(x.shape[-2:]))
-
-
-def _value_keep(maps: Tensor, grid: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    r"""``keep(examples, steps)``: ``maps ⊙ 1[maps ≥ grid[step]]`` (soft)."""
-
-    def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1))
-
-    return keep
-
-
-def _rank_keep(maps: Tensor, counts: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    r"""``keep(examples, steps)``: ``maps ⊙ top(counts[step])`` (soft, by pixel rank)."""
-    ranks = pixel_ranks(maps)
-    shape = tuple(maps.shape[-2:])
-
-    def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        top = top_k_mask(ranks[examples], counts[steps], shape, maps.dtype)
-        return maps[examples] * top
-
-    return keep
-
-
-def masked_scores(
-    forward_func: Callable,
-    x: Tensor,
-    keep: Callable[[Tensor, Tensor], Tensor],
-    num_steps: int,
-    target: TargetLike,
-    additional_forward_args: Any,
-    max_examples_per_batch: Optional[int],
-    score: str,
-    baselines: BaselineLike,
-) -> Tuple[Tensor, Tensor]:
-    r"""
-    ``(o, y)``: target scores ``N x num_steps`` of the inputs masked by
-    ``keep(examples, steps)`` (removed pixels become ``baselines``) and ``(N,)`` of
-    the inputs themselves, in chunks, under ``torch.no_grad()``.
-    """
-    with torch.no_grad(), preserved_model_state(forward_func):
-        base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-
-        def build(examples: Tensor, steps: Tensor) -> Tensor:
-            return apply_mask(x[examples], keep(examples, steps), base[examples])
-
-        o = perturbed_scores(
-            forward_func, x, num_steps, build, idx, additional_forward_args,
-            max_examples_per_batch, score,
-        )  # fmt: skip
-    return o, y
-
-
-def first_argmax(values: Tensor) -> Tensor:
-    r"""
-    ``(N,)`` column of the maximum of every row of ``values`` (``N x T``); of
-    exactly equal maxima the first column. A row of NaN is an error.
-    """
-    if torch.isnan(values).any():
-        raise ValueError("the scores contain NaN: the model returned NaN on a masked input")
-    best = values.max(dim=1, keepdim=True).values
-    columns = torch.arange(values.shape[1], device=values.device).expand_as(values)
-    return torch.where(values == best, columns, values.shape[1]).min(dim=1).values
 
 
 __all__ = [

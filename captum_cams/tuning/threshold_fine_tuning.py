@@ -5,47 +5,72 @@ that raises the target probability most.
 For a map ``I = mm(up(attributions))`` in ``[0, 1]`` and every candidate ``τ``:
 ``I_τ = I ⊙ 1[I ≥ τ]``, ``M_τ = 1[I_τ ≠ 0]``, ``x̂_τ = M_τ ⊙ x`` and
 ``RPI(τ) = max(ŷ_c − y_c, 0) / y_c`` (softmax probabilities). The tuned map is
-``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves come from
+``I_τ*`` with ``τ* = argmax_τ RPI(τ)``. The curves are those of
 :func:`captum_cams.metrics.threshold_sweep` (``binary=True``: its ``api`` is the RPI),
-so all ``N x T`` masked inputs go through the model in one chunked sweep, and the
-masks are those of :mod:`captum_cams.metrics._masking`. Rank thresholds rank pixels
-with the same module's :func:`pixel_ranks`. ``variant="authors"`` is the exact setting
-of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels, their
-``int`` pixel counts, soft masks).
+computed by the sweep TFT shares with Libra-CAM's threshold calibration: the masks
+and the selection come from :mod:`captum_cams._utils.thresholding` (``sweep_keep``,
+``first_argmax``; rank thresholds rank pixels with its ``pixel_ranks``), and all
+``N x T`` masked inputs go through the model in one chunked loop
+(:func:`captum_cams.metrics._scoring.masked_scores`). ``variant="authors"`` is the exact
+setting of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels,
+their ``int`` pixel counts, soft masks).
+
+Cost: the ``N x T`` masked forward passes and one forward of the unmasked inputs
+(for ``y_c``); :class:`ThresholdFineTuned` takes ``y_c`` from the forward pass it
+makes anyway (the predicted class, or the wrapped CAM's own forward), so it adds
+only the ``N x T`` masked passes to the wrapped method.
 
 Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural Networks for
 Improved Input Attribution Based on Class Activation Maps", Applied Sciences 12(24),
 12961, 2022. https://www.mdpi.com/2076-3417/12/24/12961
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
+import contextlib
+import inspect
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
-from captum_cams.metrics._masking import (
-    BaselineLike,
-    apply_mask,
-    check_fraction,
-    count_of_fraction,
-    make_baseline,
-    pixel_ranks,
-    prepare_maps,
-    threshold_mask,
-    top_k_mask,
+from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_choice,
+    check_image_batch,
+    preserved_model_state,
+    target_indices,
 )
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
-from captum_cams.metrics.confidence import threshold_sweep
+from captum_cams._utils.scores import scores_of
+from captum_cams._utils.thresholding import (
+    check_threshold_mode,
+    check_thresholds,
+    first_argmax,
+    sweep_keep,
+)
+from captum_cams.metrics._masking import prepare_maps
+from captum_cams.metrics._scoring import (
+    check_metric_args,
+    masked_scores,
+    original_scores,
+    probability_scores,
+    relative_change,
+)
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
 DEFAULT_TFT_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
-
-#: The values ``threshold_mode`` accepts: value thresholds (the paper) or rank
-#: thresholds, fractions of pixels kept (the authors' code).
-THRESHOLD_MODES: Tuple[str, ...] = ("value", "rank")
 
 #: The values ``variant`` accepts: the paper's TFT or the authors' AFT code's.
 TFT_VARIANTS: Tuple[str, ...] = ("paper", "authors")
@@ -74,21 +99,6 @@ class TFTResult(NamedTuple):
     thresholds: Tensor
     rpi_curves: Tensor
     grid: Tensor
-
-
-def _check_thresholds(thresholds: Sequence[float]) -> Tuple[float, ...]:
-    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
-        raise TypeError(
-            f"thresholds must be a sequence of numbers in (0, 1]; got {type(thresholds).__name__}"
-        )
-    if len(thresholds) == 0:
-        raise ValueError("thresholds must hold at least one value in (0, 1]; got none")
-    return tuple(sorted(check_fraction(t, "thresholds") for t in thresholds))
-
-
-def _check_threshold_mode(threshold_mode: str) -> None:
-    if threshold_mode not in THRESHOLD_MODES:
-        raise ValueError(f"threshold_mode must be 'value' or 'rank'; got {threshold_mode!r}")
 
 
 @log_usage()
@@ -136,10 +146,10 @@ def threshold_fine_tuning(
     reproduced.) The preset fixes ``thresholds``, ``soft`` and ``threshold_mode``,
     which must keep their defaults.
 
-    The ``N x T`` masked inputs are evaluated in one sweep
-    (:func:`captum_cams.metrics.threshold_sweep` with ``binary=True`` for value
-    thresholds), at most ``max_examples_per_batch`` per forward pass, under
-    ``torch.no_grad()``.
+    The ``N x T`` masked inputs are evaluated in one sweep (the curves equal
+    :func:`captum_cams.metrics.threshold_sweep`'s ``api`` with ``binary=True`` for
+    value thresholds), at most ``max_examples_per_batch`` per forward pass, under
+    ``torch.no_grad()``, after one forward of the unmasked inputs.
 
     Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural
     Networks for Improved Input Attribution Based on Class Activation Maps",
@@ -192,70 +202,64 @@ def threshold_fine_tuning(
     """
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, "probability")
-    values = _check_thresholds(thresholds)
-    _check_threshold_mode(threshold_mode)
-    counts: Optional[Tensor] = None
-    if _check_variant(variant, values, soft, threshold_mode) == "authors":
-        values, soft, threshold_mode = AUTHORS_KEPT_FRACTIONS, True, "rank"
-        counts = _authors_kept_counts(tuple(inputs.shape[-2:]), inputs.device)
-    x = inputs.detach()
-    if threshold_mode == "value":
-        curves, grid = _value_curves(
-            forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, soft, baselines,
-        )  # fmt: skip
-    else:
-        curves, grid = _rank_curves(
-            forward_func, x, attributions, target, additional_forward_args,
-            max_examples_per_batch, values, soft, baselines, counts,
-        )  # fmt: skip
-    with torch.no_grad():
-        # the sweep's own I = mm(up(attributions)), made again the same way (mm is
-        # not idempotent on maps of tiny range, so the sweeps get the originals)
-        maps = prepare_maps(
-            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
-        )
-        num_thresholds = grid.shape[0]
-        best = curves.max(dim=1, keepdim=True).values
-        columns = torch.arange(num_thresholds, device=grid.device).expand_as(curves)
-        first_best = torch.where(curves == best, columns, num_thresholds).min(dim=1).values
-        first_best = first_best.clamp(max=num_thresholds - 1)  # a NaN row matches nothing
-        improved = best.squeeze(1) > 0
-        tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
-        if threshold_mode == "value":
-            kept = threshold_mask(maps, grid[first_best].reshape(-1, 1, 1, 1), binary=False)
-        else:
-            chosen = (counts if counts is not None else _kept_counts(values, maps))[first_best]
-            kept = maps * top_k_mask(pixel_ranks(maps), chosen, tuple(maps.shape[-2:]), maps.dtype)
-        tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
-    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+    values = check_thresholds(thresholds)
+    check_threshold_mode(threshold_mode)
+    setting = _setting(variant, values, soft, threshold_mode, inputs)
+    return _tune(
+        forward_func, inputs.detach(), attributions, target, additional_forward_args,
+        max_examples_per_batch, setting, baselines,
+    )  # fmt: skip
 
 
-def _value_curves(
+#: The logits (``N x num_classes``) and class indices (``(N,)``) of the unmasked
+#: inputs, when the caller already has them from its own forward pass.
+OriginalScores = Tuple[Tensor, Tensor]
+
+
+def _tune(
     forward_func: Callable,
     x: Tensor,
     attributions: Tensor,
     target: TargetLike,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
-    values: Tuple[float, ...],
-    soft: bool,
+    setting: "_Setting",
     baselines: BaselineLike,
-) -> Tuple[Tensor, Tensor]:
-    r"""RPI curves of value thresholds: ``threshold_sweep``'s API (ascending grid)."""
-    sweep = threshold_sweep(
-        forward_func,
-        x,
-        attributions,
-        target=target,
-        additional_forward_args=additional_forward_args,
-        max_examples_per_batch=max_examples_per_batch,
-        thresholds=values,
-        binary=not soft,
-        baselines=baselines,
-        score="probability",
-    )
-    return sweep.api, sweep.thresholds
+    original: Optional[OriginalScores] = None,
+) -> TFTResult:
+    r"""
+    TFT on checked arguments. ``I`` is made once and serves both the sweep and
+    the tuned map; ``original`` (from a forward pass the caller made on ``x``
+    anyway) saves the forward of the unmasked inputs.
+    """
+    with torch.no_grad(), preserved_model_state(forward_func):
+        maps = prepare_maps(
+            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+        )
+        values, soft, threshold_mode, counts = setting
+        keep, grid = sweep_keep(maps, values, threshold_mode, binary=not soft, counts=counts)
+        if original is None:
+            _, idx, logits = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
+            )
+        else:
+            logits, idx = original
+        all_o, _, _ = masked_scores(
+            forward_func, x, keep, grid.shape[0], idx, additional_forward_args,
+            max_examples_per_batch, "logit", baselines, original=False, return_all=True,
+        )  # fmt: skip
+        # the RPI exactly as threshold_sweep's api: exact where y_c underflows, an
+        # error where the increase exceeds the dtype
+        scores = probability_scores(logits, all_o, idx)
+        curves = torch.clamp(relative_change(scores, "threshold_sweep"), min=0)
+        first_best = first_argmax(curves, allow_nan=True)  # a NaN row selects its last
+        improved = curves.max(dim=1).values > 0
+        tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
+        # the tuned map I_τ*: the soft mask at the chosen column
+        soft_keep, _ = sweep_keep(maps, values, threshold_mode, counts=counts)
+        kept = soft_keep(torch.arange(x.shape[0], device=x.device), first_best)
+        tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
+    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
 
 
 #: The fractions of pixels the authors' AFT code keeps: 0.9, 0.8, ..., 0.1.
@@ -263,8 +267,7 @@ AUTHORS_KEPT_FRACTIONS: Tuple[float, ...] = tuple(round(1 - i / 10, 1) for i in 
 
 
 def _check_variant(variant: str, values: Tuple[float, ...], soft: bool, threshold_mode: str) -> str:
-    if variant not in TFT_VARIANTS:
-        raise ValueError(f"variant must be 'paper' or 'authors'; got {variant!r}")
+    check_choice(variant, TFT_VARIANTS, "variant")
     if variant == "authors" and (
         values != tuple(DEFAULT_TFT_THRESHOLDS) or soft or threshold_mode != "value"
     ):
@@ -286,85 +289,19 @@ def _authors_kept_counts(size: Tuple[int, ...], device: torch.device) -> Tensor:
     )
 
 
-def _kept_counts(values: Tuple[float, ...], maps: Tensor) -> Tensor:
-    r"""
-    ``(T,)`` pixels kept, ``round(τ·H·W)``, per rank threshold in descending order
-    (counted from the Python floats, not from a lower-precision tensor copy).
-    """
-    num_pixels = maps.shape[-1] * maps.shape[-2]
-    ordered = sorted(values, reverse=True)
-    return torch.tensor([count_of_fraction(q, num_pixels) for q in ordered], device=maps.device)
+#: TFT's checked setting: ``(values, soft, threshold_mode, counts)``; ``counts``
+#: (``(T,)`` pixels kept, descending) replaces ``round(τ·H·W)`` for the authors' preset.
+_Setting = Tuple[Tuple[float, ...], bool, str, Optional[Tensor]]
 
 
-def _rank_curves(
-    forward_func: Callable,
-    x: Tensor,
-    attributions: Tensor,
-    target: TargetLike,
-    additional_forward_args: Any,
-    max_examples_per_batch: Optional[int],
-    values: Tuple[float, ...],
-    soft: bool,
-    baselines: BaselineLike,
-    counts: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
-    r"""
-    RPI curves of rank thresholds: ``τ`` is the fraction of pixels kept, the
-    ``round(τ·H·W)`` highest of ``I`` (``counts``, descending, if given;
-    :func:`pixel_ranks`, ties by row-major index); ``I_τ = I ⊙ top(τ)`` and the mask
-    is ``1[I_τ ≠ 0]`` (``I_τ`` with ``soft``). The grid is descending, so masks
-    shrink along the columns as they do for value thresholds.
-    """
-    o, y, grid = rank_sweep_scores(
-        forward_func, x, attributions, target, additional_forward_args,
-        max_examples_per_batch, values, soft, baselines, "probability", counts,
-    )  # fmt: skip
-    yy = y.unsqueeze(1)
-    return torch.clamp(o - yy, min=0) / yy, grid
-
-
-def rank_sweep_scores(
-    forward_func: Callable,
-    x: Tensor,
-    attributions: Tensor,
-    target: TargetLike,
-    additional_forward_args: Any,
-    max_examples_per_batch: Optional[int],
-    values: Tuple[float, ...],
-    soft: bool,
-    baselines: BaselineLike,
-    score: str,
-    counts: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    r"""
-    The rank-threshold sweep of TFT: target scores ``o`` (``N x T``) of the inputs
-    masked by ``I_τ = I ⊙ top(τ)`` (binary ``1[I_τ ≠ 0]`` unless ``soft``), the
-    original scores ``y`` (``(N,)``) and the descending grid of fractions kept
-    (``(T,)``); ``counts`` (``(T,)``, descending) replaces the pixel counts
-    ``round(τ·H·W)``.
-    """
-    with torch.no_grad(), preserved_model_state(forward_func):
-        maps = prepare_maps(
-            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
-        )
-        base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-        grid = torch.tensor(sorted(values, reverse=True), dtype=x.dtype, device=x.device)
-        ranks = pixel_ranks(maps)
-        kept = counts if counts is not None else _kept_counts(values, maps)
-
-        def build(examples: Tensor, steps: Tensor) -> Tensor:
-            top = top_k_mask(ranks[examples], kept[steps], tuple(x.shape[-2:]), x.dtype)
-            keep = threshold_mask(maps[examples] * top, 0.0, binary=not soft)
-            return apply_mask(x[examples], keep, base[examples])
-
-        o = perturbed_scores(
-            forward_func, x, grid.shape[0], build, idx, additional_forward_args,
-            max_examples_per_batch, score,
-        )  # fmt: skip
-        return o, y, grid
+def _setting(
+    variant: str, values: Tuple[float, ...], soft: bool, threshold_mode: str, inputs: Tensor
+) -> _Setting:
+    r"""The setting TFT runs: the arguments as given, or the authors' preset."""
+    if _check_variant(variant, values, soft, threshold_mode) == "authors":
+        counts = _authors_kept_counts(tuple(inputs.shape[-2:]), inputs.device)
+        return AUTHORS_KEPT_FRACTIONS, True, "rank", counts
+    return values, soft, threshold_mode, None
 
 
 class ThresholdFineTuned(Attribution):
@@ -411,6 +348,7 @@ class ThresholdFineTuned(Attribution):
         inputs: Tensor,
         target: TargetLike = None,
         additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
         max_examples_per_batch: Optional[int] = None,
         thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
         return_details: bool = False,
@@ -429,6 +367,10 @@ class ThresholdFineTuned(Attribution):
                         and TFT (so they explain the same class). Default: None
             additional_forward_args (Any, optional): further arguments of
                         ``forward_func``, given to both. Default: None
+            attribute_to_layer_input (bool, optional): passed to the wrapped
+                        method's ``attribute`` (Captum's layer methods: the map of
+                        the layer's input instead of its output); True needs a
+                        wrapped method that takes it. Default: False
             max_examples_per_batch (int, optional): most masked inputs per forward
                         pass of TFT's sweep. None: all at once. Default: None
             thresholds (sequence of float, optional): TFT's candidates in
@@ -458,42 +400,103 @@ class ThresholdFineTuned(Attribution):
         """
         check_image_batch(inputs)
         check_metric_args(max_examples_per_batch, "probability")
-        _check_variant(variant, _check_thresholds(thresholds), soft, threshold_mode)
-        _check_threshold_mode(threshold_mode)
-        if target is None:
-            with torch.no_grad(), preserved_model_state(self.forward_func):
-                _, target, _ = original_scores(
-                    self.forward_func,
-                    inputs.detach(),
-                    None,
-                    additional_forward_args,
-                    max_examples_per_batch,
-                    "probability",
-                )
-        maps = self.attribution.attribute(
-            inputs,
-            target=target,
-            additional_forward_args=additional_forward_args,
-            **attribution_kwargs,
+        values = check_thresholds(thresholds)
+        check_threshold_mode(threshold_mode)
+        setting = _setting(variant, values, soft, threshold_mode, inputs)
+        attribution_kwargs = _with_layer_input(
+            self.attribution, attribute_to_layer_input, attribution_kwargs
         )
+        x = inputs.detach()
+        original: Optional[OriginalScores] = None
+        if target is None:
+            # the predicted class needs the unmasked forward: its probabilities are
+            # TFT's y as well
+            with torch.no_grad(), preserved_model_state(self.forward_func):
+                _, _, logits = original_scores(
+                    self.forward_func, x, None, additional_forward_args,
+                    max_examples_per_batch, "logit",
+                )  # fmt: skip
+            # the class of the highest probability, as the wrapper has always taken it
+            target = target_indices(None, scores_of(logits, "probability"))
+            original = (logits, target)
+        with _observed_outputs(self.attribution, inputs) as seen:
+            maps = self.attribution.attribute(
+                inputs,
+                target=target,
+                additional_forward_args=additional_forward_args,
+                **attribution_kwargs,
+            )
         if not isinstance(maps, Tensor):
             raise TypeError(
                 "the wrapped attribution must return one tensor of maps; got "
                 f"{type(maps).__name__} (options such as return_weights are not supported)"
             )
-        result = threshold_fine_tuning(
-            self.forward_func,
-            inputs,
-            maps,
-            target=target,
-            additional_forward_args=additional_forward_args,
-            max_examples_per_batch=max_examples_per_batch,
-            thresholds=thresholds,
-            soft=soft,
-            threshold_mode=threshold_mode,
-            baselines=baselines,
-            variant=variant,
-        )
+        if (
+            original is None
+            and seen
+            and (max_examples_per_batch is None or max_examples_per_batch >= x.shape[0])
+        ):
+            # the wrapped CAM's own forward of the whole batch is the unmasked
+            # forward TFT needs (the same batch TFT's own forward would evaluate)
+            original = (seen[0], target_indices(target, seen[0]))
+        result = _tune(
+            self.forward_func, x, maps, target, additional_forward_args,
+            max_examples_per_batch, setting, baselines, original,
+        )  # fmt: skip
         if return_details:
             return result.tuned_maps, result
         return result.tuned_maps
+
+
+def _with_layer_input(
+    attribution: Attribution, attribute_to_layer_input: bool, kwargs: Dict[str, Any]
+) -> Dict[str, Any]:
+    r"""
+    ``kwargs`` with ``attribute_to_layer_input`` for the wrapped ``attribute``
+    where that names it; True is also handed to one that takes ``**kwargs``, and
+    is an error naming the argument for one that takes neither. A False it cannot
+    take is left out (not attributing to the layer input is its behaviour anyway).
+    """
+    if not isinstance(attribute_to_layer_input, bool):
+        raise TypeError(
+            "attribute_to_layer_input must be a bool; got "
+            f"{type(attribute_to_layer_input).__name__}"
+        )
+    parameters = inspect.signature(attribution.attribute).parameters
+    named = "attribute_to_layer_input" in parameters
+    any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if named or (attribute_to_layer_input and any_keyword):
+        return {**kwargs, "attribute_to_layer_input": attribute_to_layer_input}
+    if attribute_to_layer_input:
+        raise ValueError(
+            "attribute_to_layer_input=True: the wrapped "
+            f"{type(attribution).__name__}.attribute has no attribute_to_layer_input "
+            "argument (it is not a layer attribution)"
+        )
+    return kwargs
+
+
+@contextlib.contextmanager
+def _observed_outputs(attribution: Attribution, inputs: Tensor) -> Iterator[List[Tensor]]:
+    r"""
+    Collects the model outputs of the forward pass a CAM of this package
+    (:class:`~captum_cams.attr._base.CamBase`) makes on exactly ``inputs`` (the
+    same tensor object, as the user gave it), so that TFT need not evaluate the
+    unmasked inputs again. Other attributions are not observed (the list stays
+    empty); the observer is removed on exit.
+    """
+    seen: List[Tensor] = []
+    if not hasattr(attribution, "forward_observer"):
+        yield seen
+        return
+
+    def observe(cam_inputs: Tuple[Tensor, ...], outputs: Tensor) -> None:
+        if not seen and cam_inputs and cam_inputs[0] is inputs:
+            seen.append(outputs)
+
+    previous = attribution.forward_observer
+    attribution.forward_observer = observe
+    try:
+        yield seen
+    finally:
+        attribution.forward_observer = previous

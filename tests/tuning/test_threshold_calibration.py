@@ -180,3 +180,25 @@ def test_argument_errors(small_cnn: Callable[[], nn.Module]) -> None:
         threshold_calibration(model, x, maps, max_examples_per_batch=0)
     with pytest.raises(ValueError, match="attributions"):
         threshold_calibration(model, x, maps[:1])
+
+
+def test_a_given_target_needs_only_the_masked_passes_and_is_range_checked(
+    small_cnn: Callable[[], nn.Module],
+):
+    # C_t does not use the unmasked input's score: with a given target only the
+    # N x T masked copies are evaluated, and the target is still checked
+    model = small_cnn()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    maps = torch.rand(2, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    sizes: List[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    try:
+        threshold_calibration(model, x, maps, target=[1, 3], max_examples_per_batch=8)
+        assert sizes == [8, 8, 4]
+        sizes.clear()
+        threshold_calibration(model, x, maps, max_examples_per_batch=8)
+        assert sizes == [2, 8, 8, 4]  # the predicted class needs the unmasked pass
+    finally:
+        handle.remove()
+    with pytest.raises(ValueError, match="target out of range"):
+        threshold_calibration(model, x, maps, target=[1, 5])

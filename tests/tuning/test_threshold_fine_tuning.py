@@ -414,3 +414,99 @@ def test_float32_keeps_its_dtype_and_counts_rank_pixels_from_the_exact_fractions
     # the top 4 pixels: I's 0 is the one left out, so the tuned map is I itself
     expected = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]).reshape(1, 1, 1, 5)
     torch.testing.assert_close(result.tuned_maps, expected)
+
+
+def _count_forwards(model: nn.Module) -> tuple:
+    r"""Batch sizes of every call of ``model`` (a list) and the hook's handle."""
+    sizes: List[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    return sizes, handle
+
+
+@pytest.mark.parametrize("given_target", [True, False], ids=["target", "predicted"])
+def test_wrapper_adds_only_the_masked_passes_to_the_method(
+    given_target, small_cnn: Callable[[], nn.Module]
+):
+    # y_c comes from a forward the wrapper makes anyway: the wrapped CAM's own
+    # forward of x (target given) or the forward that finds the predicted class
+    model = small_cnn()
+    x, _ = batch(n=3)
+    target = least_likely(model, x) if given_target else None
+    explained = target if given_target else model(x).argmax(dim=1).tolist()
+    method = LayerGradCamPlusPlus(model, model[2])
+    expected = threshold_fine_tuning(
+        model, x, method.attribute(x, target=explained), target=explained
+    )
+    sizes, handle = _count_forwards(model)
+    try:
+        tuned, details = ThresholdFineTuned(method).attribute(
+            x, target=target, max_examples_per_batch=12, return_details=True
+        )
+    finally:
+        handle.remove()
+    # the method's one pass of the 3 images (after the pass that finds the predicted
+    # class), then the 3 x 10 masked copies in chunks of 12: no pass of x for y_c
+    assert sizes == [3] * (1 if given_target else 2) + [12, 12, 6]
+    assert torch.equal(tuned, expected.tuned_maps)
+    assert torch.equal(details.rpi_curves, expected.rpi_curves)
+    assert method.forward_observer is None  # the observer is removed again
+
+
+def test_wrapper_passes_attribute_to_layer_input_to_a_layer_method(
+    small_cnn: Callable[[], nn.Module],
+):
+    # model[3] is the ReLU after the second convolution: its input holds negative
+    # pre-activations, so the maps of its input and output differ
+    model = small_cnn()
+    x, _ = batch(n=3)
+    target = least_likely(model, x)
+    method = CaptumLayerGradCam(model, model[3])
+    of_input = method.attribute(x, target=target, attribute_to_layer_input=True)
+    of_output = method.attribute(x, target=target)
+    assert not torch.equal(of_input, of_output)
+    expected = threshold_fine_tuning(model, x, of_input, target=target)
+    tuned = ThresholdFineTuned(method).attribute(x, target, None, True)
+    assert torch.equal(tuned, expected.tuned_maps)
+    default = ThresholdFineTuned(method).attribute(x, target=target)
+    assert torch.equal(default, threshold_fine_tuning(model, x, of_output, target=target)[0])
+    assert not torch.equal(tuned, default)
+
+
+def test_wrapper_refuses_attribute_to_layer_input_a_method_cannot_take(
+    small_cnn: Callable[[], nn.Module],
+):
+    from captum.attr import Saliency
+
+    model = small_cnn()
+    x, _ = batch(n=2)
+    tuned = ThresholdFineTuned(Saliency(model))
+    with pytest.raises(ValueError, match="attribute_to_layer_input=True: the wrapped Saliency"):
+        tuned.attribute(x, target=0, attribute_to_layer_input=True)
+    with pytest.raises(TypeError, match="attribute_to_layer_input must be a bool"):
+        tuned.attribute(x, target=0, attribute_to_layer_input=1)  # type: ignore[arg-type]
+    # left at False it is not handed on (Saliency.attribute would refuse the keyword)
+    maps = Saliency(model).attribute(x, target=0)
+    expected = threshold_fine_tuning(model, x, maps, target=0)
+    assert torch.equal(tuned.attribute(x, target=0), expected.tuned_maps)
+
+
+def test_rpi_stays_exact_where_the_target_probability_underflows():
+    # PixelLinear in float32 on x = -100 everywhere: z0 = -100 * (0.1 + 0.2 + 0.3 + 0.4)
+    # = -100, so y = sigmoid(-100) ~ 3.7e-44 is subnormal (2 % steps). The map is the
+    # weights, mm'd to 0, 1/3, 2/3, 1: tau = 0.5 keeps the pixels of weight 0.3 and
+    # 0.4 (z0 = -70), tau = 1 the one of 0.4 (z0 = -40). RPI = (1 + e^100)/(1 + e^-z0) - 1
+    # = e^30 - 1 and e^60 - 1 (to 1e-30), as threshold_sweep's api gives them.
+    model = PixelLinear().float()
+    x = torch.full((1, 1, 2, 2), -100.0)
+    maps = torch.tensor([[[[0.1, 0.2], [0.3, 0.4]]]])
+    expected = torch.tensor([[math.expm1(30.0), math.expm1(60.0)]])
+    result = threshold_fine_tuning(model, x, maps, target=0, thresholds=(0.5, 1.0))
+    assert torch.allclose(result.rpi_curves, expected, rtol=1e-6, atol=0)
+    assert torch.equal(
+        result.rpi_curves,
+        threshold_sweep(model, x, maps, 0, thresholds=(0.5, 1.0), binary=True).api,
+    )
+    assert result.thresholds.tolist() == [1.0]
+    # at x = -1000 the increase e^600 exceeds float32: an error naming the input
+    with pytest.raises(ValueError, match=r"inputs \[0\] underflows"):
+        threshold_fine_tuning(model, x * 10, maps, target=0, thresholds=(0.5, 1.0))
