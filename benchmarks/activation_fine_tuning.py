@@ -89,21 +89,15 @@ CHECKPOINT = "resnet20-12fca82f.th"
 COMPARISONS = [("TFT", "Original"), ("AFT", "Original"), ("AFT", "CE-only")]
 
 
-class _PaperGradCam(LayerGradCam):
-    r"""Grad-CAM with the paper's ReLU: ``LayerGradCam`` has Captum's default (no ReLU),
-    and :func:`generate_tft_masks` calls ``attribute(x, target=c)`` only."""
-
-    def attribute(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs.setdefault("relu_attributions", True)
-        return super().attribute(*args, **kwargs)
-
-
 METHODS: Dict[str, Callable[[nn.Module, nn.Module], object]] = {
-    "Grad-CAM": _PaperGradCam,
+    "Grad-CAM": LayerGradCam,
     "Grad-CAM++": LayerGradCamPlusPlus,
     "Ablation-CAM": LayerAblationCam,
     "Layer-CAM": LayerCam,
 }
+#: Keyword arguments of every ``attribute`` call: Grad-CAM's paper map is ReLU'd
+#: (``LayerGradCam`` has Captum's default, none); the others ReLU by default.
+ATTRIBUTE_KWARGS: Dict[str, Dict[str, Any]] = {"Grad-CAM": {"relu_attributions": True}}
 #: Each method's usual threshold in the paper's Table 1: the fraction of pixels kept.
 KEEP_TOP = {"Grad-CAM": 0.15, "Grad-CAM++": 0.5, "Ablation-CAM": 0.2, "Layer-CAM": 0.15}
 #: Two-sided 95 % Student t quantiles by degrees of freedom (intervals over seeds).
@@ -142,10 +136,12 @@ def _predicted(model: nn.Module, x: Tensor, batch: int) -> Tensor:
         return _in_batches(lambda rows: model(x[rows]).argmax(1), len(x), batch)
 
 
-def _maps(method, x: Tensor, target: Tensor, batch: int) -> Tensor:
-    r"""``method.attribute`` in batches."""
+def _maps(method, x: Tensor, target: Tensor, batch: int, kwargs: Dict[str, Any]) -> Tensor:
+    r"""``method.attribute`` (with ``kwargs``) in batches."""
     return _in_batches(
-        lambda rows: method.attribute(x[rows], target=target[rows]).detach(), len(x), batch
+        lambda rows: method.attribute(x[rows], target=target[rows], **kwargs).detach(),
+        len(x),
+        batch,
     )
 
 
@@ -175,10 +171,10 @@ def _both_scorings(
 
 
 def _scored(
-    method, model: nn.Module, x: Tensor, target: Tensor, keep_top: float
+    name: str, model: nn.Module, x: Tensor, target: Tensor, keep_top: float
 ) -> Dict[str, Dict[str, Tensor]]:
-    r"""Per-image scores of ``method``'s maps on ``model`` for ``target``."""
-    maps = _maps(method(model, model.layer3), x, target, 100)
+    r"""Per-image scores of method ``name``'s maps on ``model`` for ``target``."""
+    maps = _maps(METHODS[name](model, model.layer3), x, target, 100, ATTRIBUTE_KWARGS.get(name, {}))
     return _both_scorings(model, x, maps, target, keep_top)
 
 
@@ -445,6 +441,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             cache_dir=cache_dir / f"{name}-masks-of-{original_name}",
             batch_size=args.batch_size,
             shard_size=500,
+            attribute_kwargs=ATTRIBUTE_KWARGS.get(name),
         )
         mask_s = time.perf_counter() - started
         started = time.perf_counter()
@@ -466,7 +463,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         tuned_predicted = [_predicted(m, x_eval, 250) for m in tuned_models]
         keep_top = KEEP_TOP[name]
-        original_maps = _maps(base, x_eval, predicted, 100)
+        original_maps = _maps(base, x_eval, predicted, 100, ATTRIBUTE_KWARGS.get(name, {}))
         tft_maps = _tft_maps(model, x_eval, original_maps, predicted, 100)
         original = _both_scorings(model, x_eval, original_maps, predicted, keep_top)
         tft = {  # TFT scored with its own binary mask 1[I_τ* ≠ 0] (paper), or soft
@@ -474,10 +471,10 @@ def main(argv: Optional[List[str]] = None) -> None:
             "soft": _per_image(model, x_eval, tft_maps, predicted, None),
         }
         aft_runs = [
-            _scored(method, m, x_eval, t, keep_top) for m, t in zip(tuned_models, tuned_predicted)
+            _scored(name, m, x_eval, t, keep_top) for m, t in zip(tuned_models, tuned_predicted)
         ]
         ce_runs = [
-            _scored(method, c, x_eval, t, keep_top) for c, t in zip(controls, control_predicted)
+            _scored(name, c, x_eval, t, keep_top) for c, t in zip(controls, control_predicted)
         ]
         scorings: Dict[str, Dict] = {}
         for scoring in SCORINGS:

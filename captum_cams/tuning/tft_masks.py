@@ -122,7 +122,7 @@ def _device_of(model: Any) -> Optional[torch.device]:
 
 
 #: Version of the cache description; a cache of another version is refused.
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3  # 3: attribute_kwargs recorded (LayerGradCam's default is Captum's)
 
 
 def _model_fingerprint(model: Any) -> str:
@@ -256,6 +256,7 @@ def _shard_masks(
     mask_size: Optional[Tuple[int, int]],
     tft_kwargs: Dict[str, Any],
     unchanged_masks: str = "first_threshold",
+    attribute_kwargs: Optional[Dict[str, Any]] = None,
 ) -> Tuple[Tensor, Tensor]:
     r"""Masks and ``τ*`` of the items ``indices``, in batches of ``batch_size``."""
     all_masks: List[Tensor] = []
@@ -270,7 +271,7 @@ def _shard_masks(
         if target == "predicted":
             with torch.no_grad():
                 labels = model(x).argmax(dim=1)
-        maps = attribution.attribute(x, target=labels)
+        maps = attribution.attribute(x, target=labels, **(attribute_kwargs or {}))
         if not isinstance(maps, Tensor) or maps.dim() not in (3, 4):
             raise TypeError(
                 "attribution must return maps N x h x w or N x 1 x h x w; got "
@@ -287,6 +288,28 @@ def _shard_masks(
         all_masks.append(F.interpolate(keep, size=size, mode="area").cpu())
         all_taus.append(result.thresholds.to(torch.float32).cpu())
     return torch.cat(all_masks), torch.cat(all_taus)
+
+
+def _check_attribute_kwargs(attribute_kwargs: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    r"""``attribute_kwargs`` as a dict of plain values (str keys; bool, int, float, str
+    or None values), which the cache's ``meta.json`` can record exactly."""
+    if attribute_kwargs is None:
+        return {}
+    if not isinstance(attribute_kwargs, dict):
+        raise TypeError(
+            f"attribute_kwargs must be a dict or None; got {type(attribute_kwargs).__name__}"
+        )
+    for key, value in attribute_kwargs.items():
+        if not isinstance(key, str):
+            raise TypeError(f"attribute_kwargs: keys must be str; got {key!r}")
+        if key in ("inputs", "target"):
+            raise ValueError(f"attribute_kwargs: {key!r} is set by generate_tft_masks itself")
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise TypeError(
+                f"attribute_kwargs[{key!r}] must be a bool, int, float, str or None (it is "
+                f"recorded in the cache); got {type(value).__name__}"
+            )
+    return dict(sorted(attribute_kwargs.items()))
 
 
 def _first_threshold_masks(maps: Tensor, tft_kwargs: Dict[str, Any]) -> Tensor:
@@ -313,12 +336,13 @@ def generate_tft_masks(
     max_examples_per_batch: Optional[int] = None,
     show_progress: bool = True,
     unchanged_masks: str = "first_threshold",
+    attribute_kwargs: Optional[Dict[str, Any]] = None,
 ) -> TFTMasks:
     r"""
     TFT masks ``M_τ*`` of every item of a dataset for one CAM method, the auxiliary
     targets of activation fine-tuning (:class:`ActivationFineTuner`).
 
-    For each batch: ``maps = attribution.attribute(x, target=c)``, then
+    For each batch: ``maps = attribution.attribute(x, target=c, **attribute_kwargs)``, then
     :func:`threshold_fine_tuning` of the maps (one batched sweep over the
     candidate thresholds), the binary mask ``1[I_τ* ≠ 0]`` of the tuned maps at input
     resolution, resized to the maps' resolution (``mask_size``) with area
@@ -376,6 +400,11 @@ def generate_tft_masks(
                     ``"first_threshold"`` (Algorithm 1: the map at ``T[0]``) or
                     ``"unthresholded"`` (``1[I ≠ 0]``, a departure).
                     Default: ``"first_threshold"``
+        attribute_kwargs (dict, optional): further keyword arguments of every
+                    ``attribution.attribute`` call, plain values only (they are part
+                    of the cache's record), e.g. ``{"relu_attributions": True}`` for
+                    Grad-CAM's paper map (:class:`LayerGradCam` has Captum's default,
+                    no ReLU). Default: None
 
     Returns:
         *TFTMasks*: ``(masks, thresholds)``: ``N x 1 x h x w`` float32 masks and the
@@ -384,7 +413,10 @@ def generate_tft_masks(
     Examples::
 
         >>> cam = LayerGradCam(model, model.layer3)
-        >>> masks, taus = generate_tft_masks(cam, train_set, cache_dir="tft_cache")
+        >>> masks, taus = generate_tft_masks(
+        ...     cam, train_set, cache_dir="tft_cache",
+        ...     attribute_kwargs={"relu_attributions": True},
+        ... )
         >>> masks.shape
         torch.Size([50000, 1, 8, 8])
     """
@@ -412,6 +444,7 @@ def generate_tft_masks(
         mask_size = (int(mask_size[0]), int(mask_size[1]))
     values = check_thresholds(thresholds)
     check_threshold_mode(threshold_mode)
+    attribute_kwargs = _check_attribute_kwargs(attribute_kwargs)
     tft_kwargs = dict(
         thresholds=values,
         threshold_mode=threshold_mode,
@@ -432,6 +465,7 @@ def generate_tft_masks(
                 "thresholds": list(values),
                 "threshold_mode": threshold_mode,
                 "unchanged_masks": unchanged_masks,
+                "attribute_kwargs": attribute_kwargs,
             },
         )
         _check_meta(cache, meta)
@@ -454,7 +488,7 @@ def generate_tft_masks(
             else:
                 done = _shard_masks(
                     attribution, dataset, indices, batch_size, target, mask_size, tft_kwargs,
-                    unchanged_masks,
+                    unchanged_masks, attribute_kwargs,
                 )  # fmt: skip
                 if path is not None:
                     with atomic_path(path) as temporary:

@@ -184,6 +184,40 @@ def test_a_cache_of_other_settings_is_refused(tmp_path: Path) -> None:
         )
 
 
+def test_attribute_kwargs_reach_every_call_and_the_cache_record(tmp_path: Path) -> None:
+    model, data = tiny_cnn(), tiny_data(n=6)
+    relu = generate_tft_masks(
+        LayerGradCam(model, model[2]), data, batch_size=4, cache_dir=tmp_path,
+        show_progress=False, attribute_kwargs={"relu_attributions": True},
+    )  # fmt: skip
+    masks, taus = [], []  # one item at a time, Grad-CAM's paper map (ReLU) by hand
+    for image, label in data:
+        x = image.unsqueeze(0)
+        cam = LayerGradCam(model, model[2]).attribute(x, target=int(label)).clamp(min=0)
+        result = threshold_fine_tuning(model, x, cam, target=int(label))
+        keep = (result.tuned_maps != 0).double()
+        if torch.isnan(result.thresholds).all():
+            keep = (result.tuned_maps >= 0.1).double()
+        masks.append(F.avg_pool2d(keep, 2).float())
+        taus.append(result.thresholds.float())
+    torch.testing.assert_close(relu.masks, torch.cat(masks), rtol=0, atol=1e-7)
+    torch.testing.assert_close(relu.thresholds, torch.cat(taus), equal_nan=True)
+    plain = generate_tft_masks(LayerGradCam(model, model[2]), data, show_progress=False)
+    assert not torch.equal(plain.masks, relu.masks)  # the argument made a difference
+    with pytest.raises(ValueError, match="attribute_kwargs"):  # another record: refused
+        generate_tft_masks(
+            LayerGradCam(model, model[2]), data, batch_size=4, cache_dir=tmp_path,
+            show_progress=False,
+        )  # fmt: skip
+    cam = LayerGradCam(model, model[2])
+    with pytest.raises(TypeError, match="attribute_kwargs"):
+        generate_tft_masks(cam, data, attribute_kwargs=[("relu_attributions", True)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"attribute_kwargs\['weights'\]"):
+        generate_tft_masks(cam, data, attribute_kwargs={"weights": torch.ones(2)})
+    with pytest.raises(ValueError, match="'target'"):
+        generate_tft_masks(cam, data, attribute_kwargs={"target": 1})
+
+
 def test_bad_arguments_are_named() -> None:
     model, data = tiny_cnn(), tiny_data(n=2)
     cam = LayerGradCam(model, model[2])
