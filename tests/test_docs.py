@@ -4,11 +4,14 @@ the sections of Captum's docstrings."""
 
 import importlib
 import inspect
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import captum_cams
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,8 +42,7 @@ def _missing_sections(obj: object) -> list:
         if holder:  # result and option records: their fields are documented
             if "Attributes:" not in doc and "Args:" not in doc:
                 missing.append("Attributes: or Args:")
-            return missing
-        if parameters and "Args:" not in doc:
+        elif parameters and "Args:" not in doc:
             missing.append("Args:")
     else:
         signature = inspect.signature(obj)  # type: ignore[arg-type]
@@ -53,18 +55,33 @@ def _missing_sections(obj: object) -> list:
     return missing
 
 
-def test_every_public_name_has_args_returns_examples() -> None:
-    problems = []
+def _public_names() -> dict:
+    """Every public class and function: the packages' ``__all__`` and the names each
+    public module (no ``_`` in its dotted path) defines without a leading ``_``."""
+    names = {}
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         assert hasattr(module, "__all__"), f"{module_name} has no __all__"
         for name in module.__all__:
-            obj = getattr(module, name)
-            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
-                continue
-            missing = _missing_sections(obj)
-            if missing:
-                problems.append(f"{module_name}.{name}: no {', '.join(missing)}")
+            names[f"{module_name}.{name}"] = getattr(module, name)
+    for info in pkgutil.walk_packages(captum_cams.__path__, "captum_cams."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if not name.startswith("_") and getattr(obj, "__module__", None) == info.name:
+                names.setdefault(f"{info.name}.{name}", obj)
+    return names
+
+
+def test_every_public_name_has_args_returns_examples() -> None:
+    problems = []
+    for qualified, obj in _public_names().items():
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        missing = _missing_sections(obj)
+        if missing:
+            problems.append(f"{qualified}: no {', '.join(missing)}")
     assert not problems, "\n".join(problems)
 
 

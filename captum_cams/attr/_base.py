@@ -70,6 +70,12 @@ class CamContext:
         options (dict): the method's own keyword arguments of this call.
         attribute_to_layer_input (bool): the activations are the layer's input
                     (Captum's ``attribute_to_layer_input``), not its output.
+
+    Examples::
+
+        >>> class MeanGradientCam(GradientCamBase):   # Grad-CAM's weights, from the context
+        ...     def _weights(self, context: CamContext) -> Tensor:
+        ...         return context.gradients.mean(dim=(2, 3))
     """
 
     inputs: Tuple[Tensor, ...]

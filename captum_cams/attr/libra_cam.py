@@ -79,6 +79,12 @@ class LibraCamDetails(NamedTuple):
         calibration_scores (Tensor or None): ``N x T`` the ``C_t``
                     (``variant="authors"``: the clipped increases).
         target (Tensor): ``(N,)`` the explained class per example.
+
+    Examples::
+
+        >>> maps, details = LayerLibraCam(net, net.layer4, library=library).attribute(
+        ...     x, target=3, return_details=True)
+        >>> details.kept.float().mean(), details.thresholds
     """
 
     row_example: Tensor

@@ -372,6 +372,11 @@ class ThresholdSweep(NamedTuple):
         dr (Tensor): drop rate ``1[o < y]``.
         scores (Tensor): ``o``, the masked inputs' target scores.
         original (Tensor): ``y``, shape ``(N,)``.
+
+    Examples::
+
+        >>> sweep = threshold_sweep(net, x, maps, target=3)
+        >>> sweep.api.mean(0), sweep.thresholds   # the dataset's API curve
     """
 
     thresholds: Tensor

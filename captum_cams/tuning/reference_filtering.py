@@ -48,6 +48,11 @@ class FilteringResult(NamedTuple):
         thresholds (Tensor): ``(N,)`` the ``γ = mean(S) + std(S)`` per example
                     (``rule="authors"``: ``mean(P) − std(P)`` of the positive
                     increases, NaN where none is positive).
+
+    Examples::
+
+        >>> result = reference_filtering(net, x, candidate_maps, target=3)
+        >>> result.kept.sum(1), result.thresholds   # kept candidates and gamma per example
     """
 
     filtered_maps: Tensor
@@ -61,6 +66,19 @@ FILTER_RULES = ("paper", "authors")
 
 
 def check_rule(rule: str) -> None:
+    r"""
+    Checks a filtering rule's name.
+
+    Args:
+        rule (str): ``"paper"`` or ``"authors"``.
+
+    Raises:
+        ValueError: any other value, naming ``rule``.
+
+    Examples::
+
+        >>> check_rule("authors")
+    """
     if rule not in FILTER_RULES:
         raise ValueError(f"rule must be 'paper' or 'authors'; got {rule!r}")
 
@@ -101,6 +119,10 @@ def filter_rows(
 
     Returns:
         *FilteringResult*: with ``kept`` and ``scores`` of shape ``(M,)`` (rows).
+
+    Examples::
+
+        >>> result = filter_rows(net, x, maps, row_example, target, None, 64, "probability")
     """
     check_rule(rule)
     if rule == "authors" and original is None:

@@ -69,6 +69,11 @@ class CalibrationResult(NamedTuple):
                     order of ``grid``.
         grid (Tensor): ``(T,)`` the candidates, from the largest mask to the
                     smallest: ascending values, or descending fractions kept.
+
+    Examples::
+
+        >>> result = threshold_calibration(net, x, maps, target=3)
+        >>> result.thresholds, result.scores.shape   # t* and C_t per example
     """
 
     calibrated_maps: Tensor
@@ -170,7 +175,21 @@ def threshold_calibration(
 
 
 def authors_kept_count(i: int, num_pixels: int) -> int:
-    r"""``int(0.1·i·N)``: the authors' pixel count for keep-fraction ``10·i %``."""
+    r"""
+    ``int(0.1·i·N)``: the authors' pixel count for keep-fraction ``10·i %``.
+
+    Args:
+        i (int): the step, ``1 .. 10``.
+        num_pixels (int): ``N``, the pixels of a map.
+
+    Returns:
+        *int*: the pixels kept (with the float rounding of the authors' code).
+
+    Examples::
+
+        >>> authors_kept_count(3, 224 * 224)
+        15052
+    """
     return int(0.1 * i * num_pixels)
 
 
@@ -250,7 +269,24 @@ def threshold_calibration_authors(
 
 
 def calibration_maps(attributions: Tensor, x: Tensor, normalize: bool) -> Tensor:
-    r"""``mm(up(attributions))`` (``normalize``) or ``up(attributions)``, checked."""
+    r"""
+    ``mm(up(attributions))`` (``normalize``) or ``up(attributions)``, checked.
+
+    Args:
+        attributions (Tensor): one map per example of ``x`` (``N x 1 x h x w`` or
+                    ``N x h x w``), finite.
+        x (Tensor): ``N x C x H x W`` the inputs; the maps take their size, dtype
+                    and device.
+        normalize (bool): min-max normalise each upsampled map.
+
+    Returns:
+        *Tensor*: ``N x 1 x H x W`` maps.
+
+    Examples::
+
+        >>> calibration_maps(torch.rand(2, 1, 7, 7), torch.rand(2, 3, 224, 224), True).shape
+        torch.Size([2, 1, 224, 224])
+    """
     if normalize:
         return prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device

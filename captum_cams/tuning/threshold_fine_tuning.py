@@ -93,6 +93,11 @@ class TFTResult(NamedTuple):
         grid (Tensor): ``(T,)`` the candidate thresholds, ordered from the
                     largest mask to the smallest: ascending values, or descending
                     fractions kept for rank thresholds.
+
+    Examples::
+
+        >>> result = threshold_fine_tuning(net, x, maps, target=3)
+        >>> result.thresholds, result.rpi_curves.shape   # tau* and the RPI curves
     """
 
     tuned_maps: Tensor
