@@ -55,8 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from captum_cams import LayerGradCam, LayerGradCamPlusPlus  # noqa: E402
-from captum_cams._utils.maps import minmax_normalize  # noqa: E402
 from captum_cams._utils.files import atomic_path  # noqa: E402
+from captum_cams._utils.maps import minmax_normalize  # noqa: E402
 from captum_cams.calm import CALM, CALMAttribution, train_calm  # noqa: E402
 from captum_cams.datasets import GroundTruthShapes, make_batch  # noqa: E402
 from captum_cams.datasets.ground_truth import (  # noqa: E402

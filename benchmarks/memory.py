@@ -59,8 +59,9 @@ def _current_rss_mb() -> float:
 def _libra_cam(model: Any, layer: Any) -> Callable[..., Any]:
     r"""Libra-CAM with R = 30 references from random inputs (see ``speed.py``); the
     library is built once, the method object per call."""
-    import captum_cams as cc
     from speed import random_input_library  # this folder is on sys.path for scripts
+
+    import captum_cams as cc
 
     libraries: dict = {}
 

@@ -179,6 +179,7 @@ def explain(args: argparse.Namespace) -> int:
 
         >>> main(["explain", "cat.jpg", "--model", "resnet50", "--out", "maps"])
     """
+    import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
     from captum_cams._utils.inputs import check_device
@@ -188,15 +189,13 @@ def explain(args: argparse.Namespace) -> int:
         FolderData,
         MethodContext,
         as_data_batch,
-        check_output_folder,
         attribute_batch,
         build_methods,
+        check_output_folder,
         predicted_class,
     )
     from captum_cams.metrics import energy_pointing_game
     from captum_cams.visualization import overlay_grid, save_figure
-
-    import matplotlib.pyplot as plt
 
     names = parse_names(args.methods, METHODS, "--methods")
     _positive(args.num_images, "--num-images")

@@ -10,6 +10,7 @@ import torch
 from captum.attr import LayerGradCam as CaptumLayerGradCam
 
 from captum_cams import LayerGradCam, LayerGradCamPlusPlus
+from captum_cams._utils.inputs import InputError
 from captum_cams.benchmark import (
     METHODS,
     METRICS,
@@ -20,7 +21,6 @@ from captum_cams.benchmark import (
     results_csv,
     run_benchmark,
 )
-from captum_cams._utils.inputs import InputError
 from captum_cams.cli import main
 from captum_cams.datasets import make_batch
 from captum_cams.metrics import (

@@ -29,17 +29,16 @@ from captum._utils.gradient import (
     _forward_layer_eval,
     compute_layer_gradients_and_eval,
 )
-from captum.log import log_usage
 from captum.attr._utils.attribution import (
     GradientAttribution,
     LayerAttribution,
     PerturbationAttribution,
 )
+from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import evaluate_in_chunks
-from captum_cams.attr._head import LayerHead
 from captum_cams._utils.guards import (
     TargetLike,
     check_finite,
@@ -51,6 +50,7 @@ from captum_cams._utils.guards import (
     target_indices,
 )
 from captum_cams._utils.scores import scores_of
+from captum_cams.attr._head import LayerHead
 
 CamOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 

@@ -27,13 +27,13 @@ from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.capture import capture_layer, single_feature_map
-from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.distributed import (
     gather_by_index,
     is_main_process,
     rank_and_world_size,
     shard_indices,
 )
+from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.guards import (
     check_layer_in_model,
     check_positive_int,

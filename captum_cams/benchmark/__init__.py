@@ -44,13 +44,13 @@ from captum_cams.benchmark.metrics import (
 from captum_cams.benchmark.report import (
     BENCHMARK_FILES,
     BOOTSTRAP_RESAMPLES,
-    check_output_folder,
-    staged_output,
     bootstrap_statistics,
+    check_output_folder,
     format_table,
     results_csv,
     results_json,
     separating_metrics,
+    staged_output,
     write_atomic,
 )
 from captum_cams.benchmark.runner import (

@@ -9,9 +9,9 @@ import shutil
 import signal
 import tempfile
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
-import warnings
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np

@@ -20,11 +20,11 @@ from captum_cams.datasets.cluttered import (  # noqa: F401
 from captum_cams.datasets.ground_truth import (  # noqa: F401
     CLASS_PARTS,
     CLASSES,
-    GroundTruthBatch,
-    GroundTruthShapes,
     NUM_CLASSES,
     NUM_PARTS,
     PART_NAMES,
+    GroundTruthBatch,
+    GroundTruthShapes,
     class_parts,
     counterfactual_mask,
     counterfactual_pairs,

@@ -35,7 +35,6 @@ from captum_cams._utils.thresholding import (
     top_k_mask,
 )
 
-
 #: Default Gaussian blur of the ``"blur"`` baseline (RISE's kernel: 11 pixels, sigma 5).
 BLUR_KERNEL_SIZE: int = 11
 BLUR_SIGMA: float = 5.0

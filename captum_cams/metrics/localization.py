@@ -18,7 +18,6 @@ The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
-
 import torch
 from torch import Tensor
 

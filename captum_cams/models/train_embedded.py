@@ -26,8 +26,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from captum_cams.datasets.cluttered import ClutteredShapes
 from captum_cams._utils.maps import minmax_normalize, upsample
+from captum_cams.datasets.cluttered import ClutteredShapes
 from captum_cams.datasets.ground_truth import GroundTruthShapes
 from captum_cams.models.embedded import (
     DEFAULT_BLOCKS,

@@ -38,18 +38,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from captum_cams._utils.files import (
-    atomic_path,
-    dataset_fingerprint,
-    hash_tensors,
-    load_weights_only,
-)
 from captum_cams._utils.distributed import (
     barrier,
     gather_by_index,
     init_distributed_from_env,
     is_main_process,
     shard_indices,
+)
+from captum_cams._utils.files import (
+    atomic_path,
+    dataset_fingerprint,
+    hash_tensors,
+    load_weights_only,
 )
 from captum_cams._utils.guards import check_positive_int
 from captum_cams._utils.thresholding import (

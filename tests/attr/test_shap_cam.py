@@ -8,9 +8,8 @@ from typing import List, Tuple
 import pytest
 import torch
 import torch.nn as nn
-from torch import Tensor
-
 from captum.attr import ShapleyValues, ShapleyValueSampling
+from torch import Tensor
 
 from captum_cams import LayerShapCam
 from captum_cams.attr._head import LayerHead

@@ -4,14 +4,13 @@ import math
 import pytest
 import torch
 from scipy.stats import spearmanr
+from torch import nn
 
 from captum_cams.metrics.reliance import (
     ignored_region_mass,
     intervention_reliance,
     reliance_rank_correlation,
 )
-
-from torch import nn
 
 
 def small_cnn() -> nn.Module:

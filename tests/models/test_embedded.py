@@ -12,8 +12,8 @@ from captum_cams.models import (
     ShapesNet,
     embedded_default_layer,
     load_embedded_default,
+    train_embedded,
 )
-from captum_cams.models import train_embedded
 from captum_cams.models.embedded import save_checkpoint
 
 
