@@ -92,6 +92,8 @@ class Group:
     rows: List[Row] = field(default_factory=list)
     #: Callables left out of the warm-up (minutes each; the others warm the model up).
     no_warmup: Tuple[str, ...] = ()
+    #: Side of the square inputs.
+    image_size: int = 224
 
 
 def _model(name: str) -> torch.nn.Module:
@@ -384,9 +386,11 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
 
     model = _model(model_name)
     layer = model.layer4
-    x = torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     heavy = [m for m in methods if m in PERTURBATION_METHODS]
+    size = args.perturbation_image_size if heavy else 224
+    x = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(1))
     group = Group(model_name, batch_size, args.perturbation_repeats if heavy else args.repeats)
+    group.image_size = size
     group.no_warmup = (
         "Ablation-CAM (pgc)", "Score-CAM (ours)", "Score-CAM (pgc)", "Score-CAM (plain passes)",
     )  # fmt: skip
@@ -503,7 +507,7 @@ def report(group: Group, times: Dict[str, List[float]]) -> str:
     medians = {name: statistics.median(values) for name, values in times.items()}
     lines = [
         f"\n### {group.model_name}, batch {group.batch_size} "
-        f"(layer4, 224x224, {group.repeats} rounds)\n",
+        f"(layer4, {group.image_size}x{group.image_size}, {group.repeats} rounds)\n",
         "| method | ours s | reference s | ratio |",
         "|---|---|---|---|",
     ]
@@ -549,6 +553,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="internal_batch_size of ours and batch_size of pytorch-grad-cam (the same)",
     )  # fmt: skip
     parser.add_argument("--perturbation-repeats", type=int, default=3)
+    parser.add_argument(
+        "--perturbation-image-size", type=int, default=224,
+        help="input side of the Ablation-/Score-CAM groups (their peers' K forwards per "
+        "example make ResNet-50 at 224 px, batch 8, tens of CPU minutes per call)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--skip-peers", action="store_true",
