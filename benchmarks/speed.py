@@ -81,6 +81,9 @@ class Row:
     ours: str
     references: List[Tuple[str, str]]  # (column label, callable name)
     note: str = ""
+    #: For a method that picks a threshold by argmax (TFT, Libra-CAM): ours' curve that
+    #: the argmax reads (untimed; the plain passes return ``(maps, curve)``).
+    curve: Optional[Callable[[], torch.Tensor]] = None
 
 
 @dataclass
@@ -96,6 +99,8 @@ class Group:
     no_warmup: Tuple[str, ...] = ()
     #: Side of the square inputs.
     image_size: int = 224
+    #: The first output of every callable (filled by :func:`measure`).
+    outputs: Dict[str, object] = field(default_factory=dict)
 
 
 #: Divisor of the random classifier's weights: a random-weight ResNet-50's logits spread
@@ -242,7 +247,7 @@ def plain_tft(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
         y = logits.softmax(dim=1)[:, TARGET_CLASS : TARGET_CLASS + 1]
         rpi = torch.clamp(o - y, min=0) / y
         tau = grid[rpi.argmax(dim=1)].view(-1, 1, 1, 1)
-        return image * (image >= tau)
+        return image * (image >= tau), rpi
 
     return run
 
@@ -332,10 +337,10 @@ def plain_libra_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Ten
         kept = kept.to(x.dtype).view(n, r, 1, 1, 1)
         averaged = (base.view(n, r, 1, *x.shape[-2:]) * kept).sum(dim=1)
         averaged = averaged / kept.sum(dim=1).clamp_min(1)
-        image = _minmax(averaged)
+        image = averaged  # Algorithm 1 thresholds L as averaged (no re-normalisation)
         soft = image.unsqueeze(1) * (image.unsqueeze(1) >= grid.view(1, -1, 1, 1, 1))
         c = _plain_masked_scores(model, x, soft.flatten(0, 1), chunk, True).view(n, -1)
-        return soft[torch.arange(n), c.argmax(dim=1)]
+        return soft[torch.arange(n), c.argmax(dim=1)], c
 
     return run
 
@@ -372,6 +377,13 @@ def _libra_cam_rows(group: Group, model: torch.nn.Module, layer: torch.nn.Module
         model, layer, library=library
     ).attribute(x, target=TARGET_CLASS, internal_batch_size=chunk)
     group.callables["Libra-CAM (plain passes)"] = plain_libra_cam(model, layer, x, library, chunk)
+
+    def curve() -> torch.Tensor:
+        _, details = LayerLibraCam(model, layer, library=library).attribute(
+            x, target=TARGET_CLASS, internal_batch_size=chunk, return_details=True
+        )
+        return details.calibration_scores
+
     group.rows.append(
         Row(
             "Libra-CAM (R=30)",
@@ -381,6 +393,7 @@ def _libra_cam_rows(group: Group, model: torch.nn.Module, layer: torch.nn.Module
                 ("/ Grad-CAM (ours)", "Grad-CAM (ours)"),
                 ("/ Captum Grad-CAM", CAPTUM),
             ],
+            curve=curve,
         )
     )
 
@@ -465,6 +478,13 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
                     "TFT on Grad-CAM (10 thresholds)",
                     "TFT(Grad-CAM) (ours)",
                     [("/ plain passes", "TFT(Grad-CAM) (plain passes)"), to_ours, to_captum],
+                    curve=lambda: (
+                        ThresholdFineTuned(LayerGradCam(model, layer))
+                        .attribute(
+                            x, target=TARGET_CLASS, relu_attributions=True, return_details=True
+                        )[1]
+                        .rpi_curves
+                    ),
                 )
             )
         elif method in PERTURBATION_METHODS:
@@ -488,21 +508,80 @@ def build_group(model_name: str, batch_size: int, methods: Sequence[str],
 
 
 def measure(group: Group, warmup: int, seed: int) -> Dict[str, List[float]]:
-    r"""Seconds per round of every callable, round-robin in a shuffled order per round."""
+    r"""Seconds per round of every callable, round-robin in a shuffled order per round;
+    the first output of every callable is kept in ``group.outputs`` (for :func:`check`)."""
     names = list(group.callables)
+
+    def call(name: str) -> None:
+        output = group.callables[name]()
+        group.outputs.setdefault(name, output)
+
     for _ in range(warmup):
         for name in names:
             if name not in group.no_warmup:
-                group.callables[name]()
+                call(name)
     times: Dict[str, List[float]] = {name: [] for name in names}
     order = random.Random(seed)
     for _ in range(group.repeats):
         order.shuffle(names)
         for name in names:
             start = time.perf_counter()
-            group.callables[name]()
+            call(name)
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def _close(method: str, what: str, ours: torch.Tensor, plain: torch.Tensor) -> float:
+    r"""``max |ours - plain|``; raises beyond float32 rounding through a model (1e-3 of
+    the largest; a different computation differs by the order of the values)."""
+    if ours.numel() == 0:
+        return 0.0
+    difference = float((ours - plain).abs().max())
+    scale = float(plain.abs().max()) or 1.0
+    if not difference <= 1e-3 * scale:
+        raise SystemExit(
+            f"{method}: the plain passes' {what} differ from ours by {difference:.3g} "
+            f"(largest {scale:.3g}): the reference is not the same computation"
+        )
+    return difference
+
+
+def check(group: Group) -> List[str]:
+    r"""
+    Each method's maps against its plain passes' maps from the same run: the plain
+    passes must compute what the method computes, else the ratio means nothing (the
+    Grad-CAM-like methods, timed against Grad-CAM's passes, are not compared).
+    Returns one line per method; raises where the maps differ beyond float32 rounding.
+    """
+    lines = []
+    for row in group.rows:
+        for label, reference in row.references:
+            if label != "/ plain passes":
+                continue
+            if reference == "Grad-CAM (plain passes)" and row.method != "Grad-CAM":
+                continue  # the same passes as Grad-CAM, another formula on them
+            ours, plain = group.outputs[row.ours], group.outputs[reference]
+            ours = (ours[0] if isinstance(ours, tuple) else ours).detach()
+            note = ""
+            if row.curve is not None:  # the plain passes return (maps, curve)
+                plain, plain_curve = plain
+                ours_curve = row.curve().detach()
+                _close(row.method, "curves", ours_curve, plain_curve.detach())
+                # the maps where the argmax agrees (else a float near-tie of the curve),
+                # but for pixels at the chosen threshold, which rounding puts either side
+                same = ours_curve.argmax(dim=1) == plain_curve.argmax(dim=1)
+                ours, plain = ours[same], plain.detach()[same]
+                at_edge = (ours - plain).abs() > 1e-3 * (float(plain.abs().max()) or 1.0)
+                if float(at_edge.float().mean()) > 1e-3:
+                    raise SystemExit(f"{row.method}: the plain passes' maps differ from ours")
+                ours, plain = ours[~at_edge], plain[~at_edge]
+                note = (
+                    f" (curves equal; {int((~same).sum())} near-tie argmax of {len(same)}; "
+                    f"{int(at_edge.sum())} of {at_edge.numel()} pixels at the threshold)"
+                )
+            difference = _close(row.method, "maps", ours, plain.detach())
+            lines.append(f"{row.method}: max |ours - plain passes| = {difference:.2g}{note}")
+    return lines
 
 
 def paired_ratio(times: Dict[str, List[float]], ours: str, reference: str) -> float:
@@ -601,6 +680,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         start = time.perf_counter()
         times = measure(group, args.warmup, args.seed)
         print(report(group, times))
+        print("\nmaps checked: " + "; ".join(check(group)))
         print(f"\n({time.perf_counter() - start:.0f} s for this group)", flush=True)
 
 

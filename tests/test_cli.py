@@ -267,6 +267,9 @@ def _capped(arguments: list, cwd: Path) -> subprocess.Popen:
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_CAP, _MEMORY_CAP))
+        # Ctrl-C as at a terminal: a suite started in the background of a script
+        # inherits SIGINT ignored, and a child would never see the test's signal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.Popen(
