@@ -12,10 +12,12 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-import torchvision.transforms as T
-from torchvision.datasets import ImageFolder
+if TYPE_CHECKING:  # torchvision is imported where it is used: importing it imports
+    # torch._dynamo (about 3 s), which nothing else of captum_cams.datasets needs
+    import torchvision.transforms as T
+    from torchvision.datasets import ImageFolder
 
 #: The normalisation the shared checkpoints were trained with.
 CIFAR10_MEAN = (0.485, 0.456, 0.406)
@@ -91,7 +93,7 @@ def cifar10_root(root: Optional[PathLike] = None) -> Path:
     return found
 
 
-def cifar10_transform() -> T.Compose:
+def cifar10_transform() -> "T.Compose":
     r"""
     ``ToTensor()`` then the checkpoints' ``Normalize``.
 
@@ -103,10 +105,12 @@ def cifar10_transform() -> T.Compose:
         >>> cifar10_transform()(Image.new("RGB", (32, 32))).shape
         torch.Size([3, 32, 32])
     """
+    import torchvision.transforms as T
+
     return T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
 
 
-def cifar10_test_set(root: Optional[PathLike] = None) -> ImageFolder:
+def cifar10_test_set(root: Optional[PathLike] = None) -> "ImageFolder":
     r"""
     The 10,000 test JPEGs as an ``ImageFolder`` with the checkpoints' preprocessing.
 
@@ -121,12 +125,14 @@ def cifar10_test_set(root: Optional[PathLike] = None) -> ImageFolder:
         >>> image, label = cifar10_test_set()[0]
         >>> image.shape, CIFAR10_CLASSES[label]
     """
+    from torchvision.datasets import ImageFolder
+
     return ImageFolder(str(cifar10_root(root) / "test"), transform=cifar10_transform())
 
 
 def cifar10_train_set(
     root: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None
-) -> ImageFolder:
+) -> "ImageFolder":
     r"""
     The 50,000 training JPEGs, extracted once from ``train.tar.gz`` into a cache.
 
@@ -172,4 +178,6 @@ def cifar10_train_set(
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    from torchvision.datasets import ImageFolder
+
     return ImageFolder(str(target), transform=cifar10_transform())
