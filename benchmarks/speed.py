@@ -29,7 +29,7 @@ Timings on a shared machine are noisy, so within one (model, batch size) group a
 callables are measured round-robin: each round runs every callable once, in a
 freshly shuffled order, after warm-up rounds. Reported: the median seconds per
 callable, and each ratio as the median over rounds of the per-round ratio (both
-sides measured in the same round).
+sides measured in the same round), with the smallest and largest per-round ratio.
 
 Run ``python benchmarks/speed.py --help`` for the options; benchmarks/README.md has
 the commands behind the README table.
@@ -584,9 +584,14 @@ def check(group: Group) -> List[str]:
     return lines
 
 
+def round_ratios(times: Dict[str, List[float]], ours: str, reference: str) -> List[float]:
+    r"""``ours / reference`` of every round, both measured in that round."""
+    return [a / b for a, b in zip(times[ours], times[reference])]
+
+
 def paired_ratio(times: Dict[str, List[float]], ours: str, reference: str) -> float:
     r"""Median over rounds of ``ours / reference`` measured in the same round."""
-    return statistics.median(a / b for a, b in zip(times[ours], times[reference]))
+    return statistics.median(round_ratios(times, ours, reference))
 
 
 def _ratio_text(ratio: float) -> str:
@@ -599,15 +604,17 @@ def report(group: Group, times: Dict[str, List[float]]) -> str:
     lines = [
         f"\n### {group.model_name}, batch {group.batch_size} "
         f"(layer4, {group.image_size}x{group.image_size}, {group.repeats} rounds)\n",
-        "| method | ours s | reference s | ratio |",
-        "|---|---|---|---|",
+        "| method | ours s | reference s | ratio | range over rounds |",
+        "|---|---|---|---|---|",
     ]
     for row in group.rows:
         for label, reference in row.references:
+            ratios = round_ratios(times, row.ours, reference)
             lines.append(
                 f"| {row.method} {label} | {medians[row.ours]:.3f} | "
                 f"{medians[reference]:.3f} ({reference}) | "
-                f"**{_ratio_text(paired_ratio(times, row.ours, reference))}** |"
+                f"**{_ratio_text(statistics.median(ratios))}** | "
+                f"{_ratio_text(min(ratios))}–{_ratio_text(max(ratios))} |"
             )
     return "\n".join(lines)
 
