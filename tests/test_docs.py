@@ -88,7 +88,7 @@ def test_every_public_name_has_args_returns_examples() -> None:
 def test_sphinx_builds_without_warnings(tmp_path: Path) -> None:
     pytest.importorskip("sphinx", reason="sphinx is part of the test extra")
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+        [sys.executable, "-m", "sphinx", "-j", "auto", "-W", "--keep-going", "-q", "-b", "html",
          str(REPO / "sphinx"), str(tmp_path / "html")],
         cwd=REPO,
         capture_output=True,

@@ -4,6 +4,7 @@ group the package creates is destroyed at exit even when the script does not do 
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -47,10 +48,12 @@ def test_single_process_defaults() -> None:
         gather_by_index([(1, "a"), (1, "b")])
 
 
-def test_two_gloo_processes_gather_the_single_process_result(tmp_path: Path, torchrun) -> None:
+def test_two_gloo_processes_gather_the_single_process_result(
+    tmp_path: Path, gloo_processes: Callable[..., None]
+) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    torchrun(script, str(tmp_path / "out"), nproc=2)
+    gloo_processes(script, str(tmp_path / "out"), nproc=2)
     results = [json.loads((tmp_path / f"out.{rank}").read_text()) for rank in (0, 1)]
     assert [r["world"] for r in results] == [2, 2]
     assert results[0]["mine"] == [0, 2, 4, 6] and results[1]["mine"] == [1, 3, 5]

@@ -50,11 +50,12 @@ def _resnet18_layer2() -> Tuple[torch.nn.Module, torch.nn.Module]:
     return model, model.layer2  # 128 channels, 4 x 4 at 32 x 32
 
 
-def _vgg11_block2() -> Tuple[torch.nn.Module, torch.nn.Module]:
+def _vgg11_block1() -> Tuple[torch.nn.Module, torch.nn.Module]:
     model, _ = _vgg11()
-    # the second block's ReLU: 128 channels, 16 x 16 at 32 x 32 (at this size VGG's
-    # 25088 x 4096 classifier costs most of a forward, so fewer channels is what counts)
-    return model, model.features[4]
+    # the first block's ReLU: 64 channels, 32 x 32 at 32 x 32 (at this size VGG's
+    # 25088 x 4096 classifier costs most of a forward, so fewer channels is what counts;
+    # ResNet-18's layer2 case covers the upsampling of a coarser map)
+    return model, model.features[1]
 
 
 ModelFactory = Callable[[], Tuple[torch.nn.Module, torch.nn.Module]]
@@ -62,7 +63,7 @@ MODELS: Dict[str, ModelFactory] = {"resnet18": _resnet18, "vgg11": _vgg11}
 #: The setups of the methods whose peers run one whole-model forward per channel.
 PERTURBATION_MODELS: Dict[str, ModelFactory] = {
     "resnet18": _resnet18_layer2,
-    "vgg11": _vgg11_block2,
+    "vgg11": _vgg11_block1,
 }
 #: Methods compared on ``PERTURBATION_MODELS`` at 32 x 32.
 PERTURBATION_METHODS = ("ablationcam", "scorecam")

@@ -196,12 +196,15 @@ library.save(sys.argv[3] + (".0" if is_main_process() else ".1"))
 """
 
 
-def test_two_gloo_processes_build_the_single_process_library(tmp_path: Path, torchrun) -> None:
+def test_two_gloo_processes_build_the_single_process_library(
+    tmp_path: Path, gloo_processes: Callable[..., None]
+) -> None:
     data = loader(31, batch_size=3, seed=2)
     torch.save(data.dataset.tensors, tmp_path / "data.pt")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    torchrun(script, str(Path(__file__).parent), str(tmp_path / "data.pt"), str(tmp_path / "lib"))
+    here, data_file, lib = Path(__file__).parent, tmp_path / "data.pt", tmp_path / "lib"
+    gloo_processes(script, str(here), str(data_file), str(lib))
     net = make_net([0.0, 0.5, -0.5, 0.2])
     single = ReferenceLibrary.build(
         net, net.layer, data, 4, tau=0.2, max_per_class=4, progress=False

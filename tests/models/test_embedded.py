@@ -39,7 +39,6 @@ def test_loaded_model_is_in_eval_mode_on_cpu(model: ShapesNet) -> None:
 
 
 def test_accuracy_on_held_out_test_images(model: ShapesNet) -> None:
-    torch.set_num_threads(2)
     images, labels, _, _ = make_batch(500, split="test", seed=0)
     with torch.no_grad():
         accuracy = (model(images).argmax(1) == labels).float().mean().item()

@@ -21,7 +21,6 @@ NUM_IMAGES = 200
 
 @pytest.fixture(scope="module")
 def measured():
-    torch.set_num_threads(2)
     model = load_embedded_cluttered()
     data = ClutteredShapes(NUM_IMAGES, split="test", seed=0, return_annotations=True)
     items = [data[i] for i in range(NUM_IMAGES)]

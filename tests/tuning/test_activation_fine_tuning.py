@@ -2,11 +2,11 @@
 """Activation fine-tuning: the tuner's closed form, one training step against the
 objective's gradient worked out with autograd, frozen parameters and buffers
 bit-identical, an ordinary returned model (no tuner, no hooks, no DDP) and an
-untouched user model; under torchrun with 2 gloo processes, mask generation equals one
+untouched user model; in 2 gloo processes (torchrun's environment), mask generation equals one
 process and DDP training equals one process with the doubled batch."""
 
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 
 import pytest
 import torch
@@ -248,10 +248,12 @@ torch.save(
 """
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path: Path, torchrun) -> None:
+def test_two_gloo_processes_equal_one_process(
+    tmp_path: Path, gloo_processes: Callable[..., None]
+) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    torchrun(script, str(Path(__file__).parent), str(tmp_path), nproc=2)
+    gloo_processes(script, str(Path(__file__).parent), str(tmp_path), nproc=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert len(list((tmp_path / "cache").glob("shard_*.pt"))) == 4
