@@ -10,7 +10,8 @@ TFT masks of AFT.
   ties by row-major index, so results are deterministic);
 - kept counts: :func:`count_of_fraction`, :func:`kept_counts`;
 - the masks of a sweep over candidates, as functions of (example, step) jobs:
-  :func:`threshold_grid`, :func:`value_keep`, :func:`rank_keep`, :func:`sweep_keep`;
+  :func:`threshold_grid`, :func:`value_keep`, :func:`rank_keep`, :func:`sweep_keep`,
+  and their binary :func:`support`;
 - selection of the best candidate: :func:`first_argmax` (ties go to the first
   column, i.e. the largest mask).
 
@@ -157,13 +158,25 @@ def threshold_grid(
     return torch.tensor(ordered, dtype=dtype, device=device)
 
 
+def support(keep: KeepFunction) -> KeepFunction:
+    r"""``keep(examples, steps)``'s binary support ``1[I_τ ≠ 0]`` (TFT's ``M_τ``), as a
+    keep function of the same jobs."""
+
+    def binary_keep(examples: Tensor, steps: Tensor) -> Tensor:
+        kept = keep(examples, steps)
+        return (kept != 0).to(kept.dtype)
+
+    return binary_keep
+
+
 def value_keep(maps: Tensor, grid: Tensor, binary: bool = False) -> KeepFunction:
-    r"""``keep(examples, steps)``: :func:`threshold_mask` of ``maps`` at ``grid[step]``."""
+    r"""``keep(examples, steps)``: :func:`threshold_mask` of ``maps`` at ``grid[step]``
+    (its :func:`support` with ``binary``)."""
 
     def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1), binary)
+        return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1))
 
-    return keep
+    return support(keep) if binary else keep
 
 
 def rank_keep(maps: Tensor, counts: Tensor, binary: bool = False) -> KeepFunction:
@@ -176,12 +189,9 @@ def rank_keep(maps: Tensor, counts: Tensor, binary: bool = False) -> KeepFunctio
     shape = tuple(maps.shape[-2:])
 
     def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        kept = maps[examples] * top_k_mask(ranks[examples], counts[steps], shape, maps.dtype)
-        if binary:
-            return (kept != 0).to(maps.dtype)
-        return kept
+        return maps[examples] * top_k_mask(ranks[examples], counts[steps], shape, maps.dtype)
 
-    return keep
+    return support(keep) if binary else keep
 
 
 def sweep_keep(

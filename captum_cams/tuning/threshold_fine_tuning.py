@@ -58,6 +58,7 @@ from captum_cams._utils.thresholding import (
     check_threshold_mode,
     check_thresholds,
     first_argmax,
+    support,
     sweep_keep,
 )
 from captum_cams.metrics._masking import prepare_maps
@@ -242,7 +243,10 @@ def _tune(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
         values, soft, threshold_mode, counts = setting
-        keep, grid = sweep_keep(maps, values, threshold_mode, binary=not soft, counts=counts)
+        # the soft masks I_τ (pixels ranked once): the sweep masks with them or with
+        # their support M_τ, and the tuned map is I_τ* itself
+        soft_keep, grid = sweep_keep(maps, values, threshold_mode, counts=counts)
+        keep = soft_keep if soft else support(soft_keep)
         if original is None:
             _, idx, logits = original_scores(
                 forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
@@ -260,8 +264,6 @@ def _tune(
         first_best = first_argmax(curves, allow_nan=True)  # a NaN row selects its last
         improved = curves.max(dim=1).values > 0
         tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
-        # the tuned map I_τ*: the soft mask at the chosen column
-        soft_keep, _ = sweep_keep(maps, values, threshold_mode, counts=counts)
         kept = soft_keep(torch.arange(x.shape[0], device=x.device), first_best)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
     return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
