@@ -41,7 +41,12 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike, check_positive_int, preserved_model_state
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_choice,
+    check_positive_int,
+    preserved_model_state,
+)
 from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams._utils.scores import check_score, scores_of
 from captum_cams._utils.thresholding import check_threshold_mode, check_thresholds
@@ -220,8 +225,7 @@ class LayerLibraCam(GradientCamBase):
             >>> authors = libra.attribute(x, target=[3, 7], variant="authors")
         """
         check_score(score)
-        if variant not in LIBRA_VARIANTS:
-            raise ValueError(f"variant must be 'paper' or 'authors'; got {variant!r}")
+        check_choice(variant, LIBRA_VARIANTS, "variant")
         if variant == "authors" and (
             score != "probability"
             or threshold_mode != "value"

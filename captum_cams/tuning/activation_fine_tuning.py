@@ -52,7 +52,7 @@ from captum_cams._utils.distributed import (
     init_distributed_from_env,
     is_main_process,
 )
-from captum_cams._utils.guards import check_layer_in_model, check_positive_int
+from captum_cams._utils.guards import check_choice, check_layer_in_model, check_positive_int
 from captum_cams.tuning.tft_masks import TFTMasks
 
 #: The optimisers :meth:`ActivationFineTuner.fit` accepts.
@@ -404,17 +404,14 @@ class ActivationFineTuner:
         num_items = len(dataset)  # type: ignore[arg-type]
         if num_items < 1:
             raise ValueError("dataset must hold at least one item")
-        if mask_target not in MASK_TARGETS:
-            raise ValueError(f"mask_target must be 'binary' or 'area'; got {mask_target!r}")
-        if mask_reduction not in MASK_REDUCTIONS:
-            raise ValueError(f"mask_reduction must be 'sum' or 'mean'; got {mask_reduction!r}")
+        check_choice(mask_target, MASK_TARGETS, "mask_target")
+        check_choice(mask_reduction, MASK_REDUCTIONS, "mask_reduction")
         mask_rows, mask_weights = _check_masks(masks, num_items, skip_unchanged, mask_target)
         check_positive_int(epochs, "epochs", allow_none=False)
         check_positive_int(batch_size, "batch_size", allow_none=False)
         if not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"lr must be a positive number; got {lr!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
+        check_choice(optimizer, OPTIMIZERS, "optimizer")
 
         tuned = copy.deepcopy(self.model)
         layer = tuned.get_submodule(self.layer_name)

@@ -31,7 +31,12 @@ from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_choice,
+    check_image_batch,
+    preserved_model_state,
+)
 from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams.metrics._masking import masked_copies, sweep_baseline
 from captum_cams.metrics._scoring import _forward_scores, check_metric_args, original_scores
@@ -79,8 +84,7 @@ def check_rule(rule: str) -> None:
 
         >>> check_rule("authors")
     """
-    if rule not in FILTER_RULES:
-        raise ValueError(f"rule must be 'paper' or 'authors'; got {rule!r}")
+    check_choice(rule, FILTER_RULES, "rule")
 
 
 def filter_rows(

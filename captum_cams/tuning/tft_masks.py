@@ -51,7 +51,7 @@ from captum_cams._utils.files import (
     hash_tensors,
     load_weights_only,
 )
-from captum_cams._utils.guards import check_positive_int
+from captum_cams._utils.guards import check_choice, check_positive_int
 from captum_cams._utils.thresholding import (
     check_threshold_mode,
     check_thresholds,
@@ -432,12 +432,8 @@ def generate_tft_masks(
         raise ValueError("dataset must hold at least one item")
     check_positive_int(batch_size, "batch_size", allow_none=False)
     check_positive_int(shard_size, "shard_size", allow_none=False)
-    if target not in MASK_TARGETS:
-        raise ValueError(f"target must be 'label' or 'predicted'; got {target!r}")
-    if unchanged_masks not in UNCHANGED_MASKS:
-        raise ValueError(
-            f"unchanged_masks must be 'first_threshold' or 'unthresholded'; got {unchanged_masks!r}"
-        )
+    check_choice(target, MASK_TARGETS, "target")
+    check_choice(unchanged_masks, UNCHANGED_MASKS, "unchanged_masks")
     if mask_size is not None:
         if len(mask_size) != 2 or any(not isinstance(s, int) or s < 1 for s in mask_size):
             raise ValueError(f"mask_size must be two positive ints (h, w); got {mask_size!r}")
