@@ -37,15 +37,22 @@ def cifar10_root() -> Path:
     return root
 
 
+def _worker_environment() -> dict:
+    """This environment, with the repository on ``PYTHONPATH`` and one OpenMP thread:
+    what the distributed tests' worker processes run with."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
 @pytest.fixture(scope="session")
 def torchrun() -> Callable[..., None]:
     """Runs a script under ``torchrun --standalone`` (gloo on CPU) and fails with its output."""
 
     def run(script: Path, *args: str, nproc: int = 2, timeout: float = 300.0) -> None:
-        root = Path(__file__).resolve().parents[1]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-        env["OMP_NUM_THREADS"] = "1"
+        env = _worker_environment()
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc}", str(script), *args,
@@ -73,11 +80,9 @@ def gloo_processes(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., No
     logs = tmp_path_factory.mktemp("gloo_logs")
 
     def start(script: Path, args: tuple, nproc: int, run_id: str) -> list:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env = _worker_environment()
         env.update(
-            OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
             WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
         )  # fmt: skip
         workers = []
