@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Data: the shared CIFAR-10 folder, the project's ground-truth dataset, VOC boxes."""
+"""Data: the shared CIFAR-10 and ImageNet folders, the project's ground-truth dataset, VOC boxes."""
 
 from captum_cams.datasets.cifar10 import (  # noqa: F401
     CIFAR10_CLASSES,
@@ -30,6 +30,17 @@ from captum_cams.datasets.ground_truth import (  # noqa: F401
     counterfactual_pairs,
     make_batch,
 )
+from captum_cams.datasets.imagenet import (  # noqa: F401
+    IMAGENET_MOBILENET_FILE,
+    IMAGENET_MOBILENET_MEAN,
+    IMAGENET_MOBILENET_RESIZE,
+    IMAGENET_MOBILENET_SIZE,
+    IMAGENET_MOBILENET_STD,
+    ImageNetPhotos,
+    find_imagenet_root,
+    imagenet_mobilenet_transform,
+    imagenet_root,
+)
 from captum_cams.datasets.voc import (  # noqa: F401
     read_voc_boxes,
     read_voc_size,
@@ -46,6 +57,15 @@ __all__ = [
     "cifar10_train_set",
     "cifar10_transform",
     "find_cifar10_root",
+    "IMAGENET_MOBILENET_FILE",
+    "IMAGENET_MOBILENET_MEAN",
+    "IMAGENET_MOBILENET_RESIZE",
+    "IMAGENET_MOBILENET_SIZE",
+    "IMAGENET_MOBILENET_STD",
+    "ImageNetPhotos",
+    "find_imagenet_root",
+    "imagenet_mobilenet_transform",
+    "imagenet_root",
     "read_voc_boxes",
     "read_voc_size",
     "voc_boxes_to_tensor",

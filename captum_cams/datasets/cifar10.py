@@ -12,7 +12,9 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional
+
+from captum_cams.datasets._shared import PathLike, find_shared_folder
 
 if TYPE_CHECKING:  # torchvision is imported where it is used: importing it imports
     # torch._dynamo (about 3 s), which nothing else of captum_cams.datasets needs
@@ -27,8 +29,6 @@ CIFAR10_CLASSES = (
     "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
 ENV_VAR = "CAPTUM_CAMS_CIFAR10"
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def find_cifar10_root(root: Optional[PathLike] = None) -> Optional[Path]:
@@ -48,20 +48,7 @@ def find_cifar10_root(root: Optional[PathLike] = None) -> Optional[Path]:
         >>> root is None or (root / "test").is_dir()
         True
     """
-    if root is not None:
-        candidates = [Path(root)]
-    else:
-        candidates = []
-        if os.environ.get(ENV_VAR):
-            candidates.append(Path(os.environ[ENV_VAR]))
-        candidates.append(Path.cwd().parent / "shared" / "data" / "cifar10")
-        candidates.append(
-            Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
-        )
-    for candidate in candidates:
-        if (candidate / "test").is_dir():
-            return candidate
-    return None
+    return find_shared_folder("cifar10", ENV_VAR, "test", root)
 
 
 def cifar10_root(root: Optional[PathLike] = None) -> Path:

@@ -13,6 +13,10 @@ from captum_cams.models.embedded import (  # noqa: F401
     load_embedded_cluttered,
     load_embedded_default,
 )
+from captum_cams.models.mobilenet_v1 import (  # noqa: F401
+    MobileNetV1,
+    mobilenet_v1_075_192,
+)
 
 __all__ = [
     "CifarResNet",
@@ -23,6 +27,8 @@ __all__ = [
     "load_cifar_resnet",
     "load_embedded_cluttered",
     "load_embedded_default",
+    "MobileNetV1",
+    "mobilenet_v1_075_192",
     "resnet20",
     "resnet56",
 ]
