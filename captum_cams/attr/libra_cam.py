@@ -18,7 +18,16 @@ Algorithm 1 of the paper, for an input ``x`` and its target ``c``:
    ``L_t = L ⊙ 1[L ≥ t]`` on ``L`` exactly as averaged (Algorithm 1 does not
    re-normalise it), ``t = 0.1, …, 1.0``, ``t* = argmax_t f_c(L_t ⊙ x)``.
    ``normalize_calibration=True`` min-max normalises ``L`` first — a departure from
-   the paper, kept as an option (off by default).
+   the paper, kept as an option (off by default). Candidates that keep nothing
+   (``t`` above the maximum of ``L``, which averaging and upsampling bring below 1)
+   are left out of the arg-max: their score is the baseline image's, and choosing
+   one returned a blank map (seen on non-predicted classes, whose masked scores are
+   all below the black image's). Where every candidate is blank the map is ``L``,
+   uncalibrated, with one warning line.
+
+The base maps are min-max normalised without an absolute epsilon (``mm`` of
+``METHODS.md``), so their scale — the gradient of a probability of ``1e-9`` is
+tiny — does not matter: wherever a base map is not constant it spans ``[0, 1]``.
 
 ``variant="authors"`` reproduces the authors' released code instead, exactly: the
 gradient of the target's *logit*, filtering and calibration on the softmax
@@ -291,7 +300,7 @@ class LayerLibraCam(GradientCamBase):
                     self.forward_func, x, averaged, target=context.target,
                     additional_forward_args=afa, max_examples_per_batch=internal_batch_size,
                     thresholds=values, threshold_mode=threshold_mode, score=score,
-                    normalize=normalize_calibration,
+                    normalize=normalize_calibration, allow_blank=False,
                 )  # fmt: skip
             if calibrate:
                 maps = calibration.calibrated_maps
