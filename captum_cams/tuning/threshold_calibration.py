@@ -181,9 +181,8 @@ def threshold_calibration(
     with torch.no_grad():
         if allow_blank:
             best = first_argmax(scores)
-            return CalibrationResult(
-                calibrated_maps=keep(examples, best), thresholds=grid[best], scores=scores, grid=grid
-            )
+            calibrated = keep(examples, best)
+            return CalibrationResult(calibrated, thresholds=grid[best], scores=scores, grid=grid)
         blank = torch.stack(
             [keep(examples, torch.full_like(examples, step)).flatten(1).eq(0).all(dim=1)
              for step in range(grid.shape[0])],
