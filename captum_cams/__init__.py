@@ -17,6 +17,7 @@ from captum_cams.attr import (
     LayerScoreCam,
     LayerShapCam,
     LayerXGradCam,
+    OutputAdapter,
     ReferenceLibrary,
 )
 from captum_cams.calm import CALM, CALMAttribution
@@ -48,6 +49,7 @@ __all__ = [
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "OutputAdapter",
     "ReferenceLibrary",
     "TFTMasks",
     "TFTResult",

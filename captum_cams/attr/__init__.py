@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Class-activation-map attributions, each a Captum ``LayerAttribution``."""
 
+from captum_cams.attr._adapters import OutputAdapter
 from captum_cams.attr._base import CamBase, CamContext
 from captum_cams.attr._head import LayerHead, split_head
 from captum_cams.attr.ablation_cam import LayerAblationCam
@@ -30,6 +31,7 @@ __all__ = [
     "LayerShapCam",
     "LayerXGradCam",
     "LibraCamDetails",
+    "OutputAdapter",
     "ReferenceLibrary",
     "exact_channel_shapley",
     "split_head",

@@ -44,10 +44,12 @@ from captum_cams._utils.guards import (
     check_finite,
     check_image_batch,
     check_layer_in_model,
+    check_output_tensor,
     describe_forward_failure,
     parameters_without_grad,
     preserved_model_state,
-    target_indices,
+    target_positions,
+    target_values,
 )
 from captum_cams._utils.scores import scores_of
 from captum_cams.attr._head import LayerHead
@@ -63,8 +65,11 @@ class CamContext:
     Attributes:
         inputs (tuple[Tensor, ...]): the formatted inputs (the image batch first).
         additional_forward_args (tuple): the formatted extra forward arguments.
-        target (Tensor): ``(N,)`` class index per example.
-        outputs (Tensor): ``N x C`` model outputs (logits), detached.
+        target (Tensor): ``(N,)`` class index per example, or ``N x D`` indices
+                    into outputs with ``D`` dimensions after the batch (a tuple
+                    target, :func:`~captum_cams._utils.guards.target_positions`).
+        outputs (Tensor): the model outputs (``N x C`` logits for a classifier),
+                    detached.
         activations (Tensor): ``N x K x h x w`` layer activations, detached.
         gradients (Tensor or None): ``dy_c/dA`` of the same shape, for gradient methods.
         options (dict): the method's own keyword arguments of this call.
@@ -89,8 +94,8 @@ class CamContext:
 
     @property
     def target_scores(self) -> Tensor:
-        r"""``(N,)`` the target logits ``y_c``."""
-        return self.outputs.gather(1, self.target[:, None]).squeeze(1)
+        r"""``(N,)`` the target logits ``y_c`` (the values ``target`` points at)."""
+        return target_values(self.outputs, self.target)
 
 
 def batched_target_scores(
@@ -106,7 +111,8 @@ def batched_target_scores(
         evaluate (Callable): maps a ``LongTensor`` of row indices to the model (or
                     head) outputs ``M x C`` for those rows.
         row_example (Tensor): ``(R,)`` the example each of the ``R`` rows belongs to.
-        target (Tensor): ``(N,)`` class index per example.
+        target (Tensor): ``(N,)`` class index per example (or ``N x D`` indices,
+                    :func:`~captum_cams._utils.guards.target_values`).
         internal_batch_size (int, optional): rows per evaluation; ``None`` evaluates
                     all rows at once.
 
@@ -116,8 +122,7 @@ def batched_target_scores(
 
     def target_scores(rows: Tensor) -> Tensor:
         outputs = evaluate(rows)
-        selected = target[row_example[rows]].to(outputs.device)
-        return outputs.gather(1, selected[:, None]).squeeze(1)
+        return target_values(outputs, target[row_example[rows]])
 
     with torch.no_grad():
         return evaluate_in_chunks(
@@ -260,13 +265,15 @@ class CamBase(LayerAttribution):
         record: Dict[str, Tensor] = {}
 
         def target_logit(*args: Any) -> Tensor:
-            outputs = self.forward_func(*args)
-            if not isinstance(outputs, Tensor):
-                raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
-            record["target"] = target_indices(target, outputs)
+            outputs = check_output_tensor(self.forward_func(*args))
+            record["target"] = target_positions(target, outputs)
             record["outputs"] = outputs.detach()
-            scores = scores_of(outputs, score)
-            return scores.gather(1, record["target"][:, None]).squeeze(1)
+            if score != "logit" and outputs.dim() < 2:
+                raise ValueError(
+                    f'score="{score}" needs class scores (a softmax over dimension 1); '
+                    f"the model returns one value per example, shape {tuple(outputs.shape)}"
+                )
+            return target_values(scores_of(outputs, score), record["target"])
 
         gradients: Optional[Tensor] = None
         try:

@@ -16,8 +16,9 @@ from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import (
     TargetLike,
     check_positive_int,
-    format_target,
+    format_target_positions,
     preserved_model_state,
+    target_values,
 )
 from captum_cams.attr._base import CamContext, GradientCamBase
 
@@ -263,7 +264,7 @@ class LayerIntegratedGradCam(GradientCamBase):
                 ).target
             else:
                 # no forward needed; every later pass checks the class range
-                target_idx = format_target(target, num_examples, image.device)
+                target_idx = format_target_positions(target, num_examples, image.device)
             rows = torch.arange(num_examples, device=image.device).repeat(num_baselines)
             start = paths_start.transpose(0, 1).reshape(-1, *image.shape[1:])
             if subtract_baseline_activation:
@@ -307,7 +308,7 @@ class LayerIntegratedGradCam(GradientCamBase):
                 ends = self.forward_func(
                     torch.cat([image, start]), *take_examples(formatted_args, both, num_examples)
                 )
-        scores = ends.detach().gather(1, target_idx[both][:, None]).squeeze(1)
+        scores = target_values(ends.detach(), target_idx[both])
         end, start_scores = scores[:num_examples], scores[num_examples:]
         start_mean = start_scores.reshape(num_baselines, num_examples).mean(dim=0)
         delta = maps.sum(dim=(1, 2, 3)) - (end - start_mean).to(maps.dtype)

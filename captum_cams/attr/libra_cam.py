@@ -267,6 +267,13 @@ class LayerLibraCam(GradientCamBase):
                 formatted_inputs, target, formatted_args, attribute_to_layer_input,
                 score="logit" if authors else score,
             )  # fmt: skip
+            if context.target.dim() != 1:
+                raise ValueError(
+                    "target must be a class per example for Libra-CAM (its references, "
+                    "filtering and calibration are per class of an N x num_classes "
+                    f"output); the model returns shape {tuple(context.outputs.shape)}: wrap "
+                    "it so that it returns class scores (captum_cams.OutputAdapter's select=)"
+                )
             activations, gradients = context.activations, self._weights(context)
             if score == "probability":
                 _warn_on_vanished_gradients(gradients)

@@ -9,7 +9,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike
+from captum_cams._utils.guards import TargetLike, captum_target, target_values
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
 from captum_cams.attr._deeplift_head import (
     RescaleDeepLift,
@@ -145,8 +145,8 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                     torch.cat([activations, torch.zeros_like(activations)]),
                     *head._extra_arguments(torch.cat([rows, rows])),
                 )
-            end = ends[: len(rows)][rows, context.target]
-            start = ends[len(rows) :][rows, context.target]
+            end = target_values(ends[: len(rows)], context.target)
+            start = target_values(ends[len(rows) :], context.target)
             delta_out.append(weights.sum(dim=1) - (end - start).to(weights.dtype))
         return weights
 
@@ -166,7 +166,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             # the layers before it), summed over positions.
             # the prepared head: the same values, with any LayerNorm scale held fixed
             contributions = InputXGradient(deeplift_head).attribute(
-                inputs, target=target, additional_forward_args=extras or None
+                inputs, target=captum_target(target), additional_forward_args=extras or None
             )
             return contributions.detach().sum(dim=(2, 3))
         with warnings.catch_warnings():
@@ -174,7 +174,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             contributions = RescaleDeepLift(deeplift_head).attribute(
                 inputs,
                 baselines=torch.zeros_like(inputs),
-                target=target,
+                target=captum_target(target),
                 additional_forward_args=extras or None,
             )
         return contributions.detach().sum(dim=(2, 3))
