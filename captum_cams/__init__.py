@@ -19,6 +19,8 @@ from captum_cams.attr import (
     LayerXGradCam,
     OutputAdapter,
     ReferenceLibrary,
+    swin_reshape_transform,
+    vit_reshape_transform,
 )
 from captum_cams.calm import CALM, CALMAttribution
 from captum_cams.tuning import (
@@ -59,4 +61,6 @@ __all__ = [
     "reference_filtering",
     "threshold_calibration",
     "threshold_fine_tuning",
+    "swin_reshape_transform",
+    "vit_reshape_transform",
 ]

@@ -4,6 +4,7 @@
 from captum_cams.attr._adapters import OutputAdapter
 from captum_cams.attr._base import CamBase, CamContext
 from captum_cams.attr._head import LayerHead, split_head
+from captum_cams.attr._reshape import swin_reshape_transform, vit_reshape_transform
 from captum_cams.attr.ablation_cam import LayerAblationCam
 from captum_cams.attr.grad_cam import LayerGradCam
 from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
@@ -35,4 +36,6 @@ __all__ = [
     "ReferenceLibrary",
     "exact_channel_shapley",
     "split_head",
+    "swin_reshape_transform",
+    "vit_reshape_transform",
 ]

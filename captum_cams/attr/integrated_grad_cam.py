@@ -21,6 +21,7 @@ from captum_cams._utils.guards import (
     target_values,
 )
 from captum_cams.attr._base import CamContext, GradientCamBase
+from captum_cams.attr._reshape import ReshapeTransform
 
 BaselineInput = Union[None, int, float, Tensor]
 
@@ -122,6 +123,11 @@ class LayerIntegratedGradCam(GradientCamBase):
                     (``N x K x h x w``) the map is computed on.
         device_ids (list[int], optional): device ids for a model wrapped in
                     ``DataParallel``, as in Captum. Default: None.
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), applied to the
+                    activations and to their gradient, e.g.
+                    :func:`~captum_cams.vit_reshape_transform` for a vision
+                    transformer's tokens. Default: None.
 
     Examples::
 
@@ -138,8 +144,9 @@ class LayerIntegratedGradCam(GradientCamBase):
         forward_func: Callable,
         layer: Module,
         device_ids: Union[None, List[int]] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        GradientCamBase.__init__(self, forward_func, layer, device_ids)
+        GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
 
     def _weights(self, context: CamContext) -> Tensor:
         r"""Grad-CAM's weights at one path point, ``w_k = mean_ij ∂y_c/∂A_k,ij``."""

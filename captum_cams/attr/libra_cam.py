@@ -60,6 +60,7 @@ from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams._utils.scores import check_score, scores_of
 from captum_cams._utils.thresholding import check_threshold_mode, check_thresholds
 from captum_cams.attr._base import CamContext, GradientCamBase
+from captum_cams.attr._reshape import ReshapeTransform
 from captum_cams.attr.reference_library import ReferenceLibrary
 from captum_cams.tuning.reference_filtering import filter_rows
 from captum_cams.tuning.threshold_calibration import (
@@ -139,6 +140,10 @@ class LayerLibraCam(GradientCamBase):
                     (:meth:`ReferenceLibrary.build`). Required unless
                     ``attribute`` is called with ``use_references=False``.
                     Default: None
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument; e.g.
+                    :func:`~captum_cams.vit_reshape_transform`); the library must be
+                    built with the same one. Default: None
 
     Examples::
 
@@ -155,10 +160,11 @@ class LayerLibraCam(GradientCamBase):
         layer: Module,
         device_ids: Union[None, List[int]] = None,
         library: Optional[ReferenceLibrary] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
         if library is not None and not isinstance(library, ReferenceLibrary):
             raise TypeError(f"library must be a ReferenceLibrary; got {type(library).__name__}")
-        GradientCamBase.__init__(self, forward_func, layer, device_ids)
+        GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         self.library = library
 
     @log_usage()

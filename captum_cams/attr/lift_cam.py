@@ -16,6 +16,7 @@ from captum_cams.attr._deeplift_head import (
     cached_deeplift_head,
     check_eval_mode,
 )
+from captum_cams.attr._reshape import ReshapeTransform
 
 
 class LayerLiftCam(HeadCamBase, GradientAttribution):
@@ -68,6 +69,13 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                     ``F_c(A) - F_c(0)`` when each LayerNorm's input at the zero
                     reference is constant over the normalised dimensions (true for
                     ConvNeXt's classifier). Default: False (LayerNorm is refused).
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument). DeepLIFT runs on
+                    the layer's real output (reference 0 over all of it) and the
+                    contributions are reshaped the same way, so the transform must
+                    keep every value (a permutation such as
+                    :func:`~captum_cams.swin_reshape_transform`); one that drops
+                    values (ViT's CLS token) is refused. Default: None
 
     Examples::
 
@@ -86,12 +94,13 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         device_ids: Union[None, List[int]] = None,
         head: Optional[Module] = None,
         fixed_layer_norm: bool = False,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
         if not isinstance(fixed_layer_norm, bool):
             raise TypeError(
                 f"fixed_layer_norm must be a bool; got {type(fixed_layer_norm).__name__}"
             )
-        HeadCamBase.__init__(self, forward_func, layer, device_ids, head)
+        HeadCamBase.__init__(self, forward_func, layer, device_ids, head, reshape_transform)
         GradientAttribution.__init__(self, forward_func)
         if self.head.module is None:
             raise ValueError(
@@ -127,14 +136,25 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
     def _weights(self, context: CamContext) -> Tensor:
         deeplift_head, head_is_affine = self._prepared_head(context.attribute_to_layer_input)
         check_eval_mode(deeplift_head)
-        head = self._verified_head(context)
-        activations = context.activations
+        head = self._verified_layer_head(context)
+        # DeepLIFT on the layer's real output; with a reshape_transform its
+        # contributions are reshaped like the activations (a permutation, checked)
+        activations = (
+            context.activations if context.raw_activations is None else (context.raw_activations)
+        )
+        if self.reshape_transform is not None:
+            self._check_keeps_every_value(activations)
         inputs = activations.clone().requires_grad_()
         rows = torch.arange(activations.shape[0], device=activations.device)
         # the model's arguments the head uses after the layer, held fixed (Captum
         # repeats them for the reference half)
         extras = head._extra_arguments(rows)
-        weights = self._contributions(deeplift_head, head_is_affine, inputs, context.target, extras)
+        contributions = self._contributions(
+            deeplift_head, head_is_affine, inputs, context.target, extras
+        )
+        if self.reshape_transform is not None:
+            contributions = self.reshape_transform(contributions)
+        weights = contributions.sum(dim=(2, 3))
         delta_out: Optional[List[Tensor]] = context.options.get("delta_out")
         if delta_out is not None:
             # DeepLIFT's summation-to-delta on the head, as Captum's LayerDeepLift
@@ -150,6 +170,18 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             delta_out.append(weights.sum(dim=1) - (end - start).to(weights.dtype))
         return weights
 
+    def _check_keeps_every_value(self, raw: Tensor) -> None:
+        r"""Refuses a reshape_transform that is not a permutation of the layer's output."""
+        index = self._restoring_index(raw)
+        if index.numel() != raw[0].numel():
+            raise ValueError(
+                "LIFT-CAM's DeepLIFT reference is 0 over the layer's whole output, so its "
+                "reshape_transform must keep every value (as swin_reshape_transform does); "
+                f"this one keeps {index.numel()} of {raw[0].numel()} per example (e.g. it "
+                "drops a CLS token): pass one that keeps them all, or use LayerAblationCam "
+                "or LayerShapCam, which keep the dropped values as they are"
+            )
+
     @staticmethod
     def _contributions(
         deeplift_head: Module,
@@ -158,7 +190,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         target: Tensor,
         extras: Tuple[Any, ...] = (),
     ) -> Tensor:
-        r"""``N x K`` the DeepLIFT contributions of the channels (reference 0)."""
+        r"""The DeepLIFT contributions (reference 0) of every value of the layer's output."""
         if head_is_affine:
             # DeepLIFT with a zero reference through an affine head is exactly
             # gradient x activation: Captum's InputXGradient on the head (what
@@ -168,7 +200,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             contributions = InputXGradient(deeplift_head).attribute(
                 inputs, target=captum_target(target), additional_forward_args=extras or None
             )
-            return contributions.detach().sum(dim=(2, 3))
+            return contributions.detach()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
             contributions = RescaleDeepLift(deeplift_head).attribute(
@@ -177,7 +209,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 target=captum_target(target),
                 additional_forward_args=extras or None,
             )
-        return contributions.detach().sum(dim=(2, 3))
+        return contributions.detach()
 
     @log_usage()
     def attribute(

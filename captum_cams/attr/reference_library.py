@@ -40,6 +40,7 @@ from captum_cams._utils.guards import (
     check_positive_int,
     preserved_model_state,
 )
+from captum_cams.attr._reshape import check_reshape_transform, reshaped
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -393,6 +394,7 @@ class ReferenceLibrary:
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         progress: bool = True,
+        reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
     ) -> "ReferenceLibrary":
         r"""
         Builds a library from ``(input, label)`` batches.
@@ -441,6 +443,9 @@ class ReferenceLibrary:
                         instead of its output. Default: False
             progress (bool, optional): show a progress bar (tqdm) on the main
                         process. Default: True
+            reshape_transform (Callable, optional): turns the layer's output into
+                        ``N x K x h x w`` before it is stored; the one
+                        :class:`~captum_cams.LayerLibraCam` is given. Default: None
 
         Returns:
             *ReferenceLibrary* of **library**:
@@ -464,6 +469,7 @@ class ReferenceLibrary:
         if not callable(forward_func):
             raise TypeError(f"forward_func must be callable; got {type(forward_func).__name__}")
         check_layer_in_model(forward_func, layer)
+        check_reshape_transform(reshape_transform)
         check_positive_int(num_classes, "num_classes", allow_none=False)
         check_positive_int(max_per_class, "max_per_class", allow_none=False)
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < 1:
@@ -508,6 +514,10 @@ class ReferenceLibrary:
                             additional_forward_args,
                             attribute_to_layer_input=attribute_to_layer_input,
                         )
+                        if reshape_transform is not None and len(layer_tensors) == 1:
+                            layer_tensors = (
+                                reshaped(reshape_transform, layer_tensors[0], "the layer's output"),
+                            )
                         activations = single_feature_map(layer_tensors)
                         outputs = check_output_tensor(outputs)
                         if outputs.dim() != 2:
