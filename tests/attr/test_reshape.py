@@ -291,3 +291,14 @@ def test_a_token_layer_without_a_transform_names_the_argument() -> None:
         )
     with pytest.raises(TypeError, match="reshape_transform must be a callable"):
         cc.LayerScoreCam(vit, vit.blocks[-1].norm1, reshape_transform="vit")
+
+
+def test_threshold_fine_tuning_wraps_a_method_with_a_transform() -> None:
+    vit = _tiny_vit().double()
+    x = X.double()
+    cam = cc.LayerGradCam(vit, vit.blocks[-1].norm1, reshape_transform=cc.vit_reshape_transform)
+    tuned, details = cc.ThresholdFineTuned(cam).attribute(x, target=TARGETS, return_details=True)
+    maps = cam.attribute(x, target=TARGETS)
+    expected = cc.threshold_fine_tuning(vit, x, maps, target=TARGETS)
+    torch.testing.assert_close(tuned, expected.tuned_maps)
+    assert tuned.shape == (3, 1, 32, 32)
