@@ -7,6 +7,7 @@ The public API is re-exported flat, like ``captum.attr``::
 """
 
 from captum_cams.attr import (
+    CamLayer,
     LayerAblationCam,
     LayerCam,
     LayerGradCam,
@@ -19,6 +20,7 @@ from captum_cams.attr import (
     LayerXGradCam,
     OutputAdapter,
     ReferenceLibrary,
+    find_cam_layer,
     swin_reshape_transform,
     vit_reshape_transform,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "ActivationFineTuner",
     "CALM",
     "CALMAttribution",
+    "CamLayer",
     "LayerAblationCam",
     "LayerCam",
     "LayerGradCam",
@@ -61,6 +64,7 @@ __all__ = [
     "reference_filtering",
     "threshold_calibration",
     "threshold_fine_tuning",
+    "find_cam_layer",
     "swin_reshape_transform",
     "vit_reshape_transform",
 ]
