@@ -107,7 +107,8 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 "LIFT-CAM needs the model's head as a module, and the model could not "
                 "be split after the layer with torch.fx (skip connections around the "
                 "layer, or code torch.fx cannot trace); pass head= (the part of the "
-                "model from the layer's output to its output)"
+                "model from the layer's output to its output), or choose a layer with no "
+                "connection around it (a whole block rather than a layer inside one)"
             )
         self.fixed_layer_norm = fixed_layer_norm
         self.deeplift_head, self.head_is_affine = cached_deeplift_head(
