@@ -89,7 +89,7 @@ def test_layer_grad_cam_equals_captums_with_a_tuple_target(target: Any) -> None:
     model = _segmenter()
     theirs = captum_attr.LayerGradCam(model, model.layer).attribute(X, target=target)
     ours = cc.LayerGradCam(model, model.layer).attribute(X, target=target)
-    assert float(theirs.abs().max()) > 0
+    assert float(theirs.detach().abs().max()) > 0
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=0)
 
 
@@ -132,9 +132,9 @@ def test_lraspp_mobilenet_v3_large_equals_captum_with_target_c_h_w() -> None:
     ).eval()
     model = cc.OutputAdapter(segmenter, select="out")  # torchvision returns {"out": ...}
     layer = segmenter.backbone["16"]
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    for target in [(15, 20, 31), [(15, 20, 31), (0, 63, 2)]]:
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    for target in [(15, 20, 11), [(15, 20, 11), (0, 31, 2)]]:
         theirs = captum_attr.LayerGradCam(model, layer).attribute(x, target=target)
         ours = cc.LayerGradCam(model, layer).attribute(x, target=target)
-        assert ours.shape == (2, 1, 4, 4) and float(theirs.detach().abs().max()) > 0
+        assert ours.shape == (2, 1, 2, 2) and float(theirs.detach().abs().max()) > 0
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=0)
