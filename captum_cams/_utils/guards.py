@@ -381,7 +381,7 @@ def format_target_positions(target: TargetLike, num_examples: int, device: torch
     if isinstance(target, tuple) or (
         isinstance(target, list) and target and all(isinstance(t, tuple) for t in target)
     ):
-        rows = [target] * num_examples if isinstance(target, tuple) else target
+        rows: List[Any] = [target] * num_examples if isinstance(target, tuple) else target
         if len(rows) != num_examples:
             raise ValueError(
                 f"target given as a list must hold one tuple per example ({num_examples}); "

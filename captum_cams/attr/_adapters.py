@@ -99,7 +99,7 @@ class OutputAdapter(Module):
         elif callable(select):
             picked = select(output)
         elif isinstance(output, fx.Proxy):
-            picked = output[select]
+            picked = output[select]  # type: ignore[index]  # a getitem node
         elif isinstance(select, str):
             if isinstance(output, Mapping) and select in output:
                 picked = output[select]

@@ -151,7 +151,8 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     if not layer_name:
         return None
     try:
-        graph = _LeafTracer(layer).trace(model, concrete_args=_only_varargs(model))
+        concrete = _only_varargs(model)  # fx takes a tuple for forward(*args)
+        graph = _LeafTracer(layer).trace(model, concrete_args=concrete)  # type: ignore[arg-type]
     except Exception:  # models with data-dependent control flow do not trace
         return None
     layer_nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == layer_name]

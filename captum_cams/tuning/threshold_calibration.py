@@ -190,14 +190,14 @@ def threshold_calibration(
         )  # fmt: skip
         best = first_argmax(scores.masked_fill(blank, -torch.inf))
         calibrated = keep(examples, best)
-        thresholds = grid[best]
+        chosen = grid[best]
         all_blank = blank.all(dim=1)
         if bool(all_blank.any()):
             _warn_all_blank(all_blank, maps, values, threshold_mode)
             calibrated = torch.where(all_blank.view(-1, 1, 1, 1), maps, calibrated)
-            thresholds = thresholds.masked_fill(all_blank, 0.0)
+            chosen = chosen.masked_fill(all_blank, 0.0)
     return CalibrationResult(
-        calibrated_maps=calibrated, thresholds=thresholds, scores=scores, grid=grid
+        calibrated_maps=calibrated, thresholds=chosen, scores=scores, grid=grid
     )
 
 
