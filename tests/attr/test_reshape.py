@@ -214,6 +214,11 @@ def test_a_channels_last_layer_through_the_transform_equals_the_channels_first_l
     )
     assert float(expected.abs().max()) > 0
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    # the same values as the next module's input (attribute_to_layer_input)
+    from_input = method(model, model[3], reshape_transform=cc.swin_reshape_transform).attribute(
+        x, target=target, attribute_to_layer_input=True, **options
+    )
+    torch.testing.assert_close(from_input, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_libra_cam_and_its_library_through_the_transform() -> None:
