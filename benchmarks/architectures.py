@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-r"""Every method on every torchvision classification CNN: the method x architecture matrix.
+r"""Every method on every torchvision classification CNN, timm's CNNs and vision
+transformers and Hugging Face models: the method x architecture matrix.
 
 For each architecture of :data:`ARCHITECTURES` (torchvision builders, random weights
-from ``torch.manual_seed(0)``, eval mode, float32; timm models too when timm is
-installed) at its recommended layer, ``--batch`` random images of the architecture's
-small input size (:attr:`Architecture.size`, 64 px where the net allows it) and
+from ``torch.manual_seed(0)``, eval mode, float32; timm models (``pretrained=False``)
+and Hugging Face models (built from their configs, through
+:class:`~captum_cams.OutputAdapter`) too when those packages are installed) at its
+recommended layer, with its ``reshape_transform`` where the layer's output is not
+``N x K x h x w`` (ViT's tokens, Swin's channels-last map), ``--batch`` random
+images of the architecture's small input size (:attr:`Architecture.size`, 64 px
+where the net allows it) and
 the first example's predicted class as target for all, every method of
 :data:`METHODS` is built and called once, and the cell is classified:
 
 * **ok** — it returned, and every check passed: finite maps of the right shape
   (``N x 1 x h x w`` at the layer's resolution, the input's for Libra-CAM); the map
   equals ``relu(sum_k w_k A_k)`` rebuilt from ``return_weights`` with ``A`` captured
-  by an own forward hook (relative 1e-4, absolute 1e-5 of the map's scale), where
+  by an own forward hook and reshaped by the architecture's transform (relative
+  1e-4, absolute 1e-5 of the map's scale), where
   the method returns weights; for the head methods (Ablation-, LIFT-, SHAP-CAM) a
   second call on the same object gives the same map; for LIFT-CAM completeness,
   ``sum_k alpha_k = F_c(A) - F_c(0)`` with ``F_c(0)`` from the whole model with the
@@ -66,6 +72,7 @@ class Architecture:
     layer: str  # qualified name inside the built model
     size: int = 64
     python: str = ""  # how to pick the layer in code, for the README
+    reshape_transform: Optional[Callable[[Tensor], Tensor]] = None
 
     @property
     def pick(self) -> str:
@@ -143,19 +150,80 @@ ARCHITECTURES: Tuple[Architecture, ...] = (
 
 
 def _timm_architectures() -> Tuple[Architecture, ...]:
+    r"""timm's models (random weights), the transformers built for 64 px inputs."""
     try:
-        import timm  # noqa: F401
+        import timm
     except ImportError:
         return ()
+    from captum_cams import swin_reshape_transform, vit_reshape_transform
 
-    def build(name: str) -> Callable[[], nn.Module]:
-        return lambda: timm.create_model(name, pretrained=False)
+    def build(name: str, **options: Any) -> Callable[[], nn.Module]:
+        return lambda: timm.create_model(name, pretrained=False, **options)
 
     return (
         Architecture("timm resnet18", build("resnet18"), "layer4"),
         Architecture("timm efficientnet_b0", build("efficientnet_b0"), "conv_head"),
-        Architecture("timm convnext_nano", build("convnext_nano"), "stages.3"),
+        Architecture(
+            "timm convnext_nano", build("convnext_nano"), "stages.3", python="model.stages[-1]"
+        ),
+        Architecture("timm regnety_002", build("regnety_002"), "s4"),
+        Architecture(
+            "timm mobilenetv3_small_100",
+            build("mobilenetv3_small_100"),
+            "blocks.5",
+            python="model.blocks[-1]",
+        ),
+        Architecture(
+            "timm vit_tiny_patch16_224 (img_size=64)",
+            build("vit_tiny_patch16_224", img_size=64),
+            "blocks.11.norm1",
+            python="model.blocks[-1].norm1",
+            reshape_transform=vit_reshape_transform,
+        ),
+        Architecture(
+            "timm swin_tiny_patch4_window7_224 (img_size=64)",
+            build("swin_tiny_patch4_window7_224", img_size=64),
+            "norm",
+            reshape_transform=swin_reshape_transform,
+        ),
     )
+
+
+def _hugging_face_architectures() -> Tuple[Architecture, ...]:
+    r"""Hugging Face's ResNet-50 and ConvNeXt-T (default configs, 1000 classes, random
+    weights) through :class:`~captum_cams.OutputAdapter` (which returns ``.logits``)."""
+    try:
+        import transformers
+    except ImportError:
+        return ()
+    from captum_cams import OutputAdapter
+
+    def build(config: str, model: str) -> Callable[[], nn.Module]:
+        def adapted() -> nn.Module:
+            built = getattr(transformers, model)(getattr(transformers, config)(num_labels=1000))
+            return OutputAdapter(built)
+
+        return adapted
+
+    return (
+        Architecture(
+            "HF ResNetForImageClassification (ResNet-50)",
+            build("ResNetConfig", "ResNetForImageClassification"),
+            "model.resnet.encoder.stages.3",
+            python="hf.resnet.encoder.stages[-1]",
+        ),
+        Architecture(
+            "HF ConvNextForImageClassification (ConvNeXt-T)",
+            build("ConvNextConfig", "ConvNextForImageClassification"),
+            "model.convnext.encoder.stages.3",
+            python="hf.convnext.encoder.stages[-1]",
+        ),
+    )
+
+
+def all_architectures() -> Tuple[Architecture, ...]:
+    r"""torchvision's, then timm's and Hugging Face's where installed."""
+    return ARCHITECTURES + _timm_architectures() + _hugging_face_architectures()
 
 
 METHODS: Tuple[str, ...] = (
@@ -201,8 +269,16 @@ def state_changes(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
     return changed
 
 
-def capture(model: nn.Module, layer: nn.Module, x: Tensor) -> Tuple[Tensor, Tensor]:
-    r"""``(A, f(x))`` from an own forward hook (a copy, before anything downstream runs)."""
+def capture(
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
+) -> Tuple[Tensor, Tensor]:
+    r"""
+    ``(A, f(x))`` from an own forward hook (a copy, before anything downstream runs),
+    ``A`` reshaped by ``reshape_transform`` when given.
+    """
     store: Dict[str, Tensor] = {}
 
     def hook(_m: nn.Module, _i: Any, out: Tensor) -> None:
@@ -214,6 +290,8 @@ def capture(model: nn.Module, layer: nn.Module, x: Tensor) -> Tuple[Tensor, Tens
             outputs = model(x)
     finally:
         handle.remove()
+    if reshape_transform is not None:
+        return reshape_transform(store["A"]), outputs
     return store["A"], outputs
 
 
@@ -228,14 +306,19 @@ def zero_layer_outputs(model: nn.Module, layer: nn.Module, x: Tensor) -> Tensor:
 
 
 def tiny_library(
-    model: nn.Module, layer: nn.Module, x: Tensor, target: Tensor, classes: int
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    classes: int,
+    reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> Any:
     r"""A :class:`ReferenceLibrary` of 3 random-input activations per target class."""
     from captum_cams import ReferenceLibrary
 
     generator = torch.Generator().manual_seed(7)
     references = torch.randn((3,) + tuple(x.shape[1:]), generator=generator)
-    activations, _ = capture(model, layer, references)
+    activations, _ = capture(model, layer, references, reshape_transform)
     indices = [torch.empty(0, dtype=torch.long) for _ in range(classes)]
     for label in target.unique().tolist():
         indices[label] = torch.arange(3)
@@ -244,10 +327,18 @@ def tiny_library(
 
 # ---------------------------------------------------------------------- one cell
 def _build_and_call(
-    method: str, model: nn.Module, layer: nn.Module, x: Tensor, target: Tensor, **extra: Any
+    method: str,
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
+    **extra: Any,
 ) -> Tuple[Any, Callable[[], Any]]:
     r"""Builds the method and returns ``(its object, a zero-argument attribute call)``."""
     import captum_cams as cc
+
+    extra = dict(extra, reshape_transform=reshape_transform)
 
     simple = {
         "Grad-CAM": cc.LayerGradCam,
@@ -256,16 +347,16 @@ def _build_and_call(
         "Layer-CAM": cc.LayerCam,
     }
     if method in simple:
-        cam = simple[method](model, layer)
+        cam = simple[method](model, layer, **extra)
         # every map ReLU'd, as the papers do (LayerGradCam has Captum's default, no ReLU)
         return cam, lambda: cam.attribute(
             x, target=target, relu_attributions=True, return_weights=True
         )
     if method == "Ablation-CAM":
-        cam = cc.LayerAblationCam(model, layer)
+        cam = cc.LayerAblationCam(model, layer, **extra)
         return cam, lambda: cam.attribute(x, target=target, return_weights=True)
     if method == "Score-CAM":
-        cam = cc.LayerScoreCam(model, layer)
+        cam = cc.LayerScoreCam(model, layer, **extra)
         return cam, lambda: cam.attribute(
             x, target=target, return_weights=True, internal_batch_size=64
         )
@@ -273,15 +364,15 @@ def _build_and_call(
         cam = cc.LayerLiftCam(model, layer, **extra)
         return cam, lambda: cam.attribute(x, target=target, return_weights=True)
     if method == "SHAP-CAM":
-        cam = cc.LayerShapCam(model, layer)
+        cam = cc.LayerShapCam(model, layer, **extra)
         return cam, lambda: cam.attribute(x, target=target, return_weights=True, num_permutations=2)
     if method == "IG-CAM":
-        cam = cc.LayerIntegratedGradCam(model, layer)
+        cam = cc.LayerIntegratedGradCam(model, layer, **extra)
         return cam, lambda: cam.attribute(x, target=target, n_steps=4)
     if method == "Libra-CAM":
         _, outputs = capture(model, layer, x)
-        library = tiny_library(model, layer, x, target, outputs.shape[1])
-        cam = cc.LayerLibraCam(model, layer, library=library)
+        library = tiny_library(model, layer, x, target, outputs.shape[1], reshape_transform)
+        cam = cc.LayerLibraCam(model, layer, library=library, **extra)
         return cam, lambda: cam.attribute(x, target=target, internal_batch_size=64)
     raise ValueError(f"unknown method {method!r}")
 
@@ -292,16 +383,22 @@ def _refusal(error: Exception) -> bool:
 
 
 def run_cell(
-    method: str, model: nn.Module, layer: nn.Module, x: Tensor, target: Tensor, **extra: Any
+    method: str,
+    model: nn.Module,
+    layer: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
+    **extra: Any,
 ) -> Dict[str, Any]:
     r"""One (method, architecture) cell: ``{"status", "seconds", "detail"}``."""
-    activations, outputs = capture(model, layer, x)
+    activations, outputs = capture(model, layer, x, reshape_transform)
     before = model_state(model)
     caught: List[str] = []
     try:
         with warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
-            cam, call = _build_and_call(method, model, layer, x, target, **extra)
+            cam, call = _build_and_call(method, model, layer, x, target, reshape_transform, **extra)
             start = time.perf_counter()
             result = call()
             seconds = time.perf_counter() - start
@@ -356,17 +453,18 @@ def run_architecture(arch: Architecture, methods: Sequence[str], batch: int) -> 
     build_seconds = time.perf_counter() - build_start
     layer = model.get_submodule(arch.layer)
     x = torch.randn(batch, 3, arch.size, arch.size, generator=torch.Generator().manual_seed(1))
-    activations, outputs = capture(model, layer, x)
+    transform = arch.reshape_transform
+    activations, outputs = capture(model, layer, x, transform)
     target = outputs[:1].argmax(dim=1).expand(batch).clone()
     cells: Dict[str, Any] = {}
     for method in methods:
-        cell = run_cell(method, model, layer, x, target)
+        cell = run_cell(method, model, layer, x, target, transform)
         if (
             method == "LIFT-CAM"
             and cell["status"] == "refused"
             and "fixed_layer_norm=True" in cell["detail"]
         ):
-            retry = run_cell(method, model, layer, x, target, fixed_layer_norm=True)
+            retry = run_cell(method, model, layer, x, target, transform, fixed_layer_norm=True)
             retry["detail"] = ("with fixed_layer_norm=True: " + retry["detail"]).rstrip(": ")
             cell = {**retry, "default": cell}
         cells[method] = cell
@@ -437,6 +535,63 @@ def layer_norm_study(images: int, permutations: int) -> Dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------- Libra-CAM study
+def libra_non_blank_study(images: int, size: int) -> Dict[str, Any]:
+    r"""
+    Libra-CAM (default ``score="probability"``, a library of 3 random-input references
+    per class) on timm's efficientnet_b0 (``conv_head``) and Hugging Face's ResNet-50
+    (through the adapter, ``resnet.encoder.stages[-1]``), random weights, ``images``
+    random inputs of ``size`` px: for the predicted class, the class whose probability
+    is nearest 1e-9, the class of median probability and the least probable class,
+    the target probability, the largest
+    value of the returned map (0: blank), the chosen threshold and whether the
+    one-line all-blank warning fired.
+    """
+    import captum_cams as cc
+
+    models = [
+        ("timm efficientnet_b0", _timm_architectures()[1]),
+        ("HF ResNet-50", _hugging_face_architectures()[0]),
+    ]
+    study: Dict[str, Any] = {"n": images, "size": size}
+    for label, arch in models:
+        torch.manual_seed(0)
+        model = arch.build().eval()
+        layer = model.get_submodule(arch.layer)
+        x = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1))
+        _, outputs = capture(model, layer, x)
+        probabilities = outputs.softmax(dim=1)
+        ranked = probabilities.argsort(dim=1, descending=True)
+        rows: Dict[str, Any] = {}
+        near = (probabilities.clamp_min(1e-300).log() - math.log(1e-9)).abs().argmin(dim=1)
+        choices = {
+            "predicted": ranked[:, 0],
+            "probability nearest 1e-9": near,
+            "median probability": ranked[:, outputs.shape[1] // 2],
+            "least probable": ranked[:, -1],
+        }
+        for which, target in choices.items():
+            library = tiny_library(model, layer, x, target, outputs.shape[1])
+            cam = cc.LayerLibraCam(model, layer, library=library)
+            with warnings.catch_warnings(record=True) as records:
+                warnings.simplefilter("always")
+                maps, details = cam.attribute(
+                    x, target=target, internal_batch_size=16, return_details=True
+                )
+            p = probabilities.gather(1, target[:, None]).squeeze(1)
+            peaks = maps.flatten(1).amax(dim=1)
+            rows[which] = {
+                "target probability (min, max)": [float(p.min()), float(p.max())],
+                "map maximum per image": [round(float(v), 4) for v in peaks],
+                "blank maps": int((peaks == 0).sum()),
+                "t*": [round(float(t), 2) for t in details.thresholds],
+                "warnings": sorted({str(r.message)[:120] for r in records}),
+            }
+            print(label, which, rows[which], flush=True)
+        study[label] = rows
+    return study
+
+
 # ---------------------------------------------------------------------- report
 _SHORT = {"ok": "ok", "refused": "refused", "wrong": "**wrong**", "error": "**error**"}
 
@@ -468,7 +623,9 @@ def markdown(results: List[Dict[str, Any]], methods: Sequence[str], batch: int) 
     ]
     for result in results:
         k, h, w = result["activation_shape"]
-        pick = next((a.pick for a in ARCHITECTURES if a.name == result["name"]), result["layer"])
+        pick = next(
+            (a.pick for a in all_architectures() if a.name == result["name"]), result["layer"]
+        )
         row = [result["name"], f"`{pick}` ({k}x{h}x{w})", f"{batch}x3x{result['size']}²"]
         row += [cell_text(result["cells"][m]) for m in methods]
         lines.append("| " + " | ".join(row) + " |")
@@ -497,7 +654,7 @@ def render(paths: Sequence[str], methods: Sequence[str]) -> None:
             by_name.setdefault(result["name"], result)
     if len(batches) != 1:
         raise SystemExit(f"the files were run with different --batch: {sorted(batches)}")
-    order = [a.name for a in ARCHITECTURES + _timm_architectures()]
+    order = [a.name for a in all_architectures()]
     results = sorted(by_name.values(), key=lambda r: order.index(r["name"]))
     print(markdown(results, methods, batches.pop()))
     print("\ncells:", _summary(results))
@@ -514,6 +671,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--layer-norm-images", type=int, default=8)
     parser.add_argument("--layer-norm-permutations", type=int, default=64)
     parser.add_argument(
+        "--libra-non-blank", action="store_true", help="run the Libra-CAM blank-map study only"
+    )
+    parser.add_argument("--libra-images", type=int, default=4)
+    parser.add_argument("--libra-size", type=int, default=224)
+    parser.add_argument(
         "--render",
         nargs="*",
         metavar="JSON",
@@ -525,6 +687,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.render:
         render(args.render, args.methods)
         return
+    if args.libra_non_blank:
+        study = libra_non_blank_study(args.libra_images, args.libra_size)
+        print(json.dumps(study, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(study, f, indent=2)
+        return
     if args.layer_norm:
         study = layer_norm_study(args.layer_norm_images, args.layer_norm_permutations)
         print(json.dumps(study, indent=2))
@@ -532,9 +701,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             with open(args.json, "w") as f:
                 json.dump(study, f, indent=2)
         return
-    architectures = ARCHITECTURES + _timm_architectures()
-    if len(architectures) == len(ARCHITECTURES):
+    architectures = all_architectures()
+    if not _timm_architectures():
         print("timm is not installed: its models are skipped")
+    if not _hugging_face_architectures():
+        print("transformers is not installed: its models are skipped")
     if args.architectures:
         architectures = tuple(a for a in architectures if a.name in args.architectures)
     results = []

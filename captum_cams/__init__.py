@@ -7,6 +7,7 @@ The public API is re-exported flat, like ``captum.attr``::
 """
 
 from captum_cams.attr import (
+    CamLayer,
     LayerAblationCam,
     LayerCam,
     LayerGradCam,
@@ -17,7 +18,11 @@ from captum_cams.attr import (
     LayerScoreCam,
     LayerShapCam,
     LayerXGradCam,
+    OutputAdapter,
     ReferenceLibrary,
+    find_cam_layer,
+    swin_reshape_transform,
+    vit_reshape_transform,
 )
 from captum_cams.calm import CALM, CALMAttribution
 from captum_cams.tuning import (
@@ -38,6 +43,7 @@ __all__ = [
     "ActivationFineTuner",
     "CALM",
     "CALMAttribution",
+    "CamLayer",
     "LayerAblationCam",
     "LayerCam",
     "LayerGradCam",
@@ -48,6 +54,7 @@ __all__ = [
     "LayerScoreCam",
     "LayerShapCam",
     "LayerXGradCam",
+    "OutputAdapter",
     "ReferenceLibrary",
     "TFTMasks",
     "TFTResult",
@@ -57,4 +64,7 @@ __all__ = [
     "reference_filtering",
     "threshold_calibration",
     "threshold_fine_tuning",
+    "find_cam_layer",
+    "swin_reshape_transform",
+    "vit_reshape_transform",
 ]

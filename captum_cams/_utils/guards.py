@@ -312,6 +312,213 @@ def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
     return indices
 
 
+def check_output_tensor(outputs: Any, name: str = "forward_func") -> Tensor:
+    r"""
+    Checks that a model returned one tensor; otherwise the error names what it
+    returned and the adapter that picks a tensor out of it.
+
+    Args:
+        outputs (Any): what the model returned.
+        name (str, optional): the argument the model was given as.
+                    Default: ``"forward_func"``
+
+    Returns:
+        *Tensor*: ``outputs`` itself.
+
+    Raises:
+        TypeError: ``outputs`` is not a tensor (a Hugging Face ``ModelOutput``, a
+        dict, a tuple, ...).
+
+    Examples::
+
+        >>> check_output_tensor({"out": torch.zeros(1, 21, 8, 8)})
+        Traceback (most recent call last):
+        TypeError: forward_func must return a tensor; got dict (keys 'out'): ...
+    """
+    if isinstance(outputs, Tensor):
+        return outputs
+    described = type(outputs).__name__
+    if isinstance(outputs, dict):
+        described += f" (keys {', '.join(repr(k) for k in list(outputs)[:6])})"
+    raise TypeError(
+        f"{name} must return a tensor; got {described}: wrap the model in "
+        "captum_cams.OutputAdapter(model), which returns .logits when present, else the "
+        "first tensor (select= picks another: a key, an index or a function of the output)"
+    )
+
+
+def format_target_positions(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
+    r"""
+    Turns a Captum ``TargetType`` other than None into indices into every example's
+    output, for outputs of any rank (checked against them by
+    :func:`target_positions`).
+
+    As Captum's ``_select_targets``: an int, a one-element tensor or a tuple is one
+    index for every example (a tuple indexes the dimensions after the batch
+    dimension, ``(c, h, w)`` for an ``N x C x H x W`` output); a list holds one int
+    or one tuple per example; a tensor of ``N`` elements one class per example. An
+    ``N x D`` integer tensor (one row of ``D`` indices per example) is accepted too.
+
+    Args:
+        target (int, tuple, list or Tensor): the target as the user gave it.
+        num_examples (int): the number of examples ``N``.
+        device (torch.device): where the indices go.
+
+    Returns:
+        *Tensor*: ``torch.long``, ``(N,)`` when every target is one index (a class),
+        else ``N x D`` (``D`` indices per example; ``D = 0`` for ``target=()``).
+
+    Examples::
+
+        >>> format_target_positions((3, 10, 20), 2, torch.device("cpu"))
+        tensor([[ 3, 10, 20],
+                [ 3, 10, 20]])
+        >>> format_target_positions([3, (1,)], 2, torch.device("cpu"))
+        tensor([3, 1])
+    """
+    if target is None:
+        raise ValueError("format_target_positions needs a target; None means the default")
+    if isinstance(target, tuple) or (
+        isinstance(target, list) and target and all(isinstance(t, tuple) for t in target)
+    ):
+        rows: List[Any] = [target] * num_examples if isinstance(target, tuple) else target
+        if len(rows) != num_examples:
+            raise ValueError(
+                f"target given as a list must hold one tuple per example ({num_examples}); "
+                f"got {len(rows)}"
+            )
+        lengths = {len(row) for row in rows}
+        if len(lengths) != 1:
+            raise ValueError(f"target tuples must all have the same length; got {target!r}")
+        length = lengths.pop()
+        for row in rows:
+            if any(isinstance(i, bool) or not isinstance(i, int) for i in row):
+                raise TypeError(f"target tuples must hold ints; got {row!r}")
+        if length != 1:
+            return torch.tensor(rows, dtype=torch.long, device=device).reshape(num_examples, length)
+    if isinstance(target, Tensor) and target.dim() == 2 and target.shape[0] == num_examples:
+        if target.is_floating_point() or target.is_complex():
+            raise TypeError(f"target must be an integer tensor; got {target.dtype}")
+        if target.shape[1] != 1:
+            return target.to(dtype=torch.long, device=device)
+        target = target[:, 0]
+    return format_target(target, num_examples, device)
+
+
+def target_positions(target: TargetLike, outputs: Tensor) -> Tensor:
+    r"""
+    Captum's ``TargetType`` for a model output of any rank, checked: what
+    :func:`target_values` selects, one value per example.
+
+    * ``N x num_classes`` outputs: one class per example, as :func:`target_indices`
+      (None: the predicted class);
+    * ``N x d1 x … x dD`` outputs (``D > 1``, e.g. a segmentation's ``N x C x H x W``):
+      one tuple of ``D`` indices, ``(c, h, w)``, for every example or per example;
+      None is an error (no single value to explain);
+    * ``(N,)`` outputs (one score per example): None, the score itself.
+
+    Args:
+        target (int, tuple, list, Tensor or None): the target as the user gave it.
+        outputs (Tensor): the model's outputs for the batch.
+
+    Returns:
+        *Tensor*: ``torch.long`` on ``outputs.device``: ``(N,)`` classes for
+        ``N x num_classes`` outputs, else ``N x D``.
+
+    Examples::
+
+        >>> masks = torch.randn(2, 21, 8, 8)              # a segmentation's output
+        >>> target_positions((15, 4, 4), masks).shape
+        torch.Size([2, 3])
+    """
+    if outputs.dim() == 2:
+        if isinstance(target, Tensor) and target.dim() == 2 and len(target) == len(outputs):
+            if target.shape[1] != 1:  # N x D rows, as format_target_positions makes
+                raise ValueError(
+                    "target given as a tuple is one index into every example's output "
+                    "after the batch dimension (Captum's convention); the model's output "
+                    f"is N x num_classes, so the tuple must hold one int; got "
+                    f"{target.shape[1]} per example"
+                )
+            target = target[:, 0]
+        return target_indices(target, outputs)
+    num_examples = outputs.shape[0]
+    dims = outputs.dim() - 1
+    shape = tuple(outputs.shape)
+    if target is None:
+        if dims == 0:
+            return torch.zeros((num_examples, 0), dtype=torch.long, device=outputs.device)
+        raise ValueError(
+            f"target is needed: the model's output has shape {shape}, so no predicted class "
+            f"is defined; give one index per dimension after the batch dimension, a tuple "
+            f"of {dims} ints (e.g. (c, h, w) for a segmentation's N x C x H x W), or wrap "
+            "the model so that it returns N x num_classes scores"
+        )
+    positions = format_target_positions(target, num_examples, outputs.device)
+    found = 1 if positions.dim() == 1 else positions.shape[1]
+    if found != dims:
+        raise ValueError(
+            f"target given as {target!r} selects {found} index per example after the batch "
+            f"dimension; the model's output has shape {shape}, so each target must hold "
+            f"{dims} indices (one value per example)"
+        )
+    for dim in range(dims):
+        column = positions[:, dim]
+        if bool(((column < 0) | (column >= shape[dim + 1])).any()):
+            raise ValueError(
+                f"target out of range: dimension {dim + 1} of the model's output has "
+                f"{shape[dim + 1]} entries; got {column.tolist()}"
+            )
+    return positions
+
+
+def target_values(outputs: Tensor, positions: Tensor) -> Tensor:
+    r"""
+    The one value per example (or row) that :func:`target_positions` points at.
+
+    Args:
+        outputs (Tensor): ``M x …`` outputs.
+        positions (Tensor): ``(M,)`` classes or ``M x D`` indices.
+
+    Returns:
+        *Tensor*: ``(M,)`` values, in the autograd graph of ``outputs``.
+
+    Examples::
+
+        >>> target_values(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([1, 0]))
+        tensor([2., 3.])
+    """
+    positions = positions.to(outputs.device)
+    if positions.dim() == 1:
+        return outputs.gather(1, positions[:, None]).squeeze(1)
+    rows = torch.arange(outputs.shape[0], device=outputs.device)
+    return outputs[(rows, *positions.unbind(1))]
+
+
+def captum_target(positions: Tensor) -> TargetLike:
+    r"""
+    :func:`target_positions`' indices as a target for Captum's own classes: the
+    ``(N,)`` classes as they are, ``N x D`` indices as a list of tuples, ``N x 0``
+    (one output per example) as None.
+
+    Args:
+        positions (Tensor): ``(N,)`` or ``N x D`` indices.
+
+    Returns:
+        *Tensor*, *list[tuple[int, ...]]* or *None*: Captum's ``TargetType``.
+
+    Examples::
+
+        >>> captum_target(torch.tensor([[3, 1, 2], [3, 0, 0]]))
+        [(3, 1, 2), (3, 0, 0)]
+    """
+    if positions.dim() == 1:
+        return positions
+    if positions.shape[1] == 0:
+        return None
+    return [tuple(int(i) for i in row) for row in positions.tolist()]
+
+
 def check_layer_in_model(forward_func: Callable, layer: Any, name: str = "layer") -> None:
     r"""Checks that ``layer`` is a module and, for a module model, one of its submodules."""
     if not isinstance(layer, Module):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_cams._utils.capture import LayerNotCalledError, capture_layer
+from captum_cams.attr._layers import find_cam_layer
 
 #: File name endings read as images (as ``torchvision.datasets.ImageFolder`` reads).
 IMAGE_EXTENSIONS: Tuple[str, ...] = (
@@ -422,20 +423,14 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
     return LoadedModel(model.eval(), name, preprocess, classes)
 
 
-def _is_pooling(module: nn.Module) -> bool:
-    return isinstance(
-        module,
-        (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Dropout),
-    )
-
-
 def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tuple[str, nn.Module]:
     r"""
     The CAM layer by its dotted module name, or the last feature map when None.
 
-    Without a name, the layer is the module that finishes last among those whose
-    output is ``N x C x h x w`` with ``h·w > 1``, pooling layers left out: e.g.
-    ``layer4`` of a ResNet, ``features`` of a VGG.
+    Without a name, the layer is :func:`~captum_cams.find_cam_layer`'s: the module
+    that finishes last among those whose output is an ``N x C x h x w`` map that the
+    predicted class depends on at two positions or more (pooling layers left out):
+    e.g. ``layer4`` of a ResNet, ``features`` of a VGG.
 
     Args:
         model (nn.Module): the model.
@@ -468,33 +463,13 @@ def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tupl
         )
     if name is not None:
         return name, _named_feature_map(model, name, modules[name], sample)
-    # Not a capture but a probe of every module's output shape, in the order the
-    # modules finish. _forward_layer_eval cannot do this: it returns the listed
-    # layers in the order listed, requires every one of them to run, and clones
-    # each output as tensors (a module returning ``(Tensor, None)``, as attention
-    # does, or a dict would fail). The hooks only read shapes, change nothing in
-    # the forward and are removed in ``finally``.
-    outputs: List[Tuple[str, Tuple[int, ...]]] = []
-    handles = []
-    for key, module in modules.items():
-        if not key or _is_pooling(module):
-            continue
-
-        def hook(_module: nn.Module, _inputs: object, output: object, key: str = key) -> None:
-            if isinstance(output, Tensor):
-                outputs.append((key, tuple(output.shape)))
-
-        handles.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-    maps = [key for key, shape in outputs if _is_feature_map(shape)]
-    if not maps:
-        raise InputError("--layer: the model has no 4-D feature map; name a layer with --layer")
-    return maps[-1], modules[maps[-1]]
+        found = find_cam_layer(model, sample, allow_reshape=False)
+    except ValueError:
+        raise InputError(
+            "--layer: the model has no 4-D feature map; name a layer with --layer"
+        ) from None
+    return found.name, found.layer
 
 
 def _is_feature_map(shape: Tuple[int, ...]) -> bool:

@@ -3,7 +3,8 @@
 
 ``upsample`` and ``minmax_normalize`` are the ``up(.)`` and ``mm(.)`` of
 ``METHODS.md``: bilinear upsampling with ``align_corners=False`` and per-sample
-min-max scaling to ``[0, 1]`` that maps a constant map to zeros, never to NaN.
+min-max scaling to ``[0, 1]`` that maps a constant map to zeros, never to NaN, and
+does not depend on the maps' units (no absolute epsilon).
 """
 
 from typing import Sequence
@@ -12,38 +13,56 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Lower bound of the range in :func:`minmax_normalize`: a constant map gives zeros,
-#: and any map with a larger range reaches exactly 1 at its maximum (so a threshold
-#: of 1.0 keeps the top pixel, as the TFT and Libra-CAM grids assume).
-MINMAX_EPS: float = 1e-7
+#: A map is constant, and :func:`minmax_normalize` gives it zeros, when its range
+#: ``max - min`` is at most this many machine epsilons of its magnitude
+#: ``max(|min|, |max|)``. Relative, so the result does not depend on the map's units
+#: (``mm(a) == mm(1e-12 * a)``); 16 absorbs the rounding of bilinear upsampling, which
+#: turns a constant map into one whose range is up to about 3 epsilons of its value.
+MINMAX_RELATIVE_FLOOR: float = 16.0
 
 
-def minmax_normalize(maps: Tensor, eps: float = MINMAX_EPS) -> Tensor:
+def minmax_normalize(maps: Tensor) -> Tensor:
     r"""
-    Scales every map of a batch to ``[0, 1]`` on its own.
+    Scales every map of a batch to ``[0, 1]`` on its own: ``mm`` of ``METHODS.md``.
+
+    Scale-free: ``(a - min) / (max - min)``, with no absolute epsilon, so a map and
+    the same map times ``1e-12`` give the same result (the gradient of a probability
+    of ``1e-9`` makes maps of that size). A map whose range is within rounding of
+    its magnitude (:data:`MINMAX_RELATIVE_FLOOR` machine epsilons, e.g. a constant
+    map after upsampling) is constant and becomes all zeros, never NaN. Any other
+    map reaches exactly 0 at its minimum and 1 at its maximum.
 
     Args:
         maps (Tensor): maps of shape ``N x ...``; each of the ``N`` entries is
                     scaled independently over all its remaining dimensions.
-        eps (float, optional): lower bound of the range ``max - min``, so that a
-                    constant map becomes all zeros instead of NaN. Default: ``1e-7``.
+                    Integer maps are scaled in the default floating-point dtype.
 
     Returns:
-        *Tensor*: ``(maps - min) / max(max - min, eps)``, same shape, dtype and device.
+        *Tensor*: the scaled maps, same shape, dtype (floating) and device.
 
     Examples::
 
         >>> maps = torch.tensor([[[[1.0, 3.0]]], [[[2.0, 2.0]]]])
         >>> minmax_normalize(maps).flatten(1)
-        tensor([[0.0000, 1.0000],
-                [0.0000, 0.0000]])
+        tensor([[0., 1.],
+                [0., 0.]])
+        >>> torch.equal(minmax_normalize(maps * 1e-12), minmax_normalize(maps))
+        True
     """
     if maps.dim() < 1:
         raise ValueError("maps must have a batch dimension; got a 0-d tensor")
+    if not maps.is_floating_point():
+        maps = maps.to(torch.get_default_dtype())
     flat = maps.reshape(maps.shape[0], -1)
+    if flat.shape[1] == 0:
+        return maps.clone()
     low = flat.min(dim=1, keepdim=True).values
     high = flat.max(dim=1, keepdim=True).values
-    return ((flat - low) / (high - low).clamp_min(eps)).reshape(maps.shape)
+    span = high - low
+    magnitude = torch.maximum(low.abs(), high.abs())
+    constant = span <= magnitude * (MINMAX_RELATIVE_FLOOR * torch.finfo(maps.dtype).eps)
+    scaled = (flat - low) / torch.where(constant, torch.ones_like(span), span)
+    return scaled.masked_fill(constant, 0.0).reshape(maps.shape)
 
 
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:

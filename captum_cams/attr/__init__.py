@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Class-activation-map attributions, each a Captum ``LayerAttribution``."""
 
+from captum_cams.attr._adapters import OutputAdapter
 from captum_cams.attr._base import CamBase, CamContext
 from captum_cams.attr._head import LayerHead, split_head
+from captum_cams.attr._layers import CamLayer, find_cam_layer
+from captum_cams.attr._reshape import swin_reshape_transform, vit_reshape_transform
 from captum_cams.attr.ablation_cam import LayerAblationCam
 from captum_cams.attr.grad_cam import LayerGradCam
 from captum_cams.attr.grad_cam_plus_plus import LayerGradCamPlusPlus
@@ -17,6 +20,7 @@ from captum_cams.attr.xgrad_cam import LayerXGradCam
 
 __all__ = [
     "CamBase",
+    "CamLayer",
     "CamContext",
     "LayerAblationCam",
     "LayerCam",
@@ -30,7 +34,11 @@ __all__ = [
     "LayerShapCam",
     "LayerXGradCam",
     "LibraCamDetails",
+    "OutputAdapter",
     "ReferenceLibrary",
     "exact_channel_shapley",
+    "find_cam_layer",
     "split_head",
+    "swin_reshape_transform",
+    "vit_reshape_transform",
 ]

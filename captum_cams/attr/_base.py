@@ -44,13 +44,22 @@ from captum_cams._utils.guards import (
     check_finite,
     check_image_batch,
     check_layer_in_model,
+    check_output_tensor,
     describe_forward_failure,
     parameters_without_grad,
     preserved_model_state,
-    target_indices,
+    target_positions,
+    target_values,
 )
 from captum_cams._utils.scores import scores_of
 from captum_cams.attr._head import LayerHead
+from captum_cams.attr._reshape import (
+    ReshapeTransform,
+    check_reshape_transform,
+    gather_index,
+    reshaped,
+    restore_layer_values,
+)
 
 CamOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -63,13 +72,19 @@ class CamContext:
     Attributes:
         inputs (tuple[Tensor, ...]): the formatted inputs (the image batch first).
         additional_forward_args (tuple): the formatted extra forward arguments.
-        target (Tensor): ``(N,)`` class index per example.
-        outputs (Tensor): ``N x C`` model outputs (logits), detached.
+        target (Tensor): ``(N,)`` class index per example, or ``N x D`` indices
+                    into outputs with ``D`` dimensions after the batch (a tuple
+                    target, :func:`~captum_cams._utils.guards.target_positions`).
+        outputs (Tensor): the model outputs (``N x C`` logits for a classifier),
+                    detached.
         activations (Tensor): ``N x K x h x w`` layer activations, detached.
         gradients (Tensor or None): ``dy_c/dA`` of the same shape, for gradient methods.
         options (dict): the method's own keyword arguments of this call.
         attribute_to_layer_input (bool): the activations are the layer's input
                     (Captum's ``attribute_to_layer_input``), not its output.
+        raw_activations (Tensor or None): the layer's output (or input) as the
+                    layer gave it, before the method's ``reshape_transform``
+                    (``activations`` itself without one), detached.
 
     Examples::
 
@@ -86,11 +101,12 @@ class CamContext:
     gradients: Optional[Tensor]
     options: Dict[str, Any] = field(default_factory=dict)
     attribute_to_layer_input: bool = False
+    raw_activations: Optional[Tensor] = None
 
     @property
     def target_scores(self) -> Tensor:
-        r"""``(N,)`` the target logits ``y_c``."""
-        return self.outputs.gather(1, self.target[:, None]).squeeze(1)
+        r"""``(N,)`` the target logits ``y_c`` (the values ``target`` points at)."""
+        return target_values(self.outputs, self.target)
 
 
 def batched_target_scores(
@@ -106,7 +122,8 @@ def batched_target_scores(
         evaluate (Callable): maps a ``LongTensor`` of row indices to the model (or
                     head) outputs ``M x C`` for those rows.
         row_example (Tensor): ``(R,)`` the example each of the ``R`` rows belongs to.
-        target (Tensor): ``(N,)`` class index per example.
+        target (Tensor): ``(N,)`` class index per example (or ``N x D`` indices,
+                    :func:`~captum_cams._utils.guards.target_values`).
         internal_batch_size (int, optional): rows per evaluation; ``None`` evaluates
                     all rows at once.
 
@@ -116,8 +133,7 @@ def batched_target_scores(
 
     def target_scores(rows: Tensor) -> Tensor:
         outputs = evaluate(rows)
-        selected = target[row_example[rows]].to(outputs.device)
-        return outputs.gather(1, selected[:, None]).squeeze(1)
+        return target_values(outputs, target[row_example[rows]])
 
     with torch.no_grad():
         return evaluate_in_chunks(
@@ -138,6 +154,12 @@ class CamBase(LayerAttribution):
                     the model.
         device_ids (list[int], optional): as Captum's ``LayerAttribution`` (for
                     ``DataParallel`` models). Default: None.
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument): applied to the
+                    captured activations and to the gradient taken with respect to
+                    the layer's real output, e.g. :func:`~captum_cams.vit_reshape_transform`
+                    for a vision transformer's tokens. Default: None (the output is
+                    already ``N x K x h x w``).
 
     Examples::
 
@@ -159,16 +181,23 @@ class CamBase(LayerAttribution):
     #: probabilities from it). None: nothing is called.
     forward_observer: Optional[Callable[[Tuple[Tensor, ...], Tensor], None]] = None
 
+    #: Turns the layer's output into ``N x K x h x w`` in :meth:`_capture`; None
+    #: when it already is (a class attribute too, so a subclass whose own
+    #: ``__init__`` does not pass it on still has one).
+    reshape_transform: Optional[ReshapeTransform] = None
+
     def __init__(
         self,
         forward_func: Callable,
         layer: Module,
         device_ids: Union[None, List[int]] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
         if not callable(forward_func):
             raise TypeError(f"forward_func must be callable; got {type(forward_func).__name__}")
         check_layer_in_model(forward_func, layer)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     # ------------------------------------------------------------------ override
     def _weights(self, context: CamContext) -> Tensor:
@@ -260,13 +289,15 @@ class CamBase(LayerAttribution):
         record: Dict[str, Tensor] = {}
 
         def target_logit(*args: Any) -> Tensor:
-            outputs = self.forward_func(*args)
-            if not isinstance(outputs, Tensor):
-                raise TypeError(f"forward_func must return a tensor; got {type(outputs).__name__}")
-            record["target"] = target_indices(target, outputs)
+            outputs = check_output_tensor(self.forward_func(*args))
+            record["target"] = target_positions(target, outputs)
             record["outputs"] = outputs.detach()
-            scores = scores_of(outputs, score)
-            return scores.gather(1, record["target"][:, None]).squeeze(1)
+            if score != "logit" and outputs.dim() < 2:
+                raise ValueError(
+                    f'score="{score}" needs class scores (a softmax over dimension 1); '
+                    f"the model returns one value per example, shape {tuple(outputs.shape)}"
+                )
+            return target_values(scores_of(outputs, score), record["target"])
 
         gradients: Optional[Tensor] = None
         try:
@@ -315,11 +346,20 @@ class CamBase(LayerAttribution):
             )
         if self.forward_observer is not None:
             self.forward_observer(inputs, record["outputs"])
-        activations = layer_evals[0].detach()
-        if activations.dim() != 4:
+        raw_activations = activations = layer_evals[0].detach()
+        if self.reshape_transform is not None:
+            # as pytorch-grad-cam: the gradient is taken with respect to the layer's
+            # real output, then reshaped the same way as the activations
+            what = "the layer's input" if attribute_to_layer_input else "the layer's output"
+            activations = reshaped(self.reshape_transform, raw_activations, what)
+            if gradients is not None:
+                gradients = reshaped(self.reshape_transform, gradients, "its gradient")
+        elif activations.dim() != 4:
             raise ValueError(
                 "the layer's output must be 4-D (N, K, h, w) for a class-activation "
-                f"map; got shape {tuple(activations.shape)}"
+                f"map; got shape {tuple(activations.shape)}: pass reshape_transform= "
+                "(captum_cams.vit_reshape_transform for a vision transformer's tokens, "
+                "captum_cams.swin_reshape_transform for channels-last Swin stages)"
             )
         return CamContext(
             inputs=inputs,
@@ -329,6 +369,7 @@ class CamBase(LayerAttribution):
             activations=activations,
             gradients=gradients,
             attribute_to_layer_input=attribute_to_layer_input,
+            raw_activations=raw_activations,
         )
 
     @classmethod
@@ -378,8 +419,9 @@ class GradientCamBase(CamBase, GradientAttribution):
         forward_func: Callable,
         layer: Module,
         device_ids: Union[None, List[int]] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        CamBase.__init__(self, forward_func, layer, device_ids)
+        CamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         GradientAttribution.__init__(self, forward_func)
 
     @log_usage()
@@ -440,8 +482,9 @@ class PerturbationCamBase(CamBase, PerturbationAttribution):
         forward_func: Callable,
         layer: Module,
         device_ids: Union[None, List[int]] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        CamBase.__init__(self, forward_func, layer, device_ids)
+        CamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         PerturbationAttribution.__init__(self, forward_func)
 
 
@@ -452,7 +495,9 @@ class HeadCamBase(PerturbationCamBase):
 
     The head is ``head=`` when given, else split from the model with ``torch.fx``,
     else the whole model with the layer's output substituted; it is checked once
-    against the model (``head(A(x)) == f(x)``) before it is used.
+    against the model (``head(A(x)) == f(x)``) before it is used. It always takes the
+    layer's real output; with a ``reshape_transform`` the modified ``N x K x h x w``
+    activations are put back into it (:func:`~captum_cams.attr._reshape.gather_index`).
     """
 
     def __init__(
@@ -461,8 +506,9 @@ class HeadCamBase(PerturbationCamBase):
         layer: Module,
         device_ids: Union[None, List[int]] = None,
         head: Optional[Module] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        PerturbationCamBase.__init__(self, forward_func, layer, device_ids)
+        PerturbationCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         self.head = LayerHead(forward_func, layer, head)
         self._input_head: Optional[LayerHead] = None
 
@@ -480,12 +526,53 @@ class HeadCamBase(PerturbationCamBase):
             self._input_head.source = self.head.source
         return self._input_head
 
-    def _verified_head(self, context: CamContext) -> LayerHead:
-        r"""The head, bound to this batch and checked against the model's outputs."""
+    def _verified_layer_head(self, context: CamContext) -> LayerHead:
+        r"""
+        The head on the layer's real output (or input), bound to this batch and
+        checked against the model's outputs.
+        """
         head = self._head_for(context.attribute_to_layer_input)
         head.bind(context.inputs, context.additional_forward_args)
-        head.verify(context.activations, context.outputs)
+        raw = context.raw_activations
+        head.verify(context.activations if raw is None else raw, context.outputs)
         return head
+
+    def _verified_head(self, context: CamContext) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""
+        The head on ``context.activations`` (``M x K x h x w`` rows and each row's
+        example, as :class:`LayerHead`), bound to this batch and checked against the
+        model's outputs: :meth:`_verified_layer_head`, behind the inverse of the
+        ``reshape_transform`` where there is one.
+        """
+        head = self._verified_layer_head(context)
+        if self.reshape_transform is None:
+            return head
+        raw = context.raw_activations
+        assert raw is not None
+        index = self._restoring_index(raw)
+
+        def reshaped_head(activations: Tensor, example_index: Tensor) -> Tensor:
+            base = raw[example_index.to(raw.device)]
+            return head(restore_layer_values(activations, base, index), example_index)
+
+        return reshaped_head
+
+    def _restoring_index(self, raw: Tensor) -> Tensor:
+        r"""
+        :func:`~captum_cams.attr._reshape.gather_index` of the transform on the layer's
+        output ``raw``, or a one-line refusal naming what to pass.
+        """
+        assert self.reshape_transform is not None
+        index = gather_index(self.reshape_transform, raw)
+        if index is None:
+            raise ValueError(
+                f"{type(self).__name__} evaluates the model's head on modified activations, "
+                "so it must put N x K x h x w maps back into the layer's output: pass a "
+                "reshape_transform that only selects and reorders the output's values (as "
+                "captum_cams.vit_reshape_transform and swin_reshape_transform do); this one "
+                "computes new values, repeats some or mixes examples"
+            )
+        return index
 
 
 __all__ = [

@@ -367,7 +367,11 @@ def _flag(node: fx.Node, position: int, name: str, default: bool) -> Any:
 def _is_shape_query(node: fx.Node) -> bool:
     if node.op == "call_method" and node.target in ("size", "dim"):
         return True
-    return node.op == "call_function" and node.target is getattr and node.args[1:2] == ("shape",)
+    return (
+        node.op == "call_function"
+        and node.target is getattr
+        and node.args[1:2] in (("shape",), ("ndim",))
+    )
 
 
 def _fresh_copy(module: Module) -> Module:
@@ -432,7 +436,8 @@ def deeplift_head(head: Module, fixed_layer_norm: bool = False) -> Tuple[fx.Grap
         ) from error
     graph = traced.graph
     # Nodes whose value depends on the activations; shapes (x.size(), x.dim(),
-    # x.shape) do not, so ``x.view(x.size(0), x.size(1) * x.size(2))`` stays affine.
+    # x.shape, x.ndim) do not, so ``x.view(x.size(0), x.size(1) * x.size(2))`` stays
+    # affine and timm's ``torch._assert(x.ndim == 4, ...)`` is no operation on them.
     dependent: Set[fx.Node] = set()
     for node in graph.nodes:
         if _is_shape_query(node):

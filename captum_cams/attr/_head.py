@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import torch
 import torch.fx as fx
 from torch import Tensor
+from torch.fx._symbolic_trace import PH
 from torch.nn import Module
 
 from captum_cams._utils.batching import take_examples
@@ -104,6 +105,20 @@ class _LeafTracer(fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
 
 
+def _only_varargs(model: Module) -> Optional[Tuple[Any, ...]]:
+    r"""
+    ``(PH,)`` for a ``forward(*args, **kwargs)`` (an
+    :class:`~captum_cams.OutputAdapter`): torch.fx cannot iterate a proxy of
+    ``*args``, so such a model is traced with one positional input, the image
+    batch. None (the signature's own arguments) for any other forward.
+    """
+    parameters = inspect.signature(model.forward).parameters.values()
+    kinds = {parameter.kind for parameter in parameters}
+    if kinds and kinds <= {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        return (PH,)
+    return None
+
+
 def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     r"""
     Splits off the part of ``model`` that follows ``layer`` with ``torch.fx``.
@@ -136,7 +151,8 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     if not layer_name:
         return None
     try:
-        graph = _LeafTracer(layer).trace(model)
+        concrete = _only_varargs(model)  # fx takes a tuple for forward(*args)
+        graph = _LeafTracer(layer).trace(model, concrete_args=concrete)  # type: ignore[arg-type]
     except Exception:  # models with data-dependent control flow do not trace
         return None
     layer_nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == layer_name]
@@ -420,15 +436,25 @@ class LayerHead:
             return
         if self.source == "fallback":
             if isinstance(self.forward_func, Module):
-                warnings.warn(
+                reason = (
                     "the model could not be split after the layer with torch.fx (a skip "
-                    "connection around the layer, or code torch.fx cannot trace): every "
-                    "head evaluation re-runs the whole model with the layer's output "
-                    "substituted, which is exact but slow; pass head= (the part of the "
-                    "model from the layer's output to its output) to evaluate the head only",
-                    RuntimeWarning,
-                    stacklevel=7,  # verify < _weights < _attribute_cam < attribute < log
+                    "connection around the layer, or code torch.fx cannot trace)"
                 )
+                remedy = ""
+            else:
+                reason = "forward_func is a function, which torch.fx cannot split after the layer"
+                remedy = (
+                    "pass the model itself, wrapped in captum_cams.OutputAdapter(model) "
+                    "where its output is not one tensor (e.g. Hugging Face's .logits), or "
+                )
+            warnings.warn(
+                f"{reason}: every head evaluation re-runs the whole model with the layer's "
+                f"output substituted, which is exact but slow; {remedy}pass head= (the part "
+                "of the model from the layer's output to its output) to evaluate the head "
+                "only",
+                RuntimeWarning,
+                stacklevel=7,  # verify < _weights < _attribute_cam < attribute < log
+            )
             self._verified = True
             return
         with torch.no_grad():

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-from typing import Callable, List, Union
+from typing import Callable, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.nn import Module
 
 from captum_cams.attr._base import CamContext, GradientCamBase
+from captum_cams.attr._reshape import ReshapeTransform
 
 
 class LayerGradCamPlusPlus(GradientCamBase):
@@ -29,6 +30,11 @@ class LayerGradCamPlusPlus(GradientCamBase):
                     ``DataParallel``, as in Captum. Default: None.
         eps (float, optional): the stabiliser of the ``a_ij`` denominator.
                     Default: ``1e-6`` (pytorch-grad-cam's).
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), applied to the
+                    activations and to their gradient, e.g.
+                    :func:`~captum_cams.vit_reshape_transform` for a vision
+                    transformer's tokens. Default: None.
 
     Examples::
 
@@ -43,8 +49,9 @@ class LayerGradCamPlusPlus(GradientCamBase):
         layer: Module,
         device_ids: Union[None, List[int]] = None,
         eps: float = 1e-6,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        super().__init__(forward_func, layer, device_ids)
+        super().__init__(forward_func, layer, device_ids, reshape_transform)
         self.eps = eps
 
     def _weights(self, context: CamContext) -> Tensor:

@@ -16,10 +16,12 @@ from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import (
     TargetLike,
     check_positive_int,
-    format_target,
+    format_target_positions,
     preserved_model_state,
+    target_values,
 )
 from captum_cams.attr._base import CamContext, GradientCamBase
+from captum_cams.attr._reshape import ReshapeTransform
 
 BaselineInput = Union[None, int, float, Tensor]
 
@@ -121,6 +123,11 @@ class LayerIntegratedGradCam(GradientCamBase):
                     (``N x K x h x w``) the map is computed on.
         device_ids (list[int], optional): device ids for a model wrapped in
                     ``DataParallel``, as in Captum. Default: None.
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), applied to the
+                    activations and to their gradient, e.g.
+                    :func:`~captum_cams.vit_reshape_transform` for a vision
+                    transformer's tokens. Default: None.
 
     Examples::
 
@@ -137,8 +144,9 @@ class LayerIntegratedGradCam(GradientCamBase):
         forward_func: Callable,
         layer: Module,
         device_ids: Union[None, List[int]] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        GradientCamBase.__init__(self, forward_func, layer, device_ids)
+        GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
 
     def _weights(self, context: CamContext) -> Tensor:
         r"""Grad-CAM's weights at one path point, ``w_k = mean_ij ∂y_c/∂A_k,ij``."""
@@ -263,7 +271,7 @@ class LayerIntegratedGradCam(GradientCamBase):
                 ).target
             else:
                 # no forward needed; every later pass checks the class range
-                target_idx = format_target(target, num_examples, image.device)
+                target_idx = format_target_positions(target, num_examples, image.device)
             rows = torch.arange(num_examples, device=image.device).repeat(num_baselines)
             start = paths_start.transpose(0, 1).reshape(-1, *image.shape[1:])
             if subtract_baseline_activation:
@@ -307,7 +315,7 @@ class LayerIntegratedGradCam(GradientCamBase):
                 ends = self.forward_func(
                     torch.cat([image, start]), *take_examples(formatted_args, both, num_examples)
                 )
-        scores = ends.detach().gather(1, target_idx[both][:, None]).squeeze(1)
+        scores = target_values(ends.detach(), target_idx[both])
         end, start_scores = scores[:num_examples], scores[num_examples:]
         start_mean = start_scores.reshape(num_baselines, num_examples).mean(dim=0)
         delta = maps.sum(dim=(1, 2, 3)) - (end - start_mean).to(maps.dtype)

@@ -22,6 +22,11 @@ class LayerCam(GradientCamBase):
                     (``N x K x h x w``) the map is computed on.
         device_ids (list[int], optional): device ids for a model wrapped in
                     ``DataParallel``, as in Captum. Default: None.
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), applied to the
+                    activations and to their gradient, e.g.
+                    :func:`~captum_cams.vit_reshape_transform` for a vision
+                    transformer's tokens. Default: None.
 
     Examples::
 

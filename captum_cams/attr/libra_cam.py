@@ -18,7 +18,16 @@ Algorithm 1 of the paper, for an input ``x`` and its target ``c``:
    ``L_t = L ⊙ 1[L ≥ t]`` on ``L`` exactly as averaged (Algorithm 1 does not
    re-normalise it), ``t = 0.1, …, 1.0``, ``t* = argmax_t f_c(L_t ⊙ x)``.
    ``normalize_calibration=True`` min-max normalises ``L`` first — a departure from
-   the paper, kept as an option (off by default).
+   the paper, kept as an option (off by default). Candidates that keep nothing
+   (``t`` above the maximum of ``L``, which averaging and upsampling bring below 1)
+   are left out of the arg-max: their score is the baseline image's, and choosing
+   one returned a blank map (seen on non-predicted classes, whose masked scores are
+   all below the black image's). Where every candidate is blank the map is ``L``,
+   uncalibrated, with one warning line.
+
+The base maps are min-max normalised without an absolute epsilon (``mm`` of
+``METHODS.md``), so their scale — the gradient of a probability of ``1e-9`` is
+tiny — does not matter: wherever a base map is not constant it spans ``[0, 1]``.
 
 ``variant="authors"`` reproduces the authors' released code instead, exactly: the
 gradient of the target's *logit*, filtering and calibration on the softmax
@@ -51,6 +60,7 @@ from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams._utils.scores import check_score, scores_of
 from captum_cams._utils.thresholding import check_threshold_mode, check_thresholds
 from captum_cams.attr._base import CamContext, GradientCamBase
+from captum_cams.attr._reshape import ReshapeTransform
 from captum_cams.attr.reference_library import ReferenceLibrary
 from captum_cams.tuning.reference_filtering import filter_rows
 from captum_cams.tuning.threshold_calibration import (
@@ -130,6 +140,10 @@ class LayerLibraCam(GradientCamBase):
                     (:meth:`ReferenceLibrary.build`). Required unless
                     ``attribute`` is called with ``use_references=False``.
                     Default: None
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument; e.g.
+                    :func:`~captum_cams.vit_reshape_transform`); the library must be
+                    built with the same one. Default: None
 
     Examples::
 
@@ -146,10 +160,11 @@ class LayerLibraCam(GradientCamBase):
         layer: Module,
         device_ids: Union[None, List[int]] = None,
         library: Optional[ReferenceLibrary] = None,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
         if library is not None and not isinstance(library, ReferenceLibrary):
             raise TypeError(f"library must be a ReferenceLibrary; got {type(library).__name__}")
-        GradientCamBase.__init__(self, forward_func, layer, device_ids)
+        GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         self.library = library
 
     @log_usage()
@@ -258,6 +273,13 @@ class LayerLibraCam(GradientCamBase):
                 formatted_inputs, target, formatted_args, attribute_to_layer_input,
                 score="logit" if authors else score,
             )  # fmt: skip
+            if context.target.dim() != 1:
+                raise ValueError(
+                    "target must be a class per example for Libra-CAM (its references, "
+                    "filtering and calibration are per class of an N x num_classes "
+                    f"output); the model returns shape {tuple(context.outputs.shape)}: wrap "
+                    "it so that it returns class scores (captum_cams.OutputAdapter's select=)"
+                )
             activations, gradients = context.activations, self._weights(context)
             if score == "probability":
                 _warn_on_vanished_gradients(gradients)
@@ -291,7 +313,7 @@ class LayerLibraCam(GradientCamBase):
                     self.forward_func, x, averaged, target=context.target,
                     additional_forward_args=afa, max_examples_per_batch=internal_batch_size,
                     thresholds=values, threshold_mode=threshold_mode, score=score,
-                    normalize=normalize_calibration,
+                    normalize=normalize_calibration, allow_blank=False,
                 )  # fmt: skip
             if calibrate:
                 maps = calibration.calibrated_maps

@@ -9,13 +9,14 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike
+from captum_cams._utils.guards import TargetLike, captum_target, target_values
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
 from captum_cams.attr._deeplift_head import (
     RescaleDeepLift,
     cached_deeplift_head,
     check_eval_mode,
 )
+from captum_cams.attr._reshape import ReshapeTransform
 
 
 class LayerLiftCam(HeadCamBase, GradientAttribution):
@@ -68,6 +69,13 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                     ``F_c(A) - F_c(0)`` when each LayerNorm's input at the zero
                     reference is constant over the normalised dimensions (true for
                     ConvNeXt's classifier). Default: False (LayerNorm is refused).
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument). DeepLIFT runs on
+                    the layer's real output (reference 0 over all of it) and the
+                    contributions are reshaped the same way, so the transform must
+                    keep every value (a permutation such as
+                    :func:`~captum_cams.swin_reshape_transform`); one that drops
+                    values (ViT's CLS token) is refused. Default: None
 
     Examples::
 
@@ -86,19 +94,21 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         device_ids: Union[None, List[int]] = None,
         head: Optional[Module] = None,
         fixed_layer_norm: bool = False,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
         if not isinstance(fixed_layer_norm, bool):
             raise TypeError(
                 f"fixed_layer_norm must be a bool; got {type(fixed_layer_norm).__name__}"
             )
-        HeadCamBase.__init__(self, forward_func, layer, device_ids, head)
+        HeadCamBase.__init__(self, forward_func, layer, device_ids, head, reshape_transform)
         GradientAttribution.__init__(self, forward_func)
         if self.head.module is None:
             raise ValueError(
                 "LIFT-CAM needs the model's head as a module, and the model could not "
                 "be split after the layer with torch.fx (skip connections around the "
                 "layer, or code torch.fx cannot trace); pass head= (the part of the "
-                "model from the layer's output to its output)"
+                "model from the layer's output to its output), or choose a layer with no "
+                "connection around it (a whole block rather than a layer inside one)"
             )
         self.fixed_layer_norm = fixed_layer_norm
         self.deeplift_head, self.head_is_affine = cached_deeplift_head(
@@ -127,14 +137,25 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
     def _weights(self, context: CamContext) -> Tensor:
         deeplift_head, head_is_affine = self._prepared_head(context.attribute_to_layer_input)
         check_eval_mode(deeplift_head)
-        head = self._verified_head(context)
-        activations = context.activations
+        head = self._verified_layer_head(context)
+        # DeepLIFT on the layer's real output; with a reshape_transform its
+        # contributions are reshaped like the activations (a permutation, checked)
+        activations = (
+            context.activations if context.raw_activations is None else (context.raw_activations)
+        )
+        if self.reshape_transform is not None:
+            self._check_keeps_every_value(activations)
         inputs = activations.clone().requires_grad_()
         rows = torch.arange(activations.shape[0], device=activations.device)
         # the model's arguments the head uses after the layer, held fixed (Captum
         # repeats them for the reference half)
         extras = head._extra_arguments(rows)
-        weights = self._contributions(deeplift_head, head_is_affine, inputs, context.target, extras)
+        contributions = self._contributions(
+            deeplift_head, head_is_affine, inputs, context.target, extras
+        )
+        if self.reshape_transform is not None:
+            contributions = self.reshape_transform(contributions)
+        weights = contributions.sum(dim=(2, 3))
         delta_out: Optional[List[Tensor]] = context.options.get("delta_out")
         if delta_out is not None:
             # DeepLIFT's summation-to-delta on the head, as Captum's LayerDeepLift
@@ -145,10 +166,22 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                     torch.cat([activations, torch.zeros_like(activations)]),
                     *head._extra_arguments(torch.cat([rows, rows])),
                 )
-            end = ends[: len(rows)][rows, context.target]
-            start = ends[len(rows) :][rows, context.target]
+            end = target_values(ends[: len(rows)], context.target)
+            start = target_values(ends[len(rows) :], context.target)
             delta_out.append(weights.sum(dim=1) - (end - start).to(weights.dtype))
         return weights
+
+    def _check_keeps_every_value(self, raw: Tensor) -> None:
+        r"""Refuses a reshape_transform that is not a permutation of the layer's output."""
+        index = self._restoring_index(raw)
+        if index.numel() != raw[0].numel():
+            raise ValueError(
+                "LIFT-CAM's DeepLIFT reference is 0 over the layer's whole output, so its "
+                "reshape_transform must keep every value (as swin_reshape_transform does); "
+                f"this one keeps {index.numel()} of {raw[0].numel()} per example (e.g. it "
+                "drops a CLS token): pass one that keeps them all, or use LayerAblationCam "
+                "or LayerShapCam, which keep the dropped values as they are"
+            )
 
     @staticmethod
     def _contributions(
@@ -158,7 +191,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
         target: Tensor,
         extras: Tuple[Any, ...] = (),
     ) -> Tensor:
-        r"""``N x K`` the DeepLIFT contributions of the channels (reference 0)."""
+        r"""The DeepLIFT contributions (reference 0) of every value of the layer's output."""
         if head_is_affine:
             # DeepLIFT with a zero reference through an affine head is exactly
             # gradient x activation: Captum's InputXGradient on the head (what
@@ -166,18 +199,18 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             # the layers before it), summed over positions.
             # the prepared head: the same values, with any LayerNorm scale held fixed
             contributions = InputXGradient(deeplift_head).attribute(
-                inputs, target=target, additional_forward_args=extras or None
+                inputs, target=captum_target(target), additional_forward_args=extras or None
             )
-            return contributions.detach().sum(dim=(2, 3))
+            return contributions.detach()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
             contributions = RescaleDeepLift(deeplift_head).attribute(
                 inputs,
                 baselines=torch.zeros_like(inputs),
-                target=target,
+                target=captum_target(target),
                 additional_forward_args=extras or None,
             )
-        return contributions.detach().sum(dim=(2, 3))
+        return contributions.detach()
 
     @log_usage()
     def attribute(

@@ -20,7 +20,7 @@ with ``torch.load(weights_only=True)``: loading cannot run code.
 
 import math
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -36,9 +36,11 @@ from captum_cams._utils.distributed import (
 from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.guards import (
     check_layer_in_model,
+    check_output_tensor,
     check_positive_int,
     preserved_model_state,
 )
+from captum_cams.attr._reshape import check_reshape_transform, reshaped
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -380,7 +382,7 @@ class ReferenceLibrary:
     @classmethod
     def build(
         cls,
-        model: Module,
+        forward_func: Callable,
         layer: Module,
         dataloader: Iterable[Any],
         num_classes: int,
@@ -392,6 +394,7 @@ class ReferenceLibrary:
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         progress: bool = True,
+        reshape_transform: Optional[Callable[[Tensor], Tensor]] = None,
     ) -> "ReferenceLibrary":
         r"""
         Builds a library from ``(input, label)`` batches.
@@ -409,8 +412,11 @@ class ReferenceLibrary:
         the one a single process builds.
 
         Args:
-            model (Module): the classifier, returning ``N x num_classes`` logits; run
-                        in eval mode (its state is restored afterwards).
+            forward_func (Callable): the classifier, returning ``N x num_classes``
+                        logits: a module (run in eval mode, its state restored
+                        afterwards) or any function, as Captum's methods take it
+                        (a model whose output is not a tensor goes in
+                        :class:`~captum_cams.OutputAdapter`).
             layer (Module): the layer of :class:`~captum_cams.LayerLibraCam`; its
                         output must be ``N x K x h x w``.
             dataloader (Iterable): batches ``(inputs, labels, ...)``, e.g. a
@@ -424,8 +430,8 @@ class ReferenceLibrary:
             dtype (torch.dtype, optional): storage dtype, ``torch.float16`` halves
                         the memory. Default: ``torch.float32``
             device (str or torch.device, optional): where the model runs.
-                        Default: the device of the model's first parameter (CPU
-                        without parameters)
+                        Default: the device of the first parameter of the model
+                        (of the layer, for a function; CPU without parameters)
             additional_forward_args (Any, optional): further arguments of the
                         model, after the inputs, the same for every batch (as
                         Captum's ``additional_forward_args``: a tuple, or one value;
@@ -437,6 +443,9 @@ class ReferenceLibrary:
                         instead of its output. Default: False
             progress (bool, optional): show a progress bar (tqdm) on the main
                         process. Default: True
+            reshape_transform (Callable, optional): turns the layer's output into
+                        ``N x K x h x w`` before it is stored; the one
+                        :class:`~captum_cams.LayerLibraCam` is given. Default: None
 
         Returns:
             *ReferenceLibrary* of **library**:
@@ -448,12 +457,19 @@ class ReferenceLibrary:
 
             >>> loader = DataLoader(cifar10_train_set(), batch_size=128)
             >>> library = ReferenceLibrary.build(model, model.layer3, loader, 10)
+            >>> # a Hugging Face classifier, through the adapter that returns .logits
+            >>> library = ReferenceLibrary.build(
+            ...     OutputAdapter(hf), hf.resnet.encoder.stages[-1], loader, 1000
+            ... )
             >>> # a model whose forward takes a fixed extra argument, model(x, scale)
             >>> library = ReferenceLibrary.build(
             ...     model, model.layer3, loader, 10, additional_forward_args=(2.0,)
             ... )
         """
-        check_layer_in_model(model, layer)
+        if not callable(forward_func):
+            raise TypeError(f"forward_func must be callable; got {type(forward_func).__name__}")
+        check_layer_in_model(forward_func, layer)
+        check_reshape_transform(reshape_transform)
         check_positive_int(num_classes, "num_classes", allow_none=False)
         check_positive_int(max_per_class, "max_per_class", allow_none=False)
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < 1:
@@ -463,7 +479,8 @@ class ReferenceLibrary:
         if dtype not in (torch.float16, torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float16, float32 or float64; got {dtype}")
         if device is None:
-            first = next(model.parameters(), None)
+            owner = forward_func if isinstance(forward_func, Module) else layer
+            first = next(owner.parameters(), None)
             device = first.device if first is not None else torch.device("cpu")
         length = _length(dataloader)
         # batches of this process: shard_indices when the loader has a length, else
@@ -481,8 +498,9 @@ class ReferenceLibrary:
             iterator = tqdm(dataloader, total=length, desc="reference library", unit="batch")
         offset = 0
         try:
-            with torch.no_grad(), preserved_model_state(model):
-                model.eval()
+            with torch.no_grad(), preserved_model_state(forward_func):
+                if isinstance(forward_func, Module):
+                    forward_func.eval()
                 for batch_index, batch in enumerate(iterator):
                     inputs, labels = _split_batch(batch, batch_index)
                     size = int(inputs.shape[0])
@@ -490,15 +508,23 @@ class ReferenceLibrary:
                     if ours:
                         inputs = inputs.to(device)
                         layer_tensors, outputs = capture_layer(
-                            model,
+                            forward_func,
                             inputs,
                             layer,
                             additional_forward_args,
                             attribute_to_layer_input=attribute_to_layer_input,
                         )
+                        if reshape_transform is not None and len(layer_tensors) == 1:
+                            layer_tensors = (
+                                reshaped(reshape_transform, layer_tensors[0], "the layer's output"),
+                            )
                         activations = single_feature_map(layer_tensors)
-                        if not isinstance(outputs, Tensor) or outputs.dim() != 2:
-                            raise ValueError("model must return N x num_classes logits")
+                        outputs = check_output_tensor(outputs)
+                        if outputs.dim() != 2:
+                            raise ValueError(
+                                "forward_func must return N x num_classes logits; got shape "
+                                f"{tuple(outputs.shape)}"
+                            )
                         if outputs.shape[1] != num_classes:
                             raise ValueError(
                                 f"num_classes is {num_classes} but the model returns "

@@ -40,6 +40,11 @@ class LayerScoreCam(PerturbationCamBase):
                     (``N x K x h x w``) the map is computed on.
         device_ids (list[int], optional): device ids for a model wrapped in
                     ``DataParallel``, as in Captum. Default: None.
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), whose
+                    channels make the masks, e.g.
+                    :func:`~captum_cams.vit_reshape_transform` for a vision
+                    transformer's tokens. Default: None.
 
     Examples::
 

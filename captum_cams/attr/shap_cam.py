@@ -311,6 +311,12 @@ class LayerShapCam(HeadCamBase):
                     output to the model's output. Default: None (split from the
                     model with ``torch.fx``, else the whole model is re-run with the
                     layer's output substituted). Checked once against the model.
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), e.g.
+                    :func:`~captum_cams.vit_reshape_transform`; it must only select
+                    and reorder the output's values, so that modified maps can be
+                    put back into it (the values it drops, such as ViT's CLS token,
+                    are kept as they are). Default: None.
 
     Examples::
 

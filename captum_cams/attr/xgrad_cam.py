@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-from typing import Callable, List, Union
+from typing import Callable, List, Optional, Union
 
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams.attr._base import CamContext, GradientCamBase
+from captum_cams.attr._reshape import ReshapeTransform
 
 
 class LayerXGradCam(GradientCamBase):
@@ -25,6 +26,11 @@ class LayerXGradCam(GradientCamBase):
                     ``DataParallel``, as in Captum. Default: None.
         eps (float, optional): the stabiliser of the denominator.
                     Default: ``1e-7`` (pytorch-grad-cam's).
+        reshape_transform (Callable, optional): turns the layer's output into
+                    ``N x K x h x w`` (pytorch-grad-cam's argument), applied to the
+                    activations and to their gradient, e.g.
+                    :func:`~captum_cams.vit_reshape_transform` for a vision
+                    transformer's tokens. Default: None.
 
     Examples::
 
@@ -39,8 +45,9 @@ class LayerXGradCam(GradientCamBase):
         layer: Module,
         device_ids: Union[None, List[int]] = None,
         eps: float = 1e-7,
+        reshape_transform: Optional[ReshapeTransform] = None,
     ) -> None:
-        super().__init__(forward_func, layer, device_ids)
+        super().__init__(forward_func, layer, device_ids, reshape_transform)
         self.eps = eps
 
     def _weights(self, context: CamContext) -> Tensor:

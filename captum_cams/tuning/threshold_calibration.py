@@ -32,6 +32,7 @@ Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
 https://www.ijcai.org/proceedings/2022/0442
 """
 
+import warnings
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
@@ -95,6 +96,7 @@ def threshold_calibration(
     score: str = "probability",
     baselines: BaselineLike = None,
     normalize: bool = True,
+    allow_blank: bool = True,
 ) -> CalibrationResult:
     r"""
     Libra-CAM's threshold calibration of any attribution map.
@@ -143,6 +145,15 @@ def threshold_calibration(
                     thresholding. False thresholds them as given, as Algorithm 1
                     does with Libra-CAM's averaged map (which lies in ``[0, 1]``);
                     the default True suits maps of any range. Default: True
+        allow_blank (bool, optional): whether a candidate that keeps nothing
+                    (``L_t = 0``, e.g. ``t`` above the maximum of an unnormalised
+                    ``L``) may be chosen. Its score is that of the baseline image,
+                    which says nothing about the map; with False such candidates
+                    are left out of the arg-max, and where every candidate of an
+                    example is blank its map is returned uncalibrated (``t* = 0``,
+                    ``L`` itself) with one ``RuntimeWarning``. ``scores`` hold every
+                    candidate's ``C_t`` either way. Default: True (Algorithm 1 as
+                    printed)
 
     Returns:
         *CalibrationResult*: ``(calibrated_maps, thresholds, scores, grid)``.
@@ -166,11 +177,49 @@ def threshold_calibration(
         forward_func, x, keep, grid.shape[0], target, additional_forward_args,
         max_examples_per_batch, score, baselines, original=False,
     )  # fmt: skip
+    examples = torch.arange(x.shape[0], device=x.device)
     with torch.no_grad():
-        best = first_argmax(scores)
-        calibrated = keep(torch.arange(x.shape[0], device=x.device), best)
+        if allow_blank:
+            best = first_argmax(scores)
+            calibrated = keep(examples, best)
+            return CalibrationResult(calibrated, thresholds=grid[best], scores=scores, grid=grid)
+        blank = torch.stack(
+            [keep(examples, torch.full_like(examples, step)).flatten(1).eq(0).all(dim=1)
+             for step in range(grid.shape[0])],
+            dim=1,
+        )  # fmt: skip
+        best = first_argmax(scores.masked_fill(blank, -torch.inf))
+        calibrated = keep(examples, best)
+        chosen = grid[best]
+        all_blank = blank.all(dim=1)
+        if bool(all_blank.any()):
+            _warn_all_blank(all_blank, maps, values, threshold_mode)
+            calibrated = torch.where(all_blank.view(-1, 1, 1, 1), maps, calibrated)
+            chosen = chosen.masked_fill(all_blank, 0.0)
     return CalibrationResult(
-        calibrated_maps=calibrated, thresholds=grid[best], scores=scores, grid=grid
+        calibrated_maps=calibrated, thresholds=chosen, scores=scores, grid=grid
+    )
+
+
+def _warn_all_blank(
+    all_blank: Tensor, maps: Tensor, thresholds: Sequence[float], threshold_mode: str
+) -> None:
+    r"""One warning line for the examples whose every calibration candidate is blank."""
+    examples = all_blank.nonzero().flatten().tolist()
+    peaks = maps[all_blank].flatten(1).amax(dim=1).tolist()
+    if threshold_mode == "value":
+        reason = (
+            f"largest value(s) {', '.join(format(p, '.3g') for p in peaks)} below the "
+            f"smallest threshold {min(thresholds):g}"
+        )
+    else:
+        reason = "the map is zero on its highest-ranked pixels"
+    warnings.warn(
+        f"threshold calibration: every candidate threshold blanks the map of example(s) "
+        f"{examples} ({reason}); they are returned uncalibrated (t* = 0); smaller "
+        "thresholds or normalized maps keep a calibrated map",
+        RuntimeWarning,
+        stacklevel=4,
     )
 
 

@@ -388,6 +388,26 @@ def test_shape_arithmetic_is_not_mistaken_for_a_product() -> None:
     torch.testing.assert_close(alpha.sum(1), gap, rtol=1e-5, atol=1e-10)
 
 
+class AssertingHead(ShapeArithmeticHead):
+    """timm's BatchNormAct2d checks ``torch._assert(x.ndim == 4, ...)`` first."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        torch._assert(x.ndim == 4, "expected a 4-D input")
+        return super().forward(x)
+
+
+def test_an_ndim_assertion_is_no_operation_on_the_activations() -> None:
+    torch.manual_seed(0)
+    body = _body()
+    model = nn.Sequential(body, AssertingHead()).double().eval()
+    x = _inputs()
+    _, alpha = LayerLiftCam(model, body).attribute(x, target=2, return_weights=True)
+    A = _activations(model, body, x)
+    with torch.no_grad():
+        gap = model[1](A)[:, 2] - model[1](torch.zeros_like(A))[:, 2]
+    torch.testing.assert_close(alpha.sum(1), gap, rtol=1e-5, atol=1e-10)
+
+
 def test_prepared_head_shares_the_model_parameters() -> None:
     model, body, _ = _model("prelu")
     lift = LayerLiftCam(model, body)
