@@ -258,7 +258,7 @@ def explain(args: argparse.Namespace) -> int:
             if room > 0:
                 figure_rows["images"].append(batch.images[:room])
                 figure_rows["titles"] += [
-                    f"{title}: {loaded.classes[int(c)] if loaded.classes else f'class {int(c)}'}"
+                    f"{title}\n{loaded.classes[int(c)] if loaded.classes else f'class {int(c)}'}"
                     for title, c in zip(data.names(indices)[:room], target[:room])
                 ]
                 if batch.part_masks is not None:

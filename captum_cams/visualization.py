@@ -440,16 +440,19 @@ def overlay_grid(
             for column in range(columns):
                 _draw_outlines(axes[row, column], masks[row], outline_color)
     if has_bar:
+        shrink = min(1.0, 2.5 / count) if count > 2 else 1.0
         bar = figure.colorbar(
             ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap),
             ax=axes,
-            shrink=min(1.0, 2.5 / count) if count > 2 else 1.0,
+            shrink=shrink,
             aspect=18 if count > 2 else 12,
             pad=0.02,
         )
         bar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
         bar.set_ticklabels(["0 (min)", "0.25", "0.5", "0.75", "1 (max)"])
-        bar.set_label("map value, min-max scaled per image", fontsize=_LABEL_SIZE)
+        length = cell_size * count * shrink * 72 * 0.9  # points along the bar
+        text, size = _fit_label("map value, min-max scaled per image", length, _LABEL_SIZE, 2)
+        bar.set_label(text, fontsize=size)
         bar.ax.tick_params(labelsize=_LABEL_SIZE - 1)
     if caption:
         _caption(figure, caption, width)
@@ -514,7 +517,7 @@ def plot_curves(
     ax.set_xlabel(xlabel, fontsize=_LABEL_SIZE + 1)
     ax.set_ylabel(ylabel, fontsize=_LABEL_SIZE + 1)
     if title:
-        ax.set_title(title, fontsize=_TITLE_SIZE + 1)
+        ax.set_title(title, fontsize=_TITLE_SIZE + 1, pad=14)  # clear of a 1e-5 offset text
     ax.grid(alpha=0.3)
     if legend:
         _legend_outside(ax)
@@ -580,7 +583,7 @@ def plot_threshold_sweep(
         )  # fmt: skip
     axes[2].set_xlabel("APD (fraction of y)", fontsize=_LABEL_SIZE + 1)
     axes[2].set_ylabel("API (fraction of y)", fontsize=_LABEL_SIZE + 1)
-    axes[2].set_title("API against APD (area under it ↑)", fontsize=_TITLE_SIZE + 1)
+    axes[2].set_title("API against APD (area under it ↑)", fontsize=_TITLE_SIZE + 1, pad=14)
     axes[2].grid(alpha=0.3)
     _legend_outside(axes[2])  # one legend for the three panels, outside the data
     kept = (
