@@ -137,10 +137,8 @@ def benchmark(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if is_main_process():
             print(format_table(result))
-            print(
-                f"{time.perf_counter() - start:.1f} s in all; files in {args.out}: "
-                + ", ".join(path.name for path in result.files)
-            )
+            print(f"{time.perf_counter() - start:.1f} s in all; files in {args.out}:")
+            print("  " + ", ".join(path.name for path in result.files))
     finally:
         if distributed:
             import torch.distributed as dist
@@ -258,7 +256,8 @@ def explain(args: argparse.Namespace) -> int:
             if room > 0:
                 figure_rows["images"].append(batch.images[:room])
                 figure_rows["titles"] += [
-                    f"{title}\n{loaded.classes[int(c)] if loaded.classes else f'class {int(c)}'}"
+                    f"{title}\npredicted: "
+                    + (loaded.classes[int(c)] if loaded.classes else f"class {int(c)}")
                     for title, c in zip(data.names(indices)[:room], target[:room])
                 ]
                 if batch.part_masks is not None:
@@ -272,17 +271,13 @@ def explain(args: argparse.Namespace) -> int:
     for name in names:
         cell = f"{100 * energy[name] / count:16.1f}" if data.has_boxes else f"{'-':>16}"
         print(f"{name:<12} {1000 * seconds[name] / count:10.1f} {cell}")
-    print(
-        "ms / image: the method's time per image; energy in box: the share of the map's mass "
-        "inside the object's box, mean over the images"
-        if data.has_boxes
-        else "ms / image: the method's time per image"
-    )
+    print("ms / image: the method's time per image")
     if data.has_boxes:
+        print("energy in box %: the share of the map's mass inside the object's box, mean")
         share = 100 * box_share / count
         print(f"the boxes cover {share:.1f} % of the images: a random map scores about that")
     outlines = torch.cat(figure_rows["outlines"]) if figure_rows["outlines"] else None
-    caption = "Rows: each image, then the class the model predicts, which the maps explain."
+    caption = "Each map explains the class the model predicts for its image."
     if outlines is not None:
         caption += " Cyan outlines: the object's ground-truth parts."
     figure = overlay_grid(

@@ -105,10 +105,16 @@ class NotebookFigure(Figure):
     it, and this package never picks one for the user. Everything else is matplotlib's
     ``Figure``; the functions of this module return one.
 
+    Args:
+        *args, **kwargs: those of :class:`matplotlib.figure.Figure` (``figsize``,
+                    ``dpi``, ``layout``, ...).
+
     Examples::
 
         >>> figure = overlay_grid(images, {"Grad-CAM": maps})
         >>> figure            # the last expression of a notebook cell: drawn inline
+        >>> figure = NotebookFigure(figsize=(6, 3), layout="constrained")
+        >>> left, right = figure.subplots(1, 2)   # draw with plot_curves(..., ax=left)
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -63,9 +63,10 @@ def test_main_job_writes_table_scores_and_figures(
     assert "* best, or tied with the best" in printed and "do not separate" in printed
     assert max(len(line) for line in printed.splitlines() if str(tmp_path) not in line) <= 120
     assert "captum-cams benchmark: 2 images, model embedded, layer features.2, 2 methods" in printed
-    summary = next(line for line in printed.splitlines() if " s in all; " in line)
-    assert summary.count("(") == summary.count(")") and summary.endswith(
-        "results.json, scores.csv, overlay_grid.png, threshold_sweep.png, rpi_curves.png"
+    lines = printed.splitlines()
+    summary = next(i for i, line in enumerate(lines) if " s in all; " in line)
+    assert "(" not in lines[summary] + lines[summary + 1] and lines[summary + 1] == (
+        "  results.json, scores.csv, overlay_grid.png, threshold_sweep.png, rpi_curves.png"
     )
     assert [row["index"] for row in results["examples"]] == [0, 1, 0, 1]
     csv_lines = (tmp_path / "scores.csv").read_text().splitlines()
