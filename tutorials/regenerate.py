@@ -108,6 +108,14 @@ def execute(path: Path, timeout: int = TIMEOUT) -> nbformat.NotebookNode:
     return nbformat.reads(done.stdout, as_version=4)
 
 
+def _same_stream(first: Optional[nbformat.NotebookNode], then: nbformat.NotebookNode) -> bool:
+    return (
+        first is not None
+        and first.output_type == then.output_type == "stream"
+        and first.name == then.name
+    )
+
+
 def regenerate(path: Path) -> int:
     r"""
     Runs a notebook and writes it back with its new outputs.
@@ -125,6 +133,15 @@ def regenerate(path: Path) -> int:
     executed = execute(path)
     for cell in executed.cells:
         cell.metadata.pop("execution", None)  # timings would change every run
+        merged: List[nbformat.NotebookNode] = []
+        for output in cell.get("outputs", []):  # a stream arrives in pieces, split by timing
+            last = merged[-1] if merged else None
+            if _same_stream(last, output):
+                last.text += output.text
+            else:
+                merged.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = merged
     text = nbformat.writes(executed) + "\n"
     path.write_text(text, encoding="utf-8")
     return len(text.encode("utf-8"))
