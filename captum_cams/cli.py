@@ -27,6 +27,7 @@ from typing import Dict, List, NoReturn, Optional, Sequence
 import torch
 
 from captum_cams._utils.inputs import InputError
+from captum_cams._utils.text import count_of
 from captum_cams.benchmark import METHODS, METRICS, parse_names
 
 #: A user error: reported as one line and exit status 2, never a traceback.
@@ -125,8 +126,9 @@ def benchmark(args: argparse.Namespace) -> int:
     try:
         if is_main_process():
             print(
-                f"captum-cams benchmark: {len(data)} images, model {loaded.name}, layer "
-                f"{layer_name}, {len(methods)} methods, {len(metric_names)} metrics, {device}"
+                f"captum-cams benchmark: {count_of(len(data), 'image')}, model {loaded.name}, "
+                f"layer {layer_name}, {count_of(len(methods), 'method')}, "
+                f"{count_of(len(metric_names), 'metric')}, {device}"
             )
         start = time.perf_counter()
         result = run_benchmark(
@@ -135,8 +137,8 @@ def benchmark(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if is_main_process():
             print(format_table(result))
-            print(f"({time.perf_counter() - start:.1f} s in all; files in {args.out}:")
-            print("  " + ", ".join(path.name for path in result.files) + ")")
+            print(f"{time.perf_counter() - start:.1f} s in all; files in {args.out}:")
+            print("  " + ", ".join(path.name for path in result.files))
     finally:
         if distributed:
             import torch.distributed as dist
@@ -179,7 +181,6 @@ def explain(args: argparse.Namespace) -> int:
 
         >>> main(["explain", "cat.jpg", "--model", "resnet50", "--out", "maps"])
     """
-    import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
     from captum_cams._utils.inputs import check_device
@@ -255,7 +256,8 @@ def explain(args: argparse.Namespace) -> int:
             if room > 0:
                 figure_rows["images"].append(batch.images[:room])
                 figure_rows["titles"] += [
-                    f"{title}: {loaded.classes[int(c)] if loaded.classes else f'class {int(c)}'}"
+                    f"{title}\npredicted: "
+                    + (loaded.classes[int(c)] if loaded.classes else f"class {int(c)}")
                     for title, c in zip(data.names(indices)[:room], target[:room])
                 ]
                 if batch.part_masks is not None:
@@ -264,26 +266,32 @@ def explain(args: argparse.Namespace) -> int:
                 box_share += float(masks.flatten(1).float().mean(1).sum())
     finally:
         bar.close()
-    print(f"model {loaded.name}, layer {layer_name}, {count} images")
-    print(f"{'method':<12} {'seconds':>8} {'energy in box':>14}")
+    print(f"model {loaded.name}, layer {layer_name}, {count_of(count, 'image')}")
+    print(f"{'method':<12} {'ms / image':>10} {'energy in box %':>16}")
     for name in names:
-        cell = f"{energy[name] / count:14.3f}" if data.has_boxes else f"{'-':>14}"
-        print(f"{name:<12} {seconds[name]:8.3f} {cell}")
+        cell = f"{100 * energy[name] / count:16.1f}" if data.has_boxes else f"{'-':>16}"
+        print(f"{name:<12} {1000 * seconds[name] / count:10.1f} {cell}")
+    print("ms / image: the method's time per image")
     if data.has_boxes:
-        share = box_share / count
-        print(f"(the boxes cover {share:.3f} of the images: a random map scores about that)")
+        print("energy in box %: the share of the map's mass inside the object's box, mean")
+        share = 100 * box_share / count
+        print(f"the boxes cover {share:.1f} % of the images: a random map scores about that")
     outlines = torch.cat(figure_rows["outlines"]) if figure_rows["outlines"] else None
+    caption = "Each map explains the class the model predicts for its image."
+    if outlines is not None:
+        caption += " Cyan outlines: the object's ground-truth parts."
     figure = overlay_grid(
         torch.cat(figure_rows["images"]),
         {METHODS[name].title: torch.cat(shown[name]) for name in names},
         row_titles=figure_rows["titles"],
         outlines=outlines,
+        caption=caption,
     )
     output = Path(args.out) / "explain.png"
     save_figure(figure, output)
-    plt.close(figure)
     rows = len(figure_rows["titles"])
-    print(f"figure written to {output}" + (f" (the first {rows} images)" if rows < count else ""))
+    shown_rows = f" (the first {count_of(rows, 'image')})" if rows < count else ""
+    print(f"figure written to {output}{shown_rows}")
     return 0
 
 

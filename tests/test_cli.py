@@ -61,6 +61,13 @@ def test_main_job_writes_table_scores_and_figures(
     assert cell["ci_low"] <= cell["mean"] <= cell["ci_high"]
     assert cell["mean"] == pytest.approx(results["summary"]["tft"]["bbox"], abs=1e-12)
     assert "* best, or tied with the best" in printed and "do not separate" in printed
+    assert max(len(line) for line in printed.splitlines() if str(tmp_path) not in line) <= 120
+    assert "captum-cams benchmark: 2 images, model embedded, layer features.2, 2 methods" in printed
+    lines = printed.splitlines()
+    summary = next(i for i, line in enumerate(lines) if " s in all; " in line)
+    assert "(" not in lines[summary] + lines[summary + 1] and lines[summary + 1] == (
+        "  results.json, scores.csv, overlay_grid.png, threshold_sweep.png, rpi_curves.png"
+    )
     assert [row["index"] for row in results["examples"]] == [0, 1, 0, 1]
     csv_lines = (tmp_path / "scores.csv").read_text().splitlines()
     assert len(csv_lines) == 5 and csv_lines[0].startswith("index,image,label,target,method")
@@ -79,6 +86,8 @@ def test_explain_an_image_file(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     _png_is_a_picture(tmp_path / "explain.png", min_width=200)
     printed = capsys.readouterr()
     assert "layercam" in printed.out
+    assert "model embedded, layer features.2, 1 image\n" in printed.out
+    assert "ms / image" in printed.out
     # the embedded model on a photo: one warning line naming the way out
     warnings = [line for line in printed.err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "trained on synthetic shapes only" in warnings[0]

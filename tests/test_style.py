@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PATHS = ["captum_cams", "tests", "benchmarks"]
+PATHS = ["captum_cams", "tests", "benchmarks", "tutorials"]  # the notebooks too
 
 
 @pytest.mark.parametrize("arguments", [["check"], ["format", "--check"]], ids=["lint", "format"])

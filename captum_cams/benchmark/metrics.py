@@ -96,11 +96,16 @@ class MetricSpec:
         needs (tuple[str, ...], optional): names of :attr:`MetricInputs.extras` the
                     metric reads; it runs only on data whose
                     :attr:`BenchmarkData.provides` has them all. Default: none.
+        description (str, optional): the title's abbreviation spelled out, what is
+                    measured and in which unit, for the table's legend. Default: ``""``.
+        group (str, optional): the printed table the column goes in (one table per
+                    group, so that each fits a terminal). Default: ``"other metrics"``.
 
     Examples::
 
         >>> METRICS["drop"] = MetricSpec("AD %", lambda m: MetricOutput(average_drop(
-        ...     m.model, m.images, m.maps, m.target)), higher_is_better=False, percent=True)
+        ...     m.model, m.images, m.maps, m.target)), higher_is_better=False, percent=True,
+        ...     description="average drop: mean of max(y − o, 0) / y, in % of y")
     """
 
     title: str
@@ -109,6 +114,8 @@ class MetricSpec:
     percent: bool = False
     needs_boxes: bool = False
     needs: Tuple[str, ...] = ()
+    description: str = ""
+    group: str = "other metrics"
 
     def unmet(self, data: BenchmarkData) -> List[str]:
         r"""
@@ -189,28 +196,88 @@ def _regions(function: Callable[..., Tensor]) -> Callable[[MetricInputs], Metric
 #: What the model-grounded metrics need from the data.
 _REGIONS = ("region_masks", "reliance")
 
+#: The printed tables the metrics are grouped in.
+_CONFIDENCE = (
+    "Confidence: y is the model's probability of the class on the image, o on the image "
+    "multiplied by the map"
+)
+_CURVES = "Curves: the class probability as pixels are inserted or deleted, or the map thresholded"
+_LOCALISATION = "Localisation: the map against the ground-truth box of the object"
+_GROUNDED = "Model-grounded: the map against the model's measured reliance on each region"
+
 #: The metrics of the benchmark, by command-line name.
 METRICS: Dict[str, MetricSpec] = {
-    "average_drop": MetricSpec("AD %", _confidence(average_drop), False, True),
-    "increase_in_confidence": MetricSpec("IC %", _confidence(increase_in_confidence), True, True),
-    "api": MetricSpec("API %", _confidence(average_probability_increase), True, True),
-    "drop_rate": MetricSpec("DR %", _confidence(drop_rate), False, True),
-    "insertion_auc": MetricSpec("Ins AUC", _confidence(insertion_auc), True),
-    "deletion_auc": MetricSpec("Del AUC", _confidence(deletion_auc), False),
-    "api_apd_auc": MetricSpec("API/APD AUC", _sweep, True),
-    "tft_rpi": MetricSpec("best RPI", _tft_rpi, True),
-    "energy_pg": MetricSpec(
-        "Energy PG %", _localization(energy_pointing_game), True, True, needs_boxes=True
+    "average_drop": MetricSpec(
+        "AD %", _confidence(average_drop), False, True,
+        description="AD, average drop: mean of max(y − o, 0) / y, in % of y",
+        group=_CONFIDENCE,
     ),
-    "bbox": MetricSpec("Bbox %", _localization(bbox_score), True, True, needs_boxes=True),
-    "pointing_game": MetricSpec("PG %", _pointing, True, True, needs_boxes=True),
+    "increase_in_confidence": MetricSpec(
+        "IC %", _confidence(increase_in_confidence), True, True,
+        description="IC, increase in confidence: % of the images with o > y",
+        group=_CONFIDENCE,
+    ),
+    "api": MetricSpec(
+        "API %", _confidence(average_probability_increase), True, True,
+        description="API, average probability increase: mean of max(o − y, 0) / y, in % of y",
+        group=_CONFIDENCE,
+    ),
+    "drop_rate": MetricSpec(
+        "DR %", _confidence(drop_rate), False, True,
+        description="DR, drop rate: % of the images with o < y",
+        group=_CONFIDENCE,
+    ),
+    "insertion_auc": MetricSpec(
+        "Ins AUC", _confidence(insertion_auc), True,
+        description="Ins AUC, insertion: area under y as the map's highest pixels are put "
+        "into a blurred image, in steps of 2.5 % (probability × fraction of pixels, 0–1)",
+        group=_CURVES,
+    ),
+    "deletion_auc": MetricSpec(
+        "Del AUC", _confidence(deletion_auc), False,
+        description="Del AUC, deletion: the same as they are set to 0 in the image (0–1)",
+        group=_CURVES,
+    ),
+    "api_apd_auc": MetricSpec(
+        "API/APD AUC", _sweep, True,
+        description="API/APD AUC: area under API against APD (average probability drop) of "
+        "the map kept where ≥ t, t = 0, 0.1, …, 1; API scaled to [0, 1] per curve (0–1)",
+        group=_CURVES,
+    ),
+    "tft_rpi": MetricSpec(
+        "best RPI", _tft_rpi, True,
+        description="best RPI: TFT's highest relative probability increase max(o − y, 0) / y "
+        "over the image kept where the map ≥ τ, τ = 0.1, …, 1 (a fraction of y)",
+        group=_CURVES,
+    ),
+    "energy_pg": MetricSpec(
+        "Energy PG %", _localization(energy_pointing_game), True, True, needs_boxes=True,
+        description="Energy PG, energy-based pointing game: % of the map's mass inside the box",
+        group=_LOCALISATION,
+    ),
+    "bbox": MetricSpec(
+        "Bbox %", _localization(bbox_score), True, True, needs_boxes=True,
+        description="Bbox: % of the map's N highest pixels inside the box of N pixels",
+        group=_LOCALISATION,
+    ),
+    "pointing_game": MetricSpec(
+        "PG %", _pointing, True, True, needs_boxes=True,
+        description="PG, pointing game: % of the images whose map maximum is in the box "
+        "(within 15 pixels at 224 × 224, scaled to the image)",
+        group=_LOCALISATION,
+    ),
     "reliance_rank": MetricSpec(
-        "Reliance rank ρ", _regions(reliance_rank_correlation), True, needs=_REGIONS
+        "Reliance rank ρ", _regions(reliance_rank_correlation), True, needs=_REGIONS,
+        description="Reliance rank ρ: Spearman correlation of the map's density on each region "
+        "with the model's measured reliance on it (−1 to 1)",
+        group=_GROUNDED,
     ),
     "ignored_mass": MetricSpec(
-        "Ignored mass %", _regions(ignored_region_mass), False, True, needs=_REGIONS
+        "Ignored mass %", _regions(ignored_region_mass), False, True, needs=_REGIONS,
+        description="Ignored mass: % of the map's mass on regions the model does not rely on",
+        group=_GROUNDED,
     ),
-}
+}  # fmt: skip
 
 
 def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> List[str]:

@@ -8,17 +8,29 @@ import os
 import shutil
 import signal
 import tempfile
+import textwrap
 import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import numpy as np
 import torch
 
 from captum_cams._utils.files import atomic_path
 from captum_cams._utils.inputs import InputError
+from captum_cams._utils.text import count_of
 from captum_cams.benchmark.data import BenchmarkData, as_data_batch
 from captum_cams.benchmark.methods import METHODS
 from captum_cams.benchmark.metrics import METRICS
@@ -32,6 +44,7 @@ __all__ = [
     "check_output_folder",
     "staged_output",
     "bootstrap_statistics",
+    "TABLE_WIDTH",
     "format_table",
     "results_csv",
     "results_json",
@@ -65,8 +78,10 @@ def results_json(result: "BenchmarkResult") -> str:
         result (BenchmarkResult): a benchmark's result.
 
     Returns:
-        *str*: methods, metrics (with titles), per-method means, mean curves and
-        per-example rows.
+        *str*: methods, metrics (titles, descriptions, directions), per-method means,
+        mean curves and per-example rows. Values are as the metric functions return
+        them (fractions); the printed table and ``scores.csv`` show the metrics marked
+        ``percent`` multiplied by 100.
 
     Examples::
 
@@ -76,7 +91,18 @@ def results_json(result: "BenchmarkResult") -> str:
         "methods": {
             m: {"title": METHODS[m].title, "paper": METHODS[m].paper} for m in result.methods
         },
-        "metrics": {m: {"title": METRICS[m].title} for m in result.metrics},
+        "metrics": {
+            m: {
+                "title": METRICS[m].title,
+                "description": METRICS[m].description,
+                "higher_is_better": METRICS[m].higher_is_better,
+                "percent": METRICS[m].percent,
+                "scores_csv_column": _csv_column(m),
+            }
+            for m in result.metrics
+        },
+        "units": "values as the metric functions return them (fractions); the table and "
+        "scores.csv show the metrics with percent = true multiplied by 100",
         "summary": result.summary,
         "statistics": result.statistics,
         "bootstrap": {
@@ -93,27 +119,38 @@ def results_json(result: "BenchmarkResult") -> str:
 
 def results_csv(result: "BenchmarkResult") -> str:
     r"""
-    The CSV text of ``scores.csv``: one line per example and method.
+    The CSV text of ``scores.csv``: one line per example and method, in the printed
+    table's units: the metrics shown in percent are multiplied by 100 and their
+    columns named ``<metric>_percent``; the others keep their name and scale.
 
     Args:
         result (BenchmarkResult): a benchmark's result.
 
     Returns:
-        *str*: ``index,image,label,target,method,<metric>...`` lines; empty cells for
-        missing values.
+        *str*: ``index,image,label,target,method,<metric column>...`` lines; empty
+        cells for missing values.
 
     Examples::
 
         >>> print(results_csv(result).splitlines()[0])
-        index,image,label,target,method,average_drop,...
+        index,image,label,target,method,average_drop_percent,...,insertion_auc,...
     """
     stream = io.StringIO()
-    columns = ["index", "image", "label", "target", "method", *result.metrics]
-    writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
+    keys = ["index", "image", "label", "target", "method"]
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(keys + [_csv_column(m) for m in result.metrics])
+    scales = [100.0 if METRICS[m].percent else 1.0 for m in result.metrics]
     for row in result.rows:
-        writer.writerow({key: ("" if row[key] is None else row[key]) for key in columns})
+        cells = ["" if row[key] is None else row[key] for key in keys]
+        for metric, scale in zip(result.metrics, scales):
+            value = row[metric]
+            cells.append("" if value is None else value * scale if scale != 1.0 else value)
+        writer.writerow(cells)
     return stream.getvalue()
+
+
+def _csv_column(metric: str) -> str:
+    return f"{metric}_percent" if METRICS[metric].percent else metric
 
 
 #: Bootstrap resamples of the table's intervals and ties.
@@ -276,63 +313,121 @@ def separating_metrics(
     return separates
 
 
-def format_table(result: "BenchmarkResult") -> str:
+#: Widest line of the printed table: a terminal's 120 columns.
+TABLE_WIDTH = 120
+
+
+def _markdown_rows(rows: Sequence[Sequence[str]]) -> List[str]:
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(rows[0], widths)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows[1:]]
+    return lines
+
+
+def _table_width(columns: Sequence[Sequence[str]]) -> int:
+    # "| a | b |": each column is its widest cell plus 3 characters, and one more
+    return sum(max(len(cell) for cell in column) + 3 for column in columns) + 1
+
+
+def _wrapped(text: str, width: int) -> List[str]:
+    # at spaces only, the lines after the first indented
+    return textwrap.wrap(
+        text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+    )
+
+
+def format_table(result: "BenchmarkResult", width: int = TABLE_WIDTH) -> str:
     r"""
-    The results table printed by the command line: one row per method, the mean of
-    each metric with the half-width of its 95 % bootstrap interval (×100 for
-    percentages, arrows for the better direction; ``*`` marks the best and the methods
-    tied with it) and seconds, then a legend line with n and a line naming the metrics
-    that do not separate the methods (:func:`separating_metrics`).
+    The results printed by the command line, no line wider than ``width``: one
+    Markdown table per group of metrics (:attr:`MetricSpec.group`; a group too wide
+    is split), one row per method, the mean of each metric with the half-width of its
+    95 % bootstrap interval (×100 for percentages, arrows for the better direction;
+    ``*`` marks the best and the methods tied with it), the attribution time per
+    image with the last group; then a legend: n, the marks, every column spelled out
+    with its unit, and the metrics that do not separate the methods
+    (:func:`separating_metrics`). ``results.json`` and ``scores.csv`` hold everything.
 
     Args:
         result (BenchmarkResult): a benchmark's result.
+        width (int, optional): the widest line, in characters. Default: 120.
 
     Returns:
-        *str*: a Markdown table.
+        *str*: the tables and the legend.
 
     Examples::
 
         >>> print(format_table(result))
     """
-    titles = [
-        f"{METRICS[m].title} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in result.metrics
-    ]
-    header = ["method", *titles, "seconds"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    names = [METHODS[m].title if m in METHODS else m for m in result.methods]
+    images = len({int(row["index"]) for row in result.rows}) or 1
     sizes = set()
-    for method in result.methods:
-        cells = [METHODS[method].title]
-        for metric in result.metrics:
+    columns: List[List[str]] = []  # per metric: its title, then one cell per method
+    for metric in result.metrics:
+        spec = METRICS[metric]
+        column = [f"{spec.title} {'↑' if spec.higher_is_better else '↓'}"]
+        scale = 100.0 if spec.percent else 1.0
+        digits = 2 if spec.percent else 3
+        for method in result.methods:
             cell = result.statistics.get(method, {}).get(metric)
             value = result.summary[method][metric] if cell is None else cell["mean"]
-            scale = 100.0 if METRICS[metric].percent else 1.0
-            digits = 2 if scale > 1 else 3
             if value is None:
-                cells.append("-")
+                column.append("-")
                 continue
             text = f"{value * scale:.{digits}f}"
             if cell is not None:
                 sizes.add(cell["n"])
                 half = (cell["ci_high"] - cell["ci_low"]) / 2.0 * scale
                 text += f" ± {half:.{digits}f}" + ("*" if cell["tied_with_best"] else "")
-            cells.append(text)
-        cells.append(f"{result.seconds[method]:.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
+            column.append(text)
+        columns.append(column)
+    time = ["ms / image"] + [f"{result.seconds[m] * 1000.0 / images:.1f}" for m in result.methods]
+    # per group, its (metric, column) pairs; the time column, metric None, goes last
+    groups: Dict[str, List[Tuple[Optional[str], List[str]]]] = {}
+    for metric, column in zip(result.metrics, columns):
+        groups.setdefault(METRICS[metric].group, []).append((metric, column))
+    if not groups:
+        groups[""] = []
+    groups[list(groups)[-1]].append((None, time))
+    label = ["method", *names]
+    lines: List[str] = []
+    for group, members in groups.items():
+        tables: List[List[Tuple[Optional[str], List[str]]]] = [[]]
+        for member in members:  # as many columns per table as the width allows
+            if tables[-1] and _table_width([label, *(c for _, c in tables[-1]), member[1]]) > width:
+                tables.append([])
+            tables[-1].append(member)
+        for table in tables:
+            lines += ["", *_wrapped(group, width)]
+            rows = [[label[i], *(column[i] for _, column in table)] for i in range(len(label))]
+            lines += _markdown_rows(rows)
+            for metric, _ in table:  # what each column is, right under its table
+                about = (
+                    METRICS[metric].description
+                    if metric is not None
+                    else "ms / image: the method's attribution time per image in milliseconds, "
+                    f"the metrics not included (mean over {count_of(images, 'image')})"
+                )
+                lines += _wrapped(about, width)
+    lines.append("")
     if sizes:
         n = str(min(sizes)) if len(sizes) == 1 else f"{min(sizes)}–{max(sizes)}"
-        lines.append(
-            f"mean ± half-width of the 95 % bootstrap interval over n = {n} images; * best, or "
-            "tied with the best (paired bootstrap: the 95 % interval of the difference "
-            "contains 0)"
+        lines += _wrapped(
+            f"mean ± half-width of the 95 % bootstrap interval over n = {n} "
+            f"{'image' if n == '1' else 'images'}; * best, or tied with the best (paired "
+            "bootstrap: the 95 % interval of the difference contains 0); ↑ higher is "
+            "better, ↓ lower is better",
+            width,
         )
+    if sizes and len(result.methods) > 1:
         separates = separating_metrics(result.statistics, result.metrics)
-        if len(result.methods) > 1:
-            weak = [METRICS[m].title for m in result.metrics if not separates[m]]
-            lines.append(
-                "metrics that do not separate the methods (best − worst ≤ largest half-width): "
-                + (", ".join(weak) if weak else "none")
-            )
-    return "\n".join(lines)
+        weak = [METRICS[m].title for m in result.metrics if not separates[m]]
+        lines += _wrapped(
+            "metrics that do not separate the methods (best − worst ≤ largest half-width): "
+            + (", ".join(weak) if weak else "none"),
+            width,
+        )
+    return "\n".join(lines[1:])
 
 
 #: The files a benchmark run writes into ``--out`` (those it does not produce this time
@@ -458,6 +553,28 @@ def staged_output(out: "os.PathLike[str] | str", names: Sequence[str]) -> Iterat
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _outline_caption(data: BenchmarkData, has_parts: bool, has_outlines: bool) -> str:
+    # what the overlay grid's outlines and row labels are, in the data's own terms
+    text = "Maps of the model's predicted class, one column per method; rows: the first images."
+    if not has_outlines:
+        return text
+    if not has_parts:
+        return text + " Cyan outlines: the annotated object boxes."
+    dataset = getattr(data, "dataset", None)
+    names = tuple(getattr(dataset, "part_names", ()))
+    listed = f" ({', '.join(names)})" if names else ""
+    text += f" Cyan outlines: the object's ground-truth parts{listed}, where they are visible."
+    if getattr(data, "task", None) == "cluttered":
+        from captum_cams.datasets.cluttered import CLUTTERED_PART_NAMES, NUISANCE_PART
+
+        decisive = [n for i, n in enumerate(CLUTTERED_PART_NAMES) if i != NUISANCE_PART]
+        text += (
+            f" The class is the set of {', '.join(decisive)} the object has; the "
+            f"{CLUTTERED_PART_NAMES[NUISANCE_PART]} is drawn at random and never decides it."
+        )
+    return text
+
+
 def write_outputs(
     result: "BenchmarkResult",
     parts: List[Dict[str, Any]],
@@ -482,8 +599,6 @@ def write_outputs(
 
         >>> files = write_outputs(result, parts, data, Path("out"), grid_images=4)
     """
-    import matplotlib.pyplot as plt
-
     from captum_cams.visualization import (
         overlay_grid,
         plot_rpi_curves,
@@ -499,14 +614,17 @@ def write_outputs(
         shown = as_data_batch(data.load(range(count)))
         outlines = shown.part_masks if shown.part_masks is not None else shown.masks
         maps = {
-            METHODS[m].title: torch.cat([part["maps"][m] for part in parts if m in part["maps"]])
+            METHODS[m].title: torch.cat([p["maps"][m] for p in parts if m in p["maps"]])[:count]
             for m in result.methods
         }
         figure = overlay_grid(
-            shown.images, maps, row_titles=data.names(range(count)), outlines=outlines
+            shown.images,
+            maps,
+            row_titles=data.names(range(count)),
+            outlines=outlines,
+            caption=_outline_caption(data, shown.part_masks is not None, outlines is not None),
         )
         save_figure(figure, out / "overlay_grid.png")
-        plt.close(figure)
         files.append(out / "overlay_grid.png")
     titled = {METHODS[m].title: result.curves.get(m, {}) for m in result.methods}
     if all("api_apd_auc.api" in c for c in titled.values()) and titled:
@@ -516,7 +634,6 @@ def write_outputs(
             {t: torch.tensor(c["api_apd_auc.apd"]["mean"]) for t, c in titled.items()},
         )
         save_figure(figure, out / "threshold_sweep.png")
-        plt.close(figure)
         files.append(out / "threshold_sweep.png")
     if all("tft_rpi.rpi" in c for c in titled.values()) and titled:
         figure = plot_rpi_curves(
@@ -524,6 +641,5 @@ def write_outputs(
             {t: torch.tensor(c["tft_rpi.rpi"]["mean"]) for t, c in titled.items()},
         )
         save_figure(figure, out / "rpi_curves.png")
-        plt.close(figure)
         files.append(out / "rpi_curves.png")
     return files

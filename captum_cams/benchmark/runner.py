@@ -225,7 +225,7 @@ def run_benchmark(
     seed: int = 0,
     device: Optional[torch.device] = None,
     progress: bool = True,
-    grid_images: int = 6,
+    grid_images: int = 4,
 ) -> BenchmarkResult:
     r"""
     Runs every chosen method on every image and scores it with every chosen metric.
@@ -255,7 +255,7 @@ def run_benchmark(
         seed (int, optional): the run's seed. Default: 0.
         device (torch.device, optional): where to compute. Default: the CPU.
         progress (bool, optional): a progress bar (on rank 0). Default: True.
-        grid_images (int, optional): rows of the overlay figure. Default: 6.
+        grid_images (int, optional): rows of the overlay figure. Default: 4.
 
     Returns:
         *BenchmarkResult*: rows, means, curves, timings and the files written.

@@ -139,9 +139,89 @@ def test_the_table_shows_intervals_ties_and_the_metrics_that_do_not_separate() -
     lines = format_table(result).splitlines()
     ad = stats["gradcam"]["average_drop"]
     half = (ad["ci_high"] - ad["ci_low"]) / 2 * 100
-    # average drop: lower is better, so Grad-CAM is the best and Score-CAM is not tied
-    assert lines[2].startswith(f"| Grad-CAM | {ad['mean'] * 100:.2f} ± {half:.2f}* | 50.00 ± ")
-    assert "| Score-CAM |" in lines[3] and lines[3].split("|")[2].strip()[-1] != "*"
-    assert "n = 8 images" in lines[4] and "* best, or tied with the best" in lines[4]
-    assert lines[5].endswith("do not separate the methods (best − worst ≤ largest half-width): "
-                             "Bbox %")  # fmt: skip
+    # average drop: lower is better, so Grad-CAM is the best and Score-CAM is not tied;
+    # AD (confidence) and Bbox (localisation) are printed in tables of their own
+    first = lines.index(next(line for line in lines if line.startswith("| method")))
+    assert lines[first].split("|")[2].strip() == "AD % ↓"
+    cells = [cell.strip() for cell in lines[first + 2].split("|")]
+    assert cells[1:3] == ["Grad-CAM", f"{ad['mean'] * 100:.2f} ± {half:.2f}*"]
+    assert "| Score-CAM " in lines[first + 3] and lines[first + 3].split("|")[2].strip()[-1] != "*"
+    bbox = next(i for i, line in enumerate(lines) if "| Bbox % ↑" in line)
+    assert [c.strip() for c in lines[bbox + 2].split("|")][2] == "50.00 ± 0.00*"
+    assert lines[bbox].split("|")[3].strip() == "ms / image"  # with the last table
+    text = "\n".join(lines)
+    assert "n = 8 images" in text and "* best, or tied with the best" in text
+    assert lines[-1].endswith("do not separate the methods (best − worst ≤ largest half-width): "
+                              "Bbox %")  # fmt: skip
+
+
+def _full_result(count: int = 5, seconds: float = 2.0, unknown: bool = True) -> BenchmarkResult:
+    # every registered method and metric, with a long unknown method name besides
+    from captum_cams.benchmark import METHODS, METRICS
+
+    methods = [*METHODS, *(["a method with a rather long name"] if unknown else [])]
+    metrics = list(METRICS)
+    generator = np.random.default_rng(0)
+    rows = [
+        {
+            "index": i,
+            "image": f"#{i}",
+            "label": 0,
+            "target": 0,
+            "method": m,
+            **{k: float(generator.uniform(0.0, 1.0)) for k in metrics},
+        }  # fmt: skip
+        for m in methods
+        for i in range(count)
+    ]
+    stats = bootstrap_statistics(rows, methods, metrics, 100)
+    summary = {m: {k: stats[m][k]["mean"] for k in metrics} for m in methods}
+    times = dict.fromkeys(methods, seconds)
+    return BenchmarkResult(methods, metrics, rows, summary, {}, times, statistics=stats)
+
+
+def test_the_table_fits_120_columns_and_states_every_unit() -> None:
+    from captum_cams.benchmark import METRICS
+
+    result = _full_result(count=5, seconds=2.0)
+    text = format_table(result)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert max(len(line) for line in format_table(result, width=80).splitlines()) <= 80
+    for metric in result.metrics:  # every column is spelled out, with its unit
+        spec = METRICS[metric]
+        assert spec.description and spec.description.split()[0] in text.replace("\n", " ")
+        assert f"{spec.title} {'↑' if spec.higher_is_better else '↓'}" in text
+        assert "% of" in spec.description if spec.percent else "% of" not in spec.description
+    # seconds per what: 2 s over 5 images is 400 ms per image
+    assert "ms / image" in text and "| 400.0 " in text
+    assert "per image in milliseconds" in text and "mean over 5 images" in text
+    # every method row, in every table
+    tables = text.count("| method ")
+    assert tables >= 4 and text.count("| a method with a rather long name ") == tables
+
+
+def test_one_image_is_one_image() -> None:
+    text = format_table(_full_result(count=1))
+    assert "n = 1 image;" in text and "mean over 1 image)" in text and "1 images" not in text
+
+
+def test_scores_csv_is_in_the_units_of_the_table() -> None:
+    import csv
+    import io
+
+    from captum_cams.benchmark import METRICS, results_csv, results_json
+
+    result = _full_result(count=3, unknown=False)
+    table = list(csv.DictReader(io.StringIO(results_csv(result))))
+    assert len(table) == len(result.rows)
+    for line, row in zip(table, result.rows):
+        for metric in result.metrics:
+            if METRICS[metric].percent:
+                assert float(line[f"{metric}_percent"]) == pytest.approx(100 * row[metric])
+                assert metric not in line
+            else:
+                assert float(line[metric]) == row[metric]
+    described = __import__("json").loads(results_json(result))["metrics"]
+    assert described["average_drop"]["scores_csv_column"] == "average_drop_percent"
+    assert described["insertion_auc"]["scores_csv_column"] == "insertion_auc"
+    assert described["bbox"]["percent"] is True and "% of" in described["bbox"]["description"]
