@@ -19,13 +19,20 @@ import captum_cams
 from captum_cams.attr import (
     LayerAblationCam,
     LayerCam,
+    LayerEigenCam,
+    LayerEigenGradCam,
     LayerGradCam,
+    LayerGradCamElementWise,
     LayerGradCamPlusPlus,
+    LayerHiResCam,
     LayerIntegratedGradCam,
+    LayerISCam,
     LayerLibraCam,
     LayerLiftCam,
     LayerScoreCam,
     LayerShapCam,
+    LayerSmoothGradCamPlusPlus,
+    LayerSSCam,
     LayerXGradCam,
 )
 from captum_cams.calm import CALM, CALMAttribution
@@ -43,6 +50,13 @@ COUNTERPARTS: Dict[type, type] = {
     LayerLiftCam: captum_attr.LayerDeepLift,
     LayerIntegratedGradCam: captum_attr.LayerIntegratedGradients,
     CALMAttribution: captum_attr.LayerGradCam,
+    LayerHiResCam: captum_attr.LayerGradCam,
+    LayerGradCamElementWise: captum_attr.LayerGradCam,
+    LayerEigenCam: captum_attr.LayerGradCam,
+    LayerEigenGradCam: captum_attr.LayerGradCam,
+    LayerSmoothGradCamPlusPlus: captum_attr.LayerGradCam,
+    LayerSSCam: captum_attr.LayerFeatureAblation,
+    LayerISCam: captum_attr.LayerFeatureAblation,
 }
 
 #: Parameters whose Captum default differs on purpose (documented in the class).
@@ -162,6 +176,13 @@ CASES: Dict[str, Tuple[Callable[[nn.Module, nn.Module], Any], Dict[str, Any]]] =
     "shapcam": (LayerShapCam, {"num_permutations": 3}),
     "igcam": (LayerIntegratedGradCam, {"n_steps": 3}),
     "libracam": (LayerLibraCam, {"use_references": False}),
+    "hirescam": (LayerHiResCam, {}),
+    "elementwise": (LayerGradCamElementWise, {}),
+    "eigencam": (LayerEigenCam, {}),
+    "eigengradcam": (LayerEigenGradCam, {}),
+    "sscam": (LayerSSCam, {"num_samples": 2}),
+    "iscam": (LayerISCam, {"num_samples": 2}),
+    "smoothgradcam++": (LayerSmoothGradCamPlusPlus, {"num_samples": 2}),
 }
 
 
