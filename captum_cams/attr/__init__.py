@@ -17,6 +17,7 @@ from captum_cams.attr.libra_cam import LayerLibraCam, LibraCamDetails
 from captum_cams.attr.lift_cam import LayerLiftCam
 from captum_cams.attr.multi_layer import MultiLayerCam, fuse_maps
 from captum_cams.attr.reference_library import ReferenceLibrary
+from captum_cams.attr.relevance_cam import LayerRelevanceCam
 from captum_cams.attr.score_cam import LayerScoreCam
 from captum_cams.attr.shap_cam import LayerShapCam, exact_channel_shapley
 from captum_cams.attr.smooth_grad_cam_plus_plus import LayerSmoothGradCamPlusPlus
@@ -40,6 +41,7 @@ __all__ = [
     "LayerLibraCam",
     "LayerLiftCam",
     "LayerScoreCam",
+    "LayerRelevanceCam",
     "LayerSSCam",
     "LayerShapCam",
     "LayerSmoothGradCamPlusPlus",

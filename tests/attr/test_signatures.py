@@ -29,6 +29,7 @@ from captum_cams.attr import (
     LayerISCam,
     LayerLibraCam,
     LayerLiftCam,
+    LayerRelevanceCam,
     LayerScoreCam,
     LayerShapCam,
     LayerSmoothGradCamPlusPlus,
@@ -57,6 +58,7 @@ COUNTERPARTS: Dict[type, type] = {
     LayerSmoothGradCamPlusPlus: captum_attr.LayerGradCam,
     LayerSSCam: captum_attr.LayerFeatureAblation,
     LayerISCam: captum_attr.LayerFeatureAblation,
+    LayerRelevanceCam: captum_attr.LayerLRP,
 }
 
 #: Parameters whose Captum default differs on purpose (documented in the class).
@@ -85,9 +87,10 @@ def test_shared_parameters_in_captums_order_with_captums_defaults(ours: type, me
     # the leading parameters: Captum's, in Captum's order
     assert [p.name for p in mine[: len(shared)]] == [p.name for p in shared]
     order = [captum_names.index(p.name) for p in shared]
-    if ours is LayerLiftCam and method == "attribute":
+    if ours in (LayerLiftCam, LayerRelevanceCam) and method == "attribute":
         # LIFT-CAM has no baselines (its reference is 0 at the layer): it keeps the
-        # package's positional argument 4, attribute_to_layer_input, before the delta
+        # package's positional argument 4, attribute_to_layer_input, before the delta;
+        # Relevance-CAM likewise (Captum's LayerLRP puts the delta first)
         order.remove(captum_names.index("return_convergence_delta"))
     assert order == sorted(order), f"{ours.__name__}.{method}: {[p.name for p in shared]}"
     by_name = {p.name: p for p in captums}
@@ -183,6 +186,7 @@ CASES: Dict[str, Tuple[Callable[[nn.Module, nn.Module], Any], Dict[str, Any]]] =
     "sscam": (LayerSSCam, {"num_samples": 2}),
     "iscam": (LayerISCam, {"num_samples": 2}),
     "smoothgradcam++": (LayerSmoothGradCamPlusPlus, {"num_samples": 2}),
+    "relevancecam": (LayerRelevanceCam, {}),
 }
 
 
