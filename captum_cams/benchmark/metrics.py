@@ -24,11 +24,19 @@ from captum_cams.metrics import (
     insertion_auc,
     pointing_game,
     reliance_rank_correlation,
+    road,
     threshold_sweep,
 )
 from captum_cams.tuning import threshold_fine_tuning
 
-__all__ = ["METRICS", "MetricInputs", "MetricOutput", "MetricSpec", "metrics_for"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
+    "MetricInputs",
+    "MetricOutput",
+    "MetricSpec",
+    "metrics_for",
+]
 
 
 class MetricInputs(NamedTuple):
@@ -96,6 +104,9 @@ class MetricSpec:
         needs (tuple[str, ...], optional): names of :attr:`MetricInputs.extras` the
                     metric reads; it runs only on data whose
                     :attr:`BenchmarkData.provides` has them all. Default: none.
+        in_default_set (bool, optional): run when no metric is named (the main
+                    job's set, :data:`DEFAULT_METRICS`); the others run when named.
+                    Default: True.
 
     Examples::
 
@@ -109,6 +120,7 @@ class MetricSpec:
     percent: bool = False
     needs_boxes: bool = False
     needs: Tuple[str, ...] = ()
+    in_default_set: bool = True
 
     def unmet(self, data: BenchmarkData) -> List[str]:
         r"""
@@ -179,6 +191,17 @@ def _tft_rpi(m: MetricInputs) -> MetricOutput:
     )
 
 
+def _road(order: str) -> Callable[[MetricInputs], MetricOutput]:
+    def compute(m: MetricInputs) -> MetricOutput:
+        result = road(
+            m.model, m.images, m.maps, target=m.target,
+            max_examples_per_batch=m.max_examples_per_batch, order=order, return_curves=True,
+        )  # fmt: skip
+        return MetricOutput(result.scores, {"score": result.curves}, result.percentages)
+
+    return compute
+
+
 def _regions(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
     def compute(m: MetricInputs) -> MetricOutput:
         return MetricOutput(function(m.maps, m.extras["region_masks"], m.extras["reliance"]))
@@ -210,7 +233,13 @@ METRICS: Dict[str, MetricSpec] = {
     "ignored_mass": MetricSpec(
         "Ignored mass %", _regions(ignored_region_mass), False, True, needs=_REGIONS
     ),
+    # a sparse solve per imputed image: outside the main job's default set (its time)
+    "road_morf": MetricSpec("ROAD MoRF", _road("morf"), False, in_default_set=False),
+    "road_lerf": MetricSpec("ROAD LeRF", _road("lerf"), True, in_default_set=False),
 }
+
+#: The metrics run when none is named (those the data allows): the main job's set.
+DEFAULT_METRICS: List[str] = [name for name, spec in METRICS.items() if spec.in_default_set]
 
 
 def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> List[str]:
@@ -221,7 +250,7 @@ def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> L
         data (BenchmarkData): the benchmark's images.
         names (sequence of str, optional): the metrics asked for; every one must
                     exist and have what it needs (else an :class:`InputError`). None:
-                    every metric of :data:`METRICS` the data allows, the others
+                    every metric of :data:`DEFAULT_METRICS` the data allows, the others
                     skipped. Default: None.
 
     Returns:
@@ -233,7 +262,9 @@ def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> L
         ['average_drop', ...]
     """
     if names is None:
-        return [name for name, spec in METRICS.items() if not spec.unmet(data)]
+        return [
+            name for name, spec in METRICS.items() if spec.in_default_set and not spec.unmet(data)
+        ]
     for name in names:
         if name not in METRICS:
             raise InputError(f"--metrics: unknown {name}; choose from {', '.join(METRICS)}")
