@@ -22,9 +22,12 @@ happen, without changing what it computes:
   sharing the model's tensors again at every call (:meth:`RelevanceHead.rules_attached`):
   Captum's weight manipulation rebinds the copy's ``.data`` and never writes into the
   model; every ``ReLU`` (module or functional) becomes its own out-of-place module;
-* reshapes (``flatten``, ``view``, ``reshape``, …), concatenation, dropout (in eval
-  mode) and identities pass relevance through; anything else — a product of two
-  activation-dependent tensors, a functional mean, an unknown module or function —
+* functional pooling (``F.adaptive_avg_pool2d``, ``F.avg_pool2d``, ``F.max_pool2d``)
+  becomes its module, and a mean over the two spatial dimensions an
+  ``AdaptiveAvgPool2d(1)``; reshapes (``flatten``, ``view``, ``reshape``, …),
+  concatenation, dropout (in eval mode) and identities pass relevance through;
+  anything else — a product of two activation-dependent tensors, any other mean, an
+  unknown module or function —
   raises :class:`UnsupportedRelevanceError` naming it.
 
 The rules (:data:`RULES`): the z⁺ rule (Captum's ``Alpha1_Beta0_Rule`` with the bias
@@ -39,7 +42,7 @@ import operator
 import threading
 import weakref
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Set, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Type
 
 import torch
 import torch.fx as fx
@@ -102,6 +105,57 @@ _REARRANGING_METHODS: Set[str] = {
     "size",
     "dim",
 }
+
+
+def _pool(
+    kind: Type[Module], names: List[str]
+) -> Callable[[Tuple[Any, ...], Dict[str, Any]], Module]:
+    r"""Builds ``kind`` from a functional pooling call's arguments."""
+
+    def build(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Module:
+        bound = dict(zip(names, args[1:]))
+        bound.update(kwargs)
+        if bound.get("return_indices"):
+            raise UnsupportedRelevanceError("a max-pool that returns indices has no relevance rule")
+        return kind(**bound)
+
+    return build
+
+
+_POOL_ARGUMENTS = [
+    "kernel_size",
+    "stride",
+    "padding",
+    "ceil_mode",
+    "count_include_pad",
+    "divisor_override",
+]
+_MAX_POOL_ARGUMENTS = [
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "ceil_mode",
+    "return_indices",
+]
+#: Functional pooling (as fx records it) and the module each call becomes.
+_POOLS: Dict[Any, Callable[[Tuple[Any, ...], Dict[str, Any]], Module]] = {
+    F.adaptive_avg_pool2d: _pool(nn.AdaptiveAvgPool2d, ["output_size"]),
+    F.avg_pool2d: _pool(nn.AvgPool2d, _POOL_ARGUMENTS),
+    F.max_pool2d: _pool(nn.MaxPool2d, _MAX_POOL_ARGUMENTS),
+}
+
+
+def _spatial_mean(node: fx.Node) -> Optional[bool]:
+    r"""For ``x.mean((2, 3))`` / ``torch.mean(x, [-2, -1], keepdim)`` of a 4-D ``x``: its
+    ``keepdim``; None for any other mean (which has no rule here)."""
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    keepdim = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
+    if not isinstance(dims, (list, tuple)) or not isinstance(keepdim, bool):
+        return None
+    if sorted(d % 4 if isinstance(d, int) else -1 for d in dims) != [2, 3]:
+        return None
+    return keepdim
 
 
 def _rule_for(module: Module, is_output: bool, epsilon: float) -> PropagationRule:
@@ -293,6 +347,27 @@ def relevance_head(head: Module) -> RelevanceHead:
                 )
             with graph.inserting_before(node):
                 site = graph.call_module(add_site(Addition_Module(), None), tuple(node.args))
+            dependent.add(site)
+            node.replace_all_uses_with(site)
+            graph.erase_node(node)
+        elif target in _POOLS:
+            module = _POOLS[target](node.args, dict(node.kwargs))
+            if len(dependent_args) != 1 or node.args[0] is not dependent_args[0]:
+                raise UnsupportedRelevanceError(
+                    f"{_node_name(node)} has activation-dependent arguments other than its input"
+                )
+            with graph.inserting_before(node):
+                site = graph.call_module(add_site(module, module), (node.args[0],))
+            dependent.add(site)
+            node.replace_all_uses_with(site)
+            graph.erase_node(node)
+        elif target in (torch.mean, "mean") and _spatial_mean(node) is not None:
+            keepdim = _spatial_mean(node)
+            with graph.inserting_before(node):
+                pool = nn.AdaptiveAvgPool2d(1)
+                site = graph.call_module(add_site(pool, pool), (node.args[0],))
+                if not keepdim:
+                    site = graph.call_function(torch.flatten, (site, 1))
             dependent.add(site)
             node.replace_all_uses_with(site)
             graph.erase_node(node)

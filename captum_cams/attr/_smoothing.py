@@ -62,7 +62,7 @@ def principal_component(terms: Tensor) -> Tuple[Tensor, Tensor]:
     if height * width < 2:
         raise ValueError(
             "a principal-component projection needs at least 2 positions; the layer's "
-            f"maps are {height} x {width} (choose an earlier layer or a larger input)"
+            f"maps are {height} x {width} (choose an earlier layer, or pass a larger input)"
         )
     rows = terms.flatten(2).transpose(1, 2)  # N x hw x K
     centred = rows - rows.mean(dim=1, keepdim=True)

@@ -181,6 +181,34 @@ def test_the_model_is_left_as_it_was() -> None:
     torch.testing.assert_close(doubled, 2 * plain)
 
 
+class _FunctionalHead(nn.Module):
+    r"""DenseNet's and ShuffleNet's head style: functional ReLU, pooling and mean."""
+
+    def __init__(self, use_mean: bool) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.features = nn.Conv2d(3, 5, 3, padding=1)
+        self.use_mean = use_mean
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.nn.functional.relu(self.features(x), inplace=True)
+        if self.use_mean:
+            pooled = a.mean([2, 3])
+        else:
+            pooled = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(a, (1, 1)), 1)
+        return self.fc(pooled)
+
+
+@pytest.mark.parametrize("use_mean", [False, True])
+def test_functional_pooling_and_spatial_means_become_rule_sites(use_mean: bool) -> None:
+    model = _FunctionalHead(use_mean).double().eval()
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    _, weights = LayerRelevanceCam(model, model.features).attribute(x, [0, 2], return_weights=True)
+    expected = _scores(model, x, [0, 2]) - model.fc.bias.detach()[[0, 2]]
+    torch.testing.assert_close(weights.sum(dim=1), expected, **CONSERVED)
+
+
 class _SqueezeExcite(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -196,7 +224,7 @@ class _SqueezeExcite(nn.Module):
 
 def test_heads_without_rules_are_refused_naming_the_operation() -> None:
     model = _SqueezeExcite().eval()
-    with pytest.raises(UnsupportedRelevanceError, match="mean"):
+    with pytest.raises(UnsupportedRelevanceError, match="sigmoid"):
         LayerRelevanceCam(model, model.body)
     norm = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LayerNorm(4 * 4 * 4), nn.Linear(64, 2)
