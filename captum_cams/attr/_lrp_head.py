@@ -295,6 +295,15 @@ def relevance_head(head: Module) -> RelevanceHead:
             sites.append((module, original))
         return name
 
+    def swap(node: fx.Node, module: Module, original: Optional[Module]) -> fx.Node:
+        r"""Replaces ``node`` by a call of ``module`` (a new site) on its first argument."""
+        with graph.inserting_before(node):
+            site = graph.call_module(add_site(module, original), (node.args[0],))
+        dependent.add(site)
+        node.replace_all_uses_with(site)
+        graph.erase_node(node)
+        return site
+
     for node in list(graph.nodes):
         if node not in dependent or node.op in ("placeholder", "output", "get_attr"):
             continue
@@ -311,10 +320,10 @@ def relevance_head(head: Module) -> RelevanceHead:
                     "it has no relevance rule"
                 )
             if type(module) in _RULE_MODULES:
-                site = _site_copy(module)
-                node.target = add_site(site, module)
+                copied = _site_copy(module)
+                node.target = add_site(copied, module)
                 if isinstance(module, _WEIGHTED):
-                    weighted.append(site)
+                    weighted.append(copied)
             elif type(module) is nn.ReLU:
                 node.target = add_site(nn.ReLU(), None)  # one out-of-place ReLU per site
             elif type(module) in _IDENTITY_MODULES:
@@ -346,9 +355,9 @@ def relevance_head(head: Module) -> RelevanceHead:
                     "connections) have a relevance rule here"
                 )
             with graph.inserting_before(node):
-                site = graph.call_module(add_site(Addition_Module(), None), tuple(node.args))
-            dependent.add(site)
-            node.replace_all_uses_with(site)
+                summed = graph.call_module(add_site(Addition_Module(), None), tuple(node.args))
+            dependent.add(summed)
+            node.replace_all_uses_with(summed)
             graph.erase_node(node)
         elif target in _POOLS:
             module = _POOLS[target](node.args, dict(node.kwargs))
@@ -356,27 +365,19 @@ def relevance_head(head: Module) -> RelevanceHead:
                 raise UnsupportedRelevanceError(
                     f"{_node_name(node)} has activation-dependent arguments other than its input"
                 )
-            with graph.inserting_before(node):
-                site = graph.call_module(add_site(module, module), (node.args[0],))
-            dependent.add(site)
-            node.replace_all_uses_with(site)
-            graph.erase_node(node)
+            swap(node, module, module)
         elif target in (torch.mean, "mean") and _spatial_mean(node) is not None:
-            keepdim = _spatial_mean(node)
+            pool = nn.AdaptiveAvgPool2d(1)
             with graph.inserting_before(node):
-                pool = nn.AdaptiveAvgPool2d(1)
-                site = graph.call_module(add_site(pool, pool), (node.args[0],))
-                if not keepdim:
-                    site = graph.call_function(torch.flatten, (site, 1))
-            dependent.add(site)
-            node.replace_all_uses_with(site)
+                pooled = graph.call_module(add_site(pool, pool), (node.args[0],))
+                result = pooled
+                if not _spatial_mean(node):  # keepdim=False: N x K
+                    result = graph.call_function(torch.flatten, (pooled, 1))
+            dependent.update((pooled, result))
+            node.replace_all_uses_with(result)
             graph.erase_node(node)
         elif target in _RELUS:
-            with graph.inserting_before(node):
-                site = graph.call_module(add_site(nn.ReLU(), None), (node.args[0],))
-            dependent.add(site)
-            node.replace_all_uses_with(site)
-            graph.erase_node(node)
+            swap(node, nn.ReLU(), None)
         elif target is F.dropout:
             training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
             if training:
