@@ -36,7 +36,13 @@ Method settings (chosen to keep the run short on 2 shared cores): Score-CAM
 ``internal_batch_size=64``; SHAP-CAM ``num_permutations=2``; Integrated Grad-CAM
 ``n_steps=4``; Libra-CAM a library of 3 random-input references per target class
 (``internal_batch_size=64``), default ``score="probability"`` (a warning about a
-saturated probability is reported in the cell).
+saturated probability is reported in the cell); SS-CAM and IS-CAM ``num_samples=1``
+(``internal_batch_size=64``: each then costs what Score-CAM costs, ``K·N`` whole-model
+passes); Smooth Grad-CAM++ ``num_samples=2``. The maps of element-wise Grad-CAM,
+Eigen-CAM and Eigen-Grad-CAM are rebuilt by their own rules (:data:`REBUILD`):
+``sum_k relu(g_k A_k)``, ``relu(sum_k v_k (A_k - mean A_k))``, and the ReLU of the
+first-principal-component projection of ``g * A`` (torch's SVD, the same sign rule).
+A cell that no run made (``--render`` of several files) reads "not run".
 
 The times are the wall-clock seconds of the first ``attribute`` call, one thread, on
 a machine shared with other jobs: only their order of magnitude means anything.
@@ -237,9 +243,49 @@ METHODS: Tuple[str, ...] = (
     "SHAP-CAM",
     "IG-CAM",
     "Libra-CAM",
+    "HiResCAM",
+    "Grad-CAM EW",
+    "Eigen-CAM",
+    "Eigen-Grad-CAM",
+    "SS-CAM",
+    "IS-CAM",
+    "Smooth Grad-CAM++",
+    "Relevance-CAM",
 )
-HEAD_METHODS = ("Ablation-CAM", "LIFT-CAM", "SHAP-CAM")
+HEAD_METHODS = ("Ablation-CAM", "LIFT-CAM", "SHAP-CAM", "Relevance-CAM")
+#: How each method's map is rebuilt from ``return_weights`` and the captured ``A``
+#: (default: ``relu(sum_k w_k A_k)``).
+REBUILD: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
 RTOL, ATOL = 1e-4, 1e-5
+
+
+def _rebuild_element_wise(weights: Tensor, activations: Tensor) -> Tensor:
+    return torch.relu(weights * activations).sum(dim=1, keepdim=True)
+
+
+def _rebuild_eigen(weights: Tensor, activations: Tensor) -> Tensor:
+    centred = activations - activations.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights[:, :, None, None] * centred).sum(dim=1, keepdim=True))
+
+
+def _rebuild_eigen_grad(weights: Tensor, activations: Tensor) -> Tensor:
+    # the first principal direction of g * A by torch's SVD, the sign rule of the class
+    terms = (weights * activations).flatten(2).transpose(1, 2)
+    centred = terms - terms.mean(dim=1, keepdim=True)
+    direction = torch.linalg.svd(centred, full_matrices=False)[2][:, 0]
+    projection = (centred @ direction.unsqueeze(2)).squeeze(2)
+    flip = projection.amin(dim=1).abs() > projection.amax(dim=1).abs()
+    projection = torch.where(flip[:, None], -projection, projection)
+    return torch.relu(projection).view(activations.shape[0], 1, *activations.shape[-2:])
+
+
+REBUILD.update(
+    {
+        "Grad-CAM EW": _rebuild_element_wise,
+        "Eigen-CAM": _rebuild_eigen,
+        "Eigen-Grad-CAM": _rebuild_eigen_grad,
+    }
+)
 
 
 # ---------------------------------------------------------------------- model state
@@ -369,6 +415,20 @@ def _build_and_call(
     if method == "IG-CAM":
         cam = cc.LayerIntegratedGradCam(model, layer, **extra)
         return cam, lambda: cam.attribute(x, target=target, n_steps=4)
+    peers = {
+        "HiResCAM": (cc.LayerHiResCam, {}),
+        "Grad-CAM EW": (cc.LayerGradCamElementWise, {}),
+        "Eigen-CAM": (cc.LayerEigenCam, {}),
+        "Eigen-Grad-CAM": (cc.LayerEigenGradCam, {}),
+        "SS-CAM": (cc.LayerSSCam, {"num_samples": 1, "internal_batch_size": 64}),
+        "IS-CAM": (cc.LayerISCam, {"num_samples": 1, "internal_batch_size": 64}),
+        "Smooth Grad-CAM++": (cc.LayerSmoothGradCamPlusPlus, {"num_samples": 2}),
+        "Relevance-CAM": (cc.LayerRelevanceCam, {}),
+    }
+    if method in peers:
+        peer, options = peers[method]
+        cam = peer(model, layer, **extra)
+        return cam, lambda: cam.attribute(x, target=target, return_weights=True, **options)
     if method == "Libra-CAM":
         _, outputs = capture(model, layer, x)
         library = tiny_library(model, layer, x, target, outputs.shape[1], reshape_transform)
@@ -419,7 +479,10 @@ def run_cell(
         problems.append("not finite")
     if weights is not None:
         w = weights if weights.dim() == 4 else weights[:, :, None, None]
-        rebuilt = torch.relu((w * activations).sum(dim=1, keepdim=True))
+        if method in REBUILD:
+            rebuilt = REBUILD[method](weights, activations)
+        else:
+            rebuilt = torch.relu((w * activations).sum(dim=1, keepdim=True))
         scale = float(rebuilt.abs().max())
         if not torch.allclose(maps, rebuilt, rtol=RTOL, atol=ATOL * max(scale, 1e-30)):
             gap = float((maps - rebuilt).abs().max())
@@ -599,7 +662,9 @@ _SHORT = {"ok": "ok", "refused": "refused", "wrong": "**wrong**", "error": "**er
 def markdown(results: List[Dict[str, Any]], methods: Sequence[str], batch: int) -> str:
     notes: List[str] = []
 
-    def cell_text(cell: Dict[str, Any]) -> str:
+    def cell_text(cell: Optional[Dict[str, Any]]) -> str:
+        if cell is None:
+            return "not run"
         text = _SHORT[cell["status"]]
         if cell["seconds"] is not None:
             seconds = cell["seconds"]
@@ -627,7 +692,7 @@ def markdown(results: List[Dict[str, Any]], methods: Sequence[str], batch: int) 
             (a.pick for a in all_architectures() if a.name == result["name"]), result["layer"]
         )
         row = [result["name"], f"`{pick}` ({k}x{h}x{w})", f"{batch}x3x{result['size']}²"]
-        row += [cell_text(result["cells"][m]) for m in methods]
+        row += [cell_text(result["cells"].get(m)) for m in methods]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines += [f"[{i + 1}] {note}" for i, note in enumerate(notes)]
@@ -651,7 +716,10 @@ def render(paths: Sequence[str], methods: Sequence[str]) -> None:
             saved = json.load(f)
         batches.add(saved["batch"])
         for result in saved["results"]:
-            by_name.setdefault(result["name"], result)
+            # several files may hold cells of one network: the first file's cell wins
+            merged = by_name.setdefault(result["name"], {**result, "cells": {}})
+            for method, cell in result["cells"].items():
+                merged["cells"].setdefault(method, cell)
     if len(batches) != 1:
         raise SystemExit(f"the files were run with different --batch: {sorted(batches)}")
     order = [a.name for a in all_architectures()]
@@ -680,7 +748,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         nargs="*",
         metavar="JSON",
         help="only print the table of earlier --json results (several files: joined "
-        "in the registry's order, the first file's entry winning)",
+        "in the registry's order, the first file's cell winning; cells no file has: "
+        "'not run')",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -28,7 +28,7 @@ import torch
 
 from captum_cams._utils.inputs import InputError
 from captum_cams._utils.text import count_of
-from captum_cams.benchmark import METHODS, METRICS, parse_names
+from captum_cams.benchmark import DEFAULT_METHODS, METHODS, METRICS, parse_names
 
 #: A user error: reported as one line and exit status 2, never a traceback.
 CliError = InputError
@@ -316,7 +316,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     parser.add_argument(
-        "--methods", default=None, help=f"comma-separated, from: {', '.join(METHODS)} (default all)"
+        "--methods",
+        default=None,
+        help=f"comma-separated, from: {', '.join(METHODS)}, or 'all' (default: "
+        f"{', '.join(DEFAULT_METHODS)})",
     )
     parser.add_argument("--out", default="captum_cams_out", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling methods")
@@ -327,7 +330,8 @@ def _add_benchmark_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        help=f"comma-separated, from: {', '.join(METRICS)} (default: all the data allows)",
+        help=f"comma-separated, from: {', '.join(METRICS)} (default: those the data "
+        "allows, ROAD only when named)",
     )
     parser.add_argument(
         "--num-images",

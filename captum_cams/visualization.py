@@ -57,21 +57,22 @@ __all__ = [
 #: The colour map of the maps (see the module docstring for the choice).
 DEFAULT_CMAP = "inferno"
 
-#: Line colours of the methods. The first eleven belong to the benchmark's registry
-#: methods, in registry order (:data:`captum_cams.benchmark.METHODS`); the rest are
-#: drawn, by name, for any other method.
+#: Line colours of the methods: one for each of the benchmark's registry methods, in
+#: registry order (:data:`captum_cams.benchmark.METHODS`); any other method gets a
+#: colour-and-marker pair no registry method has, chosen by its name.
 METHOD_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#000000",
     "#393b79", "#e7298a", "#66a61e", "#e6ab02", "#843c39", "#1b7f79", "#fc8d62", "#9e9ac8",
+    "#a6761d", "#7570b3", "#d95f02", "#1b9e77", "#666666", "#b15928",
 )  # fmt: skip
-#: Line markers of the methods, as :data:`METHOD_COLORS`: eleven for the registry's
-#: methods, then more for the others.
+#: Line markers of the methods, as :data:`METHOD_COLORS`: one for each registry
+#: method, then more for the others.
 METHOD_MARKERS = (
     "o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "p",
     "h", "d", "8", "H", "1", "2", "3", "4", "+", "x",
 )  # fmt: skip
-_FIXED = 11
+_FIXED = 19
 
 #: The registry's methods by their figure titles and their registry names, to their
 #: index in :data:`METHOD_COLORS` / :data:`METHOD_MARKERS` (names compared in
@@ -90,6 +91,15 @@ _FIXED_STYLES: Dict[str, int] = {
     "gradcam+tft": 9,
     "tft": 9,
     "libracam": 10,
+    "hirescam": 11,
+    "gradcamelementwise": 12,
+    "gradcamew": 12,
+    "eigencam": 13,
+    "eigengradcam": 14,
+    "sscam": 15,
+    "iscam": 16,
+    "smoothgradcam++": 17,
+    "relevancecam": 18,
 }
 
 #: Font sizes (points) of the figures: legible in a paper at the figure's size.

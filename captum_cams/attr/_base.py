@@ -17,7 +17,7 @@ inputs) use :func:`batched_target_scores`, the one chunked evaluation loop.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,11 @@ from captum_cams.attr._reshape import (
     gather_index,
     reshaped,
     restore_layer_values,
+)
+from captum_cams.attr._smoothing import (
+    augmentation_smoothed,
+    check_smoothing_options,
+    principal_component,
 )
 
 CamOutput = Union[Tensor, Tuple[Tensor, Tensor]]
@@ -218,20 +223,40 @@ class CamBase(LayerAttribution):
         return_weights: bool,
         attr_dim_summation: bool = True,
         grad_kwargs: Optional[Dict[str, Any]] = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         **options: Any,
     ) -> CamOutput:
         r"""
-        The pipeline: capture, :meth:`_weights`, :meth:`_weighted_sum`, ReLU.
+        The pipeline: capture, :meth:`_weights`, :meth:`_map` (the channel sum of
+        :meth:`_terms`), ReLU.
 
         ``attr_dim_summation=False`` keeps the weighted channels apart
         (``N x K x h x w``, as Captum's ``LayerGradCam``); ``grad_kwargs`` go to
-        ``torch.autograd.grad`` (gradient methods only); ``options`` reach
-        :meth:`_weights` as ``context.options``.
+        ``torch.autograd.grad`` (gradient methods only); ``eigen_smooth`` and
+        ``aug_smooth`` are pytorch-grad-cam's options (:mod:`._smoothing`);
+        ``options`` reach :meth:`_weights` as ``context.options``.
         """
         if not isinstance(attribute_to_layer_input, bool):
             raise TypeError(
                 "attribute_to_layer_input must be a bool; got "
                 f"{type(attribute_to_layer_input).__name__}"
+            )
+        check_smoothing_options(eigen_smooth, aug_smooth, return_weights, attr_dim_summation)
+        if aug_smooth:
+
+            def maps_of(augmented: Union[Tensor, Tuple[Tensor, ...]], indices: Tensor) -> Tensor:
+                return cast(
+                    Tensor,
+                    self._attribute_cam(
+                        augmented, indices, additional_forward_args, attribute_to_layer_input,
+                        relu_attributions, False, grad_kwargs=grad_kwargs,
+                        eigen_smooth=eigen_smooth, **options,
+                    ),
+                )  # fmt: skip
+
+            return augmentation_smoothed(
+                maps_of, self.forward_func, inputs, target, additional_forward_args
             )
         formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
         with preserved_model_state(self.forward_func):
@@ -244,7 +269,9 @@ class CamBase(LayerAttribution):
             )
             context.options = options
             weights = self._weights(context)
-        cam = self._map(weights, context.activations, relu_attributions, attr_dim_summation)
+        cam = self._map(
+            weights, context.activations, relu_attributions, attr_dim_summation, eigen_smooth
+        )
         if return_weights:
             return cam, weights
         return cam
@@ -373,15 +400,35 @@ class CamBase(LayerAttribution):
         )
 
     @classmethod
+    def _terms(cls, weights: Tensor, activations: Tensor) -> Tensor:
+        r"""
+        The ``N x K x h x w`` terms whose sum over the channels is the map: ``w_k A_k``
+        (:meth:`_weighted_sum`); a method whose map is not a weighted sum of the
+        activations (element-wise Grad-CAM's ``relu(g_k A_k)``) overrides this.
+        """
+        return cls._weighted_sum(weights, activations, attr_dim_summation=False)
+
+    @classmethod
     def _map(
         cls,
         weights: Tensor,
         activations: Tensor,
         relu_attributions: bool,
         attr_dim_summation: bool = True,
+        eigen_smooth: bool = False,
     ) -> Tensor:
-        r"""The map from the weights: :meth:`_weighted_sum`, then the optional ReLU."""
-        cam = cls._weighted_sum(weights, activations, attr_dim_summation)
+        r"""
+        The map from the weights: the channel sum of :meth:`_terms` (or, with
+        ``eigen_smooth``, their projection on the first principal direction), then
+        the optional ReLU.
+        """
+        terms = cls._terms(weights, activations)
+        if eigen_smooth:
+            cam = principal_component(terms)[0]
+        elif attr_dim_summation:
+            cam = terms.sum(dim=1, keepdim=True)
+        else:
+            cam = terms
         return F.relu(cam) if relu_attributions else cam
 
     @staticmethod
@@ -433,6 +480,8 @@ class GradientCamBase(CamBase, GradientAttribution):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -449,6 +498,13 @@ class GradientCamBase(CamBase, GradientAttribution):
                         methods' papers do. Default: True.
             return_weights (bool, optional): also return the weights (``N x K``,
                         or ``N x K x h x w`` for positional weights). Default: False.
+            eigen_smooth (bool, optional): pytorch-grad-cam's ``eigen_smooth``: the
+                        map is the projection of the terms ``w_k A_k`` on their first
+                        principal direction instead of their sum. Default: False.
+            aug_smooth (bool, optional): pytorch-grad-cam's ``aug_smooth``: the mean
+                        of the min-max normalised maps of six augmented inputs
+                        (horizontal flip or not, times 0.9, 1.0, 1.1), flipped back;
+                        maps in ``[0, 1]``, six captures. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -469,6 +525,8 @@ class GradientCamBase(CamBase, GradientAttribution):
             attribute_to_layer_input,
             relu_attributions,
             return_weights,
+            eigen_smooth=eigen_smooth,
+            aug_smooth=aug_smooth,
         )
 
 

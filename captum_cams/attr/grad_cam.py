@@ -61,6 +61,8 @@ class LayerGradCam(GradientCamBase):
         attr_dim_summation: bool = True,
         grad_kwargs: Optional[Dict[str, Any]] = None,
         return_weights: bool = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -83,6 +85,12 @@ class LayerGradCam(GradientCamBase):
                         ``torch.autograd.grad``, as in Captum. Default: None.
             return_weights (bool, optional): also return the ``N x K`` weights.
                         Default: False.
+            eigen_smooth (bool, optional): pytorch-grad-cam's ``eigen_smooth``: the
+                        first-principal-component projection of the terms ``w_k A_k``
+                        instead of their sum. Default: False.
+            aug_smooth (bool, optional): pytorch-grad-cam's ``aug_smooth``: the mean
+                        of the min-max normalised maps of six augmented inputs,
+                        flipped back. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -103,4 +111,6 @@ class LayerGradCam(GradientCamBase):
             return_weights,
             attr_dim_summation=attr_dim_summation,
             grad_kwargs=grad_kwargs,
+            eigen_smooth=eigen_smooth,
+            aug_smooth=aug_smooth,
         )

@@ -1,20 +1,13 @@
 #!/usr/bin/env python3
 from typing import Any, Optional, Tuple, Union
 
-import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.batching import take_examples
 from captum_cams._utils.guards import TargetLike, check_positive_int
-from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams._utils.scores import check_score, scores_of
-from captum_cams.attr._base import (
-    CamContext,
-    CamOutput,
-    PerturbationCamBase,
-    batched_target_scores,
-)
+from captum_cams._utils.scores import check_score
+from captum_cams.attr._base import CamContext, CamOutput, PerturbationCamBase
+from captum_cams.attr._channel_masks import channel_masks, channel_scores, masked_target_scores
 
 
 class LayerScoreCam(PerturbationCamBase):
@@ -54,47 +47,20 @@ class LayerScoreCam(PerturbationCamBase):
     """
 
     def _weights(self, context: CamContext) -> Tensor:
-        images = context.inputs[0]
         activations = context.activations
-        num_examples, num_channels = activations.shape[:2]
-        device = activations.device
-        score = context.options["score"]
-        # A constant channel (e.g. all zero after a ReLU) normalises to the zero mask,
-        # so all constant channels of an example mask its input to the same image:
-        # that image is evaluated once per example and its score shared.
-        flat = activations.flatten(2)
-        constant_2d = flat.amax(dim=2) == flat.amin(dim=2)  # N x K
-        first_2d = constant_2d & (constant_2d.long().cumsum(dim=1) == 1)
-        constant, first_constant = constant_2d.flatten(), first_2d.flatten()
-        all_example = torch.arange(num_examples, device=device).repeat_interleave(num_channels)
-        all_channel = torch.arange(num_channels, device=device).repeat(num_examples)
-        evaluated = ~constant | first_constant  # rows in example-major order
-        row_example, row_channel = all_example[evaluated], all_channel[evaluated]
+        size = context.inputs[0].shape[-2:]
 
-        def masked_outputs(rows: Tensor) -> Tensor:
-            examples = row_example[rows]
-            masks = minmax_normalize(activations[examples, row_channel[rows]][:, None])
-            masks = upsample(masks, images.shape[-2:]).to(images.dtype)
-            masked = images[examples] * masks
-            others = take_examples(context.inputs[1:], examples, num_examples)
-            extra = take_examples(context.additional_forward_args, examples, num_examples)
-            outputs = self.forward_func(masked, *others, *extra)
-            return scores_of(outputs, score)
+        def pair_scores(examples: Tensor, channels: Tensor) -> Tensor:
+            return masked_target_scores(
+                self.forward_func,
+                context,
+                examples,
+                lambda rows: channel_masks(activations, examples[rows], channels[rows], size),
+                context.options["internal_batch_size"],
+                context.options["score"],
+            )
 
-        evaluated_scores = batched_target_scores(
-            masked_outputs,
-            row_example,
-            context.target,
-            context.options["internal_batch_size"],
-        )
-        scores = evaluated_scores.new_empty(num_examples * num_channels)
-        scores[evaluated] = evaluated_scores
-        shared = constant & ~first_constant
-        if bool(shared.any()):
-            zero_mask_score = evaluated_scores.new_empty(num_examples)
-            zero_mask_score[all_example[first_constant]] = scores[first_constant]
-            scores[shared] = zero_mask_score[all_example[shared]]
-        return scores.view(num_examples, num_channels).softmax(dim=1)
+        return channel_scores(activations, pair_scores).softmax(dim=1)
 
     @log_usage()
     def attribute(

@@ -26,6 +26,7 @@ from captum_cams.benchmark.data import (
     as_data_batch,
 )
 from captum_cams.benchmark.methods import (
+    DEFAULT_METHODS,
     LIBRARY_IMAGES,
     METHODS,
     MethodContext,
@@ -35,6 +36,7 @@ from captum_cams.benchmark.methods import (
     parse_names,
 )
 from captum_cams.benchmark.metrics import (
+    DEFAULT_METRICS,
     METRICS,
     MetricInputs,
     MetricOutput,
@@ -62,6 +64,8 @@ from captum_cams.benchmark.runner import (
 )
 
 __all__ = [
+    "DEFAULT_METHODS",
+    "DEFAULT_METRICS",
     "METHODS",
     "METRICS",
     "BenchmarkData",

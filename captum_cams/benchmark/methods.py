@@ -14,13 +14,21 @@ from captum_cams._utils.inputs import InputError
 from captum_cams.attr import (
     LayerAblationCam,
     LayerCam,
+    LayerEigenCam,
+    LayerEigenGradCam,
     LayerGradCam,
+    LayerGradCamElementWise,
     LayerGradCamPlusPlus,
+    LayerHiResCam,
     LayerIntegratedGradCam,
+    LayerISCam,
     LayerLibraCam,
     LayerLiftCam,
+    LayerRelevanceCam,
     LayerScoreCam,
     LayerShapCam,
+    LayerSmoothGradCamPlusPlus,
+    LayerSSCam,
     LayerXGradCam,
     ReferenceLibrary,
 )
@@ -28,6 +36,7 @@ from captum_cams.benchmark.data import EMBEDDED_REFERENCE_TAU, BenchmarkData, Em
 from captum_cams.tuning import ThresholdFineTuned
 
 __all__ = [
+    "DEFAULT_METHODS",
     "LIBRARY_IMAGES",
     "METHODS",
     "MethodContext",
@@ -146,6 +155,9 @@ class MethodSpec:
                     passes per image (Score-CAM, Ablation-CAM, ...): ``explain``
                     then attributes image by image so its progress bar moves.
                     Default: False.
+        in_default_set (bool, optional): run when no method is named (the main
+                    job's set, :data:`DEFAULT_METHODS`); the others run when named.
+                    Default: True.
 
     Examples::
 
@@ -158,6 +170,7 @@ class MethodSpec:
     attribute_kwargs: Mapping[str, Any] = field(default_factory=dict)
     seeded: bool = False
     many_passes: bool = False
+    in_default_set: bool = True
 
 
 def on_layer(cls: Callable[[nn.Module, nn.Module], Attribution]) -> Callable[[MethodContext], Any]:
@@ -233,7 +246,45 @@ METHODS: Dict[str, MethodSpec] = {
         "https://www.ijcai.org/proceedings/2022/0442",
         many_passes=True,
     ),
-}
+    # the peers' methods: outside the main job's default set (its time), run when named
+    "hirescam": MethodSpec(
+        "HiResCAM", on_layer(LayerHiResCam), "https://arxiv.org/abs/2011.08891",
+        in_default_set=False,
+    ),
+    "gradcamelementwise": MethodSpec(
+        "Grad-CAM element-wise", on_layer(LayerGradCamElementWise),
+        "https://github.com/jacobgil/pytorch-grad-cam", in_default_set=False,
+    ),
+    "eigencam": MethodSpec(
+        "Eigen-CAM", on_layer(LayerEigenCam), "https://arxiv.org/abs/2008.00299",
+        in_default_set=False,
+    ),
+    "eigengradcam": MethodSpec(
+        "Eigen-Grad-CAM", on_layer(LayerEigenGradCam), "https://arxiv.org/abs/2008.00299",
+        in_default_set=False,
+    ),
+    "sscam": MethodSpec(
+        "SS-CAM", on_layer(LayerSSCam), "https://arxiv.org/abs/2006.14255",
+        seeded=True, many_passes=True, in_default_set=False,
+    ),
+    "iscam": MethodSpec(
+        "IS-CAM", on_layer(LayerISCam), "https://arxiv.org/abs/2010.03023",
+        many_passes=True, in_default_set=False,
+    ),
+    "smoothgradcam++": MethodSpec(
+        "Smooth Grad-CAM++", on_layer(LayerSmoothGradCamPlusPlus),
+        "https://arxiv.org/abs/1908.01224", seeded=True, in_default_set=False,
+    ),
+    "relevancecam": MethodSpec(
+        "Relevance-CAM", on_layer(LayerRelevanceCam),
+        "https://openaccess.thecvf.com/content/CVPR2021/html/Lee_Relevance-CAM_Your_Model_"
+        "Already_Knows_Where_To_Look_CVPR_2021_paper.html",
+        in_default_set=False,
+    ),
+}  # fmt: skip
+
+#: The methods run when none is named: the main job's set, within its time.
+DEFAULT_METHODS: List[str] = [name for name, spec in METHODS.items() if spec.in_default_set]
 
 
 def parse_names(text: Optional[str], known: Mapping[str, Any], option: str) -> List[str]:
@@ -241,7 +292,9 @@ def parse_names(text: Optional[str], known: Mapping[str, Any], option: str) -> L
     A comma-separated list of registry names, checked.
 
     Args:
-        text (str, optional): e.g. ``"gradcam,scorecam"``; None or ``"all"``: every name.
+        text (str, optional): e.g. ``"gradcam,scorecam"``; None: the registry's default
+                    set (the names whose spec has ``in_default_set``; every name for
+                    a registry without that flag); ``"all"``: every name.
         known (dict): the registry.
         option (str): the option's name for the error, e.g. ``"--methods"``.
 
@@ -256,7 +309,9 @@ def parse_names(text: Optional[str], known: Mapping[str, Any], option: str) -> L
         >>> parse_names("gradcam, scorecam", METHODS, "--methods")
         ['gradcam', 'scorecam']
     """
-    if text is None or text.strip().lower() == "all":
+    if text is None:
+        return [name for name, spec in known.items() if getattr(spec, "in_default_set", True)]
+    if text.strip().lower() == "all":
         return list(known)
     names = list(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in known]

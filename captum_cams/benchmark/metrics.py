@@ -24,11 +24,19 @@ from captum_cams.metrics import (
     insertion_auc,
     pointing_game,
     reliance_rank_correlation,
+    road,
     threshold_sweep,
 )
 from captum_cams.tuning import threshold_fine_tuning
 
-__all__ = ["METRICS", "MetricInputs", "MetricOutput", "MetricSpec", "metrics_for"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
+    "MetricInputs",
+    "MetricOutput",
+    "MetricSpec",
+    "metrics_for",
+]
 
 
 class MetricInputs(NamedTuple):
@@ -100,6 +108,9 @@ class MetricSpec:
                     measured and in which unit, for the table's legend. Default: ``""``.
         group (str, optional): the printed table the column goes in (one table per
                     group, so that each fits a terminal). Default: ``"other metrics"``.
+        in_default_set (bool, optional): run when no metric is named (the main
+                    job's set, :data:`DEFAULT_METRICS`); the others run when named.
+                    Default: True.
 
     Examples::
 
@@ -116,6 +127,7 @@ class MetricSpec:
     needs: Tuple[str, ...] = ()
     description: str = ""
     group: str = "other metrics"
+    in_default_set: bool = True
 
     def unmet(self, data: BenchmarkData) -> List[str]:
         r"""
@@ -184,6 +196,17 @@ def _tft_rpi(m: MetricInputs) -> MetricOutput:
     return MetricOutput(
         result.rpi_curves.max(dim=1).values, {"rpi": result.rpi_curves}, result.grid
     )
+
+
+def _road(order: str) -> Callable[[MetricInputs], MetricOutput]:
+    def compute(m: MetricInputs) -> MetricOutput:
+        result = road(
+            m.model, m.images, m.maps, target=m.target,
+            max_examples_per_batch=m.max_examples_per_batch, order=order, return_curves=True,
+        )  # fmt: skip
+        return MetricOutput(result.scores, {"score": result.curves}, result.percentages)
+
+    return compute
 
 
 def _regions(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
@@ -277,7 +300,22 @@ METRICS: Dict[str, MetricSpec] = {
         description="Ignored mass: % of the map's mass on regions the model does not rely on",
         group=_GROUNDED,
     ),
+    # a sparse solve per imputed image: outside the main job's default set (its time)
+    "road_morf": MetricSpec(
+        "ROAD MoRF", _road("morf"), False, in_default_set=False,
+        description="ROAD MoRF, remove and debias, most relevant first: mean y as the map's "
+        "highest 10, 20, …, 90 % pixels are removed and filled by noisy linear imputation (0–1)",
+        group=_CURVES,
+    ),
+    "road_lerf": MetricSpec(
+        "ROAD LeRF", _road("lerf"), True, in_default_set=False,
+        description="ROAD LeRF: the same with the map's lowest pixels removed first (0–1)",
+        group=_CURVES,
+    ),
 }  # fmt: skip
+
+#: The metrics run when none is named (those the data allows): the main job's set.
+DEFAULT_METRICS: List[str] = [name for name, spec in METRICS.items() if spec.in_default_set]
 
 
 def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> List[str]:
@@ -288,7 +326,7 @@ def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> L
         data (BenchmarkData): the benchmark's images.
         names (sequence of str, optional): the metrics asked for; every one must
                     exist and have what it needs (else an :class:`InputError`). None:
-                    every metric of :data:`METRICS` the data allows, the others
+                    every metric of :data:`DEFAULT_METRICS` the data allows, the others
                     skipped. Default: None.
 
     Returns:
@@ -300,7 +338,9 @@ def metrics_for(data: BenchmarkData, names: Optional[Sequence[str]] = None) -> L
         ['average_drop', ...]
     """
     if names is None:
-        return [name for name, spec in METRICS.items() if not spec.unmet(data)]
+        return [
+            name for name, spec in METRICS.items() if spec.in_default_set and not spec.unmet(data)
+        ]
     for name in names:
         if name not in METRICS:
             raise InputError(f"--metrics: unknown {name}; choose from {', '.join(METRICS)}")

@@ -43,6 +43,7 @@ from captum_cams.metrics.remove_and_classify import (
     RemoveAndClassifyResult,
     remove_and_classify,
 )
+from captum_cams.metrics.remove_and_debias import ROADResult, noisy_linear_imputation, road
 from captum_cams.metrics.sanity import (
     CascadingRandomizationResult,
     cascading_randomization,
@@ -81,4 +82,7 @@ __all__ = [
     "coefficient_cosine_similarity",
     "spearman_correlation",
     "gaussian_blur",
+    "road",
+    "ROADResult",
+    "noisy_linear_imputation",
 ]

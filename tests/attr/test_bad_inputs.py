@@ -11,12 +11,20 @@ import torch.nn as nn
 from captum_cams import (
     LayerAblationCam,
     LayerCam,
+    LayerEigenCam,
+    LayerEigenGradCam,
     LayerGradCam,
+    LayerGradCamElementWise,
     LayerGradCamPlusPlus,
+    LayerHiResCam,
     LayerIntegratedGradCam,
+    LayerISCam,
     LayerLiftCam,
+    LayerRelevanceCam,
     LayerScoreCam,
     LayerShapCam,
+    LayerSmoothGradCamPlusPlus,
+    LayerSSCam,
     LayerXGradCam,
 )
 
@@ -30,6 +38,14 @@ METHODS: List[type] = [
     LayerLiftCam,
     LayerShapCam,
     LayerIntegratedGradCam,
+    LayerHiResCam,
+    LayerGradCamElementWise,
+    LayerEigenCam,
+    LayerEigenGradCam,
+    LayerSSCam,
+    LayerISCam,
+    LayerSmoothGradCamPlusPlus,
+    LayerRelevanceCam,
 ]
 IDS = [m.__name__ for m in METHODS]
 

@@ -197,6 +197,14 @@ METHODS: Dict[str, Tuple[type, Dict[str, Any]]] = {
     "LIFT-CAM": (cc.LayerLiftCam, {}),
     "SHAP-CAM": (cc.LayerShapCam, {"num_permutations": 3}),
     "IG-CAM": (cc.LayerIntegratedGradCam, {"n_steps": 3}),
+    "HiResCAM": (cc.LayerHiResCam, {}),
+    "Grad-CAM EW": (cc.LayerGradCamElementWise, {}),
+    "Eigen-CAM": (cc.LayerEigenCam, {}),
+    "Eigen-Grad-CAM": (cc.LayerEigenGradCam, {}),
+    "SS-CAM": (cc.LayerSSCam, {"num_samples": 2, "seed": 0}),
+    "IS-CAM": (cc.LayerISCam, {"num_samples": 2}),
+    "Smooth Grad-CAM++": (cc.LayerSmoothGradCamPlusPlus, {"num_samples": 2, "seed": 0}),
+    "Relevance-CAM": (cc.LayerRelevanceCam, {}),
 }
 
 

@@ -19,13 +19,21 @@ import captum_cams
 from captum_cams.attr import (
     LayerAblationCam,
     LayerCam,
+    LayerEigenCam,
+    LayerEigenGradCam,
     LayerGradCam,
+    LayerGradCamElementWise,
     LayerGradCamPlusPlus,
+    LayerHiResCam,
     LayerIntegratedGradCam,
+    LayerISCam,
     LayerLibraCam,
     LayerLiftCam,
+    LayerRelevanceCam,
     LayerScoreCam,
     LayerShapCam,
+    LayerSmoothGradCamPlusPlus,
+    LayerSSCam,
     LayerXGradCam,
 )
 from captum_cams.calm import CALM, CALMAttribution
@@ -43,6 +51,14 @@ COUNTERPARTS: Dict[type, type] = {
     LayerLiftCam: captum_attr.LayerDeepLift,
     LayerIntegratedGradCam: captum_attr.LayerIntegratedGradients,
     CALMAttribution: captum_attr.LayerGradCam,
+    LayerHiResCam: captum_attr.LayerGradCam,
+    LayerGradCamElementWise: captum_attr.LayerGradCam,
+    LayerEigenCam: captum_attr.LayerGradCam,
+    LayerEigenGradCam: captum_attr.LayerGradCam,
+    LayerSmoothGradCamPlusPlus: captum_attr.LayerGradCam,
+    LayerSSCam: captum_attr.LayerFeatureAblation,
+    LayerISCam: captum_attr.LayerFeatureAblation,
+    LayerRelevanceCam: captum_attr.LayerLRP,
 }
 
 #: Parameters whose Captum default differs on purpose (documented in the class).
@@ -71,9 +87,10 @@ def test_shared_parameters_in_captums_order_with_captums_defaults(ours: type, me
     # the leading parameters: Captum's, in Captum's order
     assert [p.name for p in mine[: len(shared)]] == [p.name for p in shared]
     order = [captum_names.index(p.name) for p in shared]
-    if ours is LayerLiftCam and method == "attribute":
+    if ours in (LayerLiftCam, LayerRelevanceCam) and method == "attribute":
         # LIFT-CAM has no baselines (its reference is 0 at the layer): it keeps the
-        # package's positional argument 4, attribute_to_layer_input, before the delta
+        # package's positional argument 4, attribute_to_layer_input, before the delta;
+        # Relevance-CAM likewise (Captum's LayerLRP puts the delta first)
         order.remove(captum_names.index("return_convergence_delta"))
     assert order == sorted(order), f"{ours.__name__}.{method}: {[p.name for p in shared]}"
     by_name = {p.name: p for p in captums}
@@ -162,6 +179,14 @@ CASES: Dict[str, Tuple[Callable[[nn.Module, nn.Module], Any], Dict[str, Any]]] =
     "shapcam": (LayerShapCam, {"num_permutations": 3}),
     "igcam": (LayerIntegratedGradCam, {"n_steps": 3}),
     "libracam": (LayerLibraCam, {"use_references": False}),
+    "hirescam": (LayerHiResCam, {}),
+    "elementwise": (LayerGradCamElementWise, {}),
+    "eigencam": (LayerEigenCam, {}),
+    "eigengradcam": (LayerEigenGradCam, {}),
+    "sscam": (LayerSSCam, {"num_samples": 2}),
+    "iscam": (LayerISCam, {"num_samples": 2}),
+    "smoothgradcam++": (LayerSmoothGradCamPlusPlus, {"num_samples": 2}),
+    "relevancecam": (LayerRelevanceCam, {}),
 }
 
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from captum_cams._utils.inputs import InputError
 from captum_cams.benchmark import (
+    DEFAULT_METRICS,
     METRICS,
     BenchmarkData,
     DataBatch,
@@ -85,9 +86,13 @@ def test_metrics_whose_needs_are_missing_are_skipped_or_refused(
     monkeypatch.setitem(METRICS, "copy", MetricSpec("copy", _reads_extras, needs=("target_copy",)))
     plain, rich = EmbeddedData(1, task="shapes"), _Reliance(1)
     assert "copy" not in metrics_for(plain) and "bbox" in metrics_for(plain)
+    # no names: the default set's metrics the data allows (ROAD runs only when named)
     assert metrics_for(rich) == [
-        m for m, spec in METRICS.items() if set(spec.needs) <= {"target_copy"}
+        m
+        for m, spec in METRICS.items()
+        if spec.in_default_set and set(spec.needs) <= {"target_copy"}
     ]
+    assert "road_morf" not in metrics_for(rich) and "road_morf" in METRICS
     with pytest.raises(InputError, match="--metrics: copy needs target_copy.*provides: none"):
         metrics_for(plain, ["average_drop", "copy"])
     with pytest.raises(InputError, match="--metrics: unknown nope"):
@@ -127,7 +132,8 @@ def test_the_cluttered_task_measures_the_models_reliance_per_region() -> None:
 
     model = load_embedded_cluttered()
     data = EmbeddedData(3)
-    assert data.provides == ("region_masks", "reliance") and metrics_for(data) == list(METRICS)
+    assert data.provides == ("region_masks", "reliance") and metrics_for(data) == DEFAULT_METRICS
+    assert metrics_for(data, list(METRICS)) == list(METRICS)  # ROAD too, when named
     batch = data.load([1, 2])
     dataset = ClutteredShapes(3, split="test", seed=0, return_annotations=True)
     for position, index in enumerate([1, 2]):
