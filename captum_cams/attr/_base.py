@@ -38,7 +38,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.batching import evaluate_in_chunks
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_finite,
@@ -98,6 +98,8 @@ def batched_target_scores(
     row_example: Tensor,
     target: Tensor,
     internal_batch_size: Optional[int],
+    row: Optional[Tensor] = None,
+    model: Any = None,
 ) -> Tensor:
     r"""
     Evaluates many modified copies of a batch in chunks and keeps each row's target score.
@@ -107,11 +109,21 @@ def batched_target_scores(
                     head) outputs ``M x C`` for those rows.
         row_example (Tensor): ``(R,)`` the example each of the ``R`` rows belongs to.
         target (Tensor): ``(N,)`` class index per example.
-        internal_batch_size (int, optional): rows per evaluation; ``None`` evaluates
-                    all rows at once.
+        internal_batch_size (int, optional): rows per evaluation; ``None``: from the
+                    pass budget (:func:`captum_cams.get_pass_budget`).
+        row (Tensor, optional): one row's input as the model (or head) gets it, which
+                    sizes the passes when ``internal_batch_size`` is None.
+        model (Any, optional): what the rows go through, under which their measured
+                    size is remembered. Default: None.
 
     Returns:
         *Tensor*: ``(R,)`` score of each row's target class.
+
+    Examples::
+
+        >>> scores = batched_target_scores(
+        ...     lambda rows: net(images[row_example[rows]] * masks[rows]), row_example,
+        ...     target, None, row=images[0], model=net)
     """
 
     def target_scores(rows: Tensor) -> Tensor:
@@ -121,8 +133,34 @@ def batched_target_scores(
 
     with torch.no_grad():
         return evaluate_in_chunks(
-            target_scores, row_example.shape[0], internal_batch_size, row_example.device
+            target_scores,
+            row_example.shape[0],
+            internal_batch_size,
+            row_example.device,
+            row=row,
+            model=model,
         )
+
+
+def head_model(head: Callable[..., Tensor]) -> Any:
+    r"""
+    What a head's rows go through, under which the pass sizes of
+    :func:`batched_target_scores` remember the rows' measured size: a
+    :class:`LayerHead`'s module (its fx split is shared by every method object on
+    the same model and layer), else the head itself.
+
+    Args:
+        head (Callable): a :class:`LayerHead` or any callable head.
+
+    Returns:
+        *Any*: the module or callable.
+
+    Examples::
+
+        >>> head_model(LayerHead(net, net.layer4))   # the fx split of net after layer4
+    """
+    module = getattr(head, "module", None)
+    return module if module is not None else head
 
 
 class CamBase(LayerAttribution):
@@ -189,6 +227,7 @@ class CamBase(LayerAttribution):
         return_weights: bool,
         attr_dim_summation: bool = True,
         grad_kwargs: Optional[Dict[str, Any]] = None,
+        show_progress: bool = False,
         **options: Any,
     ) -> CamOutput:
         r"""
@@ -196,8 +235,9 @@ class CamBase(LayerAttribution):
 
         ``attr_dim_summation=False`` keeps the weighted channels apart
         (``N x K x h x w``, as Captum's ``LayerGradCam``); ``grad_kwargs`` go to
-        ``torch.autograd.grad`` (gradient methods only); ``options`` reach
-        :meth:`_weights` as ``context.options``.
+        ``torch.autograd.grad`` (gradient methods only); ``show_progress`` shows a
+        bar over the passes of the chunked loop; ``options`` reach :meth:`_weights`
+        as ``context.options``.
         """
         if not isinstance(attribute_to_layer_input, bool):
             raise TypeError(
@@ -205,7 +245,8 @@ class CamBase(LayerAttribution):
                 f"{type(attribute_to_layer_input).__name__}"
             )
         formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
-        with preserved_model_state(self.forward_func):
+        bar = progress_bar(show_progress, type(self).__name__)
+        with bar, preserved_model_state(self.forward_func):
             context = self._capture(
                 formatted_inputs,
                 target,
@@ -495,4 +536,5 @@ __all__ = [
     "HeadCamBase",
     "PerturbationCamBase",
     "batched_target_scores",
+    "head_model",
 ]

@@ -4,10 +4,11 @@ r"""Chunked model evaluation shared by the perturbation metrics.
 A metric describes its perturbed inputs as a grid of ``N x S`` jobs (example ``i``,
 step ``s``) and a function that builds the perturbed inputs of any list of jobs.
 :func:`perturbed_scores` walks the grid in example-major order, ``max_examples_per_batch``
-jobs per forward pass, so no more than that many perturbed inputs exist at a time,
-and returns the ``N x S`` target scores. Because every job is built from its own
-example only, the chunk size cannot change a result (apart from the model's own
-batch dependence, e.g. BatchNorm in training mode).
+jobs per forward pass (``None``: as many as the pass budget of
+:mod:`captum_cams._utils.batching` allows), so no more than that many perturbed inputs
+exist at a time, and returns the ``N x S`` target scores. Because every job is built
+from its own example only, the chunk size cannot change a result (apart from the
+model's own batch dependence, e.g. BatchNorm in training mode).
 """
 
 from typing import Any, Callable, NamedTuple, Optional, Tuple
@@ -79,6 +80,8 @@ def original_scores(
             num,
             max_examples_per_batch,
             inputs.device,
+            row=inputs[0],
+            model=forward_func,
         )
     idx = target_indices(target, all_scores)
     return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
@@ -94,6 +97,7 @@ def perturbed_scores(
     max_examples_per_batch: Optional[int],
     score: str,
     return_all: bool = False,
+    check_target: bool = False,
 ) -> Tensor:
     r"""
     Target scores of ``N x num_steps`` perturbed inputs.
@@ -107,25 +111,40 @@ def perturbed_scores(
         target_idx (Tensor): ``(N,)`` class index per example.
         additional_forward_args (Any): as Captum takes them; tensors with first
                     dimension ``N`` are indexed per example, others passed as is.
-        max_examples_per_batch (int, optional): jobs per forward pass; None: all.
+        max_examples_per_batch (int, optional): jobs per forward pass; None: from
+                    the pass budget.
         score (str): ``"probability"`` or ``"logit"``.
         return_all (bool, optional): return ``N x S x num_classes`` scores instead.
+        check_target (bool, optional): check ``target_idx`` against the number of
+                    classes of the first outputs (once), for callers that made no
+                    unmasked pass (where :func:`target_indices` checks it).
 
     Returns:
         *Tensor*: ``N x S`` target scores (or all scores with ``return_all``).
     """
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
+    unchecked = [check_target]
 
     def job_scores(jobs: Tensor) -> Tensor:
         examples = torch.div(jobs, num_steps, rounding_mode="floor")
         steps = jobs - examples * num_steps
         scores = _forward_scores(forward_func, build(examples, steps), examples, num, afa, score)
+        if unchecked[0]:
+            _check_target_range(target_idx, scores.shape[1])
+            unchecked[0] = False
         if return_all:
             return scores
         return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
 
-    out = evaluate_in_chunks(job_scores, num * num_steps, max_examples_per_batch, inputs.device)
+    out = evaluate_in_chunks(
+        job_scores,
+        num * num_steps,
+        max_examples_per_batch,
+        inputs.device,
+        row=inputs[0],
+        model=forward_func,
+    )
     if return_all:
         return out.reshape(num, num_steps, -1)
     return out.reshape(num, num_steps)
@@ -195,22 +214,12 @@ def check_metric_args(max_examples_per_batch: Any, score: str) -> None:
     check_score(score)
 
 
-def _range_checked(forward_func: Callable, target_idx: Tensor) -> Callable:
-    r"""``forward_func`` that also checks ``target_idx`` against its number of
-    classes (the check :func:`target_indices` makes on the unmasked outputs)."""
-
-    def forward(*args: Any) -> Any:
-        outputs = forward_func(*args)
-        if isinstance(outputs, Tensor) and outputs.dim() == 2:
-            num_classes = outputs.shape[1]
-            if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
-                raise ValueError(
-                    f"target out of range: the model has {num_classes} classes; got "
-                    f"{target_idx.tolist()}"
-                )
-        return outputs
-
-    return forward
+def _check_target_range(target_idx: Tensor, num_classes: int) -> None:
+    r"""The range check :func:`target_indices` makes on the unmasked outputs."""
+    if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
+        raise ValueError(
+            f"target out of range: the model has {num_classes} classes; got {target_idx.tolist()}"
+        )
 
 
 def masked_scores(
@@ -244,21 +253,20 @@ def masked_scores(
     with torch.no_grad(), preserved_model_state(forward_func):
         base = sweep_baseline(x, baselines)
         y: Optional[Tensor] = None
-        model = forward_func
-        if original or target is None:
+        evaluated = original or target is None
+        if evaluated:
             y, idx, _ = original_scores(
                 forward_func, x, target, additional_forward_args, max_examples_per_batch, score
             )
         else:
             idx = format_target(target, x.shape[0], x.device)
-            model = _range_checked(forward_func, idx)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             kept = keep(examples, steps)
             return masked_copies(x[examples], kept, None if base is None else base[examples])
 
         o = perturbed_scores(
-            model, x, num_steps, build, idx, additional_forward_args,
-            max_examples_per_batch, score, return_all,
+            forward_func, x, num_steps, build, idx, additional_forward_args,
+            max_examples_per_batch, score, return_all, check_target=not evaluated,
         )  # fmt: skip
     return o, y, idx
