@@ -15,16 +15,19 @@ model per pass, as in Captum. When it gives ``None``, the rows per pass come fro
 ``rows per pass = max(1, budget // (row input + LIVE_ACTIVATIONS · largest activation))``
 
 where "row input" is the bytes of one modified copy and "largest activation" the
-largest module output one row creates, measured on the first pass that goes through
-the model with a given row shape (a forward hook on every module for that one pass)
-and remembered for the model. Before it is measured the largest activation is taken
-as :data:`UNMEASURED_ACTIVATION_RATIO` times the row's input, so the first pass is
-small. The budget is :data:`DEFAULT_CPU_PASS_BUDGET` on the CPU — the working set at
-which passes of 192–224 px ImageNet networks are still bound by arithmetic rather
-than by memory traffic on the machine where it was measured (``docs/speed.md``) — and
+largest module output one row creates, measured on the first pass of every loop (a
+forward hook on every module for that one pass). The first pass itself is sized with
+the largest activation taken as :data:`UNMEASURED_ACTIVATION_RATIO` times the row's
+input, so it is small; every later pass has the measured size. The passes of a call
+therefore depend only on the model, the row's shape and the budget, never on earlier
+calls, and so do the results.
+
+The budget is :data:`DEFAULT_CPU_PASS_BUDGET` on the CPU — the working set at which
+passes of 192–224 px ImageNet networks are still bound by arithmetic rather than by
+memory traffic on the machine where it was measured (``docs/speed.md``) — and
 :data:`DEFAULT_CUDA_FREE_SHARE` of the free memory on CUDA. With ``None``, a pass that
 runs out of memory is retried with half the rows (down to one row), and the smaller
-size is remembered for the model.
+size is remembered for the model and row shape (later calls start from it).
 
 Change the budget for a block of code with :func:`pass_budget`, for the process with
 :func:`set_pass_budget`, or from outside with the environment variable
@@ -60,11 +63,16 @@ PASS_BUDGET_ENV: str = "CAPTUM_CAMS_PASS_BUDGET"
 #: normalised copy).
 LIVE_ACTIVATIONS: int = 3
 
-#: Before a model's activations are measured, its largest activation per row is taken
-#: as this many times the row's input (VGG-16's first block: 21x; ResNet-50: 5x).
-UNMEASURED_ACTIVATION_RATIO: int = 16
+#: For the first pass of a loop, before they are measured, the largest activation of
+#: a row is taken as this many times the row's input (ResNet-50 at 224 px: 5x,
+#: MobileNetV1: 4x, EfficientNet-B0: 8x, VGG-16: 21x).
+UNMEASURED_ACTIVATION_RATIO: int = 8
 
 BudgetLike = Union[None, int, str]
+
+#: What a pass that runs out of memory raises (CUDA's and, since torch 2.5, the CPU
+#: allocator's error).
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 _SUFFIXES = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 
@@ -140,6 +148,9 @@ def pass_budget(budget: BudgetLike) -> Iterator[None]:
         budget (int, str or None): bytes, or a string such as ``"8M"``; None keeps
                     the budget that applies outside the block.
 
+    Returns:
+        *contextmanager*: the block's budget is restored on exit.
+
     Examples::
 
         >>> with captum_cams.pass_budget("8M"):    # small passes, e.g. beside other jobs
@@ -188,33 +199,30 @@ def get_pass_budget(device: Union[None, str, torch.device] = None) -> int:
 
 
 # ----------------------------------------------------------------------- row sizes
-class _RowRecord:
-    r"""What is known of one (model, row shape): the largest activation per row and,
-    after an out-of-memory error, the most rows that fitted."""
-
-    __slots__ = ("activation_bytes", "max_rows")
-
-    def __init__(self) -> None:
-        self.activation_bytes: Optional[float] = None
-        self.max_rows: Optional[int] = None
-
-
-#: model -> {(row shape, dtype, device): record}; models that cannot be weakly
-#: referenced (or are unhashable) are measured on every call instead.
-_ROW_RECORDS: "weakref.WeakKeyDictionary[Any, Dict[Tuple[Any, ...], _RowRecord]]" = (
+#: model -> {(row shape, dtype, device): the most rows per pass that fitted in memory},
+#: after an out-of-memory error; models that cannot be weakly referenced (or are
+#: unhashable) are not remembered.
+_FITTED_ROWS: "weakref.WeakKeyDictionary[Any, Dict[Tuple[Any, ...], int]]" = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _row_record(model: Any, row: Optional[Tensor]) -> _RowRecord:
-    if model is None or row is None:
-        return _RowRecord()
-    key = (tuple(row.shape), row.dtype, row.device)
+def _fitted_key(row: Optional[Tensor]) -> Tuple[Any, ...]:
+    return () if row is None else (tuple(row.shape), row.dtype, row.device)
+
+
+def _fitted_rows(model: Any, row: Optional[Tensor]) -> Optional[int]:
     try:
-        per_model = _ROW_RECORDS.setdefault(model, {})
+        return _FITTED_ROWS.get(model, {}).get(_fitted_key(row))
     except TypeError:  # not weakly referenceable, or unhashable
-        return _RowRecord()
-    return per_model.setdefault(key, _RowRecord())
+        return None
+
+
+def _remember_fitted_rows(model: Any, row: Optional[Tensor], rows: int) -> None:
+    try:
+        _FITTED_ROWS.setdefault(model, {})[_fitted_key(row)] = rows
+    except TypeError:
+        pass
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -406,8 +414,8 @@ def evaluate_in_chunks(
     through here, so at most one chunk of rows exists at a time and the results land
     in one buffer. An integer ``chunk_size`` is the rows per call. ``None`` sizes the
     chunks from the pass budget (see the module): the largest activation a row
-    creates is measured on the first chunk when ``model`` was not seen with this row
-    shape before, and a chunk that runs out of memory is retried with half the rows.
+    creates is measured on the first chunk, which sizes the others, and a chunk that
+    runs out of memory is retried with half the rows.
     The active progress bar (:func:`progress_bar`) advances after every chunk.
 
     Args:
@@ -421,8 +429,8 @@ def evaluate_in_chunks(
                     sizes the chunks with ``chunk_size=None``. None: the first chunk
                     is one row, and its measured activations size the others.
         model (Any, optional): what the rows go through (a module, a head), under
-                    which the measured activation size is remembered. Default: None
-                    (not remembered).
+                    which the rows that fitted after an out-of-memory error are
+                    remembered. Default: None (not remembered).
 
     Returns:
         *Tensor*: the results of all rows, in row order.
@@ -437,42 +445,44 @@ def evaluate_in_chunks(
         raise ValueError(f"num_rows must be at least 1; got {num_rows}")
     device = torch.device(device)
     automatic = chunk_size is None
-    record = _row_record(model, row) if automatic else None
     row_bytes = 0 if row is None else row.numel() * row.element_size()
+    fitted = _fitted_rows(model, row) if automatic and model is not None else None
     if chunk_size is not None:
         chunk = chunk_size
     elif row is None:
         chunk = 1  # nothing known: one row measures what a row costs
     else:
-        assert record is not None
-        chunk = rows_per_pass(row_bytes, record.activation_bytes, device)
-        if record.max_rows is not None:
-            chunk = min(chunk, record.max_rows)
+        chunk = rows_per_pass(row_bytes, None, device)
+    if fitted is not None:
+        chunk = min(chunk, fitted)
     add_to_progress(total=num_rows)
     results: Optional[Tensor] = None
+    measure = automatic
     start = 0
     while start < num_rows:
         stop = min(start + chunk, num_rows)
         rows = torch.arange(start, stop, device=device)
-        measure = automatic and record is not None and record.activation_bytes is None
         try:
             with _largest_module_output() if measure else contextlib.nullcontext() as seen:
                 values = evaluate(rows)
-        except torch.OutOfMemoryError:
-            if not automatic or chunk == 1:
+        except _OUT_OF_MEMORY:
+            if not automatic or stop - start == 1:
                 raise
-            chunk = max(1, (stop - start) // 2)
-            if record is not None:
-                record.max_rows = chunk
+            chunk = fitted = max(1, (stop - start) // 2)
+            if model is not None:
+                _remember_fitted_rows(model, row, chunk)
             continue
         if measure:
-            assert record is not None and seen is not None
-            if seen["bytes"] > 0:  # no module ran: keep the guess from the input
-                record.activation_bytes = seen["bytes"] / (stop - start)
-                size = row_bytes if row is not None else seen["bytes"] / (stop - start)
-                chunk = rows_per_pass(int(size), record.activation_bytes, device)
-                if record.max_rows is not None:
-                    chunk = min(chunk, record.max_rows)
+            assert seen is not None
+            measure = False
+            if seen["bytes"] > 0:  # else no module ran: keep the guess from the input
+                activation = seen["bytes"] / (stop - start)
+                size = row_bytes if row is not None else activation
+                chunk = rows_per_pass(int(size), activation, device)
+            elif row is None:
+                chunk = num_rows  # nothing to size the passes by
+            if fitted is not None:
+                chunk = min(chunk, fitted)
         if results is None:  # one buffer, in the dtype and device of the results
             results = values.new_empty((num_rows, *values.shape[1:]))
         results[start:stop] = values

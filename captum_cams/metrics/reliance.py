@@ -30,6 +30,7 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams.metrics._masking import prepare_maps
 from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
@@ -52,6 +53,7 @@ def intervention_reliance(
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
     r"""
     The model's reliance on each region: the drop of the target score when the
@@ -68,9 +70,12 @@ def intervention_reliance(
         additional_forward_args (Any, optional): further arguments of
                     ``forward_func``. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    None: all at once. Default: None
+                    None: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None
         score (str, optional): ``"probability"`` (softmax) or ``"logit"``.
                     Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *Tensor*: ``N x R`` reliances (positive: the model needs the region).
@@ -98,7 +103,8 @@ def intervention_reliance(
     if not torch.isfinite(intervened).all():
         raise ValueError("intervened must be finite")
     num_regions = intervened.shape[1]
-    with torch.no_grad(), preserved_model_state(forward_func):
+    bar = progress_bar(show_progress, "intervention_reliance")
+    with bar, torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         y, idx, _ = original_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score

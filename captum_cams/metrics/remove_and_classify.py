@@ -20,6 +20,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.thresholding import (
     check_fraction,
@@ -77,6 +78,7 @@ def remove_and_classify(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     baselines: BaselineLike = "blur",
     seed: int = 0,
+    show_progress: bool = False,
 ) -> RemoveAndClassifyResult:
     r"""
     Classification accuracy after erasing the top-``k`` pixels of the map, against
@@ -93,7 +95,8 @@ def remove_and_classify(
         additional_forward_args (Any, optional): further model arguments.
                     Default: None
         max_examples_per_batch (int, optional): most erased inputs per forward pass.
-                    Default: None
+                    None: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None
         fractions (sequence of float, optional): fractions in ``(0, 1]`` to erase.
                     Default: ``0.1, 0.2, …, 0.9``
         baselines (str, float or Tensor, optional): ``"blur"`` (default, Gaussian,
@@ -101,6 +104,8 @@ def remove_and_classify(
         seed (int, optional): seed of the random erasure; the random pixel order of
                     each example is drawn once (a CPU generator), so neither the
                     chunk size nor the global RNG changes it. Default: 0
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *RemoveAndClassifyResult*: per-example correctness and accuracies.
@@ -118,7 +123,8 @@ def remove_and_classify(
     values = [check_fraction(f, "fractions") for f in fractions]
     if not values:
         raise ValueError("fractions must hold at least one value")
-    with torch.no_grad(), preserved_model_state(forward_func):
+    bar = progress_bar(show_progress, "remove_and_classify")
+    with bar, torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         num, size = x.shape[0], tuple(x.shape[-2:])
         num_pixels = size[0] * size[1]

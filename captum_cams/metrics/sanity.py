@@ -5,13 +5,14 @@ and the cosine similarity of channel weights (LIFT-CAM's Table 2).
 """
 
 import copy
-from typing import Callable, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.batching import add_to_progress, progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, target_indices
 from captum_cams._utils.maps import as_maps
 
@@ -102,6 +103,7 @@ def cascading_randomization(
     target: TargetLike = None,
     layers: Optional[Sequence[str]] = None,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> CascadingRandomizationResult:
     r"""
     Cascading randomisation: re-initialise the model's layers one after the other,
@@ -131,6 +133,8 @@ def cascading_randomization(
                     method, in reverse registration order (output side first for
                     models that register modules in forward order).
         seed (int, optional): base seed. Default: 0
+        show_progress (bool, optional): a progress bar over the maps (the
+                    original and one per randomised layer). Default: False
 
     Returns:
         *CascadingRandomizationResult*: layer names, ``N x L`` correlations and the
@@ -160,9 +164,31 @@ def cascading_randomization(
         if not callable(getattr(modules[name], "reset_parameters", None)):
             raise ValueError(f"layers: module {name!r} has no reset_parameters()")
     x = inputs.detach()
-    with torch.no_grad():
-        idx = target_indices(target, work(x))
-    original = as_maps(attribute_func(work, x, idx)).detach()
+    with progress_bar(show_progress, "cascading_randomization", unit="maps"):
+        add_to_progress(total=len(names) + 1, unit="maps")
+        with torch.no_grad():
+            idx = target_indices(target, work(x))
+        original = as_maps(attribute_func(work, x, idx)).detach()
+        add_to_progress(done=1, unit="maps")
+        columns = _randomized_correlations(
+            work, modules, names, attribute_func, x, idx, original, seed
+        )
+    return CascadingRandomizationResult(
+        layers=names, correlations=torch.stack(columns, dim=1), original_maps=original
+    )
+
+
+def _randomized_correlations(
+    work: Module,
+    modules: Dict[str, Module],
+    names: List[str],
+    attribute_func: Callable[[Module, Tensor, Tensor], Tensor],
+    x: Tensor,
+    idx: Tensor,
+    original: Tensor,
+    seed: int,
+) -> List[Tensor]:
+    r"""The correlation of each cascade step's maps with ``original``."""
     devices = sorted(
         {
             p.device.index
@@ -178,9 +204,8 @@ def cascading_randomization(
                 modules[name].reset_parameters()
         maps = as_maps(attribute_func(work, x, idx)).detach()
         columns.append(spearman_correlation(original, maps))
-    return CascadingRandomizationResult(
-        layers=names, correlations=torch.stack(columns, dim=1), original_maps=original
-    )
+        add_to_progress(done=1, unit="maps")
+    return columns
 
 
 def coefficient_cosine_similarity(weights: Tensor, reference_weights: Tensor) -> Tensor:

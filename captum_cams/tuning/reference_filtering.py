@@ -30,7 +30,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import evaluate_in_chunks
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_choice,
@@ -112,7 +112,8 @@ def filter_rows(
                     at least one row, rows of an example in any order.
         target_idx (Tensor): ``(N,)`` the class per example.
         additional_forward_args (Any): the model's further arguments.
-        max_examples_per_batch (int, optional): masked inputs per forward pass.
+        max_examples_per_batch (int, optional): masked inputs per forward pass;
+                    None: as many as the pass budget allows.
         score (str): ``"probability"`` or ``"logit"``.
         baselines (str, float or Tensor, optional): what removed pixels become.
         rule (str, optional): ``"paper"`` (keep ``S_r ≥ mean(S) + std(S)``) or
@@ -140,13 +141,18 @@ def filter_rows(
 
         def row_scores(rows: Tensor) -> Tensor:
             examples = row_example[rows]
-            keep = maps[int(rows[0]) : int(rows[-1]) + 1]  # consecutive rows: a view
+            keep = maps.index_select(0, rows)  # no host round trip to slice the rows
             masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
             scores = _forward_scores(forward_func, masked, examples, num, afa, score)
             return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
 
         scores = evaluate_in_chunks(
-            row_scores, row_example.shape[0], max_examples_per_batch, inputs.device
+            row_scores,
+            row_example.shape[0],
+            max_examples_per_batch,
+            inputs.device,
+            row=inputs[0],
+            model=forward_func,
         )
         kept = torch.zeros_like(row_example, dtype=torch.bool)
         gammas = scores.new_empty(num)
@@ -187,6 +193,7 @@ def reference_filtering(
     score: str = "probability",
     baselines: BaselineLike = None,
     rule: str = "paper",
+    show_progress: bool = False,
 ) -> FilteringResult:
     r"""
     Libra-CAM's reference filtering of ``R`` candidate maps per example.
@@ -196,7 +203,8 @@ def reference_filtering(
     ``γ = mean_r(S) + std_r(S)`` (population standard deviation), kept are the
     ``I_r`` with ``S_r ≥ γ`` (all when none), and the result is their mean. All
     ``N x R`` masked inputs go through the model in chunks of
-    ``max_examples_per_batch``, under ``torch.no_grad()``.
+    ``max_examples_per_batch`` (by default as many as the pass budget allows,
+    :func:`~captum_cams.get_pass_budget`), under ``torch.no_grad()``.
 
     Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
     Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022
@@ -213,7 +221,7 @@ def reference_filtering(
         additional_forward_args (Any, optional): further arguments of
                     ``forward_func``. Default: None
         max_examples_per_batch (int, optional): most masked inputs per forward
-                    pass. None: all ``N x R`` at once. Default: None
+                    pass. None: as many as the pass budget allows. Default: None
         score (str, optional): ``S_r`` as the softmax ``"probability"`` (the
                     paper) or the ``"logit"``. Default: ``"probability"``
         baselines (str, float or Tensor, optional): what removed pixels become.
@@ -221,6 +229,8 @@ def reference_filtering(
         rule (str, optional): ``"paper"`` or ``"authors"`` (keep the increases
                     ``d_r = S_r − f_c(x) ≥ mean(P) − std(P)`` of the positive ones
                     ``P``, the authors' code). Default: ``"paper"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *FilteringResult*: ``(filtered_maps, kept, scores, thresholds)``; the maps
@@ -251,15 +261,16 @@ def reference_filtering(
         raise ValueError("attributions contains NaN or inf")
     maps = maps.reshape(num * count, 1, *maps.shape[-2:])
     maps = minmax_normalize(upsample(maps, tuple(x.shape[-2:])))
-    with torch.no_grad(), preserved_model_state(forward_func):
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-    row_example = torch.arange(num, device=x.device).repeat_interleave(count)
-    result = filter_rows(
-        forward_func, x, maps, row_example, idx, additional_forward_args,
-        max_examples_per_batch, score, baselines, rule, y,
-    )  # fmt: skip
+    with progress_bar(show_progress, "reference_filtering"):
+        with torch.no_grad(), preserved_model_state(forward_func):
+            y, idx, _ = original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+            )
+        row_example = torch.arange(num, device=x.device).repeat_interleave(count)
+        result = filter_rows(
+            forward_func, x, maps, row_example, idx, additional_forward_args,
+            max_examples_per_batch, score, baselines, rule, y,
+        )  # fmt: skip
     return FilteringResult(
         filtered_maps=result.filtered_maps,
         kept=result.kept.reshape(num, count),

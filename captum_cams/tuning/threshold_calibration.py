@@ -39,6 +39,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch
 from captum_cams._utils.maps import as_maps, upsample
 from captum_cams._utils.thresholding import (
@@ -95,6 +96,7 @@ def threshold_calibration(
     score: str = "probability",
     baselines: BaselineLike = None,
     normalize: bool = True,
+    show_progress: bool = False,
 ) -> CalibrationResult:
     r"""
     Libra-CAM's threshold calibration of any attribution map.
@@ -111,7 +113,8 @@ def threshold_calibration(
     :func:`threshold_calibration_authors`.)
 
     All ``N x T`` masked inputs are evaluated in one chunked sweep, at most
-    ``max_examples_per_batch`` per forward pass, under ``torch.no_grad()``.
+    ``max_examples_per_batch`` per forward pass (by default as many as the pass
+    budget allows, :func:`~captum_cams.get_pass_budget`), under ``torch.no_grad()``.
 
     Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
     Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022
@@ -129,7 +132,7 @@ def threshold_calibration(
                     ``forward_func``; tensors whose first dimension is ``N`` follow
                     their example into the chunks. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    None: all ``N x T`` masked inputs at once. Default: None
+                    None: as many as the pass budget allows. Default: None
         thresholds (sequence of float, optional): candidates ``t`` in ``(0, 1]``,
                     at least one. Default: ``(0.1, 0.2, ..., 1.0)``
         threshold_mode (str, optional): ``"value"`` (the paper) or ``"rank"``
@@ -143,6 +146,8 @@ def threshold_calibration(
                     thresholding. False thresholds them as given, as Algorithm 1
                     does with Libra-CAM's averaged map (which lies in ``[0, 1]``);
                     the default True suits maps of any range. Default: True
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *CalibrationResult*: ``(calibrated_maps, thresholds, scores, grid)``.
@@ -162,10 +167,11 @@ def threshold_calibration(
     x = inputs.detach()
     maps = calibration_maps(attributions, x, normalize)
     keep, grid = sweep_keep(maps, values, threshold_mode)
-    scores, _, _ = masked_scores(
-        forward_func, x, keep, grid.shape[0], target, additional_forward_args,
-        max_examples_per_batch, score, baselines, original=False,
-    )  # fmt: skip
+    with progress_bar(show_progress, "threshold_calibration"):
+        scores, _, _ = masked_scores(
+            forward_func, x, keep, grid.shape[0], target, additional_forward_args,
+            max_examples_per_batch, score, baselines, original=False,
+        )  # fmt: skip
     with torch.no_grad():
         best = first_argmax(scores)
         calibrated = keep(torch.arange(x.shape[0], device=x.device), best)
@@ -202,6 +208,7 @@ def threshold_calibration_authors(
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     baselines: BaselineLike = None,
+    show_progress: bool = False,
 ) -> CalibrationResult:
     r"""
     The threshold calibration of Libra-CAM's released code, reproduced exactly
@@ -228,9 +235,11 @@ def threshold_calibration_authors(
         additional_forward_args (Any, optional): further arguments of
                     ``forward_func``. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    Default: None
+                    None: as many as the pass budget allows. Default: None
         baselines (str, float or Tensor, optional): what removed pixels become.
                     Default: None (zeros)
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *CalibrationResult*: ``calibrated_maps`` as above; ``thresholds`` the
@@ -250,10 +259,11 @@ def threshold_calibration_authors(
     num_pixels = maps.shape[-1] * maps.shape[-2]
     counts = torch.tensor([authors_kept_count(i, num_pixels) for i in range(11)], device=x.device)
     keep = rank_keep(maps, counts)
-    o, y, _ = masked_scores(
-        forward_func, x, keep, 10, target, additional_forward_args,
-        max_examples_per_batch, "probability", baselines,
-    )  # fmt: skip
+    with progress_bar(show_progress, "threshold_calibration_authors"):
+        o, y, _ = masked_scores(
+            forward_func, x, keep, 10, target, additional_forward_args,
+            max_examples_per_batch, "probability", baselines,
+        )  # fmt: skip
     assert y is not None
     with torch.no_grad():
         scores = torch.clamp(o - y.unsqueeze(1), min=0)
