@@ -11,7 +11,9 @@ from its own example only, the chunk size cannot change a result (apart from the
 model's own batch dependence, e.g. BatchNorm in training mode).
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+import contextlib
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from captum._utils.common import _format_additional_forward_args, _run_forward
@@ -56,6 +58,178 @@ def _forward_scores(
     return _to_scores(outputs, score)
 
 
+def _same_tensor(first: Tensor, second: Tensor) -> bool:
+    r"""Whether two tensors are views of the same unchanged data (same storage,
+    offset, shape, strides, dtype, device and version counter)."""
+    return (
+        first.data_ptr() == second.data_ptr()
+        and first.shape == second.shape
+        and first.stride() == second.stride()
+        and first.dtype == second.dtype
+        and first.device == second.device
+        and first._version == second._version
+    )
+
+
+class SharedPasses:
+    r"""
+    Results of passes that several metrics (and methods) of one batch need, so that
+    each is evaluated once: the model's outputs on the batch, and whole sweeps of
+    masked copies (TFT's). Entries are found by the model object, the very tensor of
+    inputs (same data, unchanged) and, for sweeps, a key of everything else that
+    defines them plus tensors compared element by element. Active inside
+    :func:`shared_passes` only; the benchmark's runner opens one per batch.
+
+    Examples::
+
+        >>> with shared_passes() as shared:
+        ...     shared.remember_outputs(model, images, model(images))
+        ...     average_drop(model, images, maps)     # no second pass of the images
+    """
+
+    def __init__(self) -> None:
+        self._outputs: List[Tuple[Any, Tensor, Tensor]] = []
+        self._results: List[Tuple[Any, Tensor, Tuple[Any, ...], Tuple[Tensor, ...], Any]] = []
+
+    def remember_outputs(self, forward_func: Any, inputs: Tensor, outputs: Tensor) -> None:
+        r"""
+        Records ``forward_func(inputs)`` (the ``N x num_classes`` outputs).
+
+        Args:
+            forward_func (Any): the model.
+            inputs (Tensor): the batch, exactly as later calls get it.
+            outputs (Tensor): the model's outputs on it.
+
+        Examples::
+
+            >>> shared.remember_outputs(model, images, logits)
+        """
+        self._outputs.append((forward_func, inputs, outputs.detach()))
+
+    def outputs(self, forward_func: Any, inputs: Tensor) -> Optional[Tensor]:
+        r"""
+        The recorded outputs of ``forward_func`` on this very ``inputs``, or None.
+
+        Args:
+            forward_func (Any): the model.
+            inputs (Tensor): the batch.
+
+        Returns:
+            *Tensor* or None: the outputs.
+
+        Examples::
+
+            >>> logits = shared.outputs(model, images)
+        """
+        for model, seen, outputs in self._outputs:
+            if model is forward_func and _same_tensor(seen, inputs):
+                return outputs
+        return None
+
+    def result(
+        self, forward_func: Any, inputs: Tensor, key: Tuple[Any, ...], tensors: Tuple[Tensor, ...]
+    ) -> Any:
+        r"""
+        A recorded result for the same model, inputs, key and (equal) tensors, or None.
+
+        Args:
+            forward_func (Any): the model.
+            inputs (Tensor): the batch.
+            key (tuple): hashable settings (the kind of result first).
+            tensors (tuple[Tensor, ...]): tensors that must be equal (e.g. the maps).
+
+        Returns:
+            *Any*: the result, or None.
+
+        Examples::
+
+            >>> shared.result(model, images, ("tft", thresholds), (maps, target))
+        """
+        for model, seen, known_key, known_tensors, value in self._results:
+            if (
+                model is forward_func
+                and known_key == key
+                and _same_tensor(seen, inputs)
+                and len(known_tensors) == len(tensors)
+                and all(
+                    a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+                    for a, b in zip(known_tensors, tensors)
+                )
+            ):
+                return value
+        return None
+
+    def remember_result(
+        self,
+        forward_func: Any,
+        inputs: Tensor,
+        key: Tuple[Any, ...],
+        tensors: Tuple[Tensor, ...],
+        value: Any,
+    ) -> None:
+        r"""
+        Records a result under the model, inputs, key and tensors.
+
+        Args:
+            forward_func (Any): the model.
+            inputs (Tensor): the batch.
+            key (tuple): hashable settings.
+            tensors (tuple[Tensor, ...]): tensors a later lookup must match.
+            value (Any): the result.
+
+        Examples::
+
+            >>> shared.remember_result(model, images, ("tft", thresholds), (maps, target), result)
+        """
+        self._results.append((forward_func, inputs, key, tensors, value))
+
+
+_shared_passes: ContextVar[Optional[SharedPasses]] = ContextVar(
+    "captum_cams_shared_passes", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_passes() -> Iterator[SharedPasses]:
+    r"""
+    A scope in which the perturbation metrics and TFT reuse each other's passes of
+    the same batch (see :class:`SharedPasses`); nested scopes share the outer one.
+
+    Returns:
+        *contextmanager*: yields the scope's :class:`SharedPasses`.
+
+    Examples::
+
+        >>> with shared_passes() as shared:
+        ...     shared.remember_outputs(model, images, logits)
+        ...     scores = {name: metric(model, images, maps) for name, metric in metrics}
+    """
+    outer = _shared_passes.get()
+    if outer is not None:
+        yield outer
+        return
+    scope = SharedPasses()
+    token = _shared_passes.set(scope)
+    try:
+        yield scope
+    finally:
+        _shared_passes.reset(token)
+
+
+def active_shared_passes() -> Optional[SharedPasses]:
+    r"""
+    The :class:`SharedPasses` of the enclosing :func:`shared_passes`, or None.
+
+    Returns:
+        *SharedPasses* or None.
+
+    Examples::
+
+        >>> shared = active_shared_passes()
+    """
+    return _shared_passes.get()
+
+
 def original_scores(
     forward_func: Callable,
     inputs: Tensor,
@@ -74,6 +248,12 @@ def original_scores(
     """
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
+    shared = active_shared_passes()
+    known = None if shared is None or afa is not None else shared.outputs(forward_func, inputs)
+    if known is not None:
+        all_scores = _to_scores(known, score)
+        idx = target_indices(target, all_scores)
+        return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
     with explained_forward_errors(forward_func, inputs, afa):
         all_scores = evaluate_in_chunks(
             lambda rows: _forward_scores(forward_func, inputs[rows], rows, num, afa, score),

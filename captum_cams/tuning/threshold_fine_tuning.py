@@ -64,6 +64,7 @@ from captum_cams._utils.thresholding import (
 )
 from captum_cams.metrics._masking import prepare_maps
 from captum_cams.metrics._scoring import (
+    active_shared_passes,
     check_metric_args,
     masked_scores,
     original_scores,
@@ -259,6 +260,17 @@ def _tune(
             )
         else:
             logits, idx = original
+        # inside shared_passes (the benchmark's batches) the same sweep of the same
+        # maps, e.g. the TFT method's on Grad-CAM and the best-RPI metric of
+        # Grad-CAM's maps, is evaluated once
+        shared = active_shared_passes()
+        key: Optional[Tuple[Any, ...]] = None
+        if shared is not None and additional_forward_args is None and _plain(baselines):
+            counted = None if counts is None else tuple(counts.tolist())
+            key = ("tft", values, soft, threshold_mode, counted, baselines, max_examples_per_batch)
+            known = shared.result(forward_func, x, key, (maps, idx))
+            if known is not None:
+                return known
         all_o, _, _ = masked_scores(
             forward_func, x, keep, grid.shape[0], idx, additional_forward_args,
             max_examples_per_batch, "logit", baselines, original=False, return_all=True,
@@ -272,7 +284,15 @@ def _tune(
         tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
         kept = soft_keep(torch.arange(x.shape[0], device=x.device), first_best)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
-    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+    result = TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+    if shared is not None and key is not None:
+        shared.remember_result(forward_func, x, key, (maps, idx), result)
+    return result
+
+
+def _plain(baselines: BaselineLike) -> bool:
+    r"""A ``baselines`` value that can be compared as a key (not a tensor)."""
+    return baselines is None or isinstance(baselines, (str, int, float))
 
 
 #: The fractions of pixels the authors' AFT code keeps: 0.9, 0.8, ..., 0.1.
