@@ -164,7 +164,7 @@ def _run_batch(
     metrics: Sequence[str],
     device: torch.device,
     seed: int,
-    max_examples_per_batch: int,
+    max_examples_per_batch: Optional[int],
     keep_maps_below: int,
     progress: Any,
 ) -> Dict[str, Any]:
@@ -294,7 +294,7 @@ def run_benchmark(
     model = model.to(device).eval()
     context = MethodContext(model, layer, data, device, seed)
     attributions = build_methods(methods, context)
-    max_examples = max(64, batch_size)
+    max_examples = None  # rows per pass from the pass budget
     # batch b is items [b * batch_size, (b + 1) * batch_size): made when it runs, and this
     # process's batches are a range, so no list of batches (or of items) is ever built
     rank, world_size = rank_and_world_size()

@@ -311,7 +311,7 @@ def perturbed_scores(
         steps = jobs - examples * num_steps
         scores = _forward_scores(forward_func, build(examples, steps), examples, num, afa, score)
         if unchecked[0]:
-            _check_target_range(target_idx, scores.shape[1])
+            check_target_range(target_idx, scores.shape[1])
             unchecked[0] = False
         if return_all:
             return scores
@@ -328,6 +328,65 @@ def perturbed_scores(
     if return_all:
         return out.reshape(num, num_steps, -1)
     return out.reshape(num, num_steps)
+
+
+def joint_logits(
+    forward_func: Callable,
+    inputs: Tensor,
+    target: TargetLike,
+    additional_forward_args: Any,
+    max_examples_per_batch: Optional[int],
+    num_steps: int,
+    build: Callable[[Tensor, Tensor], Tensor],
+) -> Tuple[Tensor, Tensor]:
+    r"""
+    The outputs of the inputs and of their ``N x num_steps`` perturbed copies, all
+    in one chunked loop: every example's unmodified input is its row 0, so a pass
+    holds unmodified and perturbed rows alike (one pass of ``2`` rows instead of two
+    of ``1`` for a single image and mask). Inside :func:`shared_passes` the inputs'
+    known outputs are taken instead of evaluated again.
+
+    Args:
+        forward_func (Callable): the model.
+        inputs (Tensor): ``N x C x H x W`` inputs.
+        target (int, list[int], Tensor or None): the class per example, as Captum
+                    takes it; None: the predicted class.
+        additional_forward_args (Any): as Captum takes them.
+        max_examples_per_batch (int, optional): rows per forward pass; None: from
+                    the pass budget.
+        num_steps (int): ``S``, perturbations per example (at least 1).
+        build (Callable): ``build(examples, steps)`` returns the perturbed inputs of
+                    the jobs ``(examples[b], steps[b])``, ``steps`` in ``0 .. S-1``.
+
+    Returns:
+        *tuple*: ``(logits, idx)``: ``N x (S + 1) x num_classes`` outputs (column 0:
+        the inputs) and the checked ``(N,)`` target indices.
+    """
+    afa = _format_additional_forward_args(additional_forward_args)
+    shared = active_shared_passes()
+    known = None if shared is None or afa is not None else shared.outputs(forward_func, inputs)
+    if known is not None:
+        idx = target_indices(target, _to_scores(known, "logit"))
+        perturbed = perturbed_scores(
+            forward_func, inputs, num_steps, build, idx, additional_forward_args,
+            max_examples_per_batch, "logit", return_all=True,
+        )  # fmt: skip
+        return torch.cat([known.to(perturbed.dtype).unsqueeze(1), perturbed], dim=1), idx
+
+    def with_inputs(examples: Tensor, steps: Tensor) -> Tensor:
+        # rows of step 0 are the inputs themselves (selected without a host round trip)
+        batch = build(examples, (steps - 1).clamp_min(0))
+        unchanged = (steps == 0).view(-1, *([1] * (batch.dim() - 1)))
+        return torch.where(unchanged, inputs[examples], batch)
+
+    num = inputs.shape[0]
+    everyone = torch.zeros(num, dtype=torch.long, device=inputs.device)
+    with explained_forward_errors(forward_func, inputs, afa):
+        logits = perturbed_scores(
+            forward_func, inputs, num_steps + 1, with_inputs, everyone, additional_forward_args,
+            max_examples_per_batch, "logit", return_all=True,
+        )  # fmt: skip
+    return logits, target_indices(target, logits[:, 0])
 
 
 class TargetScores(NamedTuple):
@@ -394,8 +453,18 @@ def check_metric_args(max_examples_per_batch: Any, score: str) -> None:
     check_score(score)
 
 
-def _check_target_range(target_idx: Tensor, num_classes: int) -> None:
-    r"""The range check :func:`target_indices` makes on the unmasked outputs."""
+def check_target_range(target_idx: Tensor, num_classes: int) -> None:
+    r"""
+    The range check :func:`target_indices` makes on the unmasked outputs, for a
+    caller that makes no unmasked pass.
+
+    Args:
+        target_idx (Tensor): ``(N,)`` class indices.
+        num_classes (int): the model's number of classes.
+
+    Raises:
+        ValueError: an index outside ``[0, num_classes)``, naming the target.
+    """
     if bool(((target_idx < 0) | (target_idx >= num_classes)).any()):
         raise ValueError(
             f"target out of range: the model has {num_classes} classes; got {target_idx.tolist()}"

@@ -34,8 +34,7 @@ from captum_cams.metrics._masking import (
 from captum_cams.metrics._scoring import (
     TargetScores,
     check_metric_args,
-    original_scores,
-    perturbed_scores,
+    joint_logits,
     probability_scores,
     relative_change,
 )
@@ -54,26 +53,18 @@ def _target_scores(
     num_steps: int,
     build: Callable[[Tensor, Tensor], Tensor],
 ) -> TargetScores:
-    r"""``y`` of ``x`` and ``o`` of the ``N x num_steps`` inputs ``build`` makes."""
-    if score != "probability":
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-        o = perturbed_scores(
-            forward_func, x, num_steps, build, idx, additional_forward_args,
-            max_examples_per_batch, score,
-        )  # fmt: skip
-        return TargetScores(y, o, None, None)
-    # probabilities from the logits, so that log-probabilities exist where a
-    # probability underflows to 0 (its logit far below the largest one)
-    _, idx, logits = original_scores(
-        forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
-    )
-    all_o = perturbed_scores(
-        forward_func, x, num_steps, build, idx, additional_forward_args,
-        max_examples_per_batch, "logit", return_all=True,
+    r"""``y`` of ``x`` and ``o`` of the ``N x num_steps`` inputs ``build`` makes, all
+    evaluated in one chunked loop (:func:`joint_logits`)."""
+    logits, idx = joint_logits(
+        forward_func, x, target, additional_forward_args, max_examples_per_batch,
+        num_steps, build,
     )  # fmt: skip
-    return probability_scores(logits, all_o, idx)
+    if score == "probability":
+        # probabilities from the logits, so that log-probabilities exist where a
+        # probability underflows to 0 (its logit far below the largest one)
+        return probability_scores(logits[:, 0], logits[:, 1:], idx)
+    selected = logits.gather(2, idx.view(-1, 1, 1).expand(-1, logits.shape[1], 1)).squeeze(2)
+    return TargetScores(selected[:, 0], selected[:, 1:], None, None)
 
 
 class ConfidenceScores(NamedTuple):

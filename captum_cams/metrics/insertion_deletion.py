@@ -27,7 +27,7 @@ from captum_cams._utils.thresholding import (
     top_k_mask,
 )
 from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics._scoring import check_metric_args, joint_logits, perturbed_scores
 
 
 class InsertionDeletionResult(NamedTuple):
@@ -84,13 +84,11 @@ def _curve(
         counts = _curve_counts(step, num_pixels).to(x.device)
         num_points = counts.shape[0]
         base = make_baseline(x, baselines)
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
         # The point where every pixel is the input's (deletion's first, insertion's
-        # last) is x itself, whose scores are y; the point where every pixel is the
-        # baseline's is one image for all examples when the baseline is a constant
-        # and no per-example argument follows the rows: each is evaluated once.
+        # last) is x itself, evaluated with the perturbed copies in one loop
+        # (joint_logits); the point where every pixel is the baseline's is one image
+        # for all examples when the baseline is a constant and no per-example
+        # argument follows the rows: it is evaluated once.
         unchanged = num_points - 1 if insertion else 0
         all_baseline = 0 if insertion else num_points - 1
         shared_baseline = additional_forward_args is None and _constant_baseline(baselines)
@@ -99,21 +97,26 @@ def _curve(
             for p in range(num_points)
             if p != unchanged and not (shared_baseline and p == all_baseline)
         ]
-        curves = y.new_empty((x.shape[0], num_points))
-        curves[:, unchanged] = y
+        point_index = torch.tensor(points or [unchanged], device=x.device)
+
+        def build(examples: Tensor, steps: Tensor) -> Tensor:
+            point = point_index[steps]
+            top = top_k_mask(ranks[examples], counts[point], size, x.dtype)
+            keep = top if insertion else 1 - top
+            return apply_mask(x[examples], keep, base[examples])
+
+        logits, idx = joint_logits(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            len(points), build,
+        )  # fmt: skip
+        if score == "probability":  # the softmax of every row over its classes
+            logits = torch.softmax(logits, dim=2)
+        columns = idx.view(-1, 1, 1).expand(-1, logits.shape[1], 1)
+        evaluated = logits.gather(2, columns).squeeze(2)
+        curves = evaluated.new_empty((x.shape[0], num_points))
+        curves[:, unchanged] = evaluated[:, 0]
         if points:
-            point_index = torch.tensor(points, device=x.device)
-
-            def build(examples: Tensor, steps: Tensor) -> Tensor:
-                point = point_index[steps]
-                top = top_k_mask(ranks[examples], counts[point], size, x.dtype)
-                keep = top if insertion else 1 - top
-                return apply_mask(x[examples], keep, base[examples])
-
-            curves[:, point_index] = perturbed_scores(
-                forward_func, x, len(points), build, idx, additional_forward_args,
-                max_examples_per_batch, score,
-            )  # fmt: skip
+            curves[:, point_index] = evaluated[:, 1 : 1 + len(points)]
         if shared_baseline:
             only = base[:1]
             outputs = perturbed_scores(

@@ -29,7 +29,7 @@ from captum_cams._utils.thresholding import (
     top_k_mask,
 )
 from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics._scoring import check_metric_args, joint_logits
 
 DEFAULT_FRACTIONS = tuple(k / 10 for k in range(1, 10))
 
@@ -136,9 +136,6 @@ def remove_and_classify(
         ).to(x.device)
         counts = torch.tensor([count_of_fraction(f, num_pixels) for f in values], device=x.device)
         base = make_baseline(x, baselines)
-        _, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
-        )
         num_k = len(values)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
@@ -148,10 +145,12 @@ def remove_and_classify(
             erase = top_k_mask(order, counts[steps % num_k], size, x.dtype)
             return apply_mask(x[examples], 1 - erase, base[examples])
 
-        logits = perturbed_scores(
-            forward_func, x, 2 * num_k, build, idx, additional_forward_args,
-            max_examples_per_batch, "logit", return_all=True,
+        # the unmasked inputs (for the predicted class) in the same loop as the erased
+        outputs, idx = joint_logits(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            2 * num_k, build,
         )  # fmt: skip
+        logits = outputs[:, 1:]
         hits = (logits.argmax(dim=2) == idx.unsqueeze(1)).to(x.dtype)
         correct, random_correct = hits[:, :num_k], hits[:, num_k:]
         accuracy, random_accuracy = correct.mean(0), random_correct.mean(0)

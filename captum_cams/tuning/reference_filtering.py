@@ -35,11 +35,17 @@ from captum_cams._utils.guards import (
     TargetLike,
     check_choice,
     check_image_batch,
+    format_target,
     preserved_model_state,
 )
 from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams.metrics._masking import masked_copies, sweep_baseline
-from captum_cams.metrics._scoring import _forward_scores, check_metric_args, original_scores
+from captum_cams.metrics._scoring import (
+    _forward_scores,
+    check_metric_args,
+    check_target_range,
+    original_scores,
+)
 
 
 class FilteringResult(NamedTuple):
@@ -99,6 +105,7 @@ def filter_rows(
     baselines: BaselineLike = None,
     rule: str = "paper",
     original: Optional[Tensor] = None,
+    check_target: bool = False,
 ) -> FilteringResult:
     r"""
     Filtering of candidate maps given as rows (any number per example).
@@ -121,6 +128,9 @@ def filter_rows(
                     Default: ``"paper"``
         original (Tensor, optional): ``(N,)`` the scores ``f_c(x)`` of the
                     unmasked inputs; required with ``rule="authors"``.
+        check_target (bool, optional): check ``target_idx`` against the classes of
+                    the first outputs (once), for a caller that made no unmasked
+                    pass. Default: False
 
     Returns:
         *FilteringResult*: with ``kept`` and ``scores`` of shape ``(M,)`` (rows).
@@ -139,11 +149,16 @@ def filter_rows(
         row_example = row_example.to(inputs.device)
         target_idx = target_idx.to(inputs.device)
 
+        unchecked = [check_target]
+
         def row_scores(rows: Tensor) -> Tensor:
             examples = row_example[rows]
             keep = maps.index_select(0, rows)  # no host round trip to slice the rows
             masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
             scores = _forward_scores(forward_func, masked, examples, num, afa, score)
+            if unchecked[0]:
+                check_target_range(target_idx, scores.shape[1])
+                unchecked[0] = False
             return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
 
         scores = evaluate_in_chunks(
@@ -262,14 +277,20 @@ def reference_filtering(
     maps = maps.reshape(num * count, 1, *maps.shape[-2:])
     maps = minmax_normalize(upsample(maps, tuple(x.shape[-2:])))
     with progress_bar(show_progress, "reference_filtering"):
-        with torch.no_grad(), preserved_model_state(forward_func):
-            y, idx, _ = original_scores(
-                forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-            )
+        y: Optional[Tensor] = None
+        evaluated = target is None or rule == "authors"  # the rule needs f_c(x)
+        if evaluated:
+            with torch.no_grad(), preserved_model_state(forward_func):
+                y, idx, _ = original_scores(
+                    forward_func, x, target, additional_forward_args, max_examples_per_batch,
+                    score,
+                )  # fmt: skip
+        else:  # the paper's rule reads only the masked scores
+            idx = format_target(target, num, x.device)
         row_example = torch.arange(num, device=x.device).repeat_interleave(count)
         result = filter_rows(
             forward_func, x, maps, row_example, idx, additional_forward_args,
-            max_examples_per_batch, score, baselines, rule, y,
+            max_examples_per_batch, score, baselines, rule, y, check_target=not evaluated,
         )  # fmt: skip
     return FilteringResult(
         filtered_maps=result.filtered_maps,
