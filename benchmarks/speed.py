@@ -34,7 +34,10 @@ ours / hand loop (and ours / peer). Methods whose one call is minutes (Score-CAM
 pytorch-grad-cam's Ablation-CAM, SHAP-CAM) form their own group per cell with
 ``--heavy-rounds`` rounds and no warm-up. ``--memory`` measures, in a fresh process
 per call, the peak rise of the resident set during one default call (a sampling
-thread, 1 ms) and during one plain forward of the batch.
+thread, 1 ms; after an identical call and ``malloc_trim``, so that kernels' caches for
+these shapes exist and the allocator holds no freed memory; glibc's mmap threshold
+fixed at 64 KiB, so that freed tensors leave the resident set at once and it follows
+the memory in use) and during one plain forward of the batch.
 
 Run ``python benchmarks/speed.py --help``; ``docs/speed.md`` has the table and the
 command behind it.
@@ -42,6 +45,8 @@ command behind it.
 
 import argparse
 import copy
+import ctypes
+import gc
 import json
 import math
 import os
@@ -736,19 +741,28 @@ def build_groups(cell: Cell, items: Sequence[str], args: argparse.Namespace) -> 
     return [g for g in (light, heavy) if g.callables]
 
 
-def measure(group: Group, seed: int) -> Dict[str, List[float]]:
+def measure(group: Group, seed: int, min_time: float) -> Dict[str, List[float]]:
+    r"""Seconds per call of every callable, round-robin in a shuffled order per round.
+    After the warm-up, a callable faster than ``min_time`` is repeated within its turn
+    until about ``min_time`` has passed (its time is the mean), so that a scheduler
+    hiccup on a shared machine moves one turn less."""
     names = list(group.callables)
+    repeats = {name: 1 for name in names}
     if group.warmup:
         for name in names:
+            start = time.perf_counter()
             group.outputs.setdefault(name, group.callables[name]())
+            took = time.perf_counter() - start
+            repeats[name] = max(1, math.ceil(min_time / max(took, 1e-6)))
     times: Dict[str, List[float]] = {name: [] for name in names}
     order = random.Random(seed)
     for _ in range(group.rounds):
         order.shuffle(names)
         for name in names:
             start = time.perf_counter()
-            output = group.callables[name]()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeats[name]):
+                output = group.callables[name]()
+            times[name].append((time.perf_counter() - start) / repeats[name])
             group.outputs.setdefault(name, output)
     return times
 
@@ -874,7 +888,12 @@ def memory_child(model_name: str, batch_size: int, item: str) -> None:
                 return cell.model(cell.x)
     else:
         call = ours(cell, item)
-    LayerGradCam(cell.model, cell.layer).attribute(cell.x, target=cell.target)  # warm
+    # An identical call first (kernels and their caches for these shapes exist from then
+    # on), then the allocator's free memory back to the system: the rise of the second
+    # call is what one call holds at its peak.
+    call()
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     rise, before = _sampled_peak(call)
     print(json.dumps({"item": item, "rise_mib": rise, "before_mib": before}))
 
@@ -888,7 +907,9 @@ def memory(model_name: str, batch_size: int, items: Sequence[str]) -> None:
             [sys.executable, os.path.abspath(__file__), "--memory-child",
              f"{model_name},{batch_size},{item}"],
             capture_output=True, text=True, check=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            # glibc returns blocks of 64 KiB and more to the system when they are freed,
+            # so the resident set follows the memory in use rather than the heap's peak
+            env={**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536"},
         )  # fmt: skip
         record = json.loads(result.stdout.strip().splitlines()[-1])
         label = "one plain forward of the batch" if item == "forward" else item
@@ -915,7 +936,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         "ablated channel)")  # fmt: skip
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--memory", action="store_true", help="peak RSS of one default call")
+    parser.add_argument("--memory-items", type=_csv, default=None,
+                        help="the items whose memory is measured (default: --items)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--min-time", type=float, default=0.5,
+                        help="seconds a turn lasts (fast calls repeat within it)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="append the records to this file (JSON lines)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -941,7 +966,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             prepare(cell, args.items)
             for group in build_groups(cell, args.items, args):
                 start = time.perf_counter()
-                times = measure(group, args.seed)
+                times = measure(group, args.seed, args.min_time)
                 records = report(group, times)
                 print(f"\n### {model_name}, batch {batch_size}, {group.rounds} rounds "
                       f"({time.perf_counter() - start:.0f} s)\n")  # fmt: skip
@@ -953,7 +978,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         for record in records:
                             handle.write(json.dumps(record) + "\n")
             if args.memory:
-                memory(model_name, batch_size, args.items)
+                memory(model_name, batch_size, args.memory_items or args.items)
 
 
 if __name__ == "__main__":

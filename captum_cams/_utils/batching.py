@@ -15,7 +15,8 @@ model per pass, as in Captum. When it gives ``None``, the rows per pass come fro
 ``rows per pass = max(1, budget // (row input + LIVE_ACTIVATIONS · largest activation))``
 
 where "row input" is the bytes of one modified copy and "largest activation" the
-largest module output one row creates, measured on the first pass of every loop (a
+largest module output one row creates (or the row input, when larger: a head's
+input is its largest tensor), measured on the first pass of every loop (a
 forward hook on every module for that one pass). The first pass itself is sized with
 the largest activation taken as :data:`UNMEASURED_ACTIVATION_RATIO` times the row's
 input, so it is small; every later pass has the measured size. The passes of a call
@@ -255,8 +256,8 @@ def _largest_module_output() -> Iterator[Dict[str, int]]:
 def row_working_set(row_bytes: int, activation_bytes: Optional[float]) -> float:
     r"""
     The estimated bytes one row occupies at the peak of a pass: its input plus
-    :data:`LIVE_ACTIVATIONS` times its largest activation (taken as
-    :data:`UNMEASURED_ACTIVATION_RATIO` times the input when not measured).
+    :data:`LIVE_ACTIVATIONS` times its largest activation, the input included (taken
+    as :data:`UNMEASURED_ACTIVATION_RATIO` times the input when not measured).
 
     Args:
         row_bytes (int): the bytes of one row's input.
@@ -272,7 +273,9 @@ def row_working_set(row_bytes: int, activation_bytes: Optional[float]) -> float:
     """
     if activation_bytes is None:
         activation_bytes = UNMEASURED_ACTIVATION_RATIO * row_bytes
-    return row_bytes + LIVE_ACTIVATIONS * activation_bytes
+    # the row's input is one of its activations too (a head's largest tensor is the
+    # modified copy of the layer's output it is given)
+    return row_bytes + LIVE_ACTIVATIONS * max(activation_bytes, row_bytes)
 
 
 def rows_per_pass(
@@ -457,7 +460,7 @@ def evaluate_in_chunks(
         chunk = min(chunk, fitted)
     add_to_progress(total=num_rows)
     results: Optional[Tensor] = None
-    measure = automatic
+    measure = automatic and chunk < num_rows  # a single pass needs no later sizing
     start = 0
     while start < num_rows:
         stop = min(start + chunk, num_rows)

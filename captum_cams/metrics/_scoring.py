@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
-from captum._utils.common import _format_additional_forward_args, _run_forward
+from captum._utils.common import _format_additional_forward_args
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
@@ -54,7 +54,7 @@ def _forward_scores(
         if additional_forward_args is None
         else take_examples(additional_forward_args, examples, num_examples)
     )
-    outputs = _run_forward(forward_func, batch, additional_forward_args=args)
+    outputs = forward_func(batch) if args is None else forward_func(batch, *args)
     return _to_scores(outputs, score)
 
 
