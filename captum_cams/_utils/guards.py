@@ -377,11 +377,18 @@ def preserved_model_state(model: Any) -> Iterator[None]:
     try:
         yield
     finally:
+        # flags are written back only where they changed: a call that changed none
+        # (the usual case) pays no attribute write per module and parameter. Buffers
+        # are always copied back (batch norm updates its running statistics without
+        # bumping their version counters).
         for module, mode in modes:
-            module.training = mode
+            if module.training is not mode:
+                module.training = mode
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
         for param, flag, grad in zip(params, flags, grads):
-            param.requires_grad_(flag)
-            param.grad = grad
+            if param.requires_grad is not flag:
+                param.requires_grad_(flag)
+            if param.grad is not grad:
+                param.grad = grad
