@@ -13,7 +13,12 @@ from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import add_to_progress, progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, target_indices
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_image_batch,
+    format_target,
+    target_indices,
+)
 from captum_cams._utils.maps import as_maps
 
 
@@ -124,8 +129,9 @@ def cascading_randomization(
                     ``N x (1 x) h x w`` maps for the given (copied) model, e.g.
                     ``lambda m, x, t: LayerGradCam(m, m.layer4).attribute(x, target=t)``.
         inputs (Tensor): ``N x C x H x W`` images; left unchanged.
-        target (int, list[int], Tensor, optional): class per example; None: the
-                    trained model's prediction, kept for every randomised model.
+        target (int, list[int], Tensor, optional): class per example, handed to
+                    ``attribute_func`` as a ``(N,)`` tensor; None: the trained model's
+                    prediction (one forward), kept for every randomised model.
                     Default: None
         layers (sequence of str, optional): module names (as in
                     ``model.named_modules()``) to re-initialise, in order. Default:
@@ -166,8 +172,11 @@ def cascading_randomization(
     x = inputs.detach()
     with progress_bar(show_progress, "cascading_randomization", unit="maps"):
         add_to_progress(total=len(names) + 1, unit="maps")
-        with torch.no_grad():
-            idx = target_indices(target, work(x))
+        if target is None:  # the trained model's prediction: one forward
+            with torch.no_grad():
+                idx = target_indices(None, work(x))
+        else:
+            idx = format_target(target, x.shape[0], x.device)
         original = as_maps(attribute_func(work, x, idx)).detach()
         add_to_progress(done=1, unit="maps")
         columns = _randomized_correlations(
