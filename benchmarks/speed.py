@@ -849,8 +849,9 @@ def print_records(records: List[Dict[str, Any]]) -> None:
 
 
 # ----------------------------------------------------------------------------- memory
-def _sampled_peak(call: Callable[[], Any]) -> Tuple[float, float]:
-    r"""``(peak rise, before)`` of the resident set in MiB during ``call``."""
+def _sampled_peak(call: Callable[[], Any], seconds: Optional[float]) -> Tuple[float, float]:
+    r"""``(peak rise, before)`` of the resident set in MiB during ``call`` (during its
+    first ``seconds`` only, when given: the process then ends without finishing it)."""
     page = os.sysconf("SC_PAGE_SIZE")
 
     def rss() -> int:
@@ -860,24 +861,17 @@ def _sampled_peak(call: Callable[[], Any]) -> Tuple[float, float]:
     before = rss()
     peak = [before]
     done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        call()
-    finally:
-        done.set()
-        sampler.join()
+    worker = threading.Thread(target=lambda: (call(), done.set()), daemon=True)
+    worker.start()
+    start = time.perf_counter()
+    while not done.is_set() and (seconds is None or time.perf_counter() - start < seconds):
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.001)
     peak[0] = max(peak[0], rss())
     return (peak[0] - before) / 2**20, before / 2**20
 
 
-def memory_child(model_name: str, batch_size: int, item: str) -> None:
+def memory_child(model_name: str, batch_size: int, item: str, seconds: Optional[float]) -> None:
     torch.set_num_threads(1)
     cell = build_cell(model_name, batch_size)
     prepare(cell, [item])
@@ -889,23 +883,27 @@ def memory_child(model_name: str, batch_size: int, item: str) -> None:
     else:
         call = ours(cell, item)
     # An identical call first (kernels and their caches for these shapes exist from then
-    # on), then the allocator's free memory back to the system: the rise of the second
-    # call is what one call holds at its peak.
-    call()
+    # on; not with a time limit), then the allocator's free memory back to the system:
+    # the rise of the measured call is what one call holds at its peak.
+    if seconds is None:
+        call()
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    rise, before = _sampled_peak(call)
-    print(json.dumps({"item": item, "rise_mib": rise, "before_mib": before}))
+    rise, before = _sampled_peak(call, seconds)
+    print(json.dumps({"item": item, "rise_mib": rise, "before_mib": before}), flush=True)
+    os._exit(0)  # a call cut short by ``seconds`` is not waited for
 
 
-def memory(model_name: str, batch_size: int, items: Sequence[str]) -> None:
+def memory(
+    model_name: str, batch_size: int, items: Sequence[str], seconds: Optional[float] = None
+) -> None:
     budget = captum_cams.get_pass_budget("cpu") / 2**20
     print(f"\nPeak RSS rise of one call (MiB), {model_name}, batch {batch_size}; "
           f"pass budget {budget:.0f} MiB:")  # fmt: skip
     for item in ("forward",) + tuple(items):
         result = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--memory-child",
-             f"{model_name},{batch_size},{item}"],
+             f"{model_name},{batch_size},{item},{seconds or ''}"],
             capture_output=True, text=True, check=True,
             # glibc returns blocks of 64 KiB and more to the system when they are freed,
             # so the resident set follows the memory in use rather than the heap's peak
@@ -913,7 +911,8 @@ def memory(model_name: str, batch_size: int, items: Sequence[str]) -> None:
         )  # fmt: skip
         record = json.loads(result.stdout.strip().splitlines()[-1])
         label = "one plain forward of the batch" if item == "forward" else item
-        print(f"  {label}: {record['rise_mib']:.1f}", flush=True)
+        cut = f" (its first {seconds:.0f} s)" if seconds and item != "forward" else ""
+        print(f"  {label}{cut}: {record['rise_mib']:.1f}", flush=True)
 
 
 # ----------------------------------------------------------------------------- main
@@ -931,13 +930,26 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--heavy-rounds", type=int, default=2,
                         help=f"rounds of {', '.join(HEAVY_ITEMS)} (minutes per call)")  # fmt: skip
+    parser.add_argument(
+        "--timing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-timing: only the memory part",
+    )
     parser.add_argument("--heavy-peers", action="store_true",
                         help="also time pytorch-grad-cam's Ablation-CAM (a full forward per "
                         "ablated channel)")  # fmt: skip
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--memory", action="store_true", help="peak RSS of one default call")
-    parser.add_argument("--memory-items", type=_csv, default=None,
-                        help="the items whose memory is measured (default: --items)")  # fmt: skip
+    parser.add_argument(
+        "--memory-items",
+        type=_csv,
+        default=None,
+        help="the items whose memory is measured (default: --items)",
+    )
+    parser.add_argument("--memory-seconds", type=float, default=None,
+                        help="measure the first seconds of each call only (calls of "
+                        "minutes whose passes all have one size)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--min-time", type=float, default=0.5,
                         help="seconds a turn lasts (fast calls repeat within it)")  # fmt: skip
@@ -946,8 +958,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
-        model_name, batch_size, item = args.memory_child.split(",")
-        memory_child(model_name, int(batch_size), item)
+        model_name, batch_size, item, seconds = args.memory_child.split(",")
+        memory_child(model_name, int(batch_size), item, float(seconds) if seconds else None)
         return
     torch.set_num_threads(args.threads)
     for item in args.items:
@@ -964,7 +976,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for batch_size in args.batch_sizes:
             cell = build_cell(model_name, batch_size)
             prepare(cell, args.items)
-            for group in build_groups(cell, args.items, args):
+            groups = build_groups(cell, args.items, args) if args.timing else []
+            for group in groups:
                 start = time.perf_counter()
                 times = measure(group, args.seed, args.min_time)
                 records = report(group, times)
@@ -978,7 +991,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         for record in records:
                             handle.write(json.dumps(record) + "\n")
             if args.memory:
-                memory(model_name, batch_size, args.memory_items or args.items)
+                memory(model_name, batch_size, args.memory_items or args.items, args.memory_seconds)
 
 
 if __name__ == "__main__":
