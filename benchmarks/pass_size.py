@@ -59,7 +59,7 @@ def _largest_output(model: nn.Module, x: torch.Tensor) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="mobilenet",
-                        help="mobilenet, or a torchvision model name (resnet50, vgg16, ...)")  # fmt: skip
+                        help="mobilenet or a torchvision model, e.g. resnet50")  # fmt: skip
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--sizes", default="1,2,3,4,6,8,16")
     parser.add_argument("--rounds", type=int, default=3)
