@@ -26,10 +26,10 @@ from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 from captum_cams.metrics._masking import (
-    apply_mask,
     build_mask,
-    make_baseline,
+    masked_copies,
     prepare_maps,
+    sweep_baseline,
 )
 from captum_cams.metrics._scoring import (
     TargetScores,
@@ -161,10 +161,12 @@ def _confidence_scores(
             keep = build_mask(maps, keep_top_fraction, threshold, binary)
             if delete:
                 keep = 1 - keep
-            base = make_baseline(x, baselines)
+            base = sweep_baseline(x, baselines)  # None for zeros: M ⊙ x itself
 
             def build(examples: Tensor, steps: Tensor) -> Tensor:
-                return apply_mask(x[examples], keep[examples], base[examples])
+                return masked_copies(
+                    x[examples], keep[examples], None if base is None else base[examples]
+                )
 
             scores = _target_scores(
                 forward_func, x, target, additional_forward_args, max_examples_per_batch,
@@ -712,11 +714,12 @@ def threshold_sweep(
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
-        base = make_baseline(x, baselines)
+        base = sweep_baseline(x, baselines)  # None for zeros: M ⊙ x itself
         keep, t_tensor = sweep_keep(maps, values, "value", binary=binary)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            return apply_mask(x[examples], keep(examples, steps), base[examples])
+            kept = keep(examples, steps)
+            return masked_copies(x[examples], kept, None if base is None else base[examples])
 
         scores = _target_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score,
