@@ -29,6 +29,7 @@ from captum_cams._utils import batching
 from captum_cams._utils.batching import (
     DEFAULT_CPU_PASS_BUDGET,
     LIVE_ACTIVATIONS,
+    MAX_CPU_ROWS_PER_PASS,
     PASS_BUDGET_ENV,
     UNMEASURED_ACTIVATION_RATIO,
     add_to_progress,
@@ -123,6 +124,8 @@ def test_rows_per_pass_divides_the_budget_by_a_rows_working_set() -> None:
         assert rows_per_pass(image, None, "cpu") == (100 * 2**20) // unmeasured
     with pass_budget(1):
         assert rows_per_pass(image, largest, "cpu") == 1  # never below one row
+    with pass_budget(2**40):  # at most MAX_CPU_ROWS_PER_PASS rows on the CPU
+        assert rows_per_pass(image, largest, "cpu") == MAX_CPU_ROWS_PER_PASS == 32
 
 
 # --- the loop ---------------------------------------------------------------------------
