@@ -726,18 +726,17 @@ def build_groups(cell: Cell, items: Sequence[str], args: argparse.Namespace) -> 
     light = Group(cell, args.rounds, True)
     heavy = Group(cell, args.heavy_rounds, False)
     for item in items:
-        group = heavy if item in HEAVY_ITEMS else light
+        found = {} if args.skip_peers else peers(cell, item)
+        if not args.heavy_peers:
+            found = {label: call for label, call in found.items() if label not in HEAVY_PEERS}
+        # an item with a peer of minutes per call runs with the heavy group, so that
+        # it and its peer take turns in the same rounds
+        slow = item in HEAVY_ITEMS or any(label in HEAVY_PEERS for label in found)
+        group = heavy if slow else light
         group.callables[f"{item} (ours)"] = ours(cell, item)
         group.callables[f"{item} (hand loop)"] = HAND[item](cell)
-        peer_labels = []
-        if not args.skip_peers:
-            for label, call in peers(cell, item).items():
-                if label in HEAVY_PEERS and not args.heavy_peers:
-                    continue
-                target = heavy if label in HEAVY_PEERS else group
-                target.callables[label] = call
-                peer_labels.append(label)
-        group.rows.append((item, f"{item} (ours)", f"{item} (hand loop)", peer_labels))
+        group.callables.update(found)
+        group.rows.append((item, f"{item} (ours)", f"{item} (hand loop)", list(found)))
     return [g for g in (light, heavy) if g.callables]
 
 
