@@ -14,11 +14,11 @@ model per pass, as in Captum. When it gives ``None``, the rows per pass come fro
 
 ``rows per pass = max(1, budget // (row input + LIVE_ACTIVATIONS · largest activation))``
 
-(at most :data:`MAX_CPU_ROWS_PER_PASS` on the CPU), where "row input" is the bytes of
-one modified copy and "largest activation" the largest module output one row creates
-(or the row input, when larger: a head's input is its largest tensor), measured on the
-first pass of every loop (a forward hook on every module for that one pass). The first
-pass itself is sized with the largest activation taken as
+(at most :data:`MAX_CPU_ROWS_PER_PASS` through a whole model on the CPU), where "row
+input" is the bytes of one modified copy and "largest activation" the largest module
+output one row creates (or the row input, when larger: a head's input is its largest
+tensor), measured on the first pass of every loop (a forward hook on every module for
+that one pass). The first pass itself is sized with the largest activation taken as
 :data:`UNMEASURED_ACTIVATION_RATIO` times the row's input, so it is small; every later
 pass has the measured size. The passes of a call therefore depend only on the model,
 the row's shape and the budget, never on earlier calls, and so do the results.
@@ -59,11 +59,14 @@ DEFAULT_CUDA_FREE_SHARE: float = 0.5
 #: with a suffix ``K``, ``M`` or ``G`` (powers of 1024).
 PASS_BUDGET_ENV: str = "CAPTUM_CAMS_PASS_BUDGET"
 
-#: On the CPU (and devices other than CUDA) a pass holds at most this many rows, however
-#: small they are: 32 rows amortise a pass's fixed cost, and larger passes of small rows
-#: only make the allocator map and zero-fill fresh pages (the package's embedded
-#: 64 x 64 model: 0 page faults and 0.26 s per deletion curve of 16 images at 32 rows,
-#: 65,000 faults and 0.39 s at the 136 rows its working set would allow).
+#: On the CPU (and devices other than CUDA) a pass through a whole model holds at most
+#: this many rows, however small they are: 32 rows amortise a pass's fixed cost, and
+#: larger passes of small rows only make the allocator map and zero-fill fresh pages (the
+#: package's embedded 64 x 64 model: 0 page faults and 0.26 s per deletion curve of 16
+#: images at 32 rows, 65,000 faults and 0.39 s at the 136 rows its working set would
+#: allow). A head's rows are not capped: a call of the head costs much against its rows
+#: (MobileNetV1's SHAP-CAM took 1.2x the loop of 32 rows a user writes with passes of 32,
+#: 0.7x with the 76 the budget allows).
 MAX_CPU_ROWS_PER_PASS: int = 32
 
 #: Activations of one row alive at once at the peak of a pass, in units of the
@@ -286,17 +289,23 @@ def row_working_set(row_bytes: int, activation_bytes: Optional[float]) -> float:
 
 
 def rows_per_pass(
-    row_bytes: int, activation_bytes: Optional[float], device: Union[str, torch.device]
+    row_bytes: int,
+    activation_bytes: Optional[float],
+    device: Union[str, torch.device],
+    head: bool = False,
 ) -> int:
     r"""
     Rows per pass under the pass budget: ``max(1, budget // row working set)``, and
-    on the CPU at most :data:`MAX_CPU_ROWS_PER_PASS`.
+    on the CPU at most :data:`MAX_CPU_ROWS_PER_PASS` rows through a whole model.
 
     Args:
         row_bytes (int): the bytes of one row's input.
         activation_bytes (float, optional): the largest activation of one row; None:
                     not measured yet (a conservative guess from the input).
         device (str or torch.device): where the passes run.
+        head (bool, optional): the rows go through a model's head only (Ablation- and
+                    SHAP-CAM): no row cap, the head's call costs much against its rows.
+                    Default: False.
 
     Returns:
         *int*: at least 1.
@@ -308,7 +317,7 @@ def rows_per_pass(
     """
     working_set = row_working_set(row_bytes, activation_bytes)
     rows = max(1, int(get_pass_budget(device) // max(working_set, 1.0)))
-    if torch.device(device).type != "cuda":
+    if not head and torch.device(device).type != "cuda":
         rows = min(rows, MAX_CPU_ROWS_PER_PASS)
     return rows
 
@@ -419,6 +428,7 @@ def evaluate_in_chunks(
     device: Union[str, torch.device],
     row: Optional[Tensor] = None,
     model: Any = None,
+    head: bool = False,
 ) -> Tensor:
     r"""
     The one chunked evaluation loop: ``evaluate`` on consecutive row ranges.
@@ -445,6 +455,8 @@ def evaluate_in_chunks(
         model (Any, optional): what the rows go through (a module, a head), under
                     which the rows that fitted after an out-of-memory error are
                     remembered. Default: None (not remembered).
+        head (bool, optional): the rows go through a model's head only, and so are
+                    not held to :data:`MAX_CPU_ROWS_PER_PASS`. Default: False.
 
     Returns:
         *Tensor*: the results of all rows, in row order.
@@ -466,7 +478,7 @@ def evaluate_in_chunks(
     elif row is None:
         chunk = 1  # nothing known: one row measures what a row costs
     else:
-        chunk = rows_per_pass(row_bytes, None, device)
+        chunk = rows_per_pass(row_bytes, None, device, head)
     if fitted is not None:
         chunk = min(chunk, fitted)
     add_to_progress(total=num_rows)
@@ -492,7 +504,7 @@ def evaluate_in_chunks(
             if seen["bytes"] > 0:  # else no module ran: keep the guess from the input
                 activation = seen["bytes"] / (stop - start)
                 size = row_bytes if row is not None else activation
-                chunk = rows_per_pass(int(size), activation, device)
+                chunk = rows_per_pass(int(size), activation, device, head)
             elif row is None:
                 chunk = num_rows  # nothing to size the passes by
             if fitted is not None:

@@ -100,6 +100,7 @@ def batched_target_scores(
     internal_batch_size: Optional[int],
     row: Optional[Tensor] = None,
     model: Any = None,
+    head: bool = False,
 ) -> Tensor:
     r"""
     Evaluates many modified copies of a batch in chunks and keeps each row's target score.
@@ -115,6 +116,8 @@ def batched_target_scores(
                     sizes the passes when ``internal_batch_size`` is None.
         model (Any, optional): what the rows go through, under which their measured
                     size is remembered. Default: None.
+        head (bool, optional): the rows go through a model's head only (see
+                    :func:`~captum_cams._utils.batching.rows_per_pass`). Default: False.
 
     Returns:
         *Tensor*: ``(R,)`` score of each row's target class.
@@ -139,6 +142,7 @@ def batched_target_scores(
             row_example.device,
             row=row,
             model=model,
+            head=head,
         )
 
 

@@ -67,6 +67,7 @@ def ablated_target_scores(
         internal_batch_size,
         row=activations[0],
         model=head_model(head),
+        head=True,
     )
     return scores.view(num_examples, num_channels)
 

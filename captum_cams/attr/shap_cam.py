@@ -79,6 +79,7 @@ def exact_channel_shapley(
         internal_batch_size,
         row=activations[0],
         model=head_model(head),
+        head=True,
     ).view(num_examples, num_subsets)
     sizes = members.sum(dim=1)
     weights = torch.tensor(
@@ -273,6 +274,7 @@ def sampled_channel_shapley(
         internal_batch_size,
         row=activations[0],
         model=head_model(head),
+        head=True,
     ).view(num_examples, per_example)
     # values[n, p, j]: target logit with the first j channels of order p present
     values = torch.cat(

@@ -124,8 +124,11 @@ def test_rows_per_pass_divides_the_budget_by_a_rows_working_set() -> None:
         assert rows_per_pass(image, None, "cpu") == (100 * 2**20) // unmeasured
     with pass_budget(1):
         assert rows_per_pass(image, largest, "cpu") == 1  # never below one row
-    with pass_budget(2**40):  # at most MAX_CPU_ROWS_PER_PASS rows on the CPU
+    with pass_budget(2**40):  # at most MAX_CPU_ROWS_PER_PASS rows through a whole model
         assert rows_per_pass(image, largest, "cpu") == MAX_CPU_ROWS_PER_PASS == 32
+        assert rows_per_pass(image, largest, "cpu", head=True) == 2**40 // (
+            image + LIVE_ACTIVATIONS * largest
+        )
 
 
 # --- the loop ---------------------------------------------------------------------------
