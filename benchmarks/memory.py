@@ -17,7 +17,7 @@ r"""Memory of the CAM methods: no growth over many calls, and a peak bounded by
    Grad-CAM); one Grad-CAM call first (allocator and kernels warm), then one call of
    the method. Reported: the rise of the process's peak RSS during that call.
 
-Libra-CAM uses a library of 30 random-input activations (``speed.random_input_library``).
+Libra-CAM uses a library of 30 random-input activations (:func:`random_input_library`).
 
 Run ``python benchmarks/memory.py --help``; benchmarks/README.md has the commands.
 """
@@ -56,11 +56,30 @@ def _current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def random_input_library(model: Any, layer: Any, x: Any, references: int = 30) -> Any:
+    r"""A library of ``references`` activations of noise images shaped like ``x``,
+    shared by every class (the cost of Libra-CAM does not depend on how the
+    references were chosen)."""
+    import torch
+
+    import captum_cams as cc
+
+    captured: List[Any] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+    try:
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(1)
+            noise = torch.randn((references,) + tuple(x.shape[1:]), generator=generator)
+            num_classes = int(model(noise).shape[1])
+    finally:
+        handle.remove()
+    every = torch.arange(references)
+    return cc.ReferenceLibrary(captured[0], [every] * num_classes, 1e-4, references)
+
+
 def _libra_cam(model: Any, layer: Any) -> Callable[..., Any]:
     r"""Libra-CAM with R = 30 references from random inputs (see ``speed.py``); the
     library is built once, the method object per call."""
-    from speed import random_input_library  # this folder is on sys.path for scripts
-
     import captum_cams as cc
 
     libraries: dict = {}
@@ -206,7 +225,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument(
         "--peak-sizes", type=lambda v: [None if b == "None" else int(b) for b in _csv(v)],
         default=[2, 8, 32, 128, None],
-        help="internal_batch_size values of the peak part (None: all rows at once)",
+        help="internal_batch_size values of the peak part (None: the default, from the pass "
+        "budget)",
     )  # fmt: skip
     parser.add_argument("--peak-batch", type=int, default=1, help="images per call")
     parser.add_argument("--peak-image-size", type=int, default=64)

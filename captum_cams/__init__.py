@@ -4,8 +4,14 @@
 The public API is re-exported flat, like ``captum.attr``::
 
     from captum_cams import LayerGradCamPlusPlus, LayerScoreCam
+
+How many modified copies go through the model per pass, when a method or metric is
+called with ``internal_batch_size=None`` / ``max_examples_per_batch=None`` (the
+default), follows the pass budget: :func:`pass_budget`, :func:`set_pass_budget`,
+:func:`get_pass_budget` (see ``docs/speed.md``).
 """
 
+from captum_cams._utils.batching import get_pass_budget, pass_budget, set_pass_budget
 from captum_cams.attr import (
     CamLayer,
     LayerAblationCam,
@@ -81,7 +87,10 @@ __all__ = [
     "TunerNetwork",
     "fuse_maps",
     "generate_tft_masks",
+    "get_pass_budget",
+    "pass_budget",
     "reference_filtering",
+    "set_pass_budget",
     "threshold_calibration",
     "threshold_fine_tuning",
     "find_cam_layer",

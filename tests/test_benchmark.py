@@ -3,7 +3,7 @@
 is one line, and a 2-process torchrun writes exactly what one process writes."""
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List
 
 import pytest
 import torch
@@ -28,9 +28,11 @@ from captum_cams.metrics import (
     average_drop,
     bbox_score,
     boxes_to_masks,
+    confidence_scores,
     threshold_sweep,
 )
 from captum_cams.models import embedded_default_layer, load_embedded_default
+from captum_cams.tuning import threshold_fine_tuning
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +176,44 @@ def test_libra_cam_library_comes_from_the_training_split(model: torch.nn.Module)
     assert torch.equal(libra.library.activations, direct.activations)
     for ours, theirs in zip(libra.library.class_indices, direct.class_indices):
         assert torch.equal(ours, theirs)
+
+
+def test_each_masked_copy_is_evaluated_once(model: torch.nn.Module) -> None:
+    layer = embedded_default_layer(model)
+    metrics = ["average_drop", "increase_in_confidence", "api", "drop_rate", "api_apd_auc",
+               "tft_rpi"]  # fmt: skip
+    rows: List[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape[0]))
+    try:
+        result = run_benchmark(
+            model, layer, EmbeddedData(3, task="shapes"), ["gradcam", "tft"], metrics,
+            batch_size=3, progress=False,
+        )  # fmt: skip
+    finally:
+        handle.remove()
+    n = 3
+    batch = make_batch(3, split="test", seed=0)
+    target = model(batch.images).argmax(1)
+    maps = LayerGradCam(model, layer).attribute(batch.images, target=target, relu_attributions=True)
+    tuned = threshold_fine_tuning(model, batch.images, maps, target=target)
+    # the images once (the runner's pass; every metric takes their outputs from it), the
+    # Grad-CAM pass of each method and TFT's 10 thresholds; then per method's maps the
+    # sweep's 11 masks (AD, IC, API and DR read its t = 0, the soft map itself) and TFT's
+    # 10: of Grad-CAM's maps the TFT method's own sweep, of TFT's maps a new one unless
+    # TFT left every map as it was (the same maps: the same sweep again)
+    unchanged = bool(torch.isnan(tuned.thresholds).all())
+    assert sum(rows) == n + 2 * n + 10 * n + 2 * 11 * n + (0 if unchanged else 10 * n)
+    got = {
+        m: torch.tensor([r[m] for r in result.rows if r["method"] == "gradcam"]).double()
+        for m in metrics
+    }
+    scores = confidence_scores(model, batch.images, maps, target=target)
+    expected = {
+        "average_drop": scores.average_drop,
+        "increase_in_confidence": scores.increase_in_confidence,
+        "api": scores.average_probability_increase,
+        "drop_rate": scores.drop_rate,
+        "tft_rpi": tuned.rpi_curves.max(dim=1).values,
+    }
+    for metric, values in expected.items():
+        torch.testing.assert_close(got[metric], values.double(), rtol=1e-5, atol=1e-6)

@@ -576,19 +576,33 @@ def preserved_model_state(model: Any) -> Iterator[None]:
     if not isinstance(model, Module):
         yield
         return
-    modes: List[Tuple[Module, bool]] = [(m, m.training) for m in model.modules()]
-    params = list(model.parameters())
+    # one walk over the modules (model.parameters() and .buffers() would walk them
+    # again, each, and deduplicate); a parameter shared by two modules is simply
+    # restored twice
+    modes: List[Tuple[Module, bool]] = []
+    params: List[Tensor] = []
+    buffers: List[Tuple[Tensor, Tensor]] = []
+    for module in model.modules():
+        modes.append((module, module.training))
+        params.extend(p for p in module._parameters.values() if p is not None)
+        buffers.extend((b, b.detach().clone()) for b in module._buffers.values() if b is not None)
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
         yield
     finally:
+        # flags are written back only where they changed: a call that changed none
+        # (the usual case) pays no attribute write per module and parameter. Buffers
+        # are always copied back (batch norm updates its running statistics without
+        # bumping their version counters).
         for module, mode in modes:
-            module.training = mode
+            if module.training is not mode:
+                module.training = mode
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
         for param, flag, grad in zip(params, flags, grads):
-            param.requires_grad_(flag)
-            param.grad = grad
+            if param.requires_grad is not flag:
+                param.requires_grad_(flag)
+            if param.grad is not grad:
+                param.grad = grad

@@ -38,7 +38,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.batching import evaluate_in_chunks
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_finite,
@@ -119,6 +119,9 @@ def batched_target_scores(
     row_example: Tensor,
     target: Tensor,
     internal_batch_size: Optional[int],
+    row: Optional[Tensor] = None,
+    model: Any = None,
+    head: bool = False,
 ) -> Tensor:
     r"""
     Evaluates many modified copies of a batch in chunks and keeps each row's target score.
@@ -129,11 +132,23 @@ def batched_target_scores(
         row_example (Tensor): ``(R,)`` the example each of the ``R`` rows belongs to.
         target (Tensor): ``(N,)`` class index per example (or ``N x D`` indices,
                     :func:`~captum_cams._utils.guards.target_values`).
-        internal_batch_size (int, optional): rows per evaluation; ``None`` evaluates
-                    all rows at once.
+        internal_batch_size (int, optional): rows per evaluation; ``None``: from the
+                    pass budget (:func:`captum_cams.get_pass_budget`).
+        row (Tensor, optional): one row's input as the model (or head) gets it, which
+                    sizes the passes when ``internal_batch_size`` is None.
+        model (Any, optional): what the rows go through, under which their measured
+                    size is remembered. Default: None.
+        head (bool, optional): the rows go through a model's head only (see
+                    :func:`~captum_cams._utils.batching.rows_per_pass`). Default: False.
 
     Returns:
         *Tensor*: ``(R,)`` score of each row's target class.
+
+    Examples::
+
+        >>> scores = batched_target_scores(
+        ...     lambda rows: net(images[row_example[rows]] * masks[rows]), row_example,
+        ...     target, None, row=images[0], model=net)
     """
 
     def target_scores(rows: Tensor) -> Tensor:
@@ -142,8 +157,35 @@ def batched_target_scores(
 
     with torch.no_grad():
         return evaluate_in_chunks(
-            target_scores, row_example.shape[0], internal_batch_size, row_example.device
+            target_scores,
+            row_example.shape[0],
+            internal_batch_size,
+            row_example.device,
+            row=row,
+            model=model,
+            head=head,
         )
+
+
+def head_model(head: Callable[..., Tensor]) -> Any:
+    r"""
+    What a head's rows go through, under which the pass sizes of
+    :func:`batched_target_scores` remember the rows' measured size: a
+    :class:`LayerHead`'s module (its fx split is shared by every method object on
+    the same model and layer), else the head itself.
+
+    Args:
+        head (Callable): a :class:`LayerHead` or any callable head.
+
+    Returns:
+        *Any*: the module or callable.
+
+    Examples::
+
+        >>> head_model(LayerHead(net, net.layer4))   # the fx split of net after layer4
+    """
+    module = getattr(head, "module", None)
+    return module if module is not None else head
 
 
 class CamBase(LayerAttribution):
@@ -225,6 +267,7 @@ class CamBase(LayerAttribution):
         grad_kwargs: Optional[Dict[str, Any]] = None,
         eigen_smooth: bool = False,
         aug_smooth: bool = False,
+        show_progress: bool = False,
         **options: Any,
     ) -> CamOutput:
         r"""
@@ -235,6 +278,7 @@ class CamBase(LayerAttribution):
         (``N x K x h x w``, as Captum's ``LayerGradCam``); ``grad_kwargs`` go to
         ``torch.autograd.grad`` (gradient methods only); ``eigen_smooth`` and
         ``aug_smooth`` are pytorch-grad-cam's options (:mod:`._smoothing`);
+        ``show_progress`` shows a bar over the passes of the chunked loop;
         ``options`` reach :meth:`_weights` as ``context.options``.
         """
         if not isinstance(attribute_to_layer_input, bool):
@@ -251,7 +295,7 @@ class CamBase(LayerAttribution):
                     self._attribute_cam(
                         augmented, indices, additional_forward_args, attribute_to_layer_input,
                         relu_attributions, False, grad_kwargs=grad_kwargs,
-                        eigen_smooth=eigen_smooth, **options,
+                        eigen_smooth=eigen_smooth, show_progress=show_progress, **options,
                     ),
                 )  # fmt: skip
 
@@ -259,7 +303,8 @@ class CamBase(LayerAttribution):
                 maps_of, self.forward_func, inputs, target, additional_forward_args
             )
         formatted_inputs, formatted_args = self._format_cam_inputs(inputs, additional_forward_args)
-        with preserved_model_state(self.forward_func):
+        bar = progress_bar(show_progress, type(self).__name__)
+        with bar, preserved_model_state(self.forward_func):
             context = self._capture(
                 formatted_inputs,
                 target,
@@ -640,4 +685,5 @@ __all__ = [
     "HeadCamBase",
     "PerturbationCamBase",
     "batched_target_scores",
+    "head_model",
 ]

@@ -52,7 +52,8 @@ def masked_target_scores(
         row_example (Tensor): ``(R,)`` example of each row.
         row_masks (Callable): maps a ``LongTensor`` of rows to their ``B x 1 x H x W``
                     (or ``B x C x H x W``) masks; called once per chunk, in row order.
-        internal_batch_size (int, optional): rows per forward pass; None: all.
+        internal_batch_size (int, optional): rows per forward pass; None: from the
+                    pass budget (:func:`captum_cams.get_pass_budget`).
         score (str): ``"logit"`` or ``"probability"``.
 
     Returns:
@@ -68,7 +69,14 @@ def masked_target_scores(
         extra = take_examples(context.additional_forward_args, examples, num_examples)
         return scores_of(forward_func(masked, *others, *extra), score)
 
-    return batched_target_scores(masked_outputs, row_example, context.target, internal_batch_size)
+    return batched_target_scores(
+        masked_outputs,
+        row_example,
+        context.target,
+        internal_batch_size,
+        row=images[0],
+        model=forward_func,
+    )
 
 
 def channel_scores(activations: Tensor, pair_scores: Callable[[Tensor, Tensor], Tensor]) -> Tensor:

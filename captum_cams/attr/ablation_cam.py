@@ -7,7 +7,13 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.guards import TargetLike, check_positive_int
-from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase, batched_target_scores
+from captum_cams.attr._base import (
+    CamContext,
+    CamOutput,
+    HeadCamBase,
+    batched_target_scores,
+    head_model,
+)
 from captum_cams.attr._head import captum_forward, channel_feature_mask, perturbations_per_eval
 
 
@@ -15,7 +21,7 @@ def ablated_target_scores(
     head: Callable[[Tensor, Tensor], Tensor],
     activations: Tensor,
     target: Tensor,
-    internal_batch_size: Optional[int] = 256,
+    internal_batch_size: Optional[int] = None,
 ) -> Tensor:
     r"""
     ``y_c^(k)``, the target output with channel ``k`` of the activations set to 0,
@@ -33,7 +39,8 @@ def ablated_target_scores(
         activations (Tensor): ``N x K x h x w`` layer activations.
         target (Tensor): ``(N,)`` class index per example.
         internal_batch_size (int, optional): ablated copies evaluated by the head at
-                    once; ``None`` evaluates all ``N x K`` at once. Default: 256.
+                    once; ``None``: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None.
 
     Returns:
         *Tensor*: ``N x K`` target outputs of the ablated activations.
@@ -53,9 +60,16 @@ def ablated_target_scores(
         ablated[torch.arange(rows.shape[0], device=device), row_channel[rows]] = 0
         return head(ablated, examples)
 
-    return batched_target_scores(ablated_outputs, row_example, target, internal_batch_size).view(
-        num_examples, num_channels
+    scores = batched_target_scores(
+        ablated_outputs,
+        row_example,
+        target,
+        internal_batch_size,
+        row=activations[0],
+        model=head_model(head),
+        head=True,
     )
+    return scores.view(num_examples, num_channels)
 
 
 def captum_ablation_differences(
@@ -108,7 +122,8 @@ class LayerAblationCam(HeadCamBase):
     zero; map ``relu(sum_k w_k A_k)``.
 
     Only the model's head is re-evaluated, for all ``N x K`` ablations in chunks of
-    ``internal_batch_size`` rows, never the whole network per channel. The
+    ``internal_batch_size`` rows (by default as many as the pass budget allows,
+    :func:`~captum_cams.get_pass_budget`), never the whole network per channel. The
     differences ``y_c - y_c^(k)`` equal Captum's ``FeatureAblation`` on the head with
     one feature per channel and baseline 0 (:func:`captum_ablation_differences`,
     tested in float64). Equal to
@@ -167,7 +182,8 @@ class LayerAblationCam(HeadCamBase):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
-        internal_batch_size: Optional[int] = 256,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -185,8 +201,10 @@ class LayerAblationCam(HeadCamBase):
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights. Default: False.
             internal_batch_size (int, optional): ablated activations evaluated by
-                        the head at once; ``None`` evaluates all ``N x K`` at once.
-                        Default: 256.
+                        the head at once; ``None``: as many as the pass budget
+                        allows (:func:`~captum_cams.get_pass_budget`). Default: None.
+            show_progress (bool, optional): a progress bar over the ablated
+                        copies. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -205,5 +223,6 @@ class LayerAblationCam(HeadCamBase):
             attribute_to_layer_input,
             relu_attributions,
             return_weights,
+            show_progress=show_progress,
             internal_batch_size=internal_batch_size,
         )

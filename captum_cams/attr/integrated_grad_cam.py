@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+import warnings
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 from captum.attr._utils.approximation_methods import (
     SUPPORTED_METHODS,
     approximation_parameters,
 )
-from captum.attr._utils.batching import _batch_attribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.baselines import parse_baselines
-from captum_cams._utils.batching import take_examples
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar, take_examples
 from captum_cams._utils.guards import (
     TargetLike,
     check_positive_int,
@@ -108,7 +108,8 @@ class LayerIntegratedGradCam(GradientCamBase):
     result by ``n_steps`` (a constant factor, which min-max normalisation removes).
 
     Cost: ``n_steps`` forward + backward passes to the layer (one per baseline and
-    example), in chunks of ``internal_batch_size`` rows, plus one forward at the
+    example), in chunks of ``internal_batch_size`` rows (by default as many as the
+    pass budget allows, :func:`~captum_cams.get_pass_budget`), plus one forward at the
     inputs when ``target`` is None (to find the predicted class) and, with
     ``subtract_baseline_activation``, one at the baselines.
 
@@ -171,6 +172,7 @@ class LayerIntegratedGradCam(GradientCamBase):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         subtract_baseline_activation: bool = True,
+        show_progress: bool = False,
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         r"""
         Args:
@@ -204,8 +206,10 @@ class LayerIntegratedGradCam(GradientCamBase):
                         the trapezoid rule. Default: ``"riemann_right"``.
             internal_batch_size (int, optional): rows per forward/backward pass,
                         as in Captum (a row is one example at one path point for
-                        one baseline); None runs all ``n_steps · B · N`` rows at
-                        once. The result does not depend on it. Default: None.
+                        one baseline; whole path points per pass, at least one);
+                        None: as many rows as the pass budget allows
+                        (:func:`~captum_cams.get_pass_budget`). The result does not
+                        depend on it. Default: None.
             return_convergence_delta (bool, optional): also return, per example,
                         Captum's delta of the path integral, as
                         ``LayerIntegratedGradients`` computes it: the sum of the
@@ -227,6 +231,8 @@ class LayerIntegratedGradCam(GradientCamBase):
             subtract_baseline_activation (bool, optional): subtract ``A(x')``, as
                         the paper does; False drops the term, as the authors'
                         notebook does (see the class docstring). Default: True.
+            show_progress (bool, optional): a progress bar over the path points.
+                        Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -263,7 +269,8 @@ class LayerIntegratedGradCam(GradientCamBase):
         paths_start = _format_baselines(baselines, image)
         num_examples, num_baselines = paths_start.shape[:2]
 
-        with preserved_model_state(self.forward_func):
+        bar = progress_bar(show_progress, "LayerIntegratedGradCam")
+        with bar, preserved_model_state(self.forward_func):
             if target is None:
                 # the predicted class at x: one forward at the input
                 target_idx = self._capture(
@@ -284,7 +291,7 @@ class LayerIntegratedGradCam(GradientCamBase):
                 ).activations
             else:
                 start_activations = None
-            kwargs: Dict[str, Any] = dict(
+            total = self._path_sum(
                 image=image,
                 start=start,
                 rows=rows,
@@ -293,18 +300,9 @@ class LayerIntegratedGradCam(GradientCamBase):
                 attribute_to_layer_input=attribute_to_layer_input,
                 relu_attributions=relu_attributions,
                 start_activations=start_activations,
-                method=method,
+                step_sizes_and_alphas=_step_sizes_and_alphas(method, n_steps),
+                internal_batch_size=internal_batch_size,
             )
-            if internal_batch_size is None or n_steps == 1:
-                total = self._attribute(
-                    n_steps=n_steps,
-                    step_sizes_and_alphas=_step_sizes_and_alphas(method, n_steps),
-                    **kwargs,
-                )
-            else:
-                total = _batch_attribution(
-                    self, rows.shape[0], internal_batch_size, n_steps, **kwargs
-                )
             # rows are baseline-major: average the B baselines of each example
             maps = total.reshape(num_baselines, num_examples, *total.shape[1:]).mean(dim=0)
             if not return_convergence_delta:
@@ -313,7 +311,8 @@ class LayerIntegratedGradCam(GradientCamBase):
             both = torch.cat([rows[:num_examples], rows])  # rows[:N] is 0..N-1
             with torch.no_grad():
                 ends = self.forward_func(
-                    torch.cat([image, start]), *take_examples(formatted_args, both, num_examples)
+                    torch.cat([image, start]),
+                    *take_examples(formatted_args, both, num_examples),
                 )
         scores = target_values(ends.detach(), target_idx[both])
         end, start_scores = scores[:num_examples], scores[num_examples:]
@@ -321,7 +320,7 @@ class LayerIntegratedGradCam(GradientCamBase):
         delta = maps.sum(dim=(1, 2, 3)) - (end - start_mean).to(maps.dtype)
         return maps, delta
 
-    def _attribute(
+    def _path_sum(
         self,
         image: Tensor,
         start: Tensor,
@@ -331,43 +330,59 @@ class LayerIntegratedGradCam(GradientCamBase):
         attribute_to_layer_input: bool,
         relu_attributions: bool,
         start_activations: Optional[Tensor],
-        method: str,
-        n_steps: int,
-        step_sizes_and_alphas: Optional[Tuple[List[float], List[float]]] = None,
+        step_sizes_and_alphas: Tuple[List[float], List[float]],
+        internal_batch_size: Optional[int],
     ) -> Tensor:
         r"""
-        ``Σ_t s_t · map(γ(α_t))`` over the given points, per (baseline, example) row.
-
-        The signature follows Captum's ``_attribute`` so that
-        :func:`captum.attr._utils.batching._batch_attribution` can chunk the steps.
+        ``Σ_t s_t · map(γ(α_t))`` per (baseline, example) row, the path points
+        evaluated by the chunked loop in step-major order (point ``t`` of row ``r``
+        is row ``t · R + r``). An integer ``internal_batch_size`` keeps Captum's
+        meaning: whole steps per pass, ``max(1, internal_batch_size // R)`` of them;
+        None sizes the passes from the pass budget, whole steps or not.
         """
-        if step_sizes_and_alphas is None:
-            step_sizes_and_alphas = _step_sizes_and_alphas(method, n_steps)
         step_sizes, alphas = step_sizes_and_alphas
-        num_rows = rows.shape[0]
+        num_rows, num_examples = rows.shape[0], image.shape[0]
         alpha = torch.tensor(alphas, dtype=image.dtype, device=image.device)
         step = torch.tensor(step_sizes, dtype=image.dtype, device=image.device)
-        end = image[rows]
-        # step-major rows: point t of row r is row t * num_rows + r
-        path = start.unsqueeze(0) + alpha.view(-1, 1, 1, 1, 1) * (end - start).unsqueeze(0)
-        path = path.reshape(-1, *image.shape[1:])
-        path_rows = rows.repeat(len(alphas))
-        num_examples = image.shape[0]
-        context = self._capture(
-            (path,),
-            target_idx[path_rows],
-            take_examples(additional_forward_args, path_rows, num_examples),
-            attribute_to_layer_input,
-            True,
+
+        def weighted_maps(points: Tensor) -> Tensor:
+            steps = torch.div(points, num_rows, rounding_mode="floor")
+            row = points - steps * num_rows
+            begin = start[row]
+            path = begin + alpha[steps].view(-1, 1, 1, 1) * (image[rows[row]] - begin)
+            examples = rows[row]
+            context = self._capture(
+                (path,),
+                target_idx[examples],
+                take_examples(additional_forward_args, examples, num_examples),
+                attribute_to_layer_input,
+                True,
+            )
+            # the core's override points: Grad-CAM's weights at the path point,
+            # weighting and ReLU of the map in CamBase._map
+            weights = self._weights(context)
+            activations = context.activations
+            if start_activations is not None:
+                activations = activations - start_activations[row]
+            maps = self._map(weights, activations, relu_attributions)
+            return step[steps].view(-1, 1, 1, 1).to(maps.dtype) * maps
+
+        chunk = internal_batch_size
+        if chunk is not None:
+            if chunk < num_rows:
+                warnings.warn(
+                    "Internal batch size cannot be less than the number of input examples. "
+                    f"Defaulting to internal batch size of {num_rows} equal to the number "
+                    "of examples.",
+                    stacklevel=4,
+                )
+            chunk = num_rows * max(1, chunk // num_rows)
+        weighted = evaluate_in_chunks(
+            weighted_maps,
+            len(alphas) * num_rows,
+            chunk,
+            image.device,
+            row=image[0],
+            model=self.forward_func,
         )
-        # the core's override points: Grad-CAM's weights at the path point, weighting
-        # and ReLU of the map in CamBase._map
-        weights = self._weights(context)
-        activations = context.activations
-        if start_activations is not None:
-            # step-major rows: A(x') of row r broadcasts over the steps, no copies
-            steps = activations.reshape(len(alphas), num_rows, *activations.shape[1:])
-            activations = (steps - start_activations).reshape(activations.shape)
-        maps = self._map(weights, activations, relu_attributions)
-        maps = maps.reshape(len(alphas), num_rows, *maps.shape[1:])
-        return (step.view(-1, 1, 1, 1, 1).to(maps.dtype) * maps).sum(dim=0)
+        return weighted.reshape(len(alphas), num_rows, *weighted.shape[1:]).sum(dim=0)

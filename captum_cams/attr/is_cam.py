@@ -24,7 +24,8 @@ class LayerISCam(PerturbationCamBase):
     not see), and torchcam's coefficients ``c_i``, which grow to ``(n + 1) / 2``.
     Constant channels (the zero mask) are evaluated once per example, as in
     :class:`LayerScoreCam`; the ``n`` scaled copies of each other channel's masked
-    input are evaluated in chunks of ``internal_batch_size``.
+    input are evaluated in chunks of ``internal_batch_size`` (by default as many as
+    the pass budget allows, :func:`~captum_cams.get_pass_budget`).
 
     Paper: Naidu et al., "IS-CAM: Integrated Score-CAM for axiomatic-based
     explanations", 2020. https://arxiv.org/abs/2010.03023
@@ -85,9 +86,10 @@ class LayerISCam(PerturbationCamBase):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
-        internal_batch_size: Optional[int] = 32,
+        internal_batch_size: Optional[int] = None,
         score: str = "logit",
         num_samples: int = 10,
+        show_progress: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -104,11 +106,14 @@ class LayerISCam(PerturbationCamBase):
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights. Default: False.
             internal_batch_size (int, optional): masked inputs evaluated at once;
-                        ``None``: all. Default: 32.
+                        ``None``: as many as the pass budget allows
+                        (:func:`~captum_cams.get_pass_budget`). Default: None.
             score (str, optional): ``"logit"`` (torchcam) or ``"probability"``.
                         Default: ``"logit"``.
             num_samples (int, optional): ``n``, the integration steps. Default: 10
                         (torchcam's).
+            show_progress (bool, optional): a progress bar over the masked
+                        inputs. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -128,6 +133,7 @@ class LayerISCam(PerturbationCamBase):
             attribute_to_layer_input,
             relu_attributions,
             return_weights,
+            show_progress=show_progress,
             internal_batch_size=internal_batch_size,
             score=score,
             num_samples=num_samples,

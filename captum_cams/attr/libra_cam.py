@@ -39,7 +39,8 @@ scores keep-fractions ``10·i %``, ``i = 0 … 9``, by pixel rank, increases cli
 reproduced because the preset exists to match their code, not the paper.
 
 All masked forward passes (``R`` for filtering, ``T`` for calibration, per example)
-go through the shared chunked loop, ``internal_batch_size`` inputs at a time.
+go through the shared chunked loop, ``internal_batch_size`` inputs at a time (by
+default as many as the pass budget allows, :func:`~captum_cams.get_pass_budget`).
 """
 
 import warnings
@@ -50,6 +51,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_choice,
@@ -184,6 +186,7 @@ class LayerLibraCam(GradientCamBase):
         return_details: bool = False,
         normalize_calibration: bool = False,
         variant: str = "paper",
+        show_progress: bool = False,
     ) -> Union[Tensor, Tuple[Tensor, LibraCamDetails]]:
         r"""
         Args:
@@ -197,7 +200,8 @@ class LayerLibraCam(GradientCamBase):
                         instead of its output (the library must be built the same
                         way). Default: False
             internal_batch_size (int, optional): most masked inputs per forward
-                        pass in filtering and calibration. None: all at once.
+                        pass in filtering and calibration. None: as many as the
+                        pass budget allows (:func:`~captum_cams.get_pass_budget`).
                         Default: None
             use_references (bool, optional): R of the ablation: with False the only
                         "reference" is ``A_r = 0`` (one base map ``mm(Σ g ⊙ A)``).
@@ -227,6 +231,8 @@ class LayerLibraCam(GradientCamBase):
                         off-by-one included; it fixes ``score``, ``thresholds``,
                         ``threshold_mode`` and ``normalize_calibration``, which
                         must then keep their defaults). Default: ``"paper"``
+            show_progress (bool, optional): a progress bar over the masked forward
+                        passes of filtering and calibration. Default: False
 
         Returns:
             *Tensor* or (*Tensor*, *LibraCamDetails*): the maps ``N x 1 x H x W`` at
@@ -266,7 +272,8 @@ class LayerLibraCam(GradientCamBase):
         # the masked forwards take the image batch; further inputs travel as arguments
         extra = tuple(formatted_inputs[1:]) + tuple(formatted_args)
         afa = extra if extra else None
-        with preserved_model_state(self.forward_func):
+        bar = progress_bar(show_progress, "LayerLibraCam")
+        with bar, preserved_model_state(self.forward_func):
             # the authors' code: gradient of the logit, filtering and calibration on the
             # probability
             context = self._capture(

@@ -18,7 +18,8 @@ class LayerScoreCam(PerturbationCamBase):
     map ``relu(sum_k w_k A_k)``.
 
     The ``N x K`` masked inputs are built and evaluated in chunks of
-    ``internal_batch_size``. Constant channels (all zero after a ReLU, say) all
+    ``internal_batch_size`` (by default as many as the pass budget allows,
+    :func:`~captum_cams.get_pass_budget`). Constant channels (all zero after a ReLU, say) all
     give the zero mask, so their masked input is evaluated once per example. The
     score is the logit, as torchcam and pytorch-grad-cam use; ``score="probability"``
     gives the paper's softmax score.
@@ -71,8 +72,9 @@ class LayerScoreCam(PerturbationCamBase):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
-        internal_batch_size: Optional[int] = 32,
+        internal_batch_size: Optional[int] = None,
         score: str = "logit",
+        show_progress: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -89,10 +91,13 @@ class LayerScoreCam(PerturbationCamBase):
             relu_attributions (bool, optional): apply ReLU to the map. Default: True.
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights. Default: False.
-            internal_batch_size (int, optional): masked inputs evaluated at once;
-                        ``None`` evaluates all ``N x K`` at once. Default: 32.
+            internal_batch_size (int, optional): masked inputs evaluated per
+                        forward pass; ``None``: as many as the pass budget allows
+                        (:func:`~captum_cams.get_pass_budget`). Default: None.
             score (str, optional): ``"logit"`` or ``"probability"`` (softmax of the
                         output, the paper's choice). Default: ``"logit"``.
+            show_progress (bool, optional): a progress bar over the masked
+                        inputs. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -111,6 +116,7 @@ class LayerScoreCam(PerturbationCamBase):
             attribute_to_layer_input,
             relu_attributions,
             return_weights,
+            show_progress=show_progress,
             internal_batch_size=internal_batch_size,
             score=score,
         )

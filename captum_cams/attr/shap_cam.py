@@ -13,6 +13,7 @@ from captum_cams.attr._base import (
     CamOutput,
     HeadCamBase,
     batched_target_scores,
+    head_model,
 )
 from captum_cams.attr._head import captum_forward, channel_feature_mask, perturbations_per_eval
 
@@ -25,7 +26,7 @@ def exact_channel_shapley(
     head: Callable[[Tensor], Tensor],
     activations: Tensor,
     target: Tensor,
-    internal_batch_size: Optional[int] = 1024,
+    internal_batch_size: Optional[int] = None,
 ) -> Tensor:
     r"""
     The exact Shapley values of the channels of ``activations`` for the target
@@ -36,8 +37,9 @@ def exact_channel_shapley(
         head (Callable): maps ``M x K x h x w`` activations to ``M x C`` outputs.
         activations (Tensor): ``N x K x h x w`` layer activations, ``K <= 16``.
         target (Tensor): ``(N,)`` class index per example.
-        internal_batch_size (int, optional): subsets evaluated at once; ``None``
-                    evaluates all at once. Default: 1024.
+        internal_batch_size (int, optional): subsets evaluated at once; ``None``:
+                    as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None.
 
     Returns:
         *Tensor*: ``N x K`` Shapley values; each row sums to
@@ -71,7 +73,13 @@ def exact_channel_shapley(
         return head(activations[examples] * present[:, :, None, None])
 
     values = batched_target_scores(
-        subset_outputs, row_example, target.to(device), internal_batch_size
+        subset_outputs,
+        row_example,
+        target.to(device),
+        internal_batch_size,
+        row=activations[0],
+        model=head_model(head),
+        head=True,
     ).view(num_examples, num_subsets)
     sizes = members.sum(dim=1)
     weights = torch.tensor(
@@ -199,7 +207,7 @@ def sampled_channel_shapley(
     activations: Tensor,
     target: Tensor,
     orders: Tensor,
-    internal_batch_size: Optional[int] = 256,
+    internal_batch_size: Optional[int] = None,
 ) -> Tensor:
     r"""
     SHAP-CAM's permutation estimate of the channels' Shapley values, by the
@@ -220,8 +228,8 @@ def sampled_channel_shapley(
         orders (Tensor): ``N x P x K`` channel orders per example, as
                     :func:`permutation_orders`.
         internal_batch_size (int, optional): rows evaluated by the head at once;
-                    ``None`` evaluates all ``N x (P (K - 1) + 2)`` at once.
-                    Default: 256.
+                    ``None``: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None.
 
     Returns:
         *Tensor*: ``N x K``; every order's credits sum to
@@ -259,9 +267,15 @@ def sampled_channel_shapley(
         masked = activations.index_select(0, examples).mul_(present[:, :, None, None])
         return head(masked, examples)
 
-    scores = batched_target_scores(prefix_outputs, row_example, target, internal_batch_size).view(
-        num_examples, per_example
-    )
+    scores = batched_target_scores(
+        prefix_outputs,
+        row_example,
+        target,
+        internal_batch_size,
+        row=activations[0],
+        model=head_model(head),
+        head=True,
+    ).view(num_examples, per_example)
     # values[n, p, j]: target logit with the first j channels of order p present
     values = torch.cat(
         [
@@ -291,7 +305,8 @@ class LayerShapCam(HeadCamBase):
     ``1/sqrt(num_permutations)``.
 
     Only the model's head is evaluated: ``N x (num_permutations x (K - 1) + 2)``
-    rows in chunks of ``internal_batch_size``. Permutations come from an own
+    rows in chunks of ``internal_batch_size`` (by default as many as the pass budget
+    allows). Permutations come from an own
     ``torch.Generator`` seeded with ``seed``; the global random state is untouched.
     The weights equal Captum's ``ShapleyValueSampling`` on the head, one feature per
     channel, baseline 0, given the same orders (:func:`captum_channel_shapley`;
@@ -360,7 +375,8 @@ class LayerShapCam(HeadCamBase):
         return_weights: bool = False,
         num_permutations: int = 10,
         seed: Optional[int] = 0,
-        internal_batch_size: Optional[int] = 256,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -382,8 +398,10 @@ class LayerShapCam(HeadCamBase):
             seed (int, optional): seed of the permutations' own generator; ``None``
                         draws a fresh seed. Default: 0.
             internal_batch_size (int, optional): masked activations evaluated by the
-                        head at once; ``None`` evaluates all rows at once.
-                        Default: 256.
+                        head at once; ``None``: as many as the pass budget allows
+                        (:func:`~captum_cams.get_pass_budget`). Default: None.
+            show_progress (bool, optional): a progress bar over the head
+                        evaluations. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -406,6 +424,7 @@ class LayerShapCam(HeadCamBase):
             relu_attributions,
             return_weights,
             num_permutations=num_permutations,
+            show_progress=show_progress,
             seed=seed,
             internal_batch_size=internal_batch_size,
         )

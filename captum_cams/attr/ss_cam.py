@@ -98,11 +98,12 @@ class LayerSSCam(PerturbationCamBase):
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,
         return_weights: bool = False,
-        internal_batch_size: Optional[int] = 32,
+        internal_batch_size: Optional[int] = None,
         score: str = "logit",
         num_samples: int = 35,
         stdevs: float = 2.0,
         seed: Optional[int] = 0,
+        show_progress: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -119,7 +120,8 @@ class LayerSSCam(PerturbationCamBase):
             return_weights (bool, optional): also return the ``N x K`` channel
                         weights. Default: False.
             internal_batch_size (int, optional): masked inputs evaluated at once;
-                        ``None``: all ``num_samples x N x K``. Default: 32.
+                        ``None``: as many as the pass budget allows
+                        (:func:`~captum_cams.get_pass_budget`). Default: None.
             score (str, optional): ``"logit"`` (torchcam) or ``"probability"``.
                         Default: ``"logit"``.
             num_samples (int, optional): noisy masks per channel. Default: 35
@@ -128,6 +130,8 @@ class LayerSSCam(PerturbationCamBase):
                         in ``[0, 1]``. Default: 2.0 (torchcam's).
             seed (int, optional): seed of the noise's own generator; ``None`` draws a
                         fresh seed. Default: 0.
+            show_progress (bool, optional): a progress bar over the masked
+                        inputs. Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -148,6 +152,7 @@ class LayerSSCam(PerturbationCamBase):
             attribute_to_layer_input,
             relu_attributions,
             return_weights,
+            show_progress=show_progress,
             internal_batch_size=internal_batch_size,
             score=score,
             num_samples=num_samples,

@@ -4,7 +4,7 @@ that turns a :class:`MetricInputs` (one batch of one method) into a :class:`Metr
 (one value per example, optionally curves)."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from torch import Tensor
@@ -13,20 +13,18 @@ from captum_cams._utils.inputs import InputError
 from captum_cams.benchmark.data import BenchmarkData
 from captum_cams.metrics import (
     api_apd_auc,
-    average_drop,
-    average_probability_increase,
     bbox_score,
+    confidence_scores,
     deletion_auc,
-    drop_rate,
     energy_pointing_game,
     ignored_region_mass,
-    increase_in_confidence,
     insertion_auc,
     pointing_game,
     reliance_rank_correlation,
     road,
     threshold_sweep,
 )
+from captum_cams.metrics.confidence import DEFAULT_SWEEP_THRESHOLDS
 from captum_cams.tuning import threshold_fine_tuning
 
 __all__ = [
@@ -49,15 +47,23 @@ class MetricInputs(NamedTuple):
         maps (Tensor): the method's ``N x 1 x h x w`` maps.
         target (Tensor): ``(N,)`` the explained class.
         masks (Tensor or None): ``N x 1 x H x W`` bool ground truth, if any.
-        max_examples_per_batch (int): most inputs per forward pass.
+        max_examples_per_batch (int or None): most inputs per forward pass; None:
+                    as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`).
         extras (dict[str, Tensor]): the batch's further ground truth by name
                     (:attr:`DataBatch.extras` and :meth:`BenchmarkData.ground_truth`),
                     e.g. ``extras["region_masks"]``; holds at least the metric's
                     :attr:`MetricSpec.needs`.
+        requested (tuple[str, ...]): every metric computed on these maps, so that
+                    one metric can take its values from a pass another needs anyway
+                    (AD, IC, API and DR from the threshold sweep's ``t = 0``).
+        shared (dict, optional): results of passes shared by the metrics of these
+                    maps (the runner gives one empty dict per method and batch);
+                    None: nothing is shared.
 
     Examples::
 
-        >>> inputs = MetricInputs(model, images, maps, target, None, max_examples_per_batch=64)
+        >>> inputs = MetricInputs(model, images, maps, target, None, max_examples_per_batch=None)
         >>> METRICS["average_drop"].compute(inputs).values   # (N,) average drop per example
     """
 
@@ -66,8 +72,10 @@ class MetricInputs(NamedTuple):
     maps: Tensor
     target: Tensor
     masks: Optional[Tensor]
-    max_examples_per_batch: int
+    max_examples_per_batch: Optional[int]
     extras: Dict[str, Tensor] = {}
+    requested: Tuple[str, ...] = ()
+    shared: Optional[Dict[str, Any]] = None
 
 
 class MetricOutput(NamedTuple):
@@ -149,7 +157,66 @@ class MetricSpec:
         return missing + [name for name in self.needs if name not in data.provides]
 
 
-def _confidence(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
+def _shared(m: MetricInputs, name: str, compute: Callable[[], Any]) -> Any:
+    r"""``compute()`` once per :attr:`MetricInputs.shared` (every call without it)."""
+    if m.shared is None:
+        return compute()
+    if name not in m.shared:
+        m.shared[name] = compute()
+    return m.shared[name]
+
+
+def _threshold_sweep(m: MetricInputs) -> Any:
+    return _shared(
+        m,
+        "threshold_sweep",
+        lambda: threshold_sweep(
+            m.model,
+            m.images,
+            m.maps,
+            target=m.target,
+            max_examples_per_batch=m.max_examples_per_batch,
+        ),  # fmt: skip
+    )
+
+
+# The sweep's first threshold, t = 0, masks with the soft map I itself: the masked copy
+# of average drop, increase in confidence, API and drop rate.
+assert DEFAULT_SWEEP_THRESHOLDS[0] == 0.0
+
+
+def _soft_mask_values(m: MetricInputs) -> Dict[str, Tensor]:
+    r"""AD, IC, API and DR of the soft mask ``I``: one masked pass for the four, the
+    threshold sweep's ``t = 0`` column when the sweep is computed anyway."""
+
+    def compute() -> Dict[str, Tensor]:
+        if "api_apd_auc" in m.requested:
+            sweep = _threshold_sweep(m)
+            return {
+                "average_drop": sweep.apd[:, 0],
+                "increase_in_confidence": sweep.ir[:, 0],
+                "api": sweep.api[:, 0],
+                "drop_rate": sweep.dr[:, 0],
+            }
+        scores = confidence_scores(
+            m.model, m.images, m.maps, target=m.target,
+            max_examples_per_batch=m.max_examples_per_batch,
+        )  # fmt: skip
+        return {
+            "average_drop": scores.average_drop,
+            "increase_in_confidence": scores.increase_in_confidence,
+            "api": scores.average_probability_increase,
+            "drop_rate": scores.drop_rate,
+        }
+
+    return _shared(m, "soft_mask_values", compute)
+
+
+def _confidence(name: str) -> Callable[[MetricInputs], MetricOutput]:
+    return lambda m: MetricOutput(_soft_mask_values(m)[name])
+
+
+def _curve(function: Callable[..., Tensor]) -> Callable[[MetricInputs], MetricOutput]:
     def compute(m: MetricInputs) -> MetricOutput:
         return MetricOutput(
             function(
@@ -181,9 +248,7 @@ def _pointing(m: MetricInputs) -> MetricOutput:
 
 
 def _sweep(m: MetricInputs) -> MetricOutput:
-    sweep = threshold_sweep(
-        m.model, m.images, m.maps, target=m.target, max_examples_per_batch=m.max_examples_per_batch
-    )
+    sweep = _threshold_sweep(m)
     return MetricOutput(
         api_apd_auc(sweep, per_example=True), {"api": sweep.api, "apd": sweep.apd}, sweep.thresholds
     )
@@ -231,33 +296,33 @@ _GROUNDED = "Model-grounded: the map against the model's measured reliance on ea
 #: The metrics of the benchmark, by command-line name.
 METRICS: Dict[str, MetricSpec] = {
     "average_drop": MetricSpec(
-        "AD %", _confidence(average_drop), False, True,
+        "AD %", _confidence("average_drop"), False, True,
         description="AD, average drop: mean of max(y − o, 0) / y, in % of y",
         group=_CONFIDENCE,
     ),
     "increase_in_confidence": MetricSpec(
-        "IC %", _confidence(increase_in_confidence), True, True,
+        "IC %", _confidence("increase_in_confidence"), True, True,
         description="IC, increase in confidence: % of the images with o > y",
         group=_CONFIDENCE,
     ),
     "api": MetricSpec(
-        "API %", _confidence(average_probability_increase), True, True,
+        "API %", _confidence("api"), True, True,
         description="API, average probability increase: mean of max(o − y, 0) / y, in % of y",
         group=_CONFIDENCE,
     ),
     "drop_rate": MetricSpec(
-        "DR %", _confidence(drop_rate), False, True,
+        "DR %", _confidence("drop_rate"), False, True,
         description="DR, drop rate: % of the images with o < y",
         group=_CONFIDENCE,
     ),
     "insertion_auc": MetricSpec(
-        "Ins AUC", _confidence(insertion_auc), True,
+        "Ins AUC", _curve(insertion_auc), True,
         description="Ins AUC, insertion: area under y as the map's highest pixels are put "
         "into a blurred image, in steps of 2.5 % (probability × fraction of pixels, 0–1)",
         group=_CURVES,
     ),
     "deletion_auc": MetricSpec(
-        "Del AUC", _confidence(deletion_auc), False,
+        "Del AUC", _curve(deletion_auc), False,
         description="Del AUC, deletion: the same as they are set to 0 in the image (0–1)",
         group=_CURVES,
     ),

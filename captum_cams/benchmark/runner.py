@@ -28,6 +28,7 @@ from captum_cams.benchmark.report import (
     write_outputs,
 )
 from captum_cams.metrics import api_apd_auc
+from captum_cams.metrics._scoring import shared_passes
 
 __all__ = [
     "BenchmarkResult",
@@ -163,7 +164,7 @@ def _run_batch(
     metrics: Sequence[str],
     device: torch.device,
     seed: int,
-    max_examples_per_batch: int,
+    max_examples_per_batch: Optional[int],
     keep_maps_below: int,
     progress: Any,
 ) -> Dict[str, Any]:
@@ -173,44 +174,58 @@ def _run_batch(
     parts = batch.part_masks.to(device) if batch.part_masks is not None else None
     extras = {name: value.to(device) for name, value in batch.extras.items()}
     batch = batch._replace(images=images, masks=masks, part_masks=parts, extras=extras)
-    target = predicted_class(model, images)
     with torch.no_grad():
-        extras.update(data.ground_truth(model, batch, target))
+        logits = model(images)
+    target = logits.argmax(dim=1)
     names = data.names(indices)
     rows: List[Dict[str, Any]] = []
     curves: Dict[str, Dict[str, Tensor]] = {}
     grids: Dict[str, List[float]] = {}
     kept: Dict[str, Tensor] = {}
     seconds: Dict[str, float] = {}
-    for method, attribution in attributions.items():
-        maps, seconds[method] = attribute_batch(
-            method, attribution, images, target, seed + batch_index
-        )
-        inputs = MetricInputs(model, images, maps, target, masks, max_examples_per_batch, extras)
-        values: Dict[str, Tensor] = {}
-        for metric in metrics:
-            output = METRICS[metric].compute(inputs)
-            values[metric] = output.values.detach().double().cpu()
-            for curve, tensor in output.curves.items():
-                curves.setdefault(method, {})[f"{metric}.{curve}"] = tensor.double().cpu()
-                if output.grid is not None:
-                    grids[f"{metric}.{curve}"] = [float(v) for v in output.grid.cpu()]
-        for position, index in enumerate(indices):
-            row: Dict[str, Any] = {
-                "index": int(index),
-                "image": names[position],
-                "label": None if labels is None else int(labels[position]),
-                "target": int(target[position]),
-                "method": method,
-            }
+    # One scope of shared passes per batch: the metrics take the images' outputs from
+    # the pass above, and a sweep one method evaluates (TFT on Grad-CAM's maps) serves
+    # the metric that needs the same sweep of another method's maps (best RPI of
+    # Grad-CAM). Every method's maps are made first, so the attribution times are
+    # each method's own work.
+    with shared_passes() as shared:
+        shared.remember_outputs(model, images, logits)
+        with torch.no_grad():
+            extras.update(data.ground_truth(model, batch, target))
+        every_maps: Dict[str, Tensor] = {}
+        for method, attribution in attributions.items():
+            every_maps[method], seconds[method] = attribute_batch(
+                method, attribution, images, target, seed + batch_index
+            )
+        for method, maps in every_maps.items():
+            inputs = MetricInputs(
+                model, images, maps, target, masks, max_examples_per_batch, extras,
+                requested=tuple(metrics), shared={},
+            )  # fmt: skip
+            values: Dict[str, Tensor] = {}
             for metric in metrics:
-                row[metric] = _plain(float(values[metric][position]))
-            rows.append(row)
-        below = [p for p, index in enumerate(indices) if index < keep_maps_below]
-        if below:
-            kept[method] = maps[below].float().cpu()
-        if progress is not None:
-            progress.update(1)
+                output = METRICS[metric].compute(inputs)
+                values[metric] = output.values.detach().double().cpu()
+                for curve, tensor in output.curves.items():
+                    curves.setdefault(method, {})[f"{metric}.{curve}"] = tensor.double().cpu()
+                    if output.grid is not None:
+                        grids[f"{metric}.{curve}"] = [float(v) for v in output.grid.cpu()]
+            for position, index in enumerate(indices):
+                row: Dict[str, Any] = {
+                    "index": int(index),
+                    "image": names[position],
+                    "label": None if labels is None else int(labels[position]),
+                    "target": int(target[position]),
+                    "method": method,
+                }
+                for metric in metrics:
+                    row[metric] = _plain(float(values[metric][position]))
+                rows.append(row)
+            below = [p for p, index in enumerate(indices) if index < keep_maps_below]
+            if below:
+                kept[method] = maps[below].float().cpu()
+            if progress is not None:
+                progress.update(1)
     return {"rows": rows, "curves": curves, "grids": grids, "maps": kept, "seconds": seconds}
 
 
@@ -279,7 +294,7 @@ def run_benchmark(
     model = model.to(device).eval()
     context = MethodContext(model, layer, data, device, seed)
     attributions = build_methods(methods, context)
-    max_examples = max(64, batch_size)
+    max_examples = None  # rows per pass from the pass budget
     # batch b is items [b * batch_size, (b + 1) * batch_size): made when it runs, and this
     # process's batches are a range, so no list of batches (or of items) is ever built
     rank, world_size = rank_and_world_size()

@@ -9,11 +9,13 @@ their masked inputs with the shared :mod:`captum_cams.metrics._masking` module.
 
 from captum_cams.metrics._masking import gaussian_blur
 from captum_cams.metrics.confidence import (
+    ConfidenceScores,
     ThresholdSweep,
     api_apd_auc,
     average_drop,
     average_drop_in_deletion,
     average_probability_increase,
+    confidence_scores,
     drop_rate,
     increase_in_confidence,
     relative_probability_increase,
@@ -55,6 +57,8 @@ __all__ = [
     "intervention_reliance",
     "reliance_rank_correlation",
     "ignored_region_mass",
+    "confidence_scores",
+    "ConfidenceScores",
     "average_drop",
     "increase_in_confidence",
     "average_probability_increase",

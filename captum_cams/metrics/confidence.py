@@ -22,19 +22,19 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 from captum_cams.metrics._masking import (
-    apply_mask,
     build_mask,
-    make_baseline,
+    masked_copies,
     prepare_maps,
+    sweep_baseline,
 )
 from captum_cams.metrics._scoring import (
     TargetScores,
     check_metric_args,
-    original_scores,
-    perturbed_scores,
+    joint_logits,
     probability_scores,
     relative_change,
 )
@@ -53,29 +53,85 @@ def _target_scores(
     num_steps: int,
     build: Callable[[Tensor, Tensor], Tensor],
 ) -> TargetScores:
-    r"""``y`` of ``x`` and ``o`` of the ``N x num_steps`` inputs ``build`` makes."""
-    if score != "probability":
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-        o = perturbed_scores(
-            forward_func, x, num_steps, build, idx, additional_forward_args,
-            max_examples_per_batch, score,
-        )  # fmt: skip
-        return TargetScores(y, o, None, None)
-    # probabilities from the logits, so that log-probabilities exist where a
-    # probability underflows to 0 (its logit far below the largest one)
-    _, idx, logits = original_scores(
-        forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
-    )
-    all_o = perturbed_scores(
-        forward_func, x, num_steps, build, idx, additional_forward_args,
-        max_examples_per_batch, "logit", return_all=True,
+    r"""``y`` of ``x`` and ``o`` of the ``N x num_steps`` inputs ``build`` makes, all
+    evaluated in one chunked loop (:func:`joint_logits`)."""
+    logits, idx = joint_logits(
+        forward_func, x, target, additional_forward_args, max_examples_per_batch,
+        num_steps, build,
     )  # fmt: skip
-    return probability_scores(logits, all_o, idx)
+    if score == "probability":
+        # probabilities from the logits, so that log-probabilities exist where a
+        # probability underflows to 0 (its logit far below the largest one)
+        return probability_scores(logits[:, 0], logits[:, 1:], idx)
+    selected = logits.gather(2, idx.view(-1, 1, 1).expand(-1, logits.shape[1], 1)).squeeze(2)
+    return TargetScores(selected[:, 0], selected[:, 1:], None, None)
 
 
-def _masked_confidence(
+class ConfidenceScores(NamedTuple):
+    r"""
+    The target scores of the inputs and of their masked copies, from one forward
+    pass of each (:func:`confidence_scores`), and the confidence metrics read from
+    them: average drop, increase in confidence, average probability increase, drop
+    rate and the relative drop (average drop in deletion when the mask was deleted).
+
+    Every ratio is exact where the target probability ``y`` underflows to 0 (it is
+    then taken from the float64 log-probabilities, see the module).
+
+    Attributes:
+        original (Tensor): ``(N,)`` ``y``, the target score of each input.
+        masked (Tensor): ``(N,)`` ``o``, the target score of each masked input.
+        log_original (Tensor or None): ``(N,)`` float64 ``log y`` (probabilities
+                    only).
+        log_masked (Tensor or None): ``(N,)`` float64 ``log o`` (probabilities only).
+        metric (str): the name errors of the ratios give. Default:
+                    ``"confidence_scores"``.
+
+    Examples::
+
+        >>> scores = confidence_scores(net, x, maps, target=3)
+        >>> scores.average_drop, scores.increase_in_confidence, scores.drop_rate
+    """
+
+    original: Tensor
+    masked: Tensor
+    log_original: Optional[Tensor] = None
+    log_masked: Optional[Tensor] = None
+    metric: str = "confidence_scores"
+
+    def _target_scores(self) -> TargetScores:
+        log_masked = None if self.log_masked is None else self.log_masked.unsqueeze(1)
+        return TargetScores(self.original, self.masked.unsqueeze(1), self.log_original, log_masked)
+
+    @property
+    def average_drop(self) -> Tensor:
+        r"""``(N,)`` ``max(y − o, 0) / y``."""
+        change = relative_change(self._target_scores(), self.metric, may_grow=False)
+        return torch.clamp(-change, min=0)[:, 0]
+
+    @property
+    def increase_in_confidence(self) -> Tensor:
+        r"""``(N,)`` ``1[o > y]``."""
+        return (self.masked > self.original).to(self.original.dtype)
+
+    @property
+    def average_probability_increase(self) -> Tensor:
+        r"""``(N,)`` ``max(o − y, 0) / y``; an error names the examples whose
+        increase exceeds the dtype's range."""
+        return torch.clamp(relative_change(self._target_scores(), self.metric), min=0)[:, 0]
+
+    @property
+    def drop_rate(self) -> Tensor:
+        r"""``(N,)`` ``1[o < y]``."""
+        return (self.masked < self.original).to(self.original.dtype)
+
+    @property
+    def relative_drop(self) -> Tensor:
+        r"""``(N,)`` ``(y − o) / y``, not clipped (average drop in deletion when the
+        mask was deleted)."""
+        return -relative_change(self._target_scores(), self.metric)[:, 0]
+
+
+def _confidence_scores(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
@@ -87,34 +143,67 @@ def _masked_confidence(
     binary: bool,
     baselines: BaselineLike,
     score: str,
-    invert: bool = False,
-) -> TargetScores:
-    r"""The target scores of the inputs and of the masked inputs (``S = 1``).
-
-    With ``invert`` the complement ``1 − M`` is kept (the deletion of ADD).
-    """
+    delete: bool,
+    show_progress: bool,
+    metric: str,
+) -> ConfidenceScores:
+    r"""The one masked-score computation behind every confidence metric: ``y`` of the
+    inputs and ``o`` of ``M ⊙ x + (1 − M) ⊙ b`` (of the complement with ``delete``),
+    one forward pass of each, in chunks."""
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
-    with torch.no_grad(), preserved_model_state(forward_func):
-        x = inputs.detach()
-        maps = prepare_maps(
-            attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
-        )
-        keep = build_mask(maps, keep_top_fraction, threshold, binary)
-        if invert:
-            keep = 1 - keep
-        base = make_baseline(x, baselines)
+    with progress_bar(show_progress, metric), torch.no_grad():
+        with preserved_model_state(forward_func):
+            x = inputs.detach()
+            maps = prepare_maps(
+                attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
+            )
+            keep = build_mask(maps, keep_top_fraction, threshold, binary)
+            if delete:
+                keep = 1 - keep
+            base = sweep_baseline(x, baselines)  # None for zeros: M ⊙ x itself
 
-        def build(examples: Tensor, steps: Tensor) -> Tensor:
-            return apply_mask(x[examples], keep[examples], base[examples])
+            def build(examples: Tensor, steps: Tensor) -> Tensor:
+                return masked_copies(
+                    x[examples], keep[examples], None if base is None else base[examples]
+                )
 
-        return _target_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score,
-            1, build,
-        )  # fmt: skip
+            scores = _target_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch,
+                score, 1, build,
+            )  # fmt: skip
+    log_masked = None if scores.log_o is None else scores.log_o[:, 0]
+    return ConfidenceScores(scores.y, scores.o[:, 0], scores.log_y, log_masked, metric)
 
 
-_COMMON_ARGS = r"""
+@log_usage()
+def confidence_scores(
+    forward_func: Callable,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    keep_top_fraction: Optional[float] = None,
+    threshold: Optional[float] = None,
+    binary: bool = False,
+    baselines: BaselineLike = None,
+    score: str = "probability",
+    delete: bool = False,
+    show_progress: bool = False,
+) -> ConfidenceScores:
+    r"""
+    The target scores of the inputs and of the masked inputs, from which average
+    drop, increase in confidence, average probability increase and drop rate (or,
+    with ``delete``, the average drop in deletion) are all read: one forward pass of
+    the inputs and one of their masked copies serve them all.
+
+    ``y`` is the target score of ``x``, ``o`` that of ``M ⊙ x + (1 − M) ⊙ b`` with
+    ``M`` made from ``mm(up(I))`` (the soft map itself, a thresholded or top-fraction
+    mask) and ``b`` the baseline (zeros by default: ``M ⊙ x``); with ``delete`` the
+    complement ``1 − M`` is kept instead.
+
+    Args:
         forward_func (Callable): The model, returning ``N x num_classes`` logits.
         inputs (Tensor): ``N x C x H x W`` images. Left unchanged; gradients are
                     never built (the call runs under ``torch.no_grad()``).
@@ -127,10 +216,10 @@ _COMMON_ARGS = r"""
                     ``forward_func``; tensors whose first dimension is ``N`` follow
                     their example into the chunks. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    None: the whole batch at once. Default: None
+                    None: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None
         keep_top_fraction (float, optional): instead of the soft mask, keep the
-                    binary mask of this fraction of highest pixels (0.15 gives the
-                    Drop% / Increase% at top-15 %). Default: None
+                    binary mask of this fraction of highest pixels. Default: None
         threshold (float, optional): instead of the soft mask ``I``, use
                     ``I ⊙ 1[I ≥ threshold]`` (binarised with ``binary``). Default: None
         binary (bool, optional): binarise the mask: ``1[I_t ≠ 0]``. Default: False
@@ -138,22 +227,29 @@ _COMMON_ARGS = r"""
                     ``None``/``"zero"``, ``"blur"``, a constant or a tensor
                     broadcastable to ``inputs``. Default: None (zeros, i.e. ``M ⊙ x``)
         score (str, optional): ``"probability"`` (softmax) or ``"logit"``.
-                    Default: ``"probability"``"""
+                    Default: ``"probability"``
+        delete (bool, optional): keep the complement ``1 − M`` (the deletion of the
+                    average drop in deletion). Default: False
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
+    Returns:
+        *ConfidenceScores*: ``y`` and ``o`` per example, with the metrics as
+        attributes (``average_drop``, ``increase_in_confidence``,
+        ``average_probability_increase``, ``drop_rate``, ``relative_drop``).
 
-def _docstring(summary: str, formula: str, returns: str, example: str) -> str:
-    return (
-        f"\n    {summary}\n\n    {formula}\n\n    Args:\n{_COMMON_ARGS}\n\n    Returns:\n"
-        f"        *Tensor* of shape ``(N,)``: {returns}\n\n    Examples::\n\n{example}\n    "
-    )
+    Examples::
 
-
-_EXAMPLE = r"""        >>> net = ImageClassifier()
-        >>> cam = LayerGradCam(net, net.conv4)
-        >>> x = torch.randn(2, 3, 32, 32)
-        >>> maps = cam.attribute(x, target=3)   # N x 1 x 8 x 8
-        >>> {name}(net, x, maps, target=3)
-        tensor([...])"""
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> scores = confidence_scores(net, x, maps, target=3)
+        >>> scores.average_drop.mean(), scores.increase_in_confidence.mean()
+        >>> scores.average_probability_increase.mean(), scores.drop_rate.mean()
+    """
+    return _confidence_scores(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
+        delete, show_progress, "confidence_scores",
+    )  # fmt: skip
 
 
 @log_usage()
@@ -169,21 +265,54 @@ def average_drop(
     binary: bool = False,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
-    scores = _masked_confidence(
+    r"""
+    Average drop (AD, Libra's APD; Chattopadhyay et al., Grad-CAM++,
+    https://arxiv.org/abs/1710.11063).
+
+    ``max(y − o, 0) / y`` with ``y`` the target score of ``x`` and ``o`` that of the
+    masked input (:func:`confidence_scores`); averaging over examples gives the
+    paper's number.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: as many as the pass budget allows. Default: None
+        keep_top_fraction (float, optional): keep the binary mask of this fraction
+                    of highest pixels (0.15 gives the Drop% at top-15 %).
+                    Default: None
+        threshold (float, optional): use ``I ⊙ 1[I ≥ threshold]``. Default: None
+        binary (bool, optional): binarise the mask. Default: False
+        baselines (str, float or Tensor, optional): what removed pixels become.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: the relative drop per example (lower is better).
+
+    Examples::
+
+        >>> net = ImageClassifier()
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)   # N x 1 x 8 x 8
+        >>> average_drop(net, x, maps, target=3)
+        tensor([...])
+    """
+    return _confidence_scores(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
-    )  # fmt: skip
-    return torch.clamp(-relative_change(scores, "average_drop", may_grow=False), min=0)[:, 0]
-
-
-average_drop.__doc__ = _docstring(
-    "Average drop (AD, Libra's APD; Chattopadhyay et al., Grad-CAM++, "
-    "https://arxiv.org/abs/1710.11063).",
-    "``max(y − o, 0) / y``; averaging over examples gives the paper's number.",
-    "the relative drop per example (lower is better).",
-    _EXAMPLE.format(name="average_drop"),
-)
+        False, show_progress, "average_drop",
+    ).average_drop  # fmt: skip
 
 
 @log_usage()
@@ -199,20 +328,52 @@ def increase_in_confidence(
     binary: bool = False,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
-    y, o, _, _ = _masked_confidence(
+    r"""
+    Increase in confidence (IIC; Libra's increase rate IR; Grad-CAM++).
+
+    ``1[o > y]`` (:func:`confidence_scores`); the mean over examples is the fraction
+    whose score rose when only the map's region was kept.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: as many as the pass budget allows. Default: None
+        keep_top_fraction (float, optional): keep the binary mask of this fraction
+                    of highest pixels (0.15 gives the Increase% at top-15 %).
+                    Default: None
+        threshold (float, optional): use ``I ⊙ 1[I ≥ threshold]``. Default: None
+        binary (bool, optional): binarise the mask. Default: False
+        baselines (str, float or Tensor, optional): what removed pixels become.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: 1.0 where the masked input scores higher, else 0.0.
+
+    Examples::
+
+        >>> net = ImageClassifier()
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> increase_in_confidence(net, x, maps, target=3).mean()
+        tensor(...)
+    """
+    return _confidence_scores(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
-    )  # fmt: skip
-    return (o[:, 0] > y).to(y.dtype)
-
-
-increase_in_confidence.__doc__ = _docstring(
-    "Increase in confidence (IIC; Libra's increase rate IR; Grad-CAM++).",
-    "``1[o > y]``; the mean over examples is the fraction whose score rose.",
-    "1.0 where the masked input scores higher, else 0.0.",
-    _EXAMPLE.format(name="increase_in_confidence"),
-)
+        False, show_progress, "increase_in_confidence",
+    ).increase_in_confidence  # fmt: skip
 
 
 @log_usage()
@@ -228,20 +389,53 @@ def average_probability_increase(
     binary: bool = False,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
-    scores = _masked_confidence(
+    r"""
+    Average probability increase (API; Libra-CAM).
+
+    ``max(o − y, 0) / y`` (:func:`confidence_scores`). An increase from a target
+    probability that underflows, too large for the dtype, is refused with an error
+    naming the examples.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: as many as the pass budget allows. Default: None
+        keep_top_fraction (float, optional): keep the binary mask of this fraction
+                    of highest pixels. Default: None
+        threshold (float, optional): use ``I ⊙ 1[I ≥ threshold]``. Default: None
+        binary (bool, optional): binarise the mask. Default: False
+        baselines (str, float or Tensor, optional): what removed pixels become.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: the relative increase per example (higher is
+        better).
+
+    Examples::
+
+        >>> net = ImageClassifier()
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> average_probability_increase(net, x, maps, target=3)
+        tensor([...])
+    """
+    return _confidence_scores(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
-    )  # fmt: skip
-    return torch.clamp(relative_change(scores, "average_probability_increase"), min=0)[:, 0]
-
-
-average_probability_increase.__doc__ = _docstring(
-    "Average probability increase (API; Libra-CAM).",
-    "``max(o − y, 0) / y``.",
-    "the relative increase per example (higher is better).",
-    _EXAMPLE.format(name="average_probability_increase"),
-)
+        False, show_progress, "average_probability_increase",
+    ).average_probability_increase  # fmt: skip
 
 
 @log_usage()
@@ -257,20 +451,51 @@ def drop_rate(
     binary: bool = False,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
-    y, o, _, _ = _masked_confidence(
+    r"""
+    Drop rate (DR; Libra-CAM).
+
+    ``1[o < y]`` (:func:`confidence_scores`); the mean over examples is the fraction
+    whose score fell when only the map's region was kept.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: as many as the pass budget allows. Default: None
+        keep_top_fraction (float, optional): keep the binary mask of this fraction
+                    of highest pixels. Default: None
+        threshold (float, optional): use ``I ⊙ 1[I ≥ threshold]``. Default: None
+        binary (bool, optional): binarise the mask. Default: False
+        baselines (str, float or Tensor, optional): what removed pixels become.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: 1.0 where the masked input scores lower, else 0.0.
+
+    Examples::
+
+        >>> net = ImageClassifier()
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> drop_rate(net, x, maps, target=3).mean()
+        tensor(...)
+    """
+    return _confidence_scores(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
-    )  # fmt: skip
-    return (o[:, 0] < y).to(y.dtype)
-
-
-drop_rate.__doc__ = _docstring(
-    "Drop rate (DR; Libra-CAM).",
-    "``1[o < y]``; the mean over examples is the fraction whose score fell.",
-    "1.0 where the masked input scores lower, else 0.0.",
-    _EXAMPLE.format(name="drop_rate"),
-)
+        False, show_progress, "drop_rate",
+    ).drop_rate  # fmt: skip
 
 
 @log_usage()
@@ -286,24 +511,54 @@ def average_drop_in_deletion(
     binary: bool = False,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
-    scores = _masked_confidence(
+    r"""
+    Average drop in deletion (ADD; LIFT-CAM, https://arxiv.org/abs/2102.07799).
+
+    ``(y − d) / y`` with ``d`` the score of ``(1 − M) ⊙ x``: the mask's complement is
+    kept, i.e. the explained region is deleted (:func:`confidence_scores` with
+    ``delete=True``). Not clipped: negative when deleting raises the score. With
+    ``keep_top_fraction`` the top pixels are deleted.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled and min-max normalised.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most inputs per forward pass.
+                    None: as many as the pass budget allows. Default: None
+        keep_top_fraction (float, optional): delete the binary mask of this
+                    fraction of highest pixels. Default: None
+        threshold (float, optional): delete ``I ⊙ 1[I ≥ threshold]``. Default: None
+        binary (bool, optional): binarise the mask. Default: False
+        baselines (str, float or Tensor, optional): what deleted pixels become.
+                    Default: None (zeros)
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: the relative drop after deletion (higher is
+        better).
+
+    Examples::
+
+        >>> net = ImageClassifier()
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> average_drop_in_deletion(net, x, maps, target=3)
+        tensor([...])
+    """
+    return _confidence_scores(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, keep_top_fraction, threshold, binary, baselines, score,
-        invert=True,
-    )  # fmt: skip
-    return -relative_change(scores, "average_drop_in_deletion")[:, 0]
-
-
-average_drop_in_deletion.__doc__ = _docstring(
-    "Average drop in deletion (ADD; LIFT-CAM, https://arxiv.org/abs/2102.07799).",
-    "``(y − d) / y`` with ``d`` the score of ``(1 − M) ⊙ x``: the mask's complement "
-    "is kept, i.e. the explained region is deleted. Not clipped: negative when "
-    "deleting raises the score. With ``keep_top_fraction`` the top pixels are "
-    "deleted.",
-    "the relative drop after deletion (higher is better).",
-    _EXAMPLE.format(name="average_drop_in_deletion"),
-)
+        True, show_progress, "average_drop_in_deletion",
+    ).relative_drop  # fmt: skip
 
 
 @log_usage()
@@ -318,6 +573,7 @@ def relative_probability_increase(
     binary: bool = True,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
     r"""
     TFT's relative probability increase (RPI; Han, Lee & Lee, Appl. Sci. 2022).
@@ -337,7 +593,7 @@ def relative_probability_increase(
         additional_forward_args (Any, optional): further model arguments.
                     Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    Default: None
+                    None: as many as the pass budget allows. Default: None
         threshold (float, optional): τ in ``[0, 1]``. Default: 0.0
         binary (bool, optional): TFT's binary mask ``M_τ``; False uses the soft
                     ``I_τ``. Default: True
@@ -345,6 +601,8 @@ def relative_probability_increase(
                     Default: None (zeros)
         score (str, optional): ``"probability"`` or ``"logit"``.
                     Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *Tensor* of shape ``(N,)``: RPI per example.
@@ -353,11 +611,11 @@ def relative_probability_increase(
 
         >>> rpi = relative_probability_increase(net, x, maps, target=3, threshold=0.5)
     """
-    scores = _masked_confidence(
+    return _confidence_scores(
         forward_func, inputs, attributions, target, additional_forward_args,
         max_examples_per_batch, None, threshold, binary, baselines, score,
-    )  # fmt: skip
-    return torch.clamp(relative_change(scores, "relative_probability_increase"), min=0)[:, 0]
+        False, show_progress, "relative_probability_increase",
+    ).average_probability_increase  # fmt: skip
 
 
 class ThresholdSweep(NamedTuple):
@@ -400,6 +658,7 @@ def threshold_sweep(
     binary: bool = False,
     baselines: BaselineLike = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> ThresholdSweep:
     r"""
     API, APD, IR and DR of thresholded masks over a range of thresholds
@@ -408,7 +667,8 @@ def threshold_sweep(
     For every threshold ``t``, the masked input is ``I_t ⊙ x`` with
     ``I_t = I ⊙ 1[I ≥ t]`` (soft, Libra) or ``M_t ⊙ x`` with ``M_t = 1[I_t ≠ 0]``
     (``binary=True``, TFT). All ``N·T`` masked inputs go through the model in
-    chunks of ``max_examples_per_batch``.
+    chunks of ``max_examples_per_batch`` (by default as many as the pass budget
+    allows, :func:`~captum_cams.get_pass_budget`), after one pass of the inputs.
 
     ``mm`` maps a non-constant map's maximum to exactly 1, so at ``t = 1`` the mask
     keeps the top pixel(s); a constant map becomes zeros, and is kept whole only at
@@ -424,7 +684,7 @@ def threshold_sweep(
         additional_forward_args (Any, optional): further model arguments.
                     Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    Default: None
+                    None: as many as the pass budget allows. Default: None
         thresholds (sequence of float, optional): values in ``[0, 1]``.
                     Default: ``(0, 0.1, ..., 1.0)``
         binary (bool, optional): TFT's binary masks instead of Libra's soft ones.
@@ -433,6 +693,8 @@ def threshold_sweep(
                     Default: None (zeros)
         score (str, optional): ``"probability"`` or ``"logit"``.
                     Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *ThresholdSweep*: per-example curves (``N x T``) and the thresholds.
@@ -446,16 +708,18 @@ def threshold_sweep(
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
     values = check_thresholds(thresholds, allow_zero=True)
-    with torch.no_grad(), preserved_model_state(forward_func):
+    bar = progress_bar(show_progress, "threshold_sweep")
+    with bar, torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         maps = prepare_maps(
             attributions, tuple(x.shape[-2:]), x.shape[0], dtype=x.dtype, device=x.device
         )
-        base = make_baseline(x, baselines)
+        base = sweep_baseline(x, baselines)  # None for zeros: M ⊙ x itself
         keep, t_tensor = sweep_keep(maps, values, "value", binary=binary)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            return apply_mask(x[examples], keep(examples, steps), base[examples])
+            kept = keep(examples, steps)
+            return masked_copies(x[examples], kept, None if base is None else base[examples])
 
         scores = _target_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score,

@@ -17,7 +17,8 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.baselines import BaselineLike, parse_baselines
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.thresholding import (
     check_fraction,
@@ -26,7 +27,7 @@ from captum_cams._utils.thresholding import (
     top_k_mask,
 )
 from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics._scoring import check_metric_args, joint_logits, perturbed_scores
 
 
 class InsertionDeletionResult(NamedTuple):
@@ -68,31 +69,61 @@ def _curve(
     score: str,
     insertion: bool,
     return_curves: bool,
+    show_progress: bool,
 ) -> Union[Tensor, InsertionDeletionResult]:
     check_image_batch(inputs)
     check_metric_args(max_examples_per_batch, score)
     step = check_fraction(step, "step")
-    with torch.no_grad(), preserved_model_state(forward_func):
+    bar = progress_bar(show_progress, "insertion_auc" if insertion else "deletion_auc")
+    with bar, torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         size = tuple(x.shape[-2:])
         maps = prepare_maps(attributions, size, x.shape[0], dtype=x.dtype, device=x.device)
         ranks = pixel_ranks(maps)
         num_pixels = size[0] * size[1]
         counts = _curve_counts(step, num_pixels).to(x.device)
+        num_points = counts.shape[0]
         base = make_baseline(x, baselines)
-        _, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
+        # The point where every pixel is the input's (deletion's first, insertion's
+        # last) is x itself, evaluated with the perturbed copies in one loop
+        # (joint_logits); the point where every pixel is the baseline's is one image
+        # for all examples when the baseline is a constant and no per-example
+        # argument follows the rows: it is evaluated once.
+        unchanged = num_points - 1 if insertion else 0
+        all_baseline = 0 if insertion else num_points - 1
+        shared_baseline = additional_forward_args is None and _constant_baseline(baselines)
+        points = [
+            p
+            for p in range(num_points)
+            if p != unchanged and not (shared_baseline and p == all_baseline)
+        ]
+        point_index = torch.tensor(points or [unchanged], device=x.device)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
-            top = top_k_mask(ranks[examples], counts[steps], size, x.dtype)
+            point = point_index[steps]
+            top = top_k_mask(ranks[examples], counts[point], size, x.dtype)
             keep = top if insertion else 1 - top
             return apply_mask(x[examples], keep, base[examples])
 
-        curves = perturbed_scores(
-            forward_func, x, counts.shape[0], build, idx, additional_forward_args,
-            max_examples_per_batch, score,
+        logits, idx = joint_logits(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            len(points), build,
         )  # fmt: skip
+        if score == "probability":  # the softmax of every row over its classes
+            logits = torch.softmax(logits, dim=2)
+        columns = idx.view(-1, 1, 1).expand(-1, logits.shape[1], 1)
+        evaluated = logits.gather(2, columns).squeeze(2)
+        curves = evaluated.new_empty((x.shape[0], num_points))
+        curves[:, unchanged] = evaluated[:, 0]
+        if points:
+            curves[:, point_index] = evaluated[:, 1 : 1 + len(points)]
+        if shared_baseline:
+            only = base[:1]
+            outputs = perturbed_scores(
+                forward_func, only, 1, lambda _examples, _steps: only, idx[:1], None,
+                max_examples_per_batch, score, return_all=True,
+            )  # fmt: skip
+            curves[:, all_baseline] = outputs[0, 0, idx]
         fractions = counts.to(x.dtype) / num_pixels
         auc = torch.trapezoid(curves, fractions, dim=1)
     if return_curves:
@@ -100,30 +131,15 @@ def _curve(
     return auc
 
 
-_ARGS = r"""
-    Args:
-        forward_func (Callable): The model, returning ``N x num_classes`` logits.
-        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
-        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
-                    upsampled to ``H x W`` and min-max normalised before ranking.
-        target (int, list[int], Tensor, optional): class per example. None: the
-                    predicted class. Default: None
-        additional_forward_args (Any, optional): further model arguments; tensors
-                    whose first dimension is ``N`` follow their example. Default: None
-        max_examples_per_batch (int, optional): most perturbed inputs per forward
-                    pass. Default: None (all ``N·S`` at once)
-        step (float, optional): fraction of pixels per step. Default: 0.025 (41 points)
-        baselines (str, float or Tensor, optional): ``"zero"``, ``"blur"``, a
-                    constant or a tensor broadcastable to ``inputs``. Default: {base}
-        score (str, optional): ``"probability"`` or ``"logit"``.
-                    Default: ``"probability"``
-        return_curves (bool, optional): also return the curves and fractions.
-                    Default: False
-
-    Returns:
-        *Tensor* of shape ``(N,)``: the AUC per example; with ``return_curves``,
-        an :class:`InsertionDeletionResult` ``(auc, curves, fractions)``.
-"""
+def _constant_baseline(baselines: BaselineLike) -> bool:
+    r"""Whether ``baselines`` makes the same image for every example (zeros or a
+    constant)."""
+    parsed = parse_baselines(baselines)
+    return (
+        parsed is None
+        or isinstance(parsed, float)
+        or (isinstance(parsed, str) and parsed == "zero")
+    )
 
 
 @log_usage()
@@ -138,10 +154,53 @@ def deletion_auc(
     baselines: BaselineLike = "zero",
     score: str = "probability",
     return_curves: bool = False,
+    show_progress: bool = False,
 ) -> Union[Tensor, InsertionDeletionResult]:
+    r"""
+    Deletion AUC (RISE): remove the highest-ranked pixels, step by step, and
+    integrate the falling target score. Lower is better.
+
+    The curve starts at the input's score (nothing removed) and ends at the
+    baseline's score (everything removed). The default baseline is zeros, as in RISE.
+    The first point is the input itself and the last, with a constant baseline, one
+    image for all examples: both are evaluated once, not once per step and example.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled to ``H x W`` and min-max normalised before ranking.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most perturbed inputs per forward
+                    pass. Default: None (as many as the pass budget allows,
+                    :func:`~captum_cams.get_pass_budget`)
+        step (float, optional): fraction of pixels per step. Default: 0.025 (41 points)
+        baselines (str, float or Tensor, optional): ``"zero"``, ``"blur"``, a
+                    constant or a tensor broadcastable to ``inputs``. Default: ``"zero"``
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        return_curves (bool, optional): also return the curves and fractions.
+                    Default: False
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: the AUC per example; with ``return_curves``,
+        an :class:`InsertionDeletionResult` ``(auc, curves, fractions)``.
+
+    Examples::
+
+        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
+        >>> deletion_auc(net, x, maps, target=3)
+        >>> result = deletion_auc(net, x, maps, target=3, return_curves=True)
+        >>> plt.plot(result.fractions, result.curves[0])
+    """
     return _curve(
         forward_func, inputs, attributions, target, additional_forward_args,
-        max_examples_per_batch, step, baselines, score, False, return_curves,
+        max_examples_per_batch, step, baselines, score, False, return_curves, show_progress,
     )  # fmt: skip
 
 
@@ -157,33 +216,8 @@ def insertion_auc(
     baselines: BaselineLike = "blur",
     score: str = "probability",
     return_curves: bool = False,
+    show_progress: bool = False,
 ) -> Union[Tensor, InsertionDeletionResult]:
-    return _curve(
-        forward_func, inputs, attributions, target, additional_forward_args,
-        max_examples_per_batch, step, baselines, score, True, return_curves,
-    )  # fmt: skip
-
-
-deletion_auc.__doc__ = (
-    r"""
-    Deletion AUC (RISE): remove the highest-ranked pixels, step by step, and
-    integrate the falling target score. Lower is better.
-
-    The curve starts at the input's score (nothing removed) and ends at the
-    baseline's score (everything removed). The default baseline is zeros, as in RISE.
-"""
-    + _ARGS.format(base='``"zero"``')
-    + r"""
-    Examples::
-
-        >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
-        >>> deletion_auc(net, x, maps, target=3)
-        >>> result = deletion_auc(net, x, maps, target=3, return_curves=True)
-        >>> plt.plot(result.fractions, result.curves[0])
-    """
-)
-
-insertion_auc.__doc__ = (
     r"""
     Insertion AUC (RISE): starting from the baseline, insert the highest-ranked
     pixels of the input step by step and integrate the rising target score. Higher
@@ -191,12 +225,40 @@ insertion_auc.__doc__ = (
 
     The curve starts at the baseline's score and ends at the input's score. The
     default baseline is a Gaussian blur of the input (11 pixels, sigma 5), as in RISE.
-"""
-    + _ARGS.format(base='``"blur"``')
-    + r"""
+    The last point is the input itself, whose score the unmasked pass gives.
+
+    Args:
+        forward_func (Callable): The model, returning ``N x num_classes`` logits.
+        inputs (Tensor): ``N x C x H x W`` images; left unchanged, no gradients built.
+        attributions (Tensor): maps ``N x (1 x) h x w`` of any spatial size,
+                    upsampled to ``H x W`` and min-max normalised before ranking.
+        target (int, list[int], Tensor, optional): class per example. None: the
+                    predicted class. Default: None
+        additional_forward_args (Any, optional): further model arguments; tensors
+                    whose first dimension is ``N`` follow their example. Default: None
+        max_examples_per_batch (int, optional): most perturbed inputs per forward
+                    pass. Default: None (as many as the pass budget allows,
+                    :func:`~captum_cams.get_pass_budget`)
+        step (float, optional): fraction of pixels per step. Default: 0.025 (41 points)
+        baselines (str, float or Tensor, optional): ``"zero"``, ``"blur"``, a
+                    constant or a tensor broadcastable to ``inputs``. Default: ``"blur"``
+        score (str, optional): ``"probability"`` or ``"logit"``.
+                    Default: ``"probability"``
+        return_curves (bool, optional): also return the curves and fractions.
+                    Default: False
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
+
+    Returns:
+        *Tensor* of shape ``(N,)``: the AUC per example; with ``return_curves``,
+        an :class:`InsertionDeletionResult` ``(auc, curves, fractions)``.
+
     Examples::
 
         >>> maps = LayerGradCam(net, net.conv4).attribute(x, target=3)
         >>> insertion_auc(net, x, maps, target=3, baselines="zero")
     """
-)
+    return _curve(
+        forward_func, inputs, attributions, target, additional_forward_args,
+        max_examples_per_batch, step, baselines, score, True, return_curves, show_progress,
+    )  # fmt: skip

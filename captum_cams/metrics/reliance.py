@@ -30,9 +30,10 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics._scoring import check_metric_args, joint_logits, original_scores
 from captum_cams.metrics.sanity import spearman_correlation
 
 #: Reliances with ``|ρ| ≤`` this (a probability) count as "the model ignores the region":
@@ -52,6 +53,7 @@ def intervention_reliance(
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",
+    show_progress: bool = False,
 ) -> Tensor:
     r"""
     The model's reliance on each region: the drop of the target score when the
@@ -68,9 +70,12 @@ def intervention_reliance(
         additional_forward_args (Any, optional): further arguments of
                     ``forward_func``. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    None: all at once. Default: None
+                    None: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None
         score (str, optional): ``"probability"`` (softmax) or ``"logit"``.
                     Default: ``"probability"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *Tensor*: ``N x R`` reliances (positive: the model needs the region).
@@ -98,25 +103,24 @@ def intervention_reliance(
     if not torch.isfinite(intervened).all():
         raise ValueError("intervened must be finite")
     num_regions = intervened.shape[1]
-    with torch.no_grad(), preserved_model_state(forward_func):
+    bar = progress_bar(show_progress, "intervention_reliance")
+    with bar, torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
         if num_regions == 0:
+            original_scores(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch, score
+            )  # the target is still checked
             return x.new_zeros(x.shape[0], 0)
         copies = intervened.detach().to(dtype=x.dtype, device=x.device)
-        removed = perturbed_scores(
-            forward_func,
-            x,
-            num_regions,
-            lambda examples, steps: copies[examples, steps],
-            idx,
-            additional_forward_args,
-            max_examples_per_batch,
-            score,
-        )
-    return y.unsqueeze(1) - removed
+        # the images and their interventions in one chunked loop
+        logits, idx = joint_logits(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            num_regions, lambda examples, steps: copies[examples, steps],
+        )  # fmt: skip
+        scores = torch.softmax(logits, dim=2) if score == "probability" else logits
+        scores = scores.gather(2, idx.view(-1, 1, 1).expand(-1, scores.shape[1], 1)).squeeze(2)
+        y, removed = scores[:, :1], scores[:, 1:]
+    return y - removed
 
 
 def _check_regions(

@@ -20,6 +20,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
 from captum_cams._utils.thresholding import (
     check_fraction,
@@ -28,7 +29,7 @@ from captum_cams._utils.thresholding import (
     top_k_mask,
 )
 from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams.metrics._scoring import check_metric_args, joint_logits
 
 DEFAULT_FRACTIONS = tuple(k / 10 for k in range(1, 10))
 
@@ -77,6 +78,7 @@ def remove_and_classify(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     baselines: BaselineLike = "blur",
     seed: int = 0,
+    show_progress: bool = False,
 ) -> RemoveAndClassifyResult:
     r"""
     Classification accuracy after erasing the top-``k`` pixels of the map, against
@@ -93,7 +95,8 @@ def remove_and_classify(
         additional_forward_args (Any, optional): further model arguments.
                     Default: None
         max_examples_per_batch (int, optional): most erased inputs per forward pass.
-                    Default: None
+                    None: as many as the pass budget allows
+                    (:func:`~captum_cams.get_pass_budget`). Default: None
         fractions (sequence of float, optional): fractions in ``(0, 1]`` to erase.
                     Default: ``0.1, 0.2, …, 0.9``
         baselines (str, float or Tensor, optional): ``"blur"`` (default, Gaussian,
@@ -101,6 +104,8 @@ def remove_and_classify(
         seed (int, optional): seed of the random erasure; the random pixel order of
                     each example is drawn once (a CPU generator), so neither the
                     chunk size nor the global RNG changes it. Default: 0
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *RemoveAndClassifyResult*: per-example correctness and accuracies.
@@ -118,7 +123,8 @@ def remove_and_classify(
     values = [check_fraction(f, "fractions") for f in fractions]
     if not values:
         raise ValueError("fractions must hold at least one value")
-    with torch.no_grad(), preserved_model_state(forward_func):
+    bar = progress_bar(show_progress, "remove_and_classify")
+    with bar, torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         num, size = x.shape[0], tuple(x.shape[-2:])
         num_pixels = size[0] * size[1]
@@ -130,9 +136,6 @@ def remove_and_classify(
         ).to(x.device)
         counts = torch.tensor([count_of_fraction(f, num_pixels) for f in values], device=x.device)
         base = make_baseline(x, baselines)
-        _, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, "logit"
-        )
         num_k = len(values)
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
@@ -142,10 +145,12 @@ def remove_and_classify(
             erase = top_k_mask(order, counts[steps % num_k], size, x.dtype)
             return apply_mask(x[examples], 1 - erase, base[examples])
 
-        logits = perturbed_scores(
-            forward_func, x, 2 * num_k, build, idx, additional_forward_args,
-            max_examples_per_batch, "logit", return_all=True,
+        # the unmasked inputs (for the predicted class) in the same loop as the erased
+        outputs, idx = joint_logits(
+            forward_func, x, target, additional_forward_args, max_examples_per_batch,
+            2 * num_k, build,
         )  # fmt: skip
+        logits = outputs[:, 1:]
         hits = (logits.argmax(dim=2) == idx.unsqueeze(1)).to(x.dtype)
         correct, random_correct = hits[:, :num_k], hits[:, num_k:]
         accuracy, random_accuracy = correct.mean(0), random_correct.mean(0)

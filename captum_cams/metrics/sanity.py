@@ -5,14 +5,20 @@ and the cosine similarity of channel weights (LIFT-CAM's Table 2).
 """
 
 import copy
-from typing import Callable, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike, check_image_batch, target_indices
+from captum_cams._utils.batching import add_to_progress, progress_bar
+from captum_cams._utils.guards import (
+    TargetLike,
+    check_image_batch,
+    format_target,
+    target_indices,
+)
 from captum_cams._utils.maps import as_maps
 
 
@@ -102,6 +108,7 @@ def cascading_randomization(
     target: TargetLike = None,
     layers: Optional[Sequence[str]] = None,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> CascadingRandomizationResult:
     r"""
     Cascading randomisation: re-initialise the model's layers one after the other,
@@ -122,8 +129,9 @@ def cascading_randomization(
                     ``N x (1 x) h x w`` maps for the given (copied) model, e.g.
                     ``lambda m, x, t: LayerGradCam(m, m.layer4).attribute(x, target=t)``.
         inputs (Tensor): ``N x C x H x W`` images; left unchanged.
-        target (int, list[int], Tensor, optional): class per example; None: the
-                    trained model's prediction, kept for every randomised model.
+        target (int, list[int], Tensor, optional): class per example, handed to
+                    ``attribute_func`` as a ``(N,)`` tensor; None: the trained model's
+                    prediction (one forward), kept for every randomised model.
                     Default: None
         layers (sequence of str, optional): module names (as in
                     ``model.named_modules()``) to re-initialise, in order. Default:
@@ -131,6 +139,8 @@ def cascading_randomization(
                     method, in reverse registration order (output side first for
                     models that register modules in forward order).
         seed (int, optional): base seed. Default: 0
+        show_progress (bool, optional): a progress bar over the maps (the
+                    original and one per randomised layer). Default: False
 
     Returns:
         *CascadingRandomizationResult*: layer names, ``N x L`` correlations and the
@@ -160,9 +170,34 @@ def cascading_randomization(
         if not callable(getattr(modules[name], "reset_parameters", None)):
             raise ValueError(f"layers: module {name!r} has no reset_parameters()")
     x = inputs.detach()
-    with torch.no_grad():
-        idx = target_indices(target, work(x))
-    original = as_maps(attribute_func(work, x, idx)).detach()
+    with progress_bar(show_progress, "cascading_randomization", unit="maps"):
+        add_to_progress(total=len(names) + 1, unit="maps")
+        if target is None:  # the trained model's prediction: one forward
+            with torch.no_grad():
+                idx = target_indices(None, work(x))
+        else:
+            idx = format_target(target, x.shape[0], x.device)
+        original = as_maps(attribute_func(work, x, idx)).detach()
+        add_to_progress(done=1, unit="maps")
+        columns = _randomized_correlations(
+            work, modules, names, attribute_func, x, idx, original, seed
+        )
+    return CascadingRandomizationResult(
+        layers=names, correlations=torch.stack(columns, dim=1), original_maps=original
+    )
+
+
+def _randomized_correlations(
+    work: Module,
+    modules: Dict[str, Module],
+    names: List[str],
+    attribute_func: Callable[[Module, Tensor, Tensor], Tensor],
+    x: Tensor,
+    idx: Tensor,
+    original: Tensor,
+    seed: int,
+) -> List[Tensor]:
+    r"""The correlation of each cascade step's maps with ``original``."""
     devices = sorted(
         {
             p.device.index
@@ -178,9 +213,8 @@ def cascading_randomization(
                 modules[name].reset_parameters()
         maps = as_maps(attribute_func(work, x, idx)).detach()
         columns.append(spearman_correlation(original, maps))
-    return CascadingRandomizationResult(
-        layers=names, correlations=torch.stack(columns, dim=1), original_maps=original
-    )
+        add_to_progress(done=1, unit="maps")
+    return columns
 
 
 def coefficient_cosine_similarity(weights: Tensor, reference_weights: Tensor) -> Tensor:

@@ -30,16 +30,22 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import evaluate_in_chunks
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_choice,
     check_image_batch,
+    format_target,
     preserved_model_state,
 )
 from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams.metrics._masking import masked_copies, sweep_baseline
-from captum_cams.metrics._scoring import _forward_scores, check_metric_args, original_scores
+from captum_cams.metrics._scoring import (
+    _forward_scores,
+    check_metric_args,
+    check_target_range,
+    original_scores,
+)
 
 
 class FilteringResult(NamedTuple):
@@ -99,6 +105,7 @@ def filter_rows(
     baselines: BaselineLike = None,
     rule: str = "paper",
     original: Optional[Tensor] = None,
+    check_target: bool = False,
 ) -> FilteringResult:
     r"""
     Filtering of candidate maps given as rows (any number per example).
@@ -112,7 +119,8 @@ def filter_rows(
                     at least one row, rows of an example in any order.
         target_idx (Tensor): ``(N,)`` the class per example.
         additional_forward_args (Any): the model's further arguments.
-        max_examples_per_batch (int, optional): masked inputs per forward pass.
+        max_examples_per_batch (int, optional): masked inputs per forward pass;
+                    None: as many as the pass budget allows.
         score (str): ``"probability"`` or ``"logit"``.
         baselines (str, float or Tensor, optional): what removed pixels become.
         rule (str, optional): ``"paper"`` (keep ``S_r ≥ mean(S) + std(S)``) or
@@ -120,6 +128,9 @@ def filter_rows(
                     Default: ``"paper"``
         original (Tensor, optional): ``(N,)`` the scores ``f_c(x)`` of the
                     unmasked inputs; required with ``rule="authors"``.
+        check_target (bool, optional): check ``target_idx`` against the classes of
+                    the first outputs (once), for a caller that made no unmasked
+                    pass. Default: False
 
     Returns:
         *FilteringResult*: with ``kept`` and ``scores`` of shape ``(M,)`` (rows).
@@ -138,15 +149,25 @@ def filter_rows(
         row_example = row_example.to(inputs.device)
         target_idx = target_idx.to(inputs.device)
 
+        unchecked = [check_target]
+
         def row_scores(rows: Tensor) -> Tensor:
             examples = row_example[rows]
-            keep = maps[int(rows[0]) : int(rows[-1]) + 1]  # consecutive rows: a view
+            keep = maps.index_select(0, rows)  # no host round trip to slice the rows
             masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
             scores = _forward_scores(forward_func, masked, examples, num, afa, score)
+            if unchecked[0]:
+                check_target_range(target_idx, scores.shape[1])
+                unchecked[0] = False
             return scores.gather(1, target_idx[examples].unsqueeze(1)).squeeze(1)
 
         scores = evaluate_in_chunks(
-            row_scores, row_example.shape[0], max_examples_per_batch, inputs.device
+            row_scores,
+            row_example.shape[0],
+            max_examples_per_batch,
+            inputs.device,
+            row=inputs[0],
+            model=forward_func,
         )
         kept = torch.zeros_like(row_example, dtype=torch.bool)
         gammas = scores.new_empty(num)
@@ -187,6 +208,7 @@ def reference_filtering(
     score: str = "probability",
     baselines: BaselineLike = None,
     rule: str = "paper",
+    show_progress: bool = False,
 ) -> FilteringResult:
     r"""
     Libra-CAM's reference filtering of ``R`` candidate maps per example.
@@ -196,7 +218,8 @@ def reference_filtering(
     ``γ = mean_r(S) + std_r(S)`` (population standard deviation), kept are the
     ``I_r`` with ``S_r ≥ γ`` (all when none), and the result is their mean. All
     ``N x R`` masked inputs go through the model in chunks of
-    ``max_examples_per_batch``, under ``torch.no_grad()``.
+    ``max_examples_per_batch`` (by default as many as the pass budget allows,
+    :func:`~captum_cams.get_pass_budget`), under ``torch.no_grad()``.
 
     Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
     Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022
@@ -213,7 +236,7 @@ def reference_filtering(
         additional_forward_args (Any, optional): further arguments of
                     ``forward_func``. Default: None
         max_examples_per_batch (int, optional): most masked inputs per forward
-                    pass. None: all ``N x R`` at once. Default: None
+                    pass. None: as many as the pass budget allows. Default: None
         score (str, optional): ``S_r`` as the softmax ``"probability"`` (the
                     paper) or the ``"logit"``. Default: ``"probability"``
         baselines (str, float or Tensor, optional): what removed pixels become.
@@ -221,6 +244,8 @@ def reference_filtering(
         rule (str, optional): ``"paper"`` or ``"authors"`` (keep the increases
                     ``d_r = S_r − f_c(x) ≥ mean(P) − std(P)`` of the positive ones
                     ``P``, the authors' code). Default: ``"paper"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *FilteringResult*: ``(filtered_maps, kept, scores, thresholds)``; the maps
@@ -251,15 +276,22 @@ def reference_filtering(
         raise ValueError("attributions contains NaN or inf")
     maps = maps.reshape(num * count, 1, *maps.shape[-2:])
     maps = minmax_normalize(upsample(maps, tuple(x.shape[-2:])))
-    with torch.no_grad(), preserved_model_state(forward_func):
-        y, idx, _ = original_scores(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch, score
-        )
-    row_example = torch.arange(num, device=x.device).repeat_interleave(count)
-    result = filter_rows(
-        forward_func, x, maps, row_example, idx, additional_forward_args,
-        max_examples_per_batch, score, baselines, rule, y,
-    )  # fmt: skip
+    with progress_bar(show_progress, "reference_filtering"):
+        y: Optional[Tensor] = None
+        evaluated = target is None or rule == "authors"  # the rule needs f_c(x)
+        if evaluated:
+            with torch.no_grad(), preserved_model_state(forward_func):
+                y, idx, _ = original_scores(
+                    forward_func, x, target, additional_forward_args, max_examples_per_batch,
+                    score,
+                )  # fmt: skip
+        else:  # the paper's rule reads only the masked scores
+            idx = format_target(target, num, x.device)
+        row_example = torch.arange(num, device=x.device).repeat_interleave(count)
+        result = filter_rows(
+            forward_func, x, maps, row_example, idx, additional_forward_args,
+            max_examples_per_batch, score, baselines, rule, y, check_target=not evaluated,
+        )  # fmt: skip
     return FilteringResult(
         filtered_maps=result.filtered_maps,
         kept=result.kept.reshape(num, count),

@@ -40,6 +40,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch
 from captum_cams._utils.maps import as_maps, upsample
 from captum_cams._utils.thresholding import (
@@ -97,6 +98,7 @@ def threshold_calibration(
     baselines: BaselineLike = None,
     normalize: bool = True,
     allow_blank: bool = True,
+    show_progress: bool = False,
 ) -> CalibrationResult:
     r"""
     Libra-CAM's threshold calibration of any attribution map.
@@ -113,7 +115,8 @@ def threshold_calibration(
     :func:`threshold_calibration_authors`.)
 
     All ``N x T`` masked inputs are evaluated in one chunked sweep, at most
-    ``max_examples_per_batch`` per forward pass, under ``torch.no_grad()``.
+    ``max_examples_per_batch`` per forward pass (by default as many as the pass
+    budget allows, :func:`~captum_cams.get_pass_budget`), under ``torch.no_grad()``.
 
     Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the
     Linear Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022
@@ -131,7 +134,7 @@ def threshold_calibration(
                     ``forward_func``; tensors whose first dimension is ``N`` follow
                     their example into the chunks. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    None: all ``N x T`` masked inputs at once. Default: None
+                    None: as many as the pass budget allows. Default: None
         thresholds (sequence of float, optional): candidates ``t`` in ``(0, 1]``,
                     at least one. Default: ``(0.1, 0.2, ..., 1.0)``
         threshold_mode (str, optional): ``"value"`` (the paper) or ``"rank"``
@@ -154,6 +157,8 @@ def threshold_calibration(
                     ``L`` itself) with one ``RuntimeWarning``. ``scores`` hold every
                     candidate's ``C_t`` either way. Default: True (Algorithm 1 as
                     printed)
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *CalibrationResult*: ``(calibrated_maps, thresholds, scores, grid)``.
@@ -173,10 +178,11 @@ def threshold_calibration(
     x = inputs.detach()
     maps = calibration_maps(attributions, x, normalize)
     keep, grid = sweep_keep(maps, values, threshold_mode)
-    scores, _, _ = masked_scores(
-        forward_func, x, keep, grid.shape[0], target, additional_forward_args,
-        max_examples_per_batch, score, baselines, original=False,
-    )  # fmt: skip
+    with progress_bar(show_progress, "threshold_calibration"):
+        scores, _, _ = masked_scores(
+            forward_func, x, keep, grid.shape[0], target, additional_forward_args,
+            max_examples_per_batch, score, baselines, original=False,
+        )  # fmt: skip
     examples = torch.arange(x.shape[0], device=x.device)
     with torch.no_grad():
         if allow_blank:
@@ -251,6 +257,7 @@ def threshold_calibration_authors(
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     baselines: BaselineLike = None,
+    show_progress: bool = False,
 ) -> CalibrationResult:
     r"""
     The threshold calibration of Libra-CAM's released code, reproduced exactly
@@ -277,9 +284,11 @@ def threshold_calibration_authors(
         additional_forward_args (Any, optional): further arguments of
                     ``forward_func``. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    Default: None
+                    None: as many as the pass budget allows. Default: None
         baselines (str, float or Tensor, optional): what removed pixels become.
                     Default: None (zeros)
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *CalibrationResult*: ``calibrated_maps`` as above; ``thresholds`` the
@@ -299,10 +308,11 @@ def threshold_calibration_authors(
     num_pixels = maps.shape[-1] * maps.shape[-2]
     counts = torch.tensor([authors_kept_count(i, num_pixels) for i in range(11)], device=x.device)
     keep = rank_keep(maps, counts)
-    o, y, _ = masked_scores(
-        forward_func, x, keep, 10, target, additional_forward_args,
-        max_examples_per_batch, "probability", baselines,
-    )  # fmt: skip
+    with progress_bar(show_progress, "threshold_calibration_authors"):
+        o, y, _ = masked_scores(
+            forward_func, x, keep, 10, target, additional_forward_args,
+            max_examples_per_batch, "probability", baselines,
+        )  # fmt: skip
     assert y is not None
     with torch.no_grad():
         scores = torch.clamp(o - y.unsqueeze(1), min=0)

@@ -46,6 +46,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_choice,
@@ -63,6 +64,7 @@ from captum_cams._utils.thresholding import (
 )
 from captum_cams.metrics._masking import prepare_maps
 from captum_cams.metrics._scoring import (
+    active_shared_passes,
     check_metric_args,
     masked_scores,
     original_scores,
@@ -120,6 +122,7 @@ def threshold_fine_tuning(
     threshold_mode: str = "value",
     baselines: BaselineLike = None,
     variant: str = "paper",
+    show_progress: bool = False,
 ) -> TFTResult:
     r"""
     Threshold fine-tuning (TFT) of attribution maps.
@@ -154,8 +157,9 @@ def threshold_fine_tuning(
 
     The ``N x T`` masked inputs are evaluated in one sweep (the curves equal
     :func:`captum_cams.metrics.threshold_sweep`'s ``api`` with ``binary=True`` for
-    value thresholds), at most ``max_examples_per_batch`` per forward pass, under
-    ``torch.no_grad()``, after one forward of the unmasked inputs.
+    value thresholds), at most ``max_examples_per_batch`` per forward pass (by
+    default as many as the pass budget allows, :func:`~captum_cams.get_pass_budget`),
+    under ``torch.no_grad()``, after one forward of the unmasked inputs.
 
     Paper: Han, Lee & Lee, "Activation Fine-Tuning of Convolutional Neural
     Networks for Improved Input Attribution Based on Class Activation Maps",
@@ -174,7 +178,7 @@ def threshold_fine_tuning(
                     ``forward_func``; tensors whose first dimension is ``N`` follow
                     their example into the chunks. Default: None
         max_examples_per_batch (int, optional): most inputs per forward pass.
-                    None: all ``N x T`` masked inputs at once. Default: None
+                    None: as many as the pass budget allows. Default: None
         thresholds (sequence of float, optional): candidate ``τ``, each in
                     ``(0, 1]``, at least one; the order given does not matter.
                     Default: ``(0.1, 0.2, ..., 1.0)``
@@ -189,6 +193,8 @@ def threshold_fine_tuning(
                     constant or a tensor broadcastable to ``inputs``. Default: None
         variant (str, optional): ``"paper"`` or ``"authors"`` (the authors' AFT
                     code, see above). Default: ``"paper"``
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *TFTResult*: ``(tuned_maps, thresholds, rpi_curves, grid)``: the
@@ -211,10 +217,11 @@ def threshold_fine_tuning(
     values = check_thresholds(thresholds)
     check_threshold_mode(threshold_mode)
     setting = _setting(variant, values, soft, threshold_mode, inputs)
-    return _tune(
-        forward_func, inputs.detach(), attributions, target, additional_forward_args,
-        max_examples_per_batch, setting, baselines,
-    )  # fmt: skip
+    with progress_bar(show_progress, "threshold_fine_tuning"):
+        return _tune(
+            forward_func, inputs.detach(), attributions, target, additional_forward_args,
+            max_examples_per_batch, setting, baselines,
+        )  # fmt: skip
 
 
 #: The logits (``N x num_classes``) and class indices (``(N,)``) of the unmasked
@@ -253,6 +260,17 @@ def _tune(
             )
         else:
             logits, idx = original
+        # inside shared_passes (the benchmark's batches) the same sweep of the same
+        # maps, e.g. the TFT method's on Grad-CAM and the best-RPI metric of
+        # Grad-CAM's maps, is evaluated once
+        shared = active_shared_passes()
+        key: Optional[Tuple[Any, ...]] = None
+        if shared is not None and additional_forward_args is None and _plain(baselines):
+            counted = None if counts is None else tuple(counts.tolist())
+            key = ("tft", values, soft, threshold_mode, counted, baselines, max_examples_per_batch)
+            known = shared.result(forward_func, x, key, (maps, idx))
+            if known is not None:
+                return known
         all_o, _, _ = masked_scores(
             forward_func, x, keep, grid.shape[0], idx, additional_forward_args,
             max_examples_per_batch, "logit", baselines, original=False, return_all=True,
@@ -266,7 +284,15 @@ def _tune(
         tau = torch.where(improved, grid[first_best], torch.full_like(grid[first_best], torch.nan))
         kept = soft_keep(torch.arange(x.shape[0], device=x.device), first_best)
         tuned = torch.where(improved.reshape(-1, 1, 1, 1), kept, maps)
-    return TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+    result = TFTResult(tuned_maps=tuned, thresholds=tau, rpi_curves=curves, grid=grid)
+    if shared is not None and key is not None:
+        shared.remember_result(forward_func, x, key, (maps, idx), result)
+    return result
+
+
+def _plain(baselines: BaselineLike) -> bool:
+    r"""A ``baselines`` value that can be compared as a key (not a tensor)."""
+    return baselines is None or isinstance(baselines, (str, int, float))
 
 
 #: The fractions of pixels the authors' AFT code keeps: 0.9, 0.8, ..., 0.1.
@@ -363,6 +389,7 @@ class ThresholdFineTuned(Attribution):
         threshold_mode: str = "value",
         baselines: BaselineLike = None,
         variant: str = "paper",
+        show_progress: bool = False,
         **attribution_kwargs: Any,
     ) -> Union[Tensor, Tuple[Tensor, TFTResult]]:
         r"""
@@ -379,7 +406,8 @@ class ThresholdFineTuned(Attribution):
                         the layer's input instead of its output); True needs a
                         wrapped method that takes it. Default: False
             max_examples_per_batch (int, optional): most masked inputs per forward
-                        pass of TFT's sweep. None: all at once. Default: None
+                        pass of TFT's sweep. None: as many as the pass budget
+                        allows (:func:`~captum_cams.get_pass_budget`). Default: None
             thresholds (sequence of float, optional): TFT's candidates in
                         ``(0, 1]``. Default: ``(0.1, 0.2, ..., 1.0)``
             return_details (bool, optional): also return the :class:`TFTResult`.
@@ -392,6 +420,8 @@ class ThresholdFineTuned(Attribution):
             variant (str, optional): ``"paper"`` or ``"authors"`` (the authors' AFT
                         code's setting, see :func:`threshold_fine_tuning`).
                         Default: ``"paper"``
+            show_progress (bool, optional): one progress bar over the passes of
+                        the wrapped method and of TFT's sweep. Default: False
             **attribution_kwargs (Any): further keyword arguments of the wrapped
                         method's ``attribute`` (e.g. ``relu_attributions``,
                         ``internal_batch_size``).
@@ -413,6 +443,26 @@ class ThresholdFineTuned(Attribution):
         attribution_kwargs = _with_layer_input(
             self.attribution, attribute_to_layer_input, attribution_kwargs
         )
+        with progress_bar(show_progress, "ThresholdFineTuned"):
+            result = self._tuned(
+                inputs, target, additional_forward_args, max_examples_per_batch, setting,
+                baselines, attribution_kwargs,
+            )  # fmt: skip
+        if return_details:
+            return result.tuned_maps, result
+        return result.tuned_maps
+
+    def _tuned(
+        self,
+        inputs: Tensor,
+        target: TargetLike,
+        additional_forward_args: Any,
+        max_examples_per_batch: Optional[int],
+        setting: "_Setting",
+        baselines: BaselineLike,
+        attribution_kwargs: Dict[str, Any],
+    ) -> TFTResult:
+        r"""The wrapped method's maps, then TFT on them, on checked arguments."""
         x = inputs.detach()
         original: Optional[OriginalScores] = None
         if target is None:
@@ -450,9 +500,7 @@ class ThresholdFineTuned(Attribution):
             self.forward_func, x, maps, target, additional_forward_args,
             max_examples_per_batch, setting, baselines, original,
         )  # fmt: skip
-        if return_details:
-            return result.tuned_maps, result
-        return result.tuned_maps
+        return result
 
 
 def _with_layer_input(
