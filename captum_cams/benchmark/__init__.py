@@ -27,6 +27,7 @@ from captum_cams.benchmark.data import (
 )
 from captum_cams.benchmark.methods import (
     LIBRARY_IMAGES,
+    LIBRARY_NEEDED,
     METHODS,
     MethodContext,
     MethodSpec,
@@ -77,6 +78,7 @@ __all__ = [
     "metrics_for",
     "BenchmarkResult",
     "LIBRARY_IMAGES",
+    "LIBRARY_NEEDED",
     "libra_cam_with_library",
     "on_layer",
     "parse_names",
