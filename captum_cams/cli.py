@@ -29,7 +29,7 @@ from typing import Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
-from captum_cams._utils.inputs import InputError
+from captum_cams._utils.inputs import InputError, LoadedModel, is_factory_spec
 from captum_cams.benchmark import METHODS, METRICS, parse_names
 
 #: A user error: reported as one line and exit status 2, never a traceback.
@@ -92,18 +92,18 @@ def _model_and_layer(args: argparse.Namespace, device: torch.device) -> tuple:
     return loaded, layer_name, layer
 
 
-def _warnings(loaded: "object", args: argparse.Namespace) -> List[str]:
+def _warnings(loaded: LoadedModel, args: argparse.Namespace) -> List[str]:
     r"""One line each: an untrained network, and preprocessing the model did not give."""
     lines = []
-    if getattr(loaded, "untrained", False):
+    if loaded.untrained:
         lines.append(
             f"captum-cams: warning: {args.model} has random weights (--weights "
             f"{args.weights or 'not given'}): its predictions and maps mean nothing; give "
             "--weights DEFAULT (a torchvision enum) or a checkpoint file"
         )
     given = any(v is not None for v in (args.input_size, args.resize, args.mean, args.std))
-    if getattr(loaded, "preprocess_origin", "") == "default" and ":" in args.model and not given:
-        prep = loaded.preprocess  # type: ignore[attr-defined]
+    if loaded.preprocess_origin == "default" and is_factory_spec(args.model) and not given:
+        prep = loaded.preprocess
         lines.append(
             f"captum-cams: note: {args.model} gives no input_size/mean/std attributes, so "
             f"ImageNet's preprocessing is assumed (resize {prep.resize}, crop {prep.crop}, "

@@ -149,6 +149,7 @@ def libra_cam_with_library(context: "MethodContext") -> Attribution:
     if isinstance(source_data, EmbeddedData) and context.library_data is None:
         attribution.source = f"{LIBRARY_IMAGES} training images of the embedded task"
     else:
+        assert source_data is not None  # _reference_batches refused a missing source
         what = "--library-data" if context.library_data is not None else "--data"
         attribution.source = f"the first {min(len(source_data), LIBRARY_IMAGES)} images of {what}"
     return attribution
