@@ -70,8 +70,11 @@ def _reference_batches(context: "MethodContext", batch_size: int = 50) -> Iterat
     for start in range(0, min(len(data), LIBRARY_IMAGES), batch_size):
         images = data.load(range(start, min(start + batch_size, len(data), LIBRARY_IMAGES)))[0]
         images = images.to(context.device)
+        # not a yield inside no_grad: the consumer's own no_grad would otherwise restore
+        # the grad mode this generator disabled, and leave it off for the whole process
         with torch.no_grad():
-            yield images, context.model(images).argmax(dim=1).cpu()
+            labels = context.model(images).argmax(dim=1).cpu()
+        yield images, labels
 
 
 class _LibraCamWithLibrary(LayerLibraCam):

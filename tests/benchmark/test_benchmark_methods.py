@@ -68,6 +68,7 @@ def test_the_library_comes_from_library_data_before_the_benchmark_images(tmp_pat
         assert any(torch.allclose(entry, a) for a in stored)
     cam = libra_cam_with_library(context._replace(library_data=None))
     assert "the first 2 images of --data" in cam.source  # type: ignore[attr-defined]
+    assert torch.is_grad_enabled()  # building the library leaves the grad mode as it was
 
 
 def test_a_class_without_references_is_refused_in_one_line() -> None:
