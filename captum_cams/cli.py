@@ -5,8 +5,11 @@
 method and every metric on the embedded default (the project's ground-truth dataset
 and its trained model, inside the package), a results table, per-example scores
 (``results.json``, ``scores.csv``) and figures in ``--out``. Real inputs come with
-``--model`` (a torchvision name), ``--weights`` (its enum, ``none`` or a checkpoint),
-``--layer``, ``--data`` (an image folder) and ``--annotations`` (Pascal-VOC XML).
+``--model`` (a torchvision name, or ``path/to/file.py:FUNCTION`` /
+``package.module:FUNCTION`` returning the ``nn.Module``), ``--weights`` (an enum,
+``none`` or a checkpoint), ``--layer``, ``--data`` (an image folder), ``--annotations``
+(Pascal-VOC XML), the preprocessing (``--input-size``, ``--resize``, ``--mean``,
+``--std``), ``--labels`` (class names) and ``--library-data`` (Libra-CAM's references).
 Under ``torchrun`` the images are split across the processes and rank 0 writes.
 
 ``captum-cams explain IMAGE ...`` explains image files and saves an overlay figure.
@@ -26,7 +29,7 @@ from typing import Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
-from captum_cams._utils.inputs import InputError
+from captum_cams._utils.inputs import InputError, LoadedModel, is_factory_spec
 from captum_cams._utils.text import count_of
 from captum_cams.benchmark import DEFAULT_METHODS, METHODS, METRICS, parse_names
 
@@ -53,15 +56,69 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _model_and_layer(args: argparse.Namespace, device: torch.device) -> tuple:
-    from captum_cams._utils.inputs import load_model, resolve_layer
+    from captum_cams._utils.inputs import (
+        check_model_output,
+        load_model,
+        parse_channel_values,
+        read_labels,
+        resolve_layer,
+        with_preprocess_options,
+    )
 
+    # every option is read before the model is built: a typo costs nothing
+    mean = None if args.mean is None else parse_channel_values(args.mean, "--mean")
+    std = None if args.std is None else parse_channel_values(args.std, "--std", positive=True)
+    labels = None if args.labels is None else read_labels(args.labels)
+    _positive(args.input_size, "--input-size")
+    _positive(args.resize, "--resize")
     loaded = load_model(args.model, args.weights)
+    loaded.preprocess = with_preprocess_options(
+        loaded.preprocess, args.input_size, args.resize, mean, std
+    )
     size = loaded.preprocess.crop
     sample = torch.zeros(1, 3, size, size)
+    num_classes = check_model_output(loaded, sample)
+    if labels is not None:
+        if len(labels) != num_classes:
+            raise CliError(
+                f"--labels: {args.labels} has {len(labels)} names but the model has "
+                f"{num_classes} outputs"
+            )
+        loaded.classes = labels
+    elif loaded.classes is not None and len(loaded.classes) != num_classes:
+        loaded.classes = None  # the model's names do not fit its outputs: indices instead
     layer_name, layer = resolve_layer(
         loaded.model, args.layer if args.layer is not None else loaded.default_layer, sample
     )
     return loaded, layer_name, layer
+
+
+def _warnings(loaded: LoadedModel, args: argparse.Namespace) -> List[str]:
+    r"""One line each: an untrained network, and preprocessing the model did not give."""
+    lines = []
+    if loaded.untrained:
+        lines.append(
+            f"captum-cams: warning: {args.model} has random weights (--weights "
+            f"{args.weights or 'not given'}): its predictions and maps mean nothing; give "
+            "--weights DEFAULT (a torchvision enum) or a checkpoint file"
+        )
+    given = any(v is not None for v in (args.input_size, args.resize, args.mean, args.std))
+    if loaded.preprocess_origin == "default" and is_factory_spec(args.model) and not given:
+        prep = loaded.preprocess
+        lines.append(
+            f"captum-cams: note: {args.model} gives no input_size/mean/std attributes, so "
+            f"ImageNet's preprocessing is assumed (resize {prep.resize}, crop {prep.crop}, "
+            "ImageNet mean and std); set --input-size, --resize, --mean, --std if it differs"
+        )
+    return lines
+
+
+def _library_files(args: argparse.Namespace) -> Optional[List[Path]]:
+    from captum_cams._utils.inputs import list_images
+
+    if args.library_data is None:
+        return None
+    return list_images(args.library_data, "--library-data")
 
 
 def _positive(value: Optional[int], option: str) -> None:
@@ -106,17 +163,21 @@ def benchmark(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     if is_main_process():
         check_output_folder(args.out)  # before any model is loaded or run
+    library_files = _library_files(args)
     loaded, layer_name, layer = _model_and_layer(args, device)
     data: BenchmarkData
     if args.data is None:
         if args.model not in EMBEDDED_TASKS:
-            raise CliError("--data is needed with a torchvision --model (an image folder)")
+            raise CliError(f"--data is needed with --model {args.model} (an image folder)")
         data = EmbeddedData(args.num_images or DEFAULT_NUM_IMAGES, EMBEDDED_TASKS[args.model])
     else:
         files = list_images(args.data)
         if args.num_images is not None:
             files = files[: args.num_images]
         data = FolderData(files, loaded.preprocess, args.annotations, root=args.data)
+    library_data = None
+    if library_files is not None and "libracam" in methods:
+        library_data = FolderData(library_files, loaded.preprocess, root=args.library_data)
     # asked for: each must have what it needs; defaulted: every metric the data allows
     metric_names = metrics_for(data, None if args.metrics is None else metric_names)
     torch.manual_seed(args.seed)
@@ -125,6 +186,8 @@ def benchmark(args: argparse.Namespace) -> int:
     distributed = init_distributed_from_env("nccl" if device.type == "cuda" else "gloo")
     try:
         if is_main_process():
+            for line in _warnings(loaded, args):
+                print(line, file=sys.stderr)
             print(
                 f"captum-cams benchmark: {count_of(len(data), 'image')}, model {loaded.name}, "
                 f"layer {layer_name}, {count_of(len(methods), 'method')}, "
@@ -134,6 +197,7 @@ def benchmark(args: argparse.Namespace) -> int:
         result = run_benchmark(
             loaded.model, layer, data, methods, metric_names, out=args.out,
             batch_size=args.batch_size, seed=args.seed, device=device, progress=not args.quiet,
+            library_data=library_data, class_names=loaded.classes,
         )  # fmt: skip
         if is_main_process():
             print(format_table(result))
@@ -155,6 +219,13 @@ EMBEDDED_ON_PHOTOS = (
     "captum-cams: warning: the embedded model was trained on synthetic shapes only, so its "
     "predictions (and maps) on real photos mean nothing; to explain your own network give "
     "--model NAME --weights path/to/checkpoint.pt"
+)
+
+#: The one-line warning of ``explain`` when the default methods meet a model of the
+#: user's and no ``--library-data``: Libra-CAM is left out, the others run.
+LIBRA_CAM_LEFT_OUT = (
+    "captum-cams: warning: Libra-CAM left out: it needs a reference library of images "
+    "from your model's task; pass --library-data FOLDER to include it"
 )
 
 
@@ -193,8 +264,8 @@ def explain(args: argparse.Namespace) -> int:
         attribute_batch,
         build_methods,
         check_output_folder,
-        predicted_class,
     )
+    from captum_cams.benchmark.methods import LIBRARY_NEEDED
     from captum_cams.metrics import energy_pointing_game
     from captum_cams.visualization import overlay_grid, save_figure
 
@@ -204,23 +275,39 @@ def explain(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     check_output_folder(args.out)  # before any model is loaded or run
     files = _explain_files(args.images) if args.images else None
-    if files is None and args.model not in EMBEDDED_TASKS:
-        raise CliError("give IMAGE files to explain with a torchvision --model")
+    embedded = args.model in EMBEDDED_TASKS
+    if files is None and not embedded:
+        raise CliError(f"give IMAGE files to explain with --model {args.model}")
+    notes: List[str] = []
+    if "libracam" in names and not embedded and args.library_data is None:
+        if args.methods is not None:  # asked for by name: refused before any model pass
+            raise CliError(LIBRARY_NEEDED)
+        names.remove("libracam")  # the default set: the others run, with one line
+        notes.append(LIBRA_CAM_LEFT_OUT)
+    library_files = _library_files(args) if "libracam" in names else None
     loaded, layer_name, layer = _model_and_layer(args, device)
     model = loaded.model.to(device)
     data: BenchmarkData
     if files is not None:
         data = FolderData(files, loaded.preprocess)  # every file's header checked first
-        if args.model in EMBEDDED_TASKS:
-            print(EMBEDDED_ON_PHOTOS, file=sys.stderr)
+        if embedded:
+            notes.insert(0, EMBEDDED_ON_PHOTOS)
     else:
         data = EmbeddedData(args.num_images or 6, EMBEDDED_TASKS[args.model])
-    context = MethodContext(model, layer, None, device, args.seed)
+    library_data = None
+    if library_files is not None:
+        library_data = FolderData(library_files, loaded.preprocess, root=args.library_data)
+    for line in notes + _warnings(loaded, args):
+        print(line, file=sys.stderr)
+    # the embedded models' Libra-CAM library comes from their own task's training split
+    task = EmbeddedData(1, EMBEDDED_TASKS[args.model]) if embedded else None
+    context = MethodContext(model, layer, task, device, args.seed, library_data)
     attributions = build_methods(names, context)
     seconds = dict.fromkeys(names, 0.0)
     energy: Dict[str, float] = dict.fromkeys(names, 0.0)
     shown: Dict[str, list] = {name: [] for name in names}
     figure_rows: Dict[str, list] = {"images": [], "titles": [], "outlines": []}
+    predictions: List[str] = []
     box_share, count = 0.0, len(data)
     bar = tqdm(
         total=count * len(names), desc="captum-cams explain", unit="map", file=sys.stderr,
@@ -232,7 +319,9 @@ def explain(args: argparse.Namespace) -> int:
             batch = as_data_batch(data.load(indices))
             images = batch.images.to(device)
             masks = batch.masks.to(device) if batch.masks is not None else None
-            target = predicted_class(model, images)
+            with torch.no_grad():
+                probabilities = torch.softmax(model(images).float(), dim=1)
+            confidence, target = probabilities.max(dim=1)
             for name, attribution in attributions.items():
                 bar.set_postfix_str(name)
                 # methods of many passes go image by image, so the bar moves
@@ -255,10 +344,14 @@ def explain(args: argparse.Namespace) -> int:
             room = EXPLAIN_FIGURE_ROWS - sum(len(i) for i in figure_rows["images"])
             if room > 0:
                 figure_rows["images"].append(batch.images[:room])
+                shown_names = data.names(indices)[:room]
                 figure_rows["titles"] += [
-                    f"{title}\npredicted: "
-                    + (loaded.classes[int(c)] if loaded.classes else f"class {int(c)}")
-                    for title, c in zip(data.names(indices)[:room], target[:room])
+                    f"{title}\npredicted: {_class_name(loaded.classes, int(c))}"
+                    for title, c in zip(shown_names, target[:room])
+                ]
+                predictions += [
+                    f"  {title}: {_class_name(loaded.classes, int(c))} ({float(p):.3f})"
+                    for title, c, p in zip(shown_names, target[:room], confidence[:room])
                 ]
                 if batch.part_masks is not None:
                     figure_rows["outlines"].append(batch.part_masks[:room])
@@ -267,6 +360,9 @@ def explain(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(f"model {loaded.name}, layer {layer_name}, {count_of(count, 'image')}")
+    more = f", the first {len(predictions)}" if len(predictions) < count else ""
+    print(f"predicted class (probability){more}:")
+    print("\n".join(predictions))
     print(f"{'method':<12} {'ms / image':>10} {'energy in box %':>16}")
     for name in names:
         cell = f"{100 * energy[name] / count:16.1f}" if data.has_boxes else f"{'-':>16}"
@@ -295,19 +391,63 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _class_name(classes: Optional[Sequence[str]], index: int) -> str:
+    return classes[index] if classes is not None and 0 <= index < len(classes) else f"class {index}"
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="embedded",
         help="'embedded' (default: the package's model for the main job's ClutteredShapes "
-        "task), 'embedded-shapes' (the tutorials' model for GroundTruthShapes) or a "
-        "torchvision classification model name, e.g. resnet18",
+        "task), 'embedded-shapes' (the tutorials' model for GroundTruthShapes), a "
+        "torchvision classification model name, e.g. resnet18, or your own model: "
+        "path/to/file.py:FUNCTION or package.module:FUNCTION, a function called with no "
+        "arguments that returns the nn.Module",
     )
     parser.add_argument(
         "--weights",
         default=None,
         help="a torchvision weights enum of --model (IMAGENET1K_V1, DEFAULT), 'none', or a "
-        "checkpoint path (state dict; loaded with weights_only=True; .safetensors too)",
+        "checkpoint path (state dict; loaded with weights_only=True; .safetensors too); "
+        "for a FUNCTION --model, a checkpoint loaded into the module it returns",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="side of the square centre crop the model takes (default: the weights' or "
+        "the FUNCTION's input_size attribute, else 224)",
+    )
+    parser.add_argument(
+        "--resize",
+        type=int,
+        default=None,
+        help="shorter side before the centre crop (default: the weights' or the "
+        "FUNCTION's resize_size attribute, else input size x 256/224)",
+    )
+    parser.add_argument(
+        "--mean",
+        default=None,
+        help="per-channel mean of the normalisation, on [0, 1] pixels: 0.5 or "
+        "0.485,0.456,0.406 (default: the weights' or the FUNCTION's mean attribute, else "
+        "ImageNet's)",
+    )
+    parser.add_argument(
+        "--std", default=None, help="per-channel std of the normalisation, as --mean"
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="class names, one per line (line i names output i); default: the weights' "
+        "or the FUNCTION's categories",
+    )
+    parser.add_argument(
+        "--library-data",
+        default=None,
+        help="an image folder of your model's task for Libra-CAM's reference library "
+        "(its first 200 images; default: --data for benchmark; explain leaves Libra-CAM "
+        "out without it)",
     )
     parser.add_argument(
         "--layer",

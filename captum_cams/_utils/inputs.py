@@ -10,11 +10,16 @@ with ``torch.load(..., weights_only=True)`` or safetensors, never with pickle.
 
 import contextlib
 import difflib
+import importlib
+import importlib.util
+import itertools
+import math
 import os
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -250,6 +255,12 @@ class LoadedModel:
         classes (list[str], optional): class names by index, when known.
         default_layer (str, optional): the CAM layer when ``--layer`` is not given;
                     None: found by :func:`resolve_layer`.
+        untrained (bool, optional): the weights are random (``--weights none``, or
+                    a torchvision model without weights). Default: False.
+        preprocess_origin (str, optional): where ``preprocess`` came from:
+                    ``"weights"`` (a torchvision weights enum), ``"model"`` (the
+                    package's own model, or a factory's attributes) or ``"default"``
+                    (ImageNet's, assumed). Default: ``"default"``.
 
     Examples::
 
@@ -263,6 +274,8 @@ class LoadedModel:
     preprocess: Preprocess
     classes: Optional[List[str]] = None
     default_layer: Optional[str] = None
+    untrained: bool = False
+    preprocess_origin: str = "default"
 
 
 def _closest(name: str, choices: Sequence[str]) -> str:
@@ -330,21 +343,25 @@ def looks_like_path(text: str) -> bool:
 
 def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedModel:
     r"""
-    Loads the embedded default or a torchvision classification model.
+    Loads the embedded default, a torchvision classification model, or a model made
+    by a function of the user's (``path/to/file.py:function`` or
+    ``package.module:function``, see :func:`load_factory_model`).
 
     Args:
         name (str, optional): ``"embedded"`` (the package's CNN trained on the
                     main job's task, :class:`~captum_cams.datasets.ClutteredShapes`),
                     ``"embedded-shapes"`` (the tutorials' CNN, trained on
-                    :class:`~captum_cams.datasets.GroundTruthShapes`) or a torchvision
-                    model name such as ``"resnet18"``. Default: ``"embedded"``.
+                    :class:`~captum_cams.datasets.GroundTruthShapes`), a torchvision
+                    model name such as ``"resnet18"``, or ``"FILE.py:FUNCTION"`` /
+                    ``"MODULE:FUNCTION"``. Default: ``"embedded"``.
         weights (str, optional): for torchvision, a weights enum name of that model
                     (``"IMAGENET1K_V1"``, ``"DEFAULT"``), ``"none"`` for random
                     weights, or a checkpoint path (a state dict, or a dict holding
                     one under ``"state_dict"``; ``.safetensors`` too). For the
-                    embedded model, a checkpoint path replaces the shipped one.
+                    embedded model, a checkpoint path replaces the shipped one; for a
+                    function, a checkpoint loaded into the module it returns.
                     Default: None (the shipped checkpoint; for torchvision, no
-                    weights).
+                    weights; for a function, the module as it returns it).
 
     Returns:
         *LoadedModel* of **loaded**:
@@ -358,9 +375,13 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
     Examples::
 
         >>> loaded = load_model("resnet18", "none")
-        >>> loaded.preprocess.crop
-        224
+        >>> loaded.preprocess.crop, loaded.untrained
+        (224, True)
+        >>> load_model("my_models.py:build", "my_weights.pt").name
+        'my_models.py:build'
     """
+    if is_factory_spec(name):
+        return load_factory_model(name, weights)
     if name in (EMBEDDED, EMBEDDED_SHAPES):
         from captum_cams.datasets import CLASSES, CLUTTERED_CLASSES
         from captum_cams.models.embedded import (
@@ -373,7 +394,8 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
 
         shipped = EMBEDDED_CLUTTERED_CHECKPOINT if name == EMBEDDED else EMBEDDED_DEFAULT_CHECKPOINT
         model = load_embedded_default(shipped)  # the architecture, and the weights by default
-        if weights is not None and weights.lower() == "none":
+        untrained = weights is not None and weights.lower() == "none"
+        if untrained:
             model = architecture_of(model.meta)  # type: ignore[arg-type]
         elif weights is not None and weights.lower() != "default":
             if not os.path.isfile(weights):
@@ -383,7 +405,9 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         cam_layer = embedded_default_layer(model)
         layer_name = next(key for key, module in model.named_modules() if module is cam_layer)
         classes = list(CLUTTERED_CLASSES if name == EMBEDDED else CLASSES)
-        return LoadedModel(model, name, Preprocess(64, 64, square=True), classes, layer_name)
+        return LoadedModel(
+            model, name, Preprocess(64, 64, square=True), classes, layer_name, untrained, "model"
+        )
 
     import torchvision.models as tvm
 
@@ -395,7 +419,8 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         )
     default_prep = Preprocess(256, 224, IMAGENET_MEAN, IMAGENET_STD)
     if weights is None or weights.lower() == "none":
-        return LoadedModel(tvm.get_model(name, weights=None).eval(), name, default_prep)
+        model = tvm.get_model(name, weights=None).eval()
+        return LoadedModel(model, name, default_prep, untrained=True)
     if looks_like_path(weights):
         model = tvm.get_model(name, weights=None)
         _load_into(model, weights)
@@ -420,7 +445,404 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         tuple(transform.std),
     )
     classes = list(chosen.meta.get("categories") or []) or None
-    return LoadedModel(model.eval(), name, preprocess, classes)
+    return LoadedModel(model.eval(), name, preprocess, classes, preprocess_origin="weights")
+
+
+def is_factory_spec(name: str) -> bool:
+    r"""
+    Args:
+        name (str): a ``--model`` value.
+
+    Returns:
+        *bool* of **is_factory**:
+        - **is_factory** (*bool*):
+                    True for ``FILE.py:FUNCTION`` or ``MODULE:FUNCTION`` (a name with
+                    a colon; torchvision's and the embedded names have none).
+
+    Examples::
+
+        >>> is_factory_spec("nets/mine.py:build"), is_factory_spec("resnet18")
+        (True, False)
+    """
+    return ":" in name
+
+
+#: The attributes a model factory (or the module it returns) may carry to say how its
+#: inputs are made, as torchvision's weights do: ``input_size`` (the side of the
+#: square centre crop), ``resize_size`` (the shorter side before cropping), ``mean``,
+#: ``std`` (per channel, on ``[0, 1]`` pixels) and ``categories`` (class names).
+FACTORY_ATTRIBUTES: Tuple[str, ...] = ("input_size", "resize_size", "mean", "std", "categories")
+
+
+@contextlib.contextmanager
+def _first_on_sys_path(folder: str) -> Iterator[None]:
+    r"""``folder`` first on ``sys.path`` (as ``python file.py`` or ``python -m`` put it),
+    so the user's file can import its neighbours; restored afterwards."""
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:  # the user's code took it out itself
+            pass
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {line[:200]}" if line else type(error).__name__
+
+
+_FACTORY_MODULES = itertools.count()
+
+
+def _import_target(target: str, spec: str) -> Tuple[Any, str]:
+    r"""The module named by ``target`` (a ``.py`` file or a dotted module) and the folder
+    put first on ``sys.path`` for it."""
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise InputError(f"--model: file not found: {target}")
+        folder = str(path.resolve().parent)
+        module_name = f"_captum_cams_model_{next(_FACTORY_MODULES)}_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise InputError(f"--model: cannot import {target} as a Python file")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module  # dataclasses, pickle and fx look modules up here
+        try:
+            with _first_on_sys_path(folder):
+                loader_spec.loader.exec_module(module)
+        except (Exception, SystemExit) as error:
+            sys.modules.pop(module_name, None)
+            raise InputError(f"--model: importing {target} failed ({_first_line(error)})") from None
+        return module, folder
+    folder = os.getcwd()
+    try:
+        with _first_on_sys_path(folder):
+            return importlib.import_module(target), folder
+    except ModuleNotFoundError as error:
+        if error.name is not None and (target == error.name or target.startswith(error.name + ".")):
+            raise InputError(
+                f"--model: no module named {error.name!r} (in {spec}); give a file as "
+                "path/to/file.py:FUNCTION, or run from the folder that holds the package"
+            ) from None
+        raise InputError(f"--model: importing {target} failed ({_first_line(error)})") from None
+    except (Exception, SystemExit) as error:
+        raise InputError(f"--model: importing {target} failed ({_first_line(error)})") from None
+
+
+def _factory_attribute(model: nn.Module, factory: Any, name: str) -> Any:
+    r"""
+    ``name`` on the returned module, else on the factory, else None. Only plain values
+    count: a tensor (a model that normalises its inputs itself may hold ``mean`` and
+    ``std`` buffers), a submodule or a method is not a preprocessing setting.
+    """
+    for owner in (model, factory):
+        value = getattr(owner, name, None)
+        if isinstance(value, (int, float, str, list, tuple)) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _factory_preprocess(model: nn.Module, factory: Any, spec: str) -> Tuple[Preprocess, bool]:
+    r"""The preprocessing the factory's attributes give, and whether they gave any."""
+    size = _factory_attribute(model, factory, "input_size")
+    resize = _factory_attribute(model, factory, "resize_size")
+    mean = _factory_attribute(model, factory, "mean")
+    std = _factory_attribute(model, factory, "std")
+    if size is None and resize is None and mean is None and std is None:
+        return Preprocess(256, 224, IMAGENET_MEAN, IMAGENET_STD), False
+    where = f"--model: {spec}'s attribute"
+    crop = _positive_size(size, f"{where} input_size") if size is not None else 224
+    side = _positive_size(resize, f"{where} resize_size") if resize is not None else None
+    means = _channel_values(mean, f"{where} mean") if mean is not None else IMAGENET_MEAN
+    stds = _channel_values(std, f"{where} std", positive=True) if std is not None else IMAGENET_STD
+    return with_preprocess_options(Preprocess(256, 224, means, stds), crop, side), True
+
+
+def _positive_size(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{what} must be a positive integer; got {value!r}")
+    return value
+
+
+def _channel_values(values: Any, what: str, positive: bool = False) -> Tuple[float, ...]:
+    r"""Per-channel numbers (one is repeated for 3 channels), finite (and > 0)."""
+    if isinstance(values, Tensor):
+        values = values.flatten().tolist()
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values] * 3
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be 3 numbers (or one); got {values!r}") from None
+    if len(numbers) == 1:
+        numbers = numbers * 3
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        raise InputError(f"{what} must be 3 finite numbers (or one); got {values!r}")
+    if positive and not all(v > 0 for v in numbers):
+        raise InputError(f"{what} must be positive; got {values!r}")
+    return numbers
+
+
+def parse_channel_values(text: str, option: str, positive: bool = False) -> Tuple[float, ...]:
+    r"""
+    Per-channel numbers from the command line: ``"0.5"`` or ``"0.485,0.456,0.406"``.
+
+    Args:
+        text (str): the option's value.
+        option (str): the option, for errors (``"--mean"``).
+        positive (bool, optional): every number must be above 0. Default: False.
+
+    Returns:
+        *tuple[float, float, float]* of **values**:
+        - **values** (*tuple[float, float, float]*):
+                    one number per channel.
+
+    Raises:
+        InputError: not 1 or 3 finite numbers, or not positive when required.
+
+    Examples::
+
+        >>> parse_channel_values("0.5", "--mean")
+        (0.5, 0.5, 0.5)
+    """
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        raise InputError(
+            f"{option}: not numbers: {text!r} (give 0.5 or 0.485,0.456,0.406)"
+        ) from None
+    return _channel_values(numbers, option, positive)
+
+
+def with_preprocess_options(
+    preprocess: Preprocess,
+    input_size: Optional[int] = None,
+    resize: Optional[int] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> Preprocess:
+    r"""
+    ``preprocess`` with the given parts replaced (``--input-size``, ``--resize``,
+    ``--mean``, ``--std``).
+
+    A new ``input_size`` without ``resize`` resizes the shorter side to
+    ``round(input_size · 256 / 224)`` first, torchvision's ratio (192 → 219); the
+    resize must not be smaller than the crop.
+
+    Args:
+        preprocess (Preprocess): the model's preprocessing.
+        input_size (int, optional): the side of the centre crop. Default: None.
+        resize (int, optional): the shorter side before cropping. Default: None.
+        mean (sequence of float, optional): per-channel mean. Default: None.
+        std (sequence of float, optional): per-channel std. Default: None.
+
+    Returns:
+        *Preprocess* of **preprocess**:
+        - **preprocess** (*Preprocess*):
+                    the new preprocessing.
+
+    Raises:
+        InputError: a size below 1 or a resize smaller than the crop.
+
+    Examples::
+
+        >>> with_preprocess_options(Preprocess(256, 224), input_size=192).resize
+        219
+    """
+    crop = preprocess.crop if input_size is None else _positive_size(input_size, "--input-size")
+    if resize is not None:
+        side = _positive_size(resize, "--resize")
+    elif input_size is not None and not preprocess.square:
+        side = int(round(crop * 256 / 224))
+    elif input_size is not None:
+        side = crop
+    else:
+        side = preprocess.resize
+    if side < crop:
+        raise InputError(
+            f"--resize: {side} is smaller than the input size {crop} (the shorter side is "
+            "resized, then the centre crop taken)"
+        )
+    return replace(
+        preprocess,
+        resize=side,
+        crop=crop,
+        mean=preprocess.mean if mean is None else tuple(mean),
+        std=preprocess.std if std is None else tuple(std),
+    )
+
+
+def load_factory_model(spec: str, weights: Optional[str] = None) -> LoadedModel:
+    r"""
+    A model made by a function of the user's: ``path/to/file.py:FUNCTION`` or
+    ``package.module:FUNCTION``.
+
+    The function is called with no arguments and must return an ``nn.Module`` (a
+    classifier returning ``N x classes`` logits). ``weights`` is then a checkpoint
+    loaded into it with ``weights_only=True`` (a state dict, or a dict holding one under
+    ``"state_dict"``; ``.safetensors`` too), ``"none"`` (the module as returned, said
+    to be untrained) or None (the module as returned: the function may load its own
+    weights). A file's folder, or for a module the working directory, is first on
+    ``sys.path`` while it is imported and called, as ``python file.py`` would have it.
+
+    Preprocessing and class names come from attributes of the returned module or of
+    the function (:data:`FACTORY_ATTRIBUTES`): ``input_size``, ``resize_size``,
+    ``mean``, ``std``, ``categories``; without any, ImageNet's (resize 256, crop 224,
+    ImageNet's mean and std) is assumed and ``preprocess_origin`` is ``"default"``.
+
+    Args:
+        spec (str): ``FILE.py:FUNCTION`` or ``MODULE:FUNCTION``.
+        weights (str, optional): a checkpoint path, ``"none"`` or None. Default: None.
+
+    Returns:
+        *LoadedModel* of **loaded**:
+        - **loaded** (*LoadedModel*):
+                    the module in eval mode, its preprocessing and class names.
+
+    Raises:
+        InputError: the file or module is missing or fails to import, the name is not
+        a function of it, the call fails or returns no ``nn.Module``, an attribute is
+        malformed, or the checkpoint is missing, unsafe or does not fit.
+
+    Examples::
+
+        >>> # my_models.py:  def build(): return torchvision.models.resnet18(num_classes=10)
+        >>> loaded = load_factory_model("my_models.py:build", "checkpoints/best.pt")
+        >>> loaded.preprocess.crop, loaded.preprocess_origin
+        (224, 'default')
+    """
+    target, _, attribute = spec.rpartition(":")
+    if not target or not attribute.strip():
+        raise InputError(
+            f"--model: {spec!r} names no function: give path/to/file.py:FUNCTION or "
+            "package.module:FUNCTION"
+        )
+    attribute = attribute.strip()
+    module, folder = _import_target(target, spec)
+    if not hasattr(module, attribute):
+        defined = sorted(
+            key
+            for key, value in vars(module).items()
+            if callable(value) and not key.startswith("_") and not isinstance(value, type(os))
+        )
+        shown = f" (it defines: {', '.join(defined[:12])})" if defined else ""
+        raise InputError(f"--model: {target} has no attribute {attribute!r}{shown}")
+    factory = getattr(module, attribute)
+    if not callable(factory):
+        raise InputError(
+            f"--model: {spec} is a {type(factory).__name__}, not a function returning a model"
+        )
+    if weights is not None and weights.lower() not in ("none",) and not looks_like_path(weights):
+        raise InputError(
+            f"--weights: {weights!r} is neither a checkpoint file nor 'none' (a --model "
+            "FUNCTION takes a checkpoint of the module it returns)"
+        )
+    try:
+        with _first_on_sys_path(folder):
+            model = factory()
+    except (Exception, SystemExit) as error:
+        raise InputError(
+            f"--model: {spec}() raised {_first_line(error)} (it is called with no arguments)"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise InputError(
+            f"--model: {spec}() returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    untrained = weights is not None and weights.lower() == "none"
+    if weights is not None and not untrained:
+        _load_into(model, weights)
+    preprocess, given = _factory_preprocess(model, factory, spec)
+    categories = _factory_attribute(model, factory, "categories")
+    classes: Optional[List[str]] = None
+    if categories is not None:
+        if isinstance(categories, str) or not all(isinstance(c, str) for c in categories):
+            raise InputError(f"--model: {spec}'s attribute categories must be a list of names")
+        classes = list(categories)
+    origin = "model" if given else "default"
+    return LoadedModel(model.eval(), spec, preprocess, classes, None, untrained, origin)
+
+
+def read_labels(path: str) -> List[str]:
+    r"""
+    Class names from a text file, one per line (line ``i`` names class ``i``).
+
+    Args:
+        path (str): the ``--labels`` file (UTF-8).
+
+    Returns:
+        *list[str]* of **names**:
+        - **names** (*list[str]*):
+                    the names, stripped; trailing empty lines are ignored.
+
+    Raises:
+        InputError: the file is missing or unreadable, holds no name, or has an empty
+        line between names.
+
+    Examples::
+
+        >>> read_labels("imagenet_classes.txt")[:2]
+        ['tench', 'goldfish']
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"--labels: file not found: {path}")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"--labels: cannot read {path} ({_first_line(error)})") from None
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise InputError(f"--labels: {path} holds no class name (one name per line)")
+    if "" in names:
+        raise InputError(
+            f"--labels: line {names.index('') + 1} of {path} is empty (one name per line)"
+        )
+    return names
+
+
+def check_model_output(loaded: LoadedModel, sample: Tensor) -> int:
+    r"""
+    Runs the model once on ``sample`` and returns its number of classes.
+
+    Args:
+        loaded (LoadedModel): the model.
+        sample (Tensor): one input of the model's size (zeros will do).
+
+    Returns:
+        *int* of **num_classes**:
+        - **num_classes** (*int*):
+                    the number of outputs.
+
+    Raises:
+        InputError: the model fails on an input of that size, or does not return
+        ``N x classes`` logits.
+
+    Examples::
+
+        >>> check_model_output(load_model("resnet18", "none"), torch.zeros(1, 3, 224, 224))
+        1000
+    """
+    try:
+        with torch.no_grad():
+            output = loaded.model(sample)
+    except Exception as error:  # the user's model: any error is a mismatch of our input
+        shape = " x ".join(str(d) for d in sample.shape)
+        raise InputError(
+            f"--model: {loaded.name} fails on a {shape} input ({_first_line(error)}); give "
+            "its input size with --input-size"
+        ) from None
+    if not isinstance(output, Tensor) or output.dim() != 2:
+        what = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise InputError(
+            f"--model: {loaded.name} returns {what}, not N x classes logits (a classifier)"
+        )
+    return int(output.shape[1])
 
 
 def resolve_layer(model: nn.Module, name: Optional[str], sample: Tensor) -> Tuple[str, nn.Module]:
@@ -500,12 +922,13 @@ def _named_feature_map(model: nn.Module, name: str, module: nn.Module, sample: T
     )
 
 
-def list_images(folder: str) -> List[Path]:
+def list_images(folder: str, option: str = "--data") -> List[Path]:
     r"""
     The image files under a folder (an ``ImageFolder`` tree or a flat folder), sorted.
 
     Args:
         folder (str): the ``--data`` folder.
+        option (str, optional): the option named in errors. Default: ``"--data"``.
 
     Returns:
         *list[Path]* of **files**:
@@ -522,7 +945,7 @@ def list_images(folder: str) -> List[Path]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"--data: folder not found: {folder}")
+        raise InputError(f"{option}: folder not found: {folder}")
     files = sorted(
         path
         for path in root.rglob("*")
@@ -530,7 +953,7 @@ def list_images(folder: str) -> List[Path]:
     )
     if not files:
         raise InputError(
-            f"--data: no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}"
+            f"{option}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}"
         )
     return files
 

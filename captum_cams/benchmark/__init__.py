@@ -28,6 +28,7 @@ from captum_cams.benchmark.data import (
 from captum_cams.benchmark.methods import (
     DEFAULT_METHODS,
     LIBRARY_IMAGES,
+    LIBRARY_NEEDED,
     METHODS,
     MethodContext,
     MethodSpec,
@@ -81,6 +82,7 @@ __all__ = [
     "metrics_for",
     "BenchmarkResult",
     "LIBRARY_IMAGES",
+    "LIBRARY_NEEDED",
     "libra_cam_with_library",
     "on_layer",
     "parse_names",

@@ -32,12 +32,13 @@ from captum_cams.attr import (
     LayerXGradCam,
     ReferenceLibrary,
 )
-from captum_cams.benchmark.data import EMBEDDED_REFERENCE_TAU, BenchmarkData, EmbeddedData
+from captum_cams.benchmark.data import BenchmarkData, EmbeddedData
 from captum_cams.tuning import ThresholdFineTuned
 
 __all__ = [
     "DEFAULT_METHODS",
     "LIBRARY_IMAGES",
+    "LIBRARY_NEEDED",
     "METHODS",
     "MethodContext",
     "MethodSpec",
@@ -49,15 +50,21 @@ __all__ = [
 #: Images drawn for Libra-CAM's reference library in the benchmark.
 LIBRARY_IMAGES = 200
 
+#: Libra-CAM's one-line refusal when nothing of the model's task can give its library.
+LIBRARY_NEEDED = (
+    "Libra-CAM needs a reference library of images from your model's task (the paper "
+    "uses training images): pass --library-data FOLDER (a few dozen images of other "
+    "classes suffice), or leave libracam out of --methods"
+)
+
 
 def _reference_batches(context: "MethodContext", batch_size: int = 50) -> Iterator[Any]:
-    r"""``(images, labels)`` batches for a reference library: the ground-truth dataset's
-    training split on the embedded default (never the evaluated test images), else the
-    benchmark's own images labelled with the model's predictions."""
-    if isinstance(context.data, EmbeddedData) or context.data is None:
-        from captum_cams.datasets import ClutteredShapes
-
-        dataset_class = ClutteredShapes if context.data is None else type(context.data.dataset)
+    r"""``(images, labels)`` batches for a reference library: ``library_data`` when
+    given, the ground-truth dataset's training split on the embedded default (never the
+    evaluated test images), else the benchmark's own images; images of a folder are
+    labelled with the model's predictions."""
+    if context.library_data is None and isinstance(context.data, EmbeddedData):
+        dataset_class = type(context.data.dataset)
         train = dataset_class(LIBRARY_IMAGES, split="train", seed=context.seed)
         for start in range(0, len(train), batch_size):
             items = [train[i] for i in range(start, min(start + batch_size, len(train)))]
@@ -66,12 +73,38 @@ def _reference_batches(context: "MethodContext", batch_size: int = 50) -> Iterat
                 torch.tensor([int(item[1]) for item in items], dtype=torch.long),
             )
         return
-    data = context.data
+    data = context.library_data if context.library_data is not None else context.data
+    if data is None:
+        raise InputError(LIBRARY_NEEDED)
     for start in range(0, min(len(data), LIBRARY_IMAGES), batch_size):
         images = data.load(range(start, min(start + batch_size, len(data), LIBRARY_IMAGES)))[0]
         images = images.to(context.device)
+        # not a yield inside no_grad: the consumer's own no_grad would otherwise restore
+        # the grad mode this generator disabled, and leave it off for the whole process
         with torch.no_grad():
-            yield images, context.model(images).argmax(dim=1).cpu()
+            labels = context.model(images).argmax(dim=1).cpu()
+        yield images, labels
+
+
+class _LibraCamWithLibrary(LayerLibraCam):
+    r"""Libra-CAM that says in one line which class its library cannot serve, and where
+    the library came from, instead of failing deep inside."""
+
+    source: str = ""
+
+    def attribute(self, inputs: Any, target: Any = None, *args: Any, **kwargs: Any) -> Any:
+        assert self.library is not None
+        if isinstance(target, torch.Tensor) and kwargs.get("use_references", True):
+            for label in target.flatten().tolist():
+                if 0 <= label < len(self.library.class_indices) and (
+                    self.library.class_indices[label].numel() == 0
+                ):
+                    raise InputError(
+                        f"Libra-CAM: the reference library ({self.source}) holds no image "
+                        f"of low probability (< {self.library.tau:g}) for class {label}: "
+                        "pass --library-data with more images of other classes"
+                    )
+        return super().attribute(inputs, target, *args, **kwargs)
 
 
 def libra_cam_with_library(context: "MethodContext") -> Attribution:
@@ -80,15 +113,23 @@ def libra_cam_with_library(context: "MethodContext") -> Attribution:
 
     The library (R = 30; τ = 1e-4 as in the paper, or ``data.reference_tau``, 0.02 on
     the main job's embedded model, whose label smoothing keeps every probability above
-    about 0.0125) comes from :data:`LIBRARY_IMAGES` images: the
-    ground-truth dataset's training split on the embedded default, or the first images
-    of ``--data`` (labelled with the model's predictions) for real inputs.
+    about 0.0125) comes from the first :data:`LIBRARY_IMAGES` images of, in order:
+    ``context.library_data`` (``--library-data``); the ground-truth dataset's training
+    split on the embedded default; ``context.data`` (``--data``), labelled with the
+    model's predictions. Without any of them (``explain`` on a model of its own) it is
+    refused with :data:`LIBRARY_NEEDED`, never built from another task's images. A
+    target class the library holds no reference for is refused in one line when
+    attributing.
 
     Args:
         context (MethodContext): the model, layer, data, device and seed.
 
     Returns:
         *LayerLibraCam*: ready to attribute.
+
+    Raises:
+        InputError: no source of references, or none of its images qualifies as a
+        reference for any class.
 
     Examples::
 
@@ -98,19 +139,32 @@ def libra_cam_with_library(context: "MethodContext") -> Attribution:
     first = next(batches)
     with torch.no_grad():
         num_classes = int(context.model(first[0][:1]).shape[1])
-    if context.data is None:  # explain: the embedded model's own task
-        tau = EMBEDDED_REFERENCE_TAU
+    source_data = context.library_data if context.library_data is not None else context.data
+    tau = getattr(source_data, "reference_tau", 1e-4)
+    try:
+        library = ReferenceLibrary.build(
+            context.model,
+            context.layer,
+            itertools.chain([first], batches),
+            num_classes=num_classes,
+            tau=tau,
+            progress=False,
+        )
+    except ValueError as error:
+        if "no input qualified" not in str(error):
+            raise
+        raise InputError(
+            f"Libra-CAM: no image of its library source qualified as a reference (softmax "
+            f"below {tau:g} for some class): pass --library-data with images of other classes"
+        ) from None
+    attribution = _LibraCamWithLibrary(context.model, context.layer, library=library)
+    if isinstance(source_data, EmbeddedData) and context.library_data is None:
+        attribution.source = f"{LIBRARY_IMAGES} training images of the embedded task"
     else:
-        tau = getattr(context.data, "reference_tau", 1e-4)
-    library = ReferenceLibrary.build(
-        context.model,
-        context.layer,
-        itertools.chain([first], batches),
-        num_classes=num_classes,
-        tau=tau,
-        progress=False,
-    )
-    return LayerLibraCam(context.model, context.layer, library=library)
+        assert source_data is not None  # _reference_batches refused a missing source
+        what = "--library-data" if context.library_data is not None else "--data"
+        attribution.source = f"the first {min(len(source_data), LIBRARY_IMAGES)} images of {what}"
+    return attribution
 
 
 class MethodContext(NamedTuple):
@@ -121,9 +175,12 @@ class MethodContext(NamedTuple):
         model (nn.Module): the model, on the benchmark's device, in eval mode.
         layer (nn.Module): the CAM layer.
         data (BenchmarkData or None): the benchmark's images (e.g. to build a
-                    reference library); None for ``explain``.
+                    reference library); for ``explain``, the embedded task's data
+                    on the embedded models, else None.
         device (torch.device): where the model lives.
         seed (int): the run's seed.
+        library_data (BenchmarkData or None): images to build Libra-CAM's reference
+                    library from (``--library-data``); None: from ``data``.
 
     Examples::
 
@@ -136,6 +193,7 @@ class MethodContext(NamedTuple):
     data: Optional[BenchmarkData]
     device: torch.device
     seed: int
+    library_data: Optional[BenchmarkData] = None
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,8 @@ def run_benchmark(
     device: Optional[torch.device] = None,
     progress: bool = True,
     grid_images: int = 4,
+    library_data: Optional[BenchmarkData] = None,
+    class_names: Optional[Sequence[str]] = None,
 ) -> BenchmarkResult:
     r"""
     Runs every chosen method on every image and scores it with every chosen metric.
@@ -271,6 +273,12 @@ def run_benchmark(
         device (torch.device, optional): where to compute. Default: the CPU.
         progress (bool, optional): a progress bar (on rank 0). Default: True.
         grid_images (int, optional): rows of the overlay figure. Default: 4.
+        library_data (BenchmarkData, optional): the images Libra-CAM's reference
+                    library is built from; None: from ``data`` (see
+                    :func:`~captum_cams.benchmark.methods.libra_cam_with_library`).
+                    Default: None.
+        class_names (sequence of str, optional): the model's class names by index;
+                    each row then also has ``target_name``. Default: None.
 
     Returns:
         *BenchmarkResult*: rows, means, curves, timings and the files written.
@@ -292,7 +300,7 @@ def run_benchmark(
     if out is not None and is_main_process():
         check_output_folder(out)  # before the first model pass: a bad --out costs nothing
     model = model.to(device).eval()
-    context = MethodContext(model, layer, data, device, seed)
+    context = MethodContext(model, layer, data, device, seed, library_data)
     attributions = build_methods(methods, context)
     max_examples = None  # rows per pass from the pass budget
     # batch b is items [b * batch_size, (b + 1) * batch_size): made when it runs, and this
@@ -326,6 +334,11 @@ def run_benchmark(
         if bar is not None:
             bar.close()
     parts = gather_by_index(local)
+    if class_names is not None:
+        for part in parts:
+            for row in part["rows"]:
+                known = 0 <= row["target"] < len(class_names)
+                row["target_name"] = class_names[row["target"]] if known else None
     return _merge(parts, methods, metrics, data, out, grid_images, seed)
 
 

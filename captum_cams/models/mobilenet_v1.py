@@ -9,7 +9,7 @@ convolutions get an explicit ``ZeroPad2d((0, 1, 0, 1))`` and no padding of their
 """
 
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -105,6 +105,36 @@ class MobileNetV1(nn.Module):
         return self.classifier(self.features(x))
 
 
+#: How the shared network's inputs are made, as attributes of the module
+#: :func:`mobilenet_v1_075_192` returns (the command line reads them, see
+#: ``captum_cams._utils.inputs.FACTORY_ATTRIBUTES``): ``Resize(219)``, ``CenterCrop(192)``,
+#: pixels scaled to ``[-1, 1]``; its class names are ImageNet-1k's, in torchvision's order.
+MOBILENET_V1_075_192_INPUTS: Dict[str, object] = {
+    "input_size": 192,
+    "resize_size": 219,
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+}
+
+
+def imagenet_categories() -> List[str]:
+    r"""
+    The 1,000 ImageNet-1k class names in torchvision's order (from its weights' metadata,
+    shipped with torchvision: nothing is downloaded).
+
+    Returns:
+        *list[str]*: ``"tench"``, ``"goldfish"``, …
+
+    Examples::
+
+        >>> imagenet_categories()[1]
+        'goldfish'
+    """
+    from torchvision.models import MobileNet_V2_Weights
+
+    return list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def mobilenet_v1_075_192(
     weights: Optional[Union[str, "os.PathLike[str]"]] = None,
 ) -> MobileNetV1:
@@ -112,7 +142,9 @@ def mobilenet_v1_075_192(
     The shared ImageNet MobileNetV1 (width 0.75, 192 px), in eval mode.
 
     Usable as a command-line model factory:
-    ``--model captum_cams.models.mobilenet_v1:mobilenet_v1_075_192 --weights FILE``.
+    ``--model captum_cams.models.mobilenet_v1:mobilenet_v1_075_192 --weights FILE``; the
+    module carries its preprocessing (:data:`MOBILENET_V1_075_192_INPUTS`) and class
+    names (``categories``) as attributes, so the command line needs no further option.
 
     Args:
         weights (str or PathLike, optional): a state dict (``mobilenet_v1_075_192.pth``),
@@ -125,12 +157,24 @@ def mobilenet_v1_075_192(
 
         >>> from captum_cams.datasets import imagenet_root
         >>> net = mobilenet_v1_075_192(imagenet_root() / "mobilenet_v1_075_192.pth")
+        >>> net.input_size, net.categories[1]
+        (192, 'goldfish')
     """
     model = MobileNetV1()
     if weights is not None:
         state = torch.load(os.fspath(weights), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
+    for name, value in MOBILENET_V1_075_192_INPUTS.items():
+        setattr(model, name, value)
+    setattr(model, "categories", imagenet_categories())  # noqa: B010
     return model.eval()
 
 
-__all__ = ["DEPTHWISE_STRIDES", "MobileNetV1", "POINTWISE_WIDTHS_075", "mobilenet_v1_075_192"]
+__all__ = [
+    "DEPTHWISE_STRIDES",
+    "MOBILENET_V1_075_192_INPUTS",
+    "MobileNetV1",
+    "POINTWISE_WIDTHS_075",
+    "imagenet_categories",
+    "mobilenet_v1_075_192",
+]

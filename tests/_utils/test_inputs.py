@@ -3,6 +3,7 @@
 checkpoints load with weights_only=True, layers are found or refused by name."""
 
 import collections
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import torch.nn as nn
 from PIL import Image
 
 from captum_cams._utils.inputs import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     InputError,
     Preprocess,
     annotation_mask,
@@ -289,3 +292,177 @@ def test_named_layers_that_give_no_feature_map_are_refused_by_name() -> None:
     with pytest.raises(InputError, match=r"--layer: 'pair' does not output tensors only"):
         resolve_layer(model, "pair", sample)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+_FACTORY_FILE = """
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, classes=3):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def build():
+    return Net()
+
+
+def build_preprocessed():
+    net = Net()
+    net.input_size, net.mean, net.std, net.categories = 32, (0.5,) * 3, 0.25, ["a", "b", "c"]
+    return net
+
+
+def build_from_attributes():
+    return Net()
+
+
+build_from_attributes.input_size = 48
+build_from_attributes.resize_size = 64
+
+
+def needs_arguments(classes):
+    return Net(classes)
+
+
+def not_a_model():
+    return {"weights": 1}
+
+
+NOT_CALLABLE = 3
+"""
+
+
+def _factory_file(folder: Path, text: str = _FACTORY_FILE, name: str = "nets.py") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_a_model_from_a_function_in_a_file(tmp_path: Path) -> None:
+    path = _factory_file(tmp_path)
+    loaded = load_model(f"{path}:build")
+    assert isinstance(loaded.model, nn.Module) and not loaded.model.training
+    assert loaded.preprocess_origin == "default" and not loaded.untrained
+    assert (loaded.preprocess.resize, loaded.preprocess.crop) == (256, 224)
+    assert loaded.classes is None
+    # a checkpoint of the module it returns, loaded with weights_only=True
+    torch.manual_seed(1)
+    reference = load_model(f"{path}:build").model
+    checkpoint = tmp_path / "net.pt"
+    torch.save(reference.state_dict(), checkpoint)
+    loaded = load_model(f"{path}:build", str(checkpoint))
+    for key, value in reference.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    assert load_model(f"{path}:build", "none").untrained
+    # preprocessing and class names from attributes of the module, then of the function
+    loaded = load_model(f"{path}:build_preprocessed")
+    assert loaded.preprocess_origin == "model" and loaded.classes == ["a", "b", "c"]
+    assert (loaded.preprocess.resize, loaded.preprocess.crop) == (37, 32)  # 32 * 256 / 224
+    assert loaded.preprocess.mean == (0.5,) * 3 and loaded.preprocess.std == (0.25,) * 3
+    loaded = load_model(f"{path}:build_from_attributes")
+    assert (loaded.preprocess.resize, loaded.preprocess.crop) == (64, 48)
+
+
+def test_a_model_from_a_function_in_a_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "mypackage"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    _factory_file(package, name="models.py")
+    monkeypatch.chdir(tmp_path)  # a package in the working directory, as python -m finds it
+    before = list(sys.path)
+    assert isinstance(load_model("mypackage.models:build").model, nn.Module)
+    assert sys.path == before  # the folder was on sys.path only while importing and calling
+    with pytest.raises(InputError, match=r"^--model: no module named 'nosuchpackage'"):
+        load_model("nosuchpackage.models:build")
+
+
+@pytest.mark.parametrize(
+    "spec, weights, message",
+    [
+        ("{folder}/missing.py:build", None, "--model: file not found: "),
+        ("{file}:", None, "names no function: give path/to/file.py:FUNCTION"),
+        ("{file}:nope", None, r"has no attribute 'nope' \(it defines: .*build"),
+        ("{file}:NOT_CALLABLE", None, "is a int, not a function returning a model"),
+        ("{file}:needs_arguments", None, r"needs_arguments\(\) raised TypeError: .*called with no"),
+        ("{file}:not_a_model", None, r"not_a_model\(\) returned a dict, not a torch.nn.Module"),
+        ("{broken}:build", None, r"importing .*broken.py failed \(NameError: name 'undefined'"),
+        ("{file}:build", "IMAGENET1K_V1", "--weights: 'IMAGENET1K_V1' is neither a checkpoint"),
+        ("{file}:build", "{folder}/no.pt", "--weights: checkpoint not found"),
+    ],
+)
+def test_function_models_are_refused_in_one_line(
+    spec: str, weights: object, message: str, tmp_path: Path
+) -> None:
+    path = _factory_file(tmp_path)
+    broken = _factory_file(tmp_path, "x = undefined\n", "broken.py")
+    names = dict(folder=tmp_path, file=path, broken=broken)
+    weights = None if weights is None else str(weights).format(**names)
+    with pytest.raises(InputError, match=message) as error:
+        load_model(spec.format(**names), weights)  # type: ignore[arg-type]
+    assert "\n" not in str(error.value)
+
+
+def test_preprocessing_options_labels_and_the_model_output(tmp_path: Path) -> None:
+    from captum_cams._utils.inputs import (
+        check_model_output,
+        parse_channel_values,
+        read_labels,
+        with_preprocess_options,
+    )
+
+    base = Preprocess(256, 224, IMAGENET_MEAN, IMAGENET_STD)
+    changed = with_preprocess_options(base, input_size=192)
+    assert (changed.resize, changed.crop, changed.mean) == (219, 192, IMAGENET_MEAN)
+    changed = with_preprocess_options(base, resize=300, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert (changed.resize, changed.crop, changed.std) == (300, 224, (0.5,) * 3)
+    with pytest.raises(InputError, match="--resize: 200 is smaller than the input size 224"):
+        with_preprocess_options(base, resize=200)
+    assert parse_channel_values("0.5", "--mean") == (0.5, 0.5, 0.5)
+    assert parse_channel_values(" 0.1, 0.2,0.3", "--mean") == (0.1, 0.2, 0.3)
+    for text, message in [("a,b,c", "not numbers"), ("1,2", "3 finite numbers"), ("nan", "3")]:
+        with pytest.raises(InputError, match=f"--mean.*{message}"):
+            parse_channel_values(text, "--mean")
+    with pytest.raises(InputError, match="--std must be positive"):
+        parse_channel_values("0.2,0,0.2", "--std", positive=True)
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\n dog \nbird\n\n")
+    assert read_labels(str(labels)) == ["cat", "dog", "bird"]
+    labels.write_text("cat\n\nbird\n")
+    with pytest.raises(InputError, match="--labels: line 2 of .* is empty"):
+        read_labels(str(labels))
+    labels.write_text("\n\n")
+    with pytest.raises(InputError, match="holds no class name"):
+        read_labels(str(labels))
+    with pytest.raises(InputError, match="--labels: file not found"):
+        read_labels(str(tmp_path / "none.txt"))
+
+    loaded = load_model(f"{_factory_file(tmp_path)}:build")
+    assert check_model_output(loaded, torch.zeros(1, 3, 16, 16)) == 3
+    loaded.model = nn.Conv2d(3, 2, 3)  # returns a feature map, not logits
+    with pytest.raises(InputError, match=r"returns \(1, 2, 14, 14\), not N x classes logits"):
+        check_model_output(loaded, torch.zeros(1, 3, 16, 16))
+    loaded.model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))  # a fixed input size
+    with pytest.raises(InputError, match=r"fails on a 1 x 3 x 16 x 16 input .*--input-size"):
+        check_model_output(loaded, torch.zeros(1, 3, 16, 16))
+
+
+def test_tensor_attributes_of_a_model_are_not_read_as_preprocessing() -> None:
+    from captum_cams._utils.inputs import _factory_preprocess
+
+    class Normalising(nn.Module):  # normalises its inputs itself, from buffers
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor([0.4, 0.4, 0.4]))
+            self.register_buffer("std", torch.tensor([0.2, 0.2, 0.2]))
+
+    preprocess, given = _factory_preprocess(Normalising(), object(), "x.py:f")
+    assert not given and preprocess.mean == IMAGENET_MEAN
