@@ -28,20 +28,38 @@ def test_command_line_section_names_every_method_and_metric() -> None:
     from captum_cams.benchmark import METHODS, METRICS
     from captum_cams.cli import DEFAULT_NUM_IMAGES
 
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Command line") : text.index("## Tutorials")]
+    section = (REPO / "docs" / "command_line.md").read_text()
     missing = [name for name in [*METHODS, *METRICS] if f"`{name}`" not in section]
-    assert not missing, f"README's Command line section lacks {missing}"
+    assert not missing, f"docs/command_line.md lacks {missing}"
     assert f"default {DEFAULT_NUM_IMAGES} of the embedded default" in section
+    text = (REPO / "README.md").read_text()
     tutorials = text[text.index("## Tutorials") :].split("##")[1]
     for notebook in sorted((REPO / "tutorials").glob("*.ipynb")):
         assert f"`{notebook.name}`" in tutorials, notebook.name
 
 
 def test_guarantees_name_test_files_that_exist() -> None:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Guarantees") :].split("\n## ")[0]
+    section = (REPO / "docs" / "guarantees.md").read_text()
     named = re.findall(r"`(tests/[\w/]+\.py)`", section)
     assert len(named) >= 8
     missing = [path for path in named if not (REPO / path).is_file()]
-    assert not missing, f"README's Guarantees section names missing tests {missing}"
+    assert not missing, f"docs/guarantees.md names missing tests {missing}"
+
+
+def test_readme_is_short_and_its_links_resolve() -> None:
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 300
+    links = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)", text)
+    assert len(links) >= 8
+    missing = sorted({link for link in links if not (REPO / link).exists()})
+    assert not missing, f"README links to missing files {missing}"
+    figure = REPO / "docs" / "images" / "explain_next_to_captum.png"
+    assert 20_000 < figure.stat().st_size < 400_000
+
+
+def test_readme_and_docs_hold_no_dates_or_issue_numbers() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{page.name}: a date"
+        assert not re.search(r"\b[Ii]ssue #?\d+", text), f"{page.name}: an issue number"

@@ -116,6 +116,20 @@ def _calm_maps_sum_to_the_probabilities(text: str) -> None:
     assert sums.split() == text.split("p(y | x):")[1].split("\n")[0].split()
 
 
+def _relevance_sums_to_the_logit_less_the_bias(text: str) -> None:
+    def row(label: str) -> List[float]:
+        return _numbers(r"(-?[\d.]+)", text.split(label)[1].split("]")[0])
+
+    sums, logits = row("sum of the channel weights:"), row("target logit − bias:")
+    assert len(sums) == 4 and all(abs(a - b) <= 2e-4 for a, b in zip(sums, logits)), (sums, logits)
+    assert row("convergence delta:") == row("output bias:")
+
+
+def _no_blank_map(text: str) -> None:
+    rows = re.findall(r"highest value per image \[([^\]]*)\]", text)
+    assert len(rows) == 9 and all(min(_numbers(r"([\d.]+)", r)) > 0 for r in rows), rows
+
+
 #: What each tutorial's text claims about its outputs, checked on every run (the
 #: teaching cells print; these read what they printed).
 CLAIMS = {
@@ -132,6 +146,7 @@ CLAIMS = {
     ],
     "06_calm.ipynb": [_calm_maps_sum_to_the_probabilities],
     "07_evaluating_methods.ipynb": [_energy_beats_the_box_share],
+    "08_peer_methods.ipynb": [_no_blank_map, _relevance_sums_to_the_logit_less_the_bias],
 }
 
 
@@ -146,6 +161,13 @@ def test_the_claims_fail_on_outputs_that_contradict_them() -> None:
         )
     with pytest.raises(AssertionError):
         _calm_maps_sum_to_the_probabilities("map sums: [0.7, 0.8]\np(y | x): [0.7, 0.9]\n")
+    with pytest.raises(AssertionError):
+        _no_blank_map("SS-CAM maps (4, 1, 16, 16), highest value per image [0.2 0.  0.1 0.3]")
+    with pytest.raises(AssertionError):
+        _relevance_sums_to_the_logit_less_the_bias(
+            "sum of the channel weights: [1. 2. 3. 4.]\ntarget logit − bias: [1. 2. 3. 5.]\n"
+            "convergence delta: [0.1 0.1 0.1 0.1]\noutput bias: [0.1 0.1 0.1 0.1]"
+        )
     _energy_beats_the_box_share("box share of the image: 0.100\nGrad-CAM energy in box 0.400")
 
 

@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from captum_cams._utils.files import atomic_path, dataset_fingerprint, load_weights_only
 from captum_cams.calm.head import CALM, CALMOutput
@@ -291,6 +290,8 @@ def train_calm(
         model.train()
         total, correct, seen = 0.0, 0, 0
         used_lr = optimizer.param_groups[0]["lr"]
+        from tqdm import tqdm  # imported where a bar is made, not with the package
+
         bar = tqdm(
             loader, desc=f"CALM_{loss.upper()} epoch {epoch + 1}/{epochs}", disable=not progress
         )

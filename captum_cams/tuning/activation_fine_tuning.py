@@ -45,7 +45,6 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from captum_cams._utils.capture import capture_layer, single_feature_map
 from captum_cams._utils.distributed import (
@@ -467,6 +466,8 @@ class ActivationFineTuner:
                     m.eval()
                 totals = {"loss": 0.0, "ce": 0.0, "mse": 0.0}
                 steps = 0
+                from tqdm.auto import tqdm  # here: importing the package shows no warning
+
                 bar = tqdm(
                     loader,
                     desc=f"AFT epoch {epoch + 1}/{epochs}",

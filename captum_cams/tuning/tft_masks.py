@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from captum_cams._utils.distributed import (
     barrier,
@@ -469,6 +468,8 @@ def generate_tft_masks(
     num_shards = (num_items + shard_size - 1) // shard_size
     mine = shard_indices(num_shards)
     results: List[Tuple[int, Tuple[Tensor, Tensor]]] = []
+    from tqdm.auto import tqdm  # imported here: importing the package shows no widget warning
+
     progress = tqdm(
         total=sum(min(shard_size, num_items - s * shard_size) for s in mine),
         desc=f"TFT masks ({type(attribution).__name__})",
