@@ -384,7 +384,7 @@ def explain(args: argparse.Namespace) -> int:
         caption=caption,
     )
     output = Path(args.out) / "explain.png"
-    save_figure(figure, output)
+    save_figure(figure, output, dpi=80)  # as the benchmark's grid: photos stay a few hundred kB
     rows = len(figure_rows["titles"])
     shown_rows = f" (the first {count_of(rows, 'image')})" if rows < count else ""
     print(f"figure written to {output}{shown_rows}")

@@ -624,7 +624,9 @@ def write_outputs(
             outlines=outlines,
             caption=_outline_caption(data, shown.part_masks is not None, outlines is not None),
         )
-        save_figure(figure, out / "overlay_grid.png")
+        # 80 dpi draws a 64 px image in 128 px: sharp, and the grid of every method's
+        # noisy maps stays a PNG of a few hundred kilobytes
+        save_figure(figure, out / "overlay_grid.png", dpi=80)
         files.append(out / "overlay_grid.png")
     titled = {METHODS[m].title: result.curves.get(m, {}) for m in result.methods}
     if all("api_apd_auc.api" in c for c in titled.values()) and titled:
