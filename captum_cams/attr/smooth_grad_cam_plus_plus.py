@@ -7,6 +7,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
+from captum_cams._utils.batching import add_to_progress
 from captum_cams._utils.guards import TargetLike, check_positive_int
 from captum_cams.attr._base import CamContext, CamOutput, GradientCamBase
 from captum_cams.attr._channel_masks import check_seed, check_stdevs, noise_generator
@@ -82,6 +83,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         first = torch.zeros_like(activations)
         second = torch.zeros_like(activations)
         third = torch.zeros_like(activations)
+        add_to_progress(total=num_samples * images.shape[0])
         for _ in range(num_samples):
             noise = torch.randn(
                 images.shape, generator=generator, dtype=images.dtype, device=images.device
@@ -97,6 +99,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
             first += noisy.gradients
             second += noisy.gradients.pow(2)
             third += noisy.gradients.pow(3)
+            add_to_progress(done=images.shape[0])
         first, second, third = first / num_samples, second / num_samples, third / num_samples
         activation_sums = activations.sum(dim=(2, 3), keepdim=True)
         alpha = second / (2 * second + activation_sums * third + self.eps)
@@ -117,6 +120,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         num_samples: int = 4,
         stdevs: float = 0.3,
         seed: Optional[int] = 0,
+        show_progress: bool = False,
     ) -> CamOutput:
         r"""
         Args:
@@ -143,6 +147,8 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
                         units. Default: 0.3 (torchcam's).
             seed (int, optional): seed of the noise's own generator; ``None`` draws a
                         fresh seed. Default: 0.
+            show_progress (bool, optional): a progress bar over the noisy passes
+                        (rows: images × samples). Default: False.
 
         Returns:
             *Tensor* or (*Tensor*, *Tensor*): the maps ``N x 1 x h x w`` at layer
@@ -164,6 +170,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
             return_weights,
             eigen_smooth=eigen_smooth,
             aug_smooth=aug_smooth,
+            show_progress=show_progress,
             num_samples=num_samples,
             stdevs=check_stdevs(stdevs),
             seed=seed,

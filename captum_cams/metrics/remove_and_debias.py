@@ -26,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 from torch import Tensor
 
+from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
     check_choice,
@@ -244,6 +245,7 @@ def road(
     seed: Optional[int] = 0,
     score: str = "probability",
     return_curves: bool = False,
+    show_progress: bool = False,
 ) -> Union[Tensor, ROADResult]:
     r"""
     ROAD (remove and debias): the target score after the most (MoRF) or least (LeRF)
@@ -276,7 +278,8 @@ def road(
         additional_forward_args (Any, optional): further model arguments; tensors
                     whose first dimension is ``N`` follow their example. Default: None
         max_examples_per_batch (int, optional): most imputed images per forward
-                    pass. Default: None (all ``N·P`` at once)
+                    pass. Default: None (as many as the pass budget allows,
+                    :func:`~captum_cams.get_pass_budget`)
         order (str, optional): ``"morf"`` (most relevant first) or ``"lerf"``.
                     Default: ``"morf"``
         percentages (sequence of float, optional): the percentages of pixels removed,
@@ -292,6 +295,8 @@ def road(
                     ``ClassifierOutputTarget``). Default: ``"probability"``
         return_curves (bool, optional): return a :class:`ROADResult` with the
                     curves. Default: False
+        show_progress (bool, optional): a progress bar over the forward passes.
+                    Default: False
 
     Returns:
         *Tensor* of shape ``(N,)``: the mean target score over the percentages; with
@@ -317,7 +322,7 @@ def road(
         generator.seed()
     else:
         generator.manual_seed(seed)
-    with torch.no_grad(), preserved_model_state(forward_func):
+    with progress_bar(show_progress, "road"), torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         maps = prepare_maps(attributions, x.shape[-2:], x.shape[0], dtype=x.dtype, device=x.device)
         removed_of = _removal_masks(maps, steps, order, selection)

@@ -16,9 +16,12 @@ from captum_cams import (
     LayerAblationCam,
     LayerGradCam,
     LayerIntegratedGradCam,
+    LayerISCam,
     LayerLibraCam,
     LayerScoreCam,
     LayerShapCam,
+    LayerSmoothGradCamPlusPlus,
+    LayerSSCam,
     ReferenceLibrary,
     ThresholdFineTuned,
     reference_filtering,
@@ -55,6 +58,7 @@ from captum_cams.metrics import (
     intervention_reliance,
     relative_probability_increase,
     remove_and_classify,
+    road,
     threshold_sweep,
 )
 from captum_cams.tuning.threshold_calibration import threshold_calibration_authors
@@ -435,6 +439,21 @@ def _case(name: str) -> Callable[[Any, bool], Any]:
             **metric_kwargs,
         ),  # fmt: skip
         "cascading_randomization": lambda c, s: _map_of(LayerScoreCam)(c),
+        "LayerSSCam": lambda c, s: LayerSSCam(model, model[2]).attribute(
+            x, target=target, num_samples=2, internal_batch_size=c, show_progress=s
+        ),
+        "LayerISCam": lambda c, s: LayerISCam(model, model[2]).attribute(
+            x, target=target, num_samples=3, internal_batch_size=c, show_progress=s
+        ),
+        "road": lambda c, s: road(
+            model,
+            x,
+            maps,
+            percentages=(25, 50),
+            max_examples_per_batch=c,
+            show_progress=s,
+            **metric_kwargs,
+        ),  # fmt: skip
     }
     for metric in (
         average_drop,
@@ -483,6 +502,9 @@ MANY_PASSES = [
     "remove_and_classify",
     "intervention_reliance",
     "cascading_randomization",
+    "LayerSSCam",
+    "LayerISCam",
+    "road",
 ]
 
 
@@ -543,6 +565,10 @@ def test_every_method_and_metric_with_many_passes_takes_show_progress() -> None:
         remove_and_classify,
         intervention_reliance,
         cascading_randomization,
+        LayerSSCam.attribute,
+        LayerISCam.attribute,
+        LayerSmoothGradCamPlusPlus.attribute,
+        road,
     ):
         parameter = inspect.signature(function).parameters["show_progress"]
         assert parameter.default is False, function.__qualname__
@@ -562,6 +588,9 @@ def test_the_defaults_follow_the_budget() -> None:
         (threshold_sweep, "max_examples_per_batch"),
         (deletion_auc, "max_examples_per_batch"),
         (average_drop, "max_examples_per_batch"),
+        (LayerSSCam.attribute, "internal_batch_size"),
+        (LayerISCam.attribute, "internal_batch_size"),
+        (road, "max_examples_per_batch"),
     ):
         assert inspect.signature(function).parameters[name].default is None
     assert batching.DEFAULT_CPU_PASS_BUDGET == 32 * 2**20
