@@ -60,8 +60,8 @@ from captum_cams.attr.shap_cam import (
     permutation_orders,
     sampled_channel_shapley,
 )
-from captum_cams.datasets.cifar10 import cifar10_transform, find_cifar10_root
-from captum_cams.models import load_cifar_resnet
+from captum_cams.kit.datasets.cifar10 import cifar10_transform, find_cifar10_root
+from captum_cams.kit.models import load_cifar_resnet
 
 INTERNAL_BATCH_SIZE = 256
 

@@ -58,7 +58,7 @@ __all__ = [
 DEFAULT_CMAP = "inferno"
 
 #: Line colours of the methods: one for each of the benchmark's registry methods, in
-#: registry order (:data:`captum_cams.benchmark.METHODS`); any other method gets a
+#: registry order (:data:`captum_cams.kit.benchmark.METHODS`); any other method gets a
 #: colour-and-marker pair no registry method has, chosen by its name.
 METHOD_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -382,7 +382,7 @@ def overlay_grid(
                     Default: None.
         cell_size (float, optional): inches per cell. Default: 1.6.
         outlines (Tensor, optional): ``N x P x H x W`` bool masks (e.g. the parts of
-                    :class:`~captum_cams.datasets.GroundTruthShapes`, or ``N x 1 x H x W``
+                    :class:`~captum_cams.kit.datasets.GroundTruthShapes`, or ``N x 1 x H x W``
                     boxes), outlined on every cell. Say what they are in ``caption``.
                     Default: None.
         colorbar (bool, optional): add the shared colour bar. Default: True.

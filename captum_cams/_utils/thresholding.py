@@ -16,7 +16,7 @@ TFT masks of AFT.
   column, i.e. the largest mask).
 
 Only tensors go in and out: evaluating the masked inputs is the metrics' chunked
-sweep (:func:`captum_cams.metrics._scoring.masked_scores`).
+sweep (:func:`captum_cams._utils.metric_scoring.masked_scores`).
 """
 
 import math

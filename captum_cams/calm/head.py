@@ -304,8 +304,8 @@ class CALM(nn.Module):
         log_output: bool = False,
     ) -> "CALM":
         r"""
-        CALM on a CIFAR ResNet (:class:`~captum_cams.models.cifar_resnet.CifarResNet`,
-        e.g. ResNet-20 from :func:`~captum_cams.models.load_cifar_resnet`): the
+        CALM on a CIFAR ResNet (:class:`~captum_cams.kit.models.cifar_resnet.CifarResNet`,
+        e.g. ResNet-20 from :func:`~captum_cams.kit.models.load_cifar_resnet`): the
         backbone is ``conv1, bn1, relu, layer1, layer2, layer3`` (``64 x 8 x 8`` for
         32 × 32 inputs), a deep copy.
 

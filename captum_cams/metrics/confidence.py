@@ -24,20 +24,20 @@ from torch import Tensor
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
-from captum_cams._utils.thresholding import check_thresholds, sweep_keep
-from captum_cams.metrics._masking import (
+from captum_cams._utils.masking import (
     build_mask,
     masked_copies,
     prepare_maps,
     sweep_baseline,
 )
-from captum_cams.metrics._scoring import (
+from captum_cams._utils.metric_scoring import (
     TargetScores,
     check_metric_args,
     joint_logits,
     probability_scores,
     relative_change,
 )
+from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 
 #: The thresholds of :func:`threshold_sweep`: 0, 0.1, ..., 1.0.
 DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))

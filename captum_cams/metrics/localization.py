@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from captum_cams._utils.maps import as_maps
+from captum_cams._utils.masking import prepare_maps
 from captum_cams._utils.thresholding import pixel_ranks
-from captum_cams.metrics._masking import prepare_maps
 
 GroundTruth = Union[Tensor, Sequence[Tensor]]
 

@@ -3,7 +3,7 @@ r"""Model-grounded truth: what the model itself relies on, measured by intervent
 
 Human boxes say where the object is, not what the model uses. Where the images come
 from a renderer that can leave a region out (as
-:class:`~captum_cams.datasets.ClutteredShapes` can), the model's *reliance* on region
+:class:`~captum_cams.kit.datasets.ClutteredShapes` can), the model's *reliance* on region
 ``r`` of image ``x`` is measured directly:
 
 .. math::
@@ -32,8 +32,8 @@ from torch import Tensor
 
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, joint_logits, original_scores
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, joint_logits, original_scores
 from captum_cams.metrics.sanity import spearman_correlation
 
 #: Reliances with ``|ρ| ≤`` this (a probability) count as "the model ignores the region":
@@ -64,7 +64,7 @@ def intervention_reliance(
         inputs (Tensor): ``N x C x H x W`` images.
         intervened (Tensor): ``N x R x C x H x W``: image ``n`` rendered with
                     region ``r`` left out (e.g.
-                    :meth:`~captum_cams.datasets.ClutteredShapes.interventions`).
+                    :meth:`~captum_cams.kit.datasets.ClutteredShapes.interventions`).
         target (int, list[int], Tensor, optional): class per example, as Captum
                     takes it. None: each example's predicted class. Default: None
         additional_forward_args (Any, optional): further arguments of

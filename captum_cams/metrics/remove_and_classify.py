@@ -22,14 +22,14 @@ from torch import Tensor
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, joint_logits
 from captum_cams._utils.thresholding import (
     check_fraction,
     count_of_fraction,
     pixel_ranks,
     top_k_mask,
 )
-from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, joint_logits
 
 DEFAULT_FRACTIONS = tuple(k / 10 for k in range(1, 10))
 

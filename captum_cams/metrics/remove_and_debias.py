@@ -32,9 +32,9 @@ from captum_cams._utils.guards import (
     check_image_batch,
     preserved_model_state,
 )
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, original_scores, perturbed_scores
 from captum_cams._utils.thresholding import count_of_fraction, pixel_ranks
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
 
 #: ``((row offset, column offset), weight)`` of the eight neighbours in the imputation.
 NEIGHBOUR_WEIGHTS: Tuple[Tuple[Tuple[int, int], float], ...] = (

@@ -15,7 +15,7 @@ deviation); all of them when no ``d_r`` is positive.
 
 All masked inputs go through the model with the package's one chunked loop
 (:func:`captum_cams._utils.batching.evaluate_in_chunks`), masks built with
-:mod:`captum_cams.metrics._masking`.
+:mod:`captum_cams._utils.masking`.
 
 Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the Linear
 Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
@@ -39,11 +39,11 @@ from captum_cams._utils.guards import (
     preserved_model_state,
 )
 from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams.metrics._masking import masked_copies, sweep_baseline
-from captum_cams.metrics._scoring import (
-    _forward_scores,
+from captum_cams._utils.masking import masked_copies, sweep_baseline
+from captum_cams._utils.metric_scoring import (
     check_metric_args,
     check_target_range,
+    forward_scores,
     original_scores,
 )
 
@@ -155,7 +155,7 @@ def filter_rows(
             examples = row_example[rows]
             keep = maps.index_select(0, rows)  # no host round trip to slice the rows
             masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
-            scores = _forward_scores(forward_func, masked, examples, num, afa, score)
+            scores = forward_scores(forward_func, masked, examples, num, afa, score)
             if unchecked[0]:
                 check_target_range(target_idx, scores.shape[1])
                 unchecked[0] = False

@@ -11,7 +11,7 @@ computed by the sweep TFT shares with Libra-CAM's threshold calibration: the mas
 and the selection come from :mod:`captum_cams._utils.thresholding` (``sweep_keep``,
 ``first_argmax``; rank thresholds rank pixels with its ``pixel_ranks``), and all
 ``N x T`` masked inputs go through the model in one chunked loop
-(:func:`captum_cams.metrics._scoring.masked_scores`). ``variant="authors"`` is the exact
+(:func:`captum_cams._utils.metric_scoring.masked_scores`). ``variant="authors"`` is the exact
 setting of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels,
 their ``int`` pixel counts, soft masks).
 
@@ -54,6 +54,15 @@ from captum_cams._utils.guards import (
     preserved_model_state,
     target_indices,
 )
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import (
+    active_shared_passes,
+    check_metric_args,
+    masked_scores,
+    original_scores,
+    probability_scores,
+    relative_change,
+)
 from captum_cams._utils.scores import scores_of
 from captum_cams._utils.thresholding import (
     check_threshold_mode,
@@ -61,15 +70,6 @@ from captum_cams._utils.thresholding import (
     first_argmax,
     support,
     sweep_keep,
-)
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import (
-    active_shared_passes,
-    check_metric_args,
-    masked_scores,
-    original_scores,
-    probability_scores,
-    relative_change,
 )
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.

@@ -24,8 +24,8 @@ from captum_cams.attr._deeplift_head import (
 )
 from captum_cams.attr._head import split_head
 from captum_cams.attr.shap_cam import exact_channel_shapley
+from captum_cams.kit.models.cifar_resnet import resnet20
 from captum_cams.metrics import coefficient_cosine_similarity
-from captum_cams.models.cifar_resnet import resnet20
 
 K = 8
 
