@@ -53,7 +53,7 @@ from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams.attr._head import _module_structure
+from captum_cams.attr._head import module_structure
 
 
 class UnsupportedNonLinearityError(ValueError):
@@ -641,7 +641,7 @@ def cached_deeplift_head(
     Returns:
         (*GraphModule*, *bool*): as :func:`deeplift_head`.
     """
-    structure = _module_structure(head)
+    structure = module_structure(head)
     with _PREPARED_CACHE_LOCK:
         entry = _PREPARED_CACHE.get(head, {}).get(fixed_layer_norm)
     if entry is not None and entry[0] == structure:

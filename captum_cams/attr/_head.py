@@ -219,7 +219,7 @@ _SPLIT_CACHE: "weakref.WeakKeyDictionary[Module, Dict[str, Tuple[Tuple[Tuple[str
 _SPLIT_CACHE_LOCK = threading.Lock()
 
 
-def _module_structure(model: Module) -> Tuple[Tuple[str, int], ...]:
+def module_structure(model: Module) -> Tuple[Tuple[str, int], ...]:
     r"""Which module object (by identity) sits under which qualified name."""
     return tuple((name, id(module)) for name, module in model.named_modules())
 
@@ -244,7 +244,7 @@ def cached_split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     layer_name = _qualified_name(model, layer)
     if not layer_name:
         return None
-    structure = _module_structure(model)
+    structure = module_structure(model)
     with _SPLIT_CACHE_LOCK:
         entry = _SPLIT_CACHE.get(model, {}).get(layer_name)
     if entry is not None and entry[0] == structure:

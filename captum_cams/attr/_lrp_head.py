@@ -57,7 +57,7 @@ from captum.attr._utils.lrp_rules import (
 )
 from torch.nn import Module
 
-from captum_cams.attr._head import _module_structure
+from captum_cams.attr._head import module_structure
 
 
 class UnsupportedRelevanceError(ValueError):
@@ -420,7 +420,7 @@ def cached_relevance_head(head: Module) -> RelevanceHead:
     Returns:
         *RelevanceHead*: as :func:`relevance_head`.
     """
-    structure = _module_structure(head)
+    structure = module_structure(head)
     with _CACHE_LOCK:
         entry = _CACHE.get(head)
     if entry is not None and entry[0] == structure:

@@ -20,7 +20,7 @@ from xml.parsers import expat
 import torch
 from torch import Tensor
 
-from captum_cams.metrics.localization import boxes_to_masks
+from captum_cams._utils.maps import boxes_to_masks
 
 PathLike = Union[str, "os.PathLike[str]"]
 VOCBox = Tuple[str, Tuple[float, float, float, float]]
