@@ -23,8 +23,8 @@ from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, take_examples
 from captum_cams._utils.guards import (
     TargetLike,
+    check_additional_forward_args,
     check_positive_int,
-    explained_forward_errors,
     format_target,
     preserved_model_state,
     target_indices,
@@ -248,21 +248,21 @@ def original_scores(
     """
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
+    check_additional_forward_args(afa, inputs.shape[0])
     shared = active_shared_passes()
     known = None if shared is None or afa is not None else shared.outputs(forward_func, inputs)
     if known is not None:
         all_scores = _to_scores(known, score)
         idx = target_indices(target, all_scores)
         return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
-    with explained_forward_errors(forward_func, inputs, afa):
-        all_scores = evaluate_in_chunks(
-            lambda rows: forward_scores(forward_func, inputs[rows], rows, num, afa, score),
-            num,
-            max_examples_per_batch,
-            inputs.device,
-            row=inputs[0],
-            model=forward_func,
-        )
+    all_scores = evaluate_in_chunks(
+        lambda rows: forward_scores(forward_func, inputs[rows], rows, num, afa, score),
+        num,
+        max_examples_per_batch,
+        inputs.device,
+        row=inputs[0],
+        model=forward_func,
+    )
     idx = target_indices(target, all_scores)
     return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
 
@@ -304,6 +304,7 @@ def perturbed_scores(
     """
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
+    check_additional_forward_args(afa, inputs.shape[0])
     unchecked = [check_target]
 
     def job_scores(jobs: Tensor) -> Tensor:
@@ -363,6 +364,7 @@ def joint_logits(
         the inputs) and the checked ``(N,)`` target indices.
     """
     afa = _format_additional_forward_args(additional_forward_args)
+    check_additional_forward_args(afa, inputs.shape[0])
     shared = active_shared_passes()
     known = None if shared is None or afa is not None else shared.outputs(forward_func, inputs)
     if known is not None:
@@ -381,11 +383,10 @@ def joint_logits(
 
     num = inputs.shape[0]
     everyone = torch.zeros(num, dtype=torch.long, device=inputs.device)
-    with explained_forward_errors(forward_func, inputs, afa):
-        logits = perturbed_scores(
-            forward_func, inputs, num_steps + 1, with_inputs, everyone, additional_forward_args,
-            max_examples_per_batch, "logit", return_all=True,
-        )  # fmt: skip
+    logits = perturbed_scores(
+        forward_func, inputs, num_steps + 1, with_inputs, everyone, additional_forward_args,
+        max_examples_per_batch, "logit", return_all=True,
+    )  # fmt: skip
     return logits, target_indices(target, logits[:, 0])
 
 

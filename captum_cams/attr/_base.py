@@ -41,11 +41,11 @@ from torch.nn import Module
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
+    check_additional_forward_args,
     check_finite,
     check_image_batch,
     check_layer_in_model,
     check_output_tensor,
-    describe_forward_failure,
     parameters_without_grad,
     preserved_model_state,
     target_positions,
@@ -334,6 +334,7 @@ class CamBase(LayerAttribution):
             if isinstance(extra, Tensor):
                 check_finite(extra, f"inputs[{position}]")
         formatted_args = _format_additional_forward_args(additional_forward_args) or ()
+        check_additional_forward_args(formatted_args, formatted_inputs[0].shape[0])
         return formatted_inputs, formatted_args
 
     def _capture(
@@ -398,13 +399,6 @@ class CamBase(LayerAttribution):
                         device_ids=self.device_ids,
                         attribute_to_layer_input=attribute_to_layer_input,
                     )
-        except RuntimeError as error:
-            explained = describe_forward_failure(
-                self.forward_func, inputs[0], additional_forward_args, error
-            )
-            if explained is None:
-                raise
-            raise explained from error
         except AssertionError as error:
             if "did not obtain any outputs" in str(error):
                 raise ValueError(

@@ -33,6 +33,7 @@ from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     TargetLike,
+    check_additional_forward_args,
     check_choice,
     check_image_batch,
     format_target,
@@ -144,6 +145,7 @@ def filter_rows(
         raise ValueError("rule='authors' needs the original scores f_c(x) (original=...)")
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
+    check_additional_forward_args(afa, num)
     with torch.no_grad(), preserved_model_state(forward_func):
         base = sweep_baseline(inputs, baselines)
         row_example = row_example.to(inputs.device)
