@@ -208,7 +208,7 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     head_graph.lint()
     head = fx.GraphModule(model, head_graph, class_name="Head")
     # positions (in the model's arguments) the head takes after A; None: A only
-    head.extra_arguments = len(placeholders) - 1 if used else None
+    _set_extra_arguments(head, len(placeholders) - 1 if used else None)
     return head
 
 
@@ -217,6 +217,12 @@ _SPLIT_CACHE: "weakref.WeakKeyDictionary[Module, Dict[str, Tuple[Tuple[Tuple[str
     weakref.WeakKeyDictionary()
 )
 _SPLIT_CACHE_LOCK = threading.Lock()
+
+
+def _set_extra_arguments(head: fx.GraphModule, count: Optional[int]) -> None:
+    # a plain attribute of the head, as Module.__setattr__ stores any value that is not a
+    # tensor or a module (torch's annotation of __setattr__ admits only those two)
+    object.__setattr__(head, "extra_arguments", count)
 
 
 def module_structure(model: Module) -> Tuple[Tuple[str, int], ...]:
@@ -318,7 +324,7 @@ def layer_then_head(layer: Module, head: Callable[[Tensor], Tensor]) -> Module:
     layer_output = graph.call_module("layer", (activation,))
     graph.output(graph.call_module("head", (layer_output, *extras)))
     composed = fx.GraphModule(root, graph, class_name="LayerThenHead")
-    composed.extra_arguments = count
+    _set_extra_arguments(composed, count)
     return composed
 
 

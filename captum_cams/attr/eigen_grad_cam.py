@@ -58,7 +58,7 @@ class LayerEigenGradCam(GradientCamBase):
         return super()._map(weights, activations, relu_attributions, attr_dim_summation, True)
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,

@@ -51,7 +51,7 @@ class LayerGradCam(GradientCamBase):
         return context.gradients.mean(dim=(2, 3))
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,

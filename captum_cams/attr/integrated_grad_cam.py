@@ -159,7 +159,7 @@ class LayerIntegratedGradCam(GradientCamBase):
         return True
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor]],
         baselines: BaselineInput = None,

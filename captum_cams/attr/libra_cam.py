@@ -170,7 +170,7 @@ class LayerLibraCam(GradientCamBase):
         self.library = library
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,

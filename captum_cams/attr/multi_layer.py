@@ -154,7 +154,7 @@ class MultiLayerCam(Attribution):
             )
             for method in self.methods
         ]
-        return fuse_maps(maps, self.fusion, size)  # type: ignore[arg-type]
+        return fuse_maps(maps, self.fusion, size)
 
 
 __all__ = ["FUSIONS", "MultiLayerCam", "fuse_maps"]

@@ -104,7 +104,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         return (F.relu(first) * alpha).sum(dim=(2, 3))
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
         target: TargetLike = None,

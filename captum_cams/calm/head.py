@@ -380,7 +380,7 @@ class CALM(nn.Module):
                 if fc.bias is not None:
                     model.classifier.bias.copy_(fc.bias)  # type: ignore[union-attr]
                 else:
-                    model.classifier.bias.zero_()  # type: ignore[union-attr]
+                    model.classifier.bias.zero_()
         parameter = next(source.parameters(), None)
         if parameter is not None:
             model.to(device=parameter.device, dtype=parameter.dtype)

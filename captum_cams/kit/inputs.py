@@ -404,7 +404,7 @@ def load_model(name: str = EMBEDDED, weights: Optional[str] = None) -> LoadedMod
         model.eval()
         cam_layer = embedded_default_layer(model)
         layer_name = next(key for key, module in model.named_modules() if module is cam_layer)
-        classes = list(CLUTTERED_CLASSES if name == EMBEDDED else CLASSES)
+        classes: Optional[List[str]] = list(CLUTTERED_CLASSES if name == EMBEDDED else CLASSES)
         return LoadedModel(
             model, name, Preprocess(64, 64, square=True), classes, layer_name, untrained, "model"
         )

@@ -5,7 +5,7 @@ and the cosine similarity of channel weights (LIFT-CAM's Table 2).
 """
 
 import copy
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, cast
 
 import torch
 from captum.log import log_usage
@@ -210,7 +210,8 @@ def _randomized_correlations(
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed + step)
             with torch.no_grad():
-                modules[name].reset_parameters()
+                # callable: checked by name before the cascade starts
+                cast(Callable[[], None], modules[name].reset_parameters)()
         maps = as_maps(attribute_func(work, x, idx)).detach()
         columns.append(spearman_correlation(original, maps))
         add_to_progress(done=1, unit="maps")

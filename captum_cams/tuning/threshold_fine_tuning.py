@@ -376,7 +376,7 @@ class ThresholdFineTuned(Attribution):
         self.attribution = attribution
 
     @log_usage()
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: TargetLike = None,

@@ -195,14 +195,12 @@ class EmbeddedData(BenchmarkData):
         items = [self.dataset[i] for i in indices]
         images = torch.stack([item[0] for item in items])
         labels = torch.tensor([int(item[1]) for item in items], dtype=torch.long)
-        boxes = torch.stack([item[2]["box"] for item in items])  # type: ignore[misc]
-        parts = torch.stack([item[2]["part_masks"] for item in items])  # type: ignore[misc]
+        boxes = torch.stack([item[2]["box"] for item in items])
+        parts = torch.stack([item[2]["part_masks"] for item in items])
         self._labels = {int(i): int(label) for i, label in zip(indices, labels)}
         extras: Dict[str, Tensor] = {}
         if self.task == "cluttered":
-            extras["region_masks"] = torch.stack(
-                [item[2]["region_masks"] for item in items]  # type: ignore[misc]
-            )
+            extras["region_masks"] = torch.stack([item[2]["region_masks"] for item in items])
             extras["interventions"] = torch.stack(
                 [self.dataset.interventions(int(i)) for i in indices]  # type: ignore[attr-defined]
             )

@@ -398,10 +398,10 @@ def format_table(result: BenchmarkResult, width: int = TABLE_WIDTH) -> str:
             lines += ["", *_wrapped(group, width)]
             rows = [[label[i], *(column[i] for _, column in table)] for i in range(len(label))]
             lines += _markdown_rows(rows)
-            for metric, _ in table:  # what each column is, right under its table
+            for column_metric, _ in table:  # what each column is, right under its table
                 about = (
-                    METRICS[metric].description
-                    if metric is not None
+                    METRICS[column_metric].description
+                    if column_metric is not None
                     else "ms / image: the method's attribution time per image in milliseconds, "
                     f"the metrics not included (mean over {count_of(images, 'image')})"
                 )

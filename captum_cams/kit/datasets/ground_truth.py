@@ -380,6 +380,9 @@ class _SeededImages(Dataset):
     r"""Items that are pure functions of ``(seed, split, index)``: the argument checks,
     length, repr and index resolution shared by the project's rendered datasets."""
 
+    #: the class names by label, set by each dataset
+    classes: Tuple[str, ...]
+
     def __init__(
         self,
         num_samples: int,

@@ -18,12 +18,11 @@ import argparse
 import shlex
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from captum_cams._utils.maps import minmax_normalize, upsample
@@ -115,11 +114,12 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
-def _stacked(dataset: Dataset) -> Tuple[Tensor, Tensor]:
+def _stacked(dataset: Union[GroundTruthShapes, ClutteredShapes]) -> Tuple[Tensor, Tensor]:
     images = torch.empty(len(dataset), 3, dataset.image_size, dataset.image_size)
     labels = torch.empty(len(dataset), dtype=torch.long)
     for i in range(len(dataset)):
-        images[i], labels[i] = dataset[i]
+        item = dataset[i]  # (image, label): the training sets carry no annotations
+        images[i], labels[i] = item[0], item[1]
     return images, labels
 
 
@@ -171,7 +171,7 @@ def soft_mask_augment(images: Tensor, probability: float, generator: torch.Gener
 TASK_CAM_BLOCK: Dict[str, int] = {"shapes": -1, "cluttered": -2}
 
 #: The tasks: the dataset class and the shipped checkpoint each trains.
-TASKS: Dict[str, Tuple[type, str]] = {
+TASKS: Dict[str, Tuple[Type[Union[GroundTruthShapes, ClutteredShapes]], str]] = {
     "shapes": (GroundTruthShapes, EMBEDDED_DEFAULT_CHECKPOINT),
     "cluttered": (ClutteredShapes, EMBEDDED_CLUTTERED_CHECKPOINT),
 }
