@@ -15,7 +15,7 @@ Ground truth (argument ``masks``) is given either as
 The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
 """
 
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,38 +23,12 @@ from torch import Tensor
 
 from captum_cams._utils.maps import as_maps, boxes_to_masks, check_image_size
 from captum_cams._utils.masking import prepare_maps
-from captum_cams._utils.thresholding import pixel_ranks
+from captum_cams._utils.thresholding import check_thresholds, first_argmax, pixel_ranks
 
 GroundTruth = Union[Tensor, Sequence[Tensor]]
 
 #: PxAP's default thresholds: 0, 0.01, ..., 1.0 (as wsolevaluation's CAM curve).
 DEFAULT_PXAP_THRESHOLDS: Tuple[float, ...] = tuple(i / 100 for i in range(101))
-
-
-def _check_map_thresholds(thresholds: Sequence[float]) -> List[float]:
-    r"""The thresholds of normalised maps, checked: numbers in ``[0, 1]``, ascending."""
-    try:
-        items = list(thresholds) if not isinstance(thresholds, (str, bytes)) else None
-    except TypeError:
-        items = None
-    if items is None:
-        raise TypeError(
-            f"thresholds must be a sequence of numbers in [0, 1]; got {type(thresholds).__name__}"
-        )
-    values: List[float] = []
-    for position, value in enumerate(items):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"thresholds[{position}] must be a number in [0, 1]; got {value!r}"
-            ) from None
-        if isinstance(value, bool) or not 0.0 <= number <= 1.0:  # NaN fails the test too
-            raise ValueError(f"thresholds[{position}] must be in [0, 1]; got {value!r}")
-        values.append(number)
-    if not values:
-        raise ValueError("thresholds must hold at least one value")
-    return sorted(values)
 
 
 def _ground_truth(
@@ -259,7 +233,7 @@ def pixel_average_precision(
         >>> pixel_average_precision(maps, masks)
         tensor(0.6125)
     """
-    values = _check_map_thresholds(thresholds)
+    values = check_thresholds(thresholds, allow_zero=True)
     with torch.no_grad():
         maps, gt = _maps_and_truth(attributions, masks, image_size, allow_empty=True)
         flat_gt = gt.flatten()
@@ -456,7 +430,7 @@ def box_accuracy(
     """
     if box_from not in BOX_SOURCES:
         raise ValueError(f"box_from must be one of {BOX_SOURCES}; got {box_from!r}")
-    values = _check_map_thresholds(thresholds)
+    values = check_thresholds(thresholds, allow_zero=True)
     if (
         isinstance(iou_threshold, bool)
         or not isinstance(iou_threshold, (int, float))
@@ -501,7 +475,7 @@ def box_accuracy(
             iou[i] = torch.where(found, best, 0.0)
         correct = (iou >= iou_threshold).to(scores.dtype)
         accuracy = correct.mean(0)
-        position = int(torch.argmax(accuracy))
+        position = int(first_argmax(accuracy[None])[0])  # ties: the lowest threshold
         return BoxAccuracyResult(
             thresholds=t.to(scores.dtype),
             iou=iou.to(scores.dtype),
