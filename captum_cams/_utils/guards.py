@@ -7,13 +7,12 @@ the argument the same way everywhere, and runs the model inside
 """
 
 import contextlib
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from captum._utils.typing import TargetType
 from torch import Tensor
 from torch.nn import Module
-
-TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Tuple[int, ...]], List[int]]
 
 
 def check_image_batch(inputs: Any, name: str = "inputs") -> Tensor:
@@ -151,7 +150,7 @@ def _class_of_index(index: Any, what: str) -> int:
     return index
 
 
-def format_target(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
+def format_target(target: TargetType, num_examples: int, device: torch.device) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` other than None into one class index per example,
     with the checks that need no model output (the class range is checked by
@@ -214,7 +213,7 @@ def format_target(target: TargetLike, num_examples: int, device: torch.device) -
     return indices.to(device)
 
 
-def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
+def target_indices(target: TargetType, outputs: Tensor) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` into one class index per example, checked.
 
@@ -280,7 +279,7 @@ def check_output_tensor(outputs: Any, name: str = "forward_func") -> Tensor:
     )
 
 
-def format_target_positions(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
+def format_target_positions(target: TargetType, num_examples: int, device: torch.device) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` other than None into indices into every example's
     output, for outputs of any rank (checked against them by
@@ -338,7 +337,7 @@ def format_target_positions(target: TargetLike, num_examples: int, device: torch
     return format_target(target, num_examples, device)
 
 
-def target_positions(target: TargetLike, outputs: Tensor) -> Tensor:
+def target_positions(target: TargetType, outputs: Tensor) -> Tensor:
     r"""
     Captum's ``TargetType`` for a model output of any rank, checked: what
     :func:`target_values` selects, one value per example.
@@ -428,7 +427,7 @@ def target_values(outputs: Tensor, positions: Tensor) -> Tensor:
     return outputs[(rows, *positions.unbind(1))]
 
 
-def captum_target(positions: Tensor) -> TargetLike:
+def captum_target(positions: Tensor) -> TargetType:
     r"""
     :func:`target_positions`' indices as a target for Captum's own classes: the
     ``(N,)`` classes as they are, ``N x D`` indices as a list of tuples, ``N x 0``

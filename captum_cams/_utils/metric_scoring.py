@@ -17,12 +17,12 @@ from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from captum._utils.common import _format_additional_forward_args
+from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, take_examples
 from captum_cams._utils.guards import (
-    TargetLike,
     check_additional_forward_args,
     check_positive_int,
     format_target,
@@ -233,7 +233,7 @@ def active_shared_passes() -> Optional[SharedPasses]:
 def original_scores(
     forward_func: Callable,
     inputs: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     score: str,
@@ -334,7 +334,7 @@ def perturbed_scores(
 def joint_logits(
     forward_func: Callable,
     inputs: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     num_steps: int,
@@ -477,7 +477,7 @@ def masked_scores(
     x: Tensor,
     keep: KeepFunction,
     num_steps: int,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     score: str,

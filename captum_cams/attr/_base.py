@@ -29,6 +29,7 @@ from captum._utils.gradient import (
     _forward_layer_eval,
     compute_layer_gradients_and_eval,
 )
+from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import (
     GradientAttribution,
     LayerAttribution,
@@ -40,7 +41,6 @@ from torch.nn import Module
 
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_additional_forward_args,
     check_finite,
     check_image_batch,
@@ -258,7 +258,7 @@ class CamBase(LayerAttribution):
     def _attribute_cam(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike,
+        target: TargetType,
         additional_forward_args: Any,
         attribute_to_layer_input: bool,
         relu_attributions: bool,
@@ -340,7 +340,7 @@ class CamBase(LayerAttribution):
     def _capture(
         self,
         inputs: Tuple[Tensor, ...],
-        target: TargetLike,
+        target: TargetType,
         additional_forward_args: Tuple[Any, ...],
         attribute_to_layer_input: bool,
         with_gradients: Optional[bool] = None,
@@ -514,7 +514,7 @@ class GradientCamBase(CamBase, GradientAttribution):
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 from typing import Any, Tuple, Union
 
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamBase, CamContext, CamOutput
 from captum_cams.attr._smoothing import principal_component
 
@@ -59,7 +59,7 @@ class LayerEigenCam(CamBase):
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

@@ -3,6 +3,7 @@ import warnings
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr._utils.approximation_methods import (
     SUPPORTED_METHODS,
     approximation_parameters,
@@ -14,7 +15,6 @@ from torch.nn import Module
 from captum_cams._utils.baselines import parse_baselines
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar, take_examples
 from captum_cams._utils.guards import (
-    TargetLike,
     check_positive_int,
     format_target_positions,
     preserved_model_state,
@@ -163,7 +163,7 @@ class LayerIntegratedGradCam(GradientCamBase):
         self,
         inputs: Union[Tensor, Tuple[Tensor]],
         baselines: BaselineInput = None,
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         n_steps: int = 50,
         method: str = "riemann_right",

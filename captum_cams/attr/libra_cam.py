@@ -47,13 +47,13 @@ import warnings
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_choice,
     check_positive_int,
     preserved_model_state,
@@ -173,7 +173,7 @@ class LayerLibraCam(GradientCamBase):
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         internal_batch_size: Optional[int] = None,

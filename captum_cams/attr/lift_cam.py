@@ -3,13 +3,14 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr import InputXGradient
 from captum.attr._utils.attribution import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike, captum_target, target_values
+from captum_cams._utils.guards import captum_target, target_values
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
 from captum_cams.attr._deeplift_head import (
     RescaleDeepLift,
@@ -216,7 +217,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         return_convergence_delta: bool = False,

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 from typing import Any, Optional, Tuple, Union
 
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams._utils.scores import check_score
 from captum_cams.attr._base import CamContext, CamOutput, PerturbationCamBase
 from captum_cams.attr._channel_masks import channel_masks, channel_scores, masked_target_scores
@@ -67,7 +68,7 @@ class LayerScoreCam(PerturbationCamBase):
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

@@ -3,11 +3,12 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams.attr._base import CamContext, CamOutput, GradientCamBase
 from captum_cams.attr._channel_masks import check_seed, check_stdevs, noise_generator
 from captum_cams.attr._reshape import ReshapeTransform
@@ -107,7 +108,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

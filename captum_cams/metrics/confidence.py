@@ -18,12 +18,13 @@ with an error naming the examples (it is representable in float64).
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import check_image_batch, preserved_model_state
 from captum_cams._utils.masking import (
     build_mask,
     masked_copies,
@@ -46,7 +47,7 @@ DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))
 def _target_scores(
     forward_func: Callable,
     x: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     score: str,
@@ -135,7 +136,7 @@ def _confidence_scores(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     keep_top_fraction: Optional[float],
@@ -181,7 +182,7 @@ def confidence_scores(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -257,7 +258,7 @@ def average_drop(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -320,7 +321,7 @@ def increase_in_confidence(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -381,7 +382,7 @@ def average_probability_increase(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -443,7 +444,7 @@ def drop_rate(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -503,7 +504,7 @@ def average_drop_in_deletion(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -566,7 +567,7 @@ def relative_probability_increase(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     threshold: float = 0.0,
@@ -651,7 +652,7 @@ def threshold_sweep(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_SWEEP_THRESHOLDS,

@@ -27,11 +27,12 @@ import math
 from typing import Any, Callable, Optional
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import check_image_batch, preserved_model_state
 from captum_cams._utils.masking import prepare_maps
 from captum_cams._utils.metric_scoring import check_metric_args, joint_logits, original_scores
 from captum_cams.metrics.sanity import spearman_correlation
@@ -49,7 +50,7 @@ def intervention_reliance(
     forward_func: Callable,
     inputs: Tensor,
     intervened: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",

@@ -21,13 +21,13 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 from torch import Tensor
 
 from captum_cams._utils.guards import (
-    TargetLike,
     check_choice,
     check_image_batch,
     preserved_model_state,
@@ -234,7 +234,7 @@ def road(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     order: str = "morf",

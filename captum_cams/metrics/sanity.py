@@ -8,13 +8,13 @@ import copy
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, cast
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import add_to_progress, progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_image_batch,
     format_target,
     target_indices,
@@ -105,7 +105,7 @@ def cascading_randomization(
     model: Module,
     attribute_func: Callable[[Module, Tensor, Tensor], Tensor],
     inputs: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     layers: Optional[Sequence[str]] = None,
     seed: int = 0,
     show_progress: bool = False,

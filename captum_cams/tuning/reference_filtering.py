@@ -26,13 +26,13 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from captum._utils.common import _format_additional_forward_args
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_additional_forward_args,
     check_choice,
     check_image_batch,
@@ -204,7 +204,7 @@ def reference_filtering(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",

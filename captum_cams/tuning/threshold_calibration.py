@@ -36,12 +36,13 @@ import warnings
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch
+from captum_cams._utils.guards import check_image_batch
 from captum_cams._utils.maps import as_maps, upsample
 from captum_cams._utils.masking import prepare_maps
 from captum_cams._utils.metric_scoring import check_metric_args, masked_scores
@@ -89,7 +90,7 @@ def threshold_calibration(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
@@ -253,7 +254,7 @@ def threshold_calibration_authors(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     baselines: BaselineLike = None,

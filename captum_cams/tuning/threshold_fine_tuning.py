@@ -41,6 +41,7 @@ from typing import (
 )
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
@@ -48,7 +49,6 @@ from torch import Tensor
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_choice,
     check_image_batch,
     preserved_model_state,
@@ -114,7 +114,7 @@ def threshold_fine_tuning(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
@@ -233,7 +233,7 @@ def _tune(
     forward_func: Callable,
     x: Tensor,
     attributions: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     setting: "_Setting",
@@ -379,7 +379,7 @@ class ThresholdFineTuned(Attribution):
     def attribute(
         self,
         inputs: Tensor,
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         max_examples_per_batch: Optional[int] = None,
@@ -455,7 +455,7 @@ class ThresholdFineTuned(Attribution):
     def _tuned(
         self,
         inputs: Tensor,
-        target: TargetLike,
+        target: TargetType,
         additional_forward_args: Any,
         max_examples_per_batch: Optional[int],
         setting: "_Setting",
