@@ -510,7 +510,7 @@ class GradientCamBase(CamBase, GradientAttribution):
         CamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         GradientAttribution.__init__(self, forward_func)
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

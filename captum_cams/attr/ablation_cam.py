@@ -125,7 +125,7 @@ class LayerAblationCam(HeadCamBase):
         original = context.target_scores[:, None].to(ablated.dtype)
         return (original - ablated) / original
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

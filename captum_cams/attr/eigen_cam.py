@@ -55,7 +55,7 @@ class LayerEigenCam(CamBase):
         centred = activations - activations.mean(dim=(2, 3), keepdim=True)
         return super()._terms(weights, centred)
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

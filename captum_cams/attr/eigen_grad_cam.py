@@ -57,7 +57,7 @@ class LayerEigenGradCam(GradientCamBase):
         # the projection is the method, not an option
         return super()._map(weights, activations, relu_attributions, attr_dim_summation, True)
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -50,7 +50,7 @@ class LayerGradCam(GradientCamBase):
         assert context.gradients is not None
         return context.gradients.mean(dim=(2, 3))
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -158,7 +158,7 @@ class LayerIntegratedGradCam(GradientCamBase):
         r"""True: ``return_convergence_delta`` gives Captum's path-integral delta."""
         return True
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor]],

@@ -78,7 +78,7 @@ class LayerISCam(PerturbationCamBase):
         baseline = scores_of(context.outputs, score).gather(1, context.target[:, None])
         return (mean - baseline.to(mean.dtype)).softmax(dim=1)
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

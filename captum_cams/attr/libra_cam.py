@@ -169,7 +169,7 @@ class LayerLibraCam(GradientCamBase):
         GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         self.library = library
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -213,7 +213,7 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             )
         return contributions.detach()
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -114,7 +114,7 @@ class MultiLayerCam(Attribution):
         self.fusion = fusion
         self.methods: List[Any] = [method(forward_func, layer) for layer in self.layers]
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

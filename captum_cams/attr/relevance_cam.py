@@ -150,7 +150,7 @@ class LayerRelevanceCam(HeadCamBase, GradientAttribution):
             relevance = self.reshape_transform(relevance)
         return relevance.sum(dim=(2, 3))
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

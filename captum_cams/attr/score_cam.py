@@ -64,7 +64,7 @@ class LayerScoreCam(PerturbationCamBase):
 
         return channel_scores(activations, pair_scores).softmax(dim=1)
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -210,7 +210,7 @@ class LayerShapCam(HeadCamBase):
             context.options["internal_batch_size"],
         )
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -104,7 +104,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         alpha = torch.where(second != 0, alpha, torch.zeros_like(alpha))
         return (F.relu(first) * alpha).sum(dim=(2, 3))
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -90,7 +90,7 @@ class LayerSSCam(PerturbationCamBase):
         baseline = scores_of(context.outputs, context.options["score"])
         return (mean - baseline.gather(1, context.target[:, None]).to(mean.dtype)).softmax(dim=1)
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],

@@ -95,7 +95,7 @@ class CALMAttribution(LayerAttribution):
         LayerAttribution.__init__(self, model, layer, device_ids)
         self.model = model
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Tensor,

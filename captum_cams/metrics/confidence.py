@@ -177,7 +177,7 @@ def _confidence_scores(
     return ConfidenceScores(scores.y, scores.o[:, 0], scores.log_y, log_masked, metric)
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def confidence_scores(
     forward_func: Callable,
     inputs: Tensor,
@@ -253,7 +253,7 @@ def confidence_scores(
     )  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def average_drop(
     forward_func: Callable,
     inputs: Tensor,
@@ -316,7 +316,7 @@ def average_drop(
     ).average_drop  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def increase_in_confidence(
     forward_func: Callable,
     inputs: Tensor,
@@ -377,7 +377,7 @@ def increase_in_confidence(
     ).increase_in_confidence  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def average_probability_increase(
     forward_func: Callable,
     inputs: Tensor,
@@ -439,7 +439,7 @@ def average_probability_increase(
     ).average_probability_increase  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def drop_rate(
     forward_func: Callable,
     inputs: Tensor,
@@ -499,7 +499,7 @@ def drop_rate(
     ).drop_rate  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def average_drop_in_deletion(
     forward_func: Callable,
     inputs: Tensor,
@@ -562,7 +562,7 @@ def average_drop_in_deletion(
     ).relative_drop  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def relative_probability_increase(
     forward_func: Callable,
     inputs: Tensor,
@@ -647,7 +647,7 @@ class ThresholdSweep(NamedTuple):
     original: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_sweep(
     forward_func: Callable,
     inputs: Tensor,

@@ -143,7 +143,7 @@ def _constant_baseline(baselines: BaselineLike) -> bool:
     )
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def deletion_auc(
     forward_func: Callable,
     inputs: Tensor,
@@ -205,7 +205,7 @@ def deletion_auc(
     )  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def insertion_auc(
     forward_func: Callable,
     inputs: Tensor,

@@ -45,7 +45,7 @@ DEFAULT_RELIANCE_TOLERANCE: float = 0.05
 _DENSITY_RESOLUTION = 1e9
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def intervention_reliance(
     forward_func: Callable,
     inputs: Tensor,
@@ -153,7 +153,7 @@ def _check_regions(
     )
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def reliance_rank_correlation(
     attributions: Tensor,
     region_masks: Tensor,
@@ -211,7 +211,7 @@ def reliance_rank_correlation(
     return out
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def ignored_region_mass(
     attributions: Tensor,
     region_masks: Tensor,

@@ -68,7 +68,7 @@ class RemoveAndClassifyResult(NamedTuple):
     accuracy_difference: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def remove_and_classify(
     forward_func: Callable,
     inputs: Tensor,

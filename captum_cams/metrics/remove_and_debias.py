@@ -229,7 +229,7 @@ def _removal_masks(
     return by_threshold
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def road(
     forward_func: Callable,
     inputs: Tensor,

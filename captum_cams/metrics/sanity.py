@@ -100,7 +100,7 @@ def _default_layers(model: Module) -> List[str]:
     return names[::-1]
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def cascading_randomization(
     model: Module,
     attribute_func: Callable[[Module, Tensor, Tensor], Tensor],

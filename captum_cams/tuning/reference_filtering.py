@@ -199,7 +199,7 @@ def filter_rows(
     return FilteringResult(filtered_maps=filtered, kept=kept, scores=scores, thresholds=gammas)
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def reference_filtering(
     forward_func: Callable,
     inputs: Tensor,

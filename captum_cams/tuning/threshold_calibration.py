@@ -85,7 +85,7 @@ class CalibrationResult(NamedTuple):
     grid: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_calibration(
     forward_func: Callable,
     inputs: Tensor,
@@ -249,7 +249,7 @@ def authors_kept_count(i: int, num_pixels: int) -> int:
     return int(0.1 * i * num_pixels)
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_calibration_authors(
     forward_func: Callable,
     inputs: Tensor,

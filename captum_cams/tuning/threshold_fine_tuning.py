@@ -109,7 +109,7 @@ class TFTResult(NamedTuple):
     grid: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_fine_tuning(
     forward_func: Callable,
     inputs: Tensor,
@@ -375,7 +375,7 @@ class ThresholdFineTuned(Attribution):
         Attribution.__init__(self, forward_func)
         self.attribution = attribution
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Tensor,
