@@ -12,11 +12,8 @@ from torch.nn import Module
 
 from captum_cams._utils.guards import captum_target, target_values
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
-from captum_cams.attr._deeplift_head import (
-    RescaleDeepLift,
-    cached_deeplift_head,
-    check_eval_mode,
-)
+from captum_cams.attr._deeplift_head import cached_deeplift_head, check_eval_mode
+from captum_cams.attr._deeplift_rules import RescaleDeepLift
 from captum_cams.attr._reshape import ReshapeTransform
 
 
