@@ -289,8 +289,8 @@ def perturbed_scores(
         build (Callable): ``build(examples, steps)`` returns the ``B x C x H x W``
                     perturbed inputs of the jobs ``(examples[b], steps[b])``.
         target_idx (Tensor): ``(N,)`` class index per example.
-        additional_forward_args (Any): as Captum takes them; tensors with first
-                    dimension ``N`` are indexed per example, others passed as is.
+        additional_forward_args (Any): as Captum takes them: a tensor has ``N`` rows,
+                    indexed per example, or one row, passed as is (checked).
         max_examples_per_batch (int, optional): jobs per forward pass; None: from
                     the pass budget.
         score (str): ``"probability"`` or ``"logit"``.
