@@ -17,7 +17,7 @@ inputs) use :func:`batched_target_scores`, the one chunked evaluation loop.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -509,6 +509,33 @@ class GradientCamBase(CamBase, GradientAttribution):
     ) -> None:
         CamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         GradientAttribution.__init__(self, forward_func)
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

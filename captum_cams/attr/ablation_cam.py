@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum._utils.typing import TargetType
@@ -124,6 +124,33 @@ class LayerAblationCam(HeadCamBase):
         )
         original = context.target_scores[:, None].to(ablated.dtype)
         return (original - ablated) / original
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 import warnings
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum._utils.typing import TargetType
@@ -157,6 +157,41 @@ class LayerIntegratedGradCam(GradientCamBase):
     def has_convergence_delta(self) -> bool:
         r"""True: ``return_convergence_delta`` gives Captum's path-integral delta."""
         return True
+
+    @overload  # type: ignore[override]  # LayerIntegratedGradients' arguments, not the Grad-CAM family's
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor]],
+        baselines: BaselineInput = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_right",
+        internal_batch_size: Optional[int] = None,
+        return_convergence_delta: Literal[False] = False,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        subtract_baseline_activation: bool = True,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor]],
+        baselines: BaselineInput = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_right",
+        internal_batch_size: Optional[int] = None,
+        *,
+        return_convergence_delta: Literal[True],
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        subtract_baseline_activation: bool = True,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

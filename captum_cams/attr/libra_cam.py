@@ -44,7 +44,18 @@ default as many as the pass budget allows, :func:`~captum_cams.get_pass_budget`)
 """
 
 import warnings
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    List,
+    Literal,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
 
 import torch
 from captum._utils.typing import TargetType
@@ -168,6 +179,47 @@ class LayerLibraCam(GradientCamBase):
             raise TypeError(f"library must be a ReferenceLibrary; got {type(library).__name__}")
         GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         self.library = library
+
+    @overload  # type: ignore[override]  # its own options (references, calibration); no return_weights
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        internal_batch_size: Optional[int] = None,
+        use_references: bool = True,
+        filter_references: bool = True,
+        calibrate: bool = True,
+        thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
+        threshold_mode: str = "value",
+        score: str = "probability",
+        return_details: Literal[False] = False,
+        normalize_calibration: bool = False,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        internal_batch_size: Optional[int] = None,
+        use_references: bool = True,
+        filter_references: bool = True,
+        calibrate: bool = True,
+        thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
+        threshold_mode: str = "value",
+        score: str = "probability",
+        *,
+        return_details: Literal[True],
+        normalize_calibration: bool = False,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, "LibraCamDetails"]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum._utils.typing import TargetType
@@ -209,6 +209,57 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
                 additional_forward_args=extras or None,
             )
         return contributions.detach()
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: Literal[False] = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        return_convergence_delta: Literal[True],
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: Literal[False] = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        return_convergence_delta: Literal[True],
+        relu_attributions: bool = True,
+        return_weights: Literal[True],
+    ) -> Tuple[Tensor, Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

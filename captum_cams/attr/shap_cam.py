@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum._utils.typing import TargetType
@@ -209,6 +209,37 @@ class LayerShapCam(HeadCamBase):
             orders,
             context.options["internal_batch_size"],
         )
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        num_permutations: int = 10,
+        seed: Optional[int] = 0,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        num_permutations: int = 10,
+        seed: Optional[int] = 0,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union, overload
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +103,39 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         alpha = second / (2 * second + activation_sums * third + self.eps)
         alpha = torch.where(second != 0, alpha, torch.zeros_like(alpha))
         return (F.relu(first) * alpha).sum(dim=(2, 3))
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        num_samples: int = 4,
+        stdevs: float = 0.3,
+        seed: Optional[int] = 0,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        num_samples: int = 4,
+        stdevs: float = 0.3,
+        seed: Optional[int] = 0,
+    ) -> Tuple[Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Literal, Optional, Tuple, Union, overload
 
 import torch
 from captum._utils.typing import TargetType
@@ -89,6 +89,41 @@ class LayerSSCam(PerturbationCamBase):
         mean = scores.view(num_samples, pairs).mean(dim=0).view(num_examples, num_channels)
         baseline = scores_of(context.outputs, context.options["score"])
         return (mean - baseline.gather(1, context.target[:, None]).to(mean.dtype)).softmax(dim=1)
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        internal_batch_size: Optional[int] = None,
+        score: str = "logit",
+        num_samples: int = 35,
+        stdevs: float = 2.0,
+        seed: Optional[int] = 0,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        internal_batch_size: Optional[int] = None,
+        score: str = "logit",
+        num_samples: int = 35,
+        stdevs: float = 2.0,
+        seed: Optional[int] = 0,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

@@ -33,11 +33,13 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     NamedTuple,
     Optional,
     Sequence,
     Tuple,
     Union,
+    overload,
 )
 
 import torch
@@ -374,6 +376,41 @@ class ThresholdFineTuned(Attribution):
             raise TypeError("attribution must hold its model as a callable forward_func")
         Attribution.__init__(self, forward_func)
         self.attribution = attribution
+
+    @overload
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        max_examples_per_batch: Optional[int] = None,
+        thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+        return_details: Literal[False] = False,
+        soft: bool = False,
+        threshold_mode: str = "value",
+        baselines: BaselineLike = None,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        max_examples_per_batch: Optional[int] = None,
+        thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+        *,
+        return_details: Literal[True],
+        soft: bool = False,
+        threshold_mode: str = "value",
+        baselines: BaselineLike = None,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, "TFTResult"]: ...
 
     @log_usage(part_of_slo=True)
     def attribute(

@@ -4,7 +4,16 @@ whose factory builds the Captum attribution from a :class:`MethodContext`."""
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+)
 
 import torch
 import torch.nn as nn
