@@ -80,9 +80,9 @@ from captum_cams._utils.distributed import (  # noqa: E402
     is_main_process,
 )
 from captum_cams._utils.files import atomic_path  # noqa: E402
-from captum_cams.datasets import cifar10_test_set, cifar10_train_set  # noqa: E402
+from captum_cams.kit.datasets import cifar10_test_set, cifar10_train_set  # noqa: E402
+from captum_cams.kit.models import load_cifar_resnet  # noqa: E402
 from captum_cams.metrics import average_drop, increase_in_confidence  # noqa: E402
-from captum_cams.models import load_cifar_resnet  # noqa: E402
 
 CHECKPOINT = "resnet20-12fca82f.th"
 #: The paired differences reported: (new, reference).

@@ -56,13 +56,13 @@ sys.path.insert(0, str(REPO))
 
 from captum_cams._utils.files import atomic_path  # noqa: E402
 from captum_cams.calm import CALM, CALMAttribution, train_calm  # noqa: E402
-from captum_cams.datasets.cifar10 import (  # noqa: E402
+from captum_cams.kit.datasets.cifar10 import (  # noqa: E402
     cifar10_test_set,
     cifar10_train_set,
     find_cifar10_root,
 )
+from captum_cams.kit.models import load_cifar_resnet  # noqa: E402
 from captum_cams.metrics import remove_and_classify  # noqa: E402
-from captum_cams.models import load_cifar_resnet  # noqa: E402
 
 CHECKPOINT = "resnet20-12fca82f.th"
 

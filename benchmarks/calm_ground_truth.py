@@ -4,10 +4,10 @@ r"""CALM on the project's ground-truth dataset: counterfactual attributions and 
 The ideas of Table 1 (counterfactual attributions against part masks, mPxAP) and
 Table 3 (weakly-supervised localisation, box accuracy) of Kim et al., "Keep CALM and
 Improve Visual Feature Attribution", ICCV 2021, on
-:class:`~captum_cams.datasets.GroundTruthShapes`, whose classes are sets of parts
+:class:`~captum_cams.kit.datasets.GroundTruthShapes`, whose classes are sets of parts
 (so class pairs differ in 1, 2 or 3 parts, like the CUB attribute pairs):
 
-- CAM = the embedded default (:func:`~captum_cams.models.load_embedded_default`,
+- CAM = the embedded default (:func:`~captum_cams.kit.models.load_embedded_default`,
   ShapesNet, 64 x 16 x 16 CAM layer ``features[-1]``), map ``Σ_k w_yk A_k``.
 - CALM_EM, CALM_ML = a CALM head on a copy of ShapesNet's ``features`` (branch g
   started from its ``fc``, branch h from zeros), trained with
@@ -58,15 +58,15 @@ from captum_cams import LayerGradCam, LayerGradCamPlusPlus  # noqa: E402
 from captum_cams._utils.files import atomic_path  # noqa: E402
 from captum_cams._utils.maps import minmax_normalize  # noqa: E402
 from captum_cams.calm import CALM, CALMAttribution, train_calm  # noqa: E402
-from captum_cams.datasets import GroundTruthShapes, make_batch  # noqa: E402
-from captum_cams.datasets.ground_truth import (  # noqa: E402
+from captum_cams.kit.datasets import GroundTruthShapes, make_batch  # noqa: E402
+from captum_cams.kit.datasets.ground_truth import (  # noqa: E402
     CLASS_PARTS,
     NUM_CLASSES,
     counterfactual_mask,
     counterfactual_pairs,
 )
+from captum_cams.kit.models import load_embedded_default  # noqa: E402
 from captum_cams.metrics import box_accuracy, pixel_average_precision  # noqa: E402
-from captum_cams.models import load_embedded_default  # noqa: E402
 
 # (images, classes) -> N x 1 x h x w map of each image for its class
 ClassMaps = Callable[[Tensor, Tensor], Tensor]

@@ -80,11 +80,12 @@ from captum_cams import (  # noqa: E402
     ReferenceLibrary,
     threshold_fine_tuning,
 )
-from captum_cams.datasets import (  # noqa: E402
+from captum_cams.kit.datasets import (  # noqa: E402
     IMAGENET_MOBILENET_FILE,
     ImageNetPhotos,
     find_imagenet_root,
 )
+from captum_cams.kit.models import mobilenet_v1_075_192  # noqa: E402
 from captum_cams.metrics import (  # noqa: E402
     api_apd_auc,
     average_drop,
@@ -94,7 +95,6 @@ from captum_cams.metrics import (  # noqa: E402
     insertion_auc,
     threshold_sweep,
 )
-from captum_cams.models import mobilenet_v1_075_192  # noqa: E402
 
 #: Most inputs per forward pass in the metrics and the perturbation methods.
 CHUNK = 64

@@ -41,17 +41,17 @@ from captum_cams import (  # noqa: E402
     LayerGradCamPlusPlus,
     LayerIntegratedGradCam,
 )
-from captum_cams.datasets import make_batch  # noqa: E402
+from captum_cams.kit.datasets import make_batch  # noqa: E402
+from captum_cams.kit.models import (  # noqa: E402
+    embedded_default_layer,
+    load_cifar_resnet,
+    load_embedded_default,
+)
 from captum_cams.metrics import (  # noqa: E402
     average_drop,
     bbox_score,
     energy_pointing_game,
     increase_in_confidence,
-)
-from captum_cams.models import (  # noqa: E402
-    embedded_default_layer,
-    load_cifar_resnet,
-    load_embedded_default,
 )
 
 CIFAR_MEAN = [0.485, 0.456, 0.406]

@@ -57,10 +57,10 @@ from captum_cams import (  # noqa: E402
     LayerScoreCam,
     ReferenceLibrary,
 )
-from captum_cams.datasets.cifar10 import cifar10_test_set, cifar10_train_set  # noqa: E402
+from captum_cams.kit.datasets.cifar10 import cifar10_test_set, cifar10_train_set  # noqa: E402
+from captum_cams.kit.models import load_cifar_resnet  # noqa: E402
 from captum_cams.metrics import api_apd_auc, threshold_sweep  # noqa: E402
 from captum_cams.metrics.confidence import ThresholdSweep  # noqa: E402
-from captum_cams.models import load_cifar_resnet  # noqa: E402
 
 CHECKPOINT = "resnet20-12fca82f.th"
 

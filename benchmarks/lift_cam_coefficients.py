@@ -37,8 +37,8 @@ from captum_cams import (
     LayerShapCam,
     LayerXGradCam,
 )
+from captum_cams.kit.models.cifar_resnet import load_cifar_resnet
 from captum_cams.metrics import coefficient_cosine_similarity
-from captum_cams.models.cifar_resnet import load_cifar_resnet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

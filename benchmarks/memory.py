@@ -146,8 +146,8 @@ def growth_child(method: str, calls: int, warmup: int) -> Dict[str, Any]:
     import torch
 
     from captum_cams.attr import _head
-    from captum_cams.datasets import make_batch
-    from captum_cams.models import embedded_default_layer, load_embedded_default
+    from captum_cams.kit.datasets import make_batch
+    from captum_cams.kit.models import embedded_default_layer, load_embedded_default
 
     torch.manual_seed(0)
     model = load_embedded_default()

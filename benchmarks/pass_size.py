@@ -33,8 +33,8 @@ from captum_cams._utils.batching import LIVE_ACTIVATIONS
 def _model(name: str) -> Tuple[nn.Module, int]:
     torch.manual_seed(0)
     if name == "mobilenet":
-        from captum_cams.datasets import IMAGENET_MOBILENET_FILE, imagenet_root
-        from captum_cams.models import mobilenet_v1_075_192
+        from captum_cams.kit.datasets import IMAGENET_MOBILENET_FILE, imagenet_root
+        from captum_cams.kit.models import mobilenet_v1_075_192
 
         return mobilenet_v1_075_192(imagenet_root() / IMAGENET_MOBILENET_FILE), 192
     return getattr(torchvision.models, name)(weights=None).eval(), 224

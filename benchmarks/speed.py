@@ -5,10 +5,10 @@ sizes users run; pytorch-grad-cam, torchcam and Quantus beside where they have t
 method; the peak memory of one default call.
 
 Setup. Models: the shared ImageNet MobileNetV1 (width 0.75, 192 px, real weights,
-``captum_cams.models.mobilenet_v1_075_192``; layer ``features[-1]``, 768 x 6 x 6) and
+``captum_cams.kit.models.mobilenet_v1_075_192``; layer ``features[-1]``, 768 x 6 x 6) and
 torchvision ResNet-50 (``layer4``), VGG-16 (``features[29]``) and EfficientNet-B0
 (``features[-1]``) with random weights at 224 px. Inputs: the first photos of the shared
-ImageNet folder (``captum_cams.datasets.ImageNetPhotos``; MobileNet's preprocessing,
+ImageNet folder (``captum_cams.kit.datasets.ImageNetPhotos``; MobileNet's preprocessing,
 or resize 256, centre crop 224 and ImageNet normalisation), batch 1 and 8; the
 explained class is each photo's predicted class. Metrics score the Grad-CAM maps of
 the same photos (computed once, untimed). CPU, one intra-op thread (``--threads``).
@@ -146,8 +146,8 @@ def _imagenet_transform(size: int) -> Any:
 
 def build_cell(model_name: str, batch_size: int) -> Cell:
     r"""The model at its size, the first ``batch_size`` photos, predicted classes."""
-    from captum_cams.datasets import IMAGENET_MOBILENET_FILE, ImageNetPhotos, imagenet_root
-    from captum_cams.models import mobilenet_v1_075_192
+    from captum_cams.kit.datasets import IMAGENET_MOBILENET_FILE, ImageNetPhotos, imagenet_root
+    from captum_cams.kit.models import mobilenet_v1_075_192
 
     torch.manual_seed(0)
     if model_name == "mobilenet":

@@ -3,6 +3,6 @@
 
 import sys
 
-from captum_cams.cli import main
+from captum_cams.kit.cli import main
 
 sys.exit(main())

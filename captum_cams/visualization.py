@@ -58,7 +58,7 @@ __all__ = [
 DEFAULT_CMAP = "inferno"
 
 #: Line colours of the methods: one for each of the benchmark's registry methods, in
-#: registry order (:data:`captum_cams.benchmark.METHODS`); any other method gets a
+#: registry order (:data:`captum_cams.kit.benchmark.METHODS`); any other method gets a
 #: colour-and-marker pair no registry method has, chosen by its name.
 METHOD_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -290,7 +290,7 @@ def _caption(figure: Figure, text: str, width_inches: float) -> None:
 def _interpolation(ax: Axes, pixels: np.ndarray) -> str:
     # an image enlarged on the axes is shown as its pixels (sharp, and a PNG a fraction
     # of the size of a smoothed one); a shrunk one is smoothed, against aliasing
-    box = ax.get_position().transformed(ax.figure.transFigure)  # type: ignore[union-attr]
+    box = ax.get_position().transformed(ax.figure.transFigure)
     return "nearest" if min(box.width, box.height) >= max(pixels.shape[:2]) else "antialiased"
 
 
@@ -382,7 +382,7 @@ def overlay_grid(
                     Default: None.
         cell_size (float, optional): inches per cell. Default: 1.6.
         outlines (Tensor, optional): ``N x P x H x W`` bool masks (e.g. the parts of
-                    :class:`~captum_cams.datasets.GroundTruthShapes`, or ``N x 1 x H x W``
+                    :class:`~captum_cams.kit.datasets.GroundTruthShapes`, or ``N x 1 x H x W``
                     boxes), outlined on every cell. Say what they are in ``caption``.
                     Default: None.
         colorbar (bool, optional): add the shared colour bar. Default: True.
@@ -418,11 +418,15 @@ def overlay_grid(
         raise ValueError(f"cell_size must be positive; got {cell_size}")
     masks = None
     if outlines is not None:
-        size = tuple(images.shape[-2:])
-        if outlines.dim() != 4 or outlines.shape[0] != count or tuple(outlines.shape[-2:]) != size:
+        image_size = tuple(images.shape[-2:])
+        if (
+            outlines.dim() != 4
+            or outlines.shape[0] != count
+            or tuple(outlines.shape[-2:]) != image_size
+        ):
             raise ValueError(
-                f"outlines must be {count} x P x {size[0]} x {size[1]} masks (one set per "
-                f"image, at the images' size); got shape {tuple(outlines.shape)}"
+                f"outlines must be {count} x P x {image_size[0]} x {image_size[1]} masks (one "
+                f"set per image, at the images' size); got shape {tuple(outlines.shape)}"
             )
         masks = outlines.detach().bool().cpu().numpy()
     columns = 1 + len(maps_by_method)
@@ -671,6 +675,6 @@ def save_figure(figure: Figure, path: Union[str, "os.PathLike[str]"], dpi: int =
         >>> save_figure(overlay_grid(images, maps), "out/grid.png")
     """
     image_format = Path(path).suffix.lstrip(".").lower() or None  # the temporary ends in .tmp
-    options = {"pil_kwargs": {"optimize": False}} if image_format == "png" else {}
+    options: Dict[str, Any] = {"pil_kwargs": {"optimize": False}} if image_format == "png" else {}
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=dpi, format=image_format, bbox_inches="tight", **options)

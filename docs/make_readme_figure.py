@@ -15,8 +15,8 @@ import torch
 from captum.attr import LayerGradCam
 
 from captum_cams import LayerLiftCam, LayerScoreCam
-from captum_cams.datasets import CLASSES, make_batch
-from captum_cams.models import embedded_default_layer, load_embedded_default
+from captum_cams.kit.datasets import CLASSES, make_batch
+from captum_cams.kit.models import embedded_default_layer, load_embedded_default
 from captum_cams.visualization import overlay_grid, save_figure
 
 OUT = Path(__file__).resolve().parent / "images" / "explain_next_to_captum.png"

@@ -26,7 +26,7 @@ def _deterministic() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def cifar10_root() -> Path:
-    from captum_cams.datasets.cifar10 import find_cifar10_root
+    from captum_cams.kit.datasets.cifar10 import find_cifar10_root
 
     root = find_cifar10_root()
     if root is None:

@@ -21,11 +21,11 @@ PUBLIC_MODULES = [
     "captum_cams.attr",
     "captum_cams.metrics",
     "captum_cams.tuning",
-    "captum_cams.datasets",
-    "captum_cams.models",
+    "captum_cams.kit.datasets",
+    "captum_cams.kit.models",
     "captum_cams.visualization",
-    "captum_cams.benchmark",
-    "captum_cams.cli",
+    "captum_cams.kit.benchmark",
+    "captum_cams.kit.cli",
 ]
 
 

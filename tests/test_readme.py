@@ -25,8 +25,8 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_command_line_section_names_every_method_and_metric() -> None:
-    from captum_cams.benchmark import METHODS, METRICS
-    from captum_cams.cli import DEFAULT_NUM_IMAGES
+    from captum_cams.kit.benchmark import METHODS, METRICS
+    from captum_cams.kit.cli import DEFAULT_NUM_IMAGES
 
     section = (REPO / "docs" / "command_line.md").read_text()
     missing = [name for name in [*METHODS, *METRICS] if f"`{name}`" not in section]

@@ -101,7 +101,7 @@ REGISTRY_TITLES = [
 
 
 def test_a_method_keeps_its_style_whatever_the_other_methods() -> None:
-    from captum_cams.benchmark import METHODS
+    from captum_cams.kit.benchmark import METHODS
 
     everything = method_styles(REGISTRY_TITLES)
     pairs = {(s["color"], s["marker"]) for s in everything.values()}
@@ -293,7 +293,7 @@ import matplotlib
 before = matplotlib.get_backend()
 import captum_cams
 import captum_cams.visualization as visualization
-import captum_cams.benchmark
+import captum_cams.kit.benchmark
 import matplotlib.pyplot as plt
 import torch
 figure = visualization.overlay_grid(torch.rand(2, 3, 8, 8), {"a": torch.rand(2, 1, 2, 2)})

@@ -6,7 +6,7 @@ What removed or integrated-from pixels become is given the same way everywhere: 
 named baselines such as ``"zero"`` and ``"blur"`` (the perturbation metrics, TFT,
 threshold calibration, reference filtering). :func:`parse_baselines` checks the
 option and says which of these it is; the callers then build their tensor from it:
-:func:`captum_cams.metrics._masking.make_baseline` (one baseline broadcast to the
+:func:`captum_cams._utils.masking.make_baseline` (one baseline broadcast to the
 inputs) and Integrated Grad-CAM's path starts (``B`` baselines per example).
 """
 

@@ -7,14 +7,12 @@ the argument the same way everywhere, and runs the model inside
 """
 
 import contextlib
-import re
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from captum._utils.typing import TargetType
 from torch import Tensor
 from torch.nn import Module
-
-TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Tuple[int, ...]], List[int]]
 
 
 def check_image_batch(inputs: Any, name: str = "inputs") -> Tensor:
@@ -86,101 +84,35 @@ def check_finite(values: Tensor, name: str) -> Tensor:
     )
 
 
-_CHANNELS = re.compile(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels")
-
-
-def _floating_parameter_dtypes(model: Any) -> List[torch.dtype]:
-    if not isinstance(model, Module):
-        return []
-    found: List[torch.dtype] = []
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point() and tensor.dtype not in found:
-            found.append(tensor.dtype)
-    return found
-
-
-def describe_forward_failure(
-    model: Any, inputs: Tensor, additional_forward_args: Sequence[Any], error: BaseException
-) -> Optional[Exception]:
+def check_additional_forward_args(
+    additional_forward_args: Optional[Tuple[Any, ...]], num_examples: int
+) -> None:
     r"""
-    The user-level cause of a failed forward pass, when one can be named.
-
-    Called only after the model raised, so a model that accepts unusual inputs is
-    never refused: the cause is looked for among the inputs' dtype (against the
-    model's parameters), the inputs' channel count (against the model's first
-    convolution, as the convolution reports it) and the batch size of the tensors
-    in ``additional_forward_args``.
+    Checks Captum's rule for ``additional_forward_args``: a tensor's first dimension is
+    the number of examples (a single row is broadcast to every example), so that the
+    rows of perturbed copies can be matched with their examples.
 
     Args:
-        model (Any): the model (an ``nn.Module`` or any callable).
-        inputs (Tensor): the ``N x C x H x W`` image batch given to it.
-        additional_forward_args (sequence): the further arguments given to it.
-        error (BaseException): what the model raised.
-
-    Returns:
-        *Exception* or *None*: a ``TypeError`` / ``ValueError`` naming ``inputs`` or
-        ``additional_forward_args[i]``, or None when the cause is not one of these.
-    """
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    dtypes = _floating_parameter_dtypes(model)
-    if (
-        len(dtypes) == 1
-        and inputs.dtype != dtypes[0]
-        and not torch.is_autocast_enabled(inputs.device.type)
-    ):
-        return TypeError(
-            f"inputs are {inputs.dtype} but the model's parameters are {dtypes[0]}: convert "
-            f"the inputs (inputs.to({dtypes[0]})) or the model (the model failed with: {first})"
-        )
-    match = _CHANNELS.search(str(error))
-    if match is not None and int(match.group(2)) == inputs.shape[1]:
-        return ValueError(
-            f"inputs has {inputs.shape[1]} channels but the model expects {match.group(1)} "
-            f"(shape {tuple(inputs.shape)}; the model failed with: {first})"
-        )
-    num = inputs.shape[0]
-    for i, value in enumerate(additional_forward_args):
-        if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] not in (1, num):
-            return ValueError(
-                f"additional_forward_args[{i}] has {value.shape[0]} rows (shape "
-                f"{tuple(value.shape)}) but inputs has {num} examples: give one row per "
-                f"example (the model failed with: {first})"
-            )
-    return None
-
-
-@contextlib.contextmanager
-def explained_forward_errors(
-    model: Any, inputs: Tensor, additional_forward_args: Any = None
-) -> Iterator[None]:
-    r"""
-    Re-raises a ``RuntimeError`` of the model as one clear error naming the argument
-    at fault (see :func:`describe_forward_failure`); other errors pass unchanged.
-
-    Args:
-        model (Any): the model.
-        inputs (Tensor): the image batch.
-        additional_forward_args (Any, optional): the further arguments, as Captum
-                    takes them. Default: None
+        additional_forward_args (tuple, optional): the formatted further arguments.
+        num_examples (int): ``N``, the examples of ``inputs``.
 
     Examples::
 
-        >>> with explained_forward_errors(model, x):
-        ...     model(x.double())  # TypeError: inputs are torch.float64 but ...
+        >>> check_additional_forward_args((torch.zeros(3),), 2)
+        Traceback (most recent call last):
+        ValueError: additional_forward_args[0] has 3 rows (shape (3,)) but inputs has 2 ...
     """
-    try:
-        yield
-    except RuntimeError as error:
-        if additional_forward_args is None:
-            extra: Tuple[Any, ...] = ()
-        elif isinstance(additional_forward_args, tuple):
-            extra = additional_forward_args
-        else:
-            extra = (additional_forward_args,)
-        explained = describe_forward_failure(model, inputs, extra, error)
-        if explained is None:
-            raise
-        raise explained from error
+    for i, value in enumerate(additional_forward_args or ()):
+        if (
+            isinstance(value, Tensor)
+            and value.dim() > 0
+            and value.shape[0] not in (1, num_examples)
+        ):
+            raise ValueError(
+                f"additional_forward_args[{i}] has {value.shape[0]} rows (shape "
+                f"{tuple(value.shape)}) but inputs has {num_examples} examples: give one row "
+                "per example"
+            )
 
 
 def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
@@ -218,7 +150,7 @@ def _class_of_index(index: Any, what: str) -> int:
     return index
 
 
-def format_target(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
+def format_target(target: TargetType, num_examples: int, device: torch.device) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` other than None into one class index per example,
     with the checks that need no model output (the class range is checked by
@@ -281,7 +213,7 @@ def format_target(target: TargetLike, num_examples: int, device: torch.device) -
     return indices.to(device)
 
 
-def target_indices(target: TargetLike, outputs: Tensor) -> Tensor:
+def target_indices(target: TargetType, outputs: Tensor) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` into one class index per example, checked.
 
@@ -347,7 +279,7 @@ def check_output_tensor(outputs: Any, name: str = "forward_func") -> Tensor:
     )
 
 
-def format_target_positions(target: TargetLike, num_examples: int, device: torch.device) -> Tensor:
+def format_target_positions(target: TargetType, num_examples: int, device: torch.device) -> Tensor:
     r"""
     Turns a Captum ``TargetType`` other than None into indices into every example's
     output, for outputs of any rank (checked against them by
@@ -405,7 +337,7 @@ def format_target_positions(target: TargetLike, num_examples: int, device: torch
     return format_target(target, num_examples, device)
 
 
-def target_positions(target: TargetLike, outputs: Tensor) -> Tensor:
+def target_positions(target: TargetType, outputs: Tensor) -> Tensor:
     r"""
     Captum's ``TargetType`` for a model output of any rank, checked: what
     :func:`target_values` selects, one value per example.
@@ -495,7 +427,7 @@ def target_values(outputs: Tensor, positions: Tensor) -> Tensor:
     return outputs[(rows, *positions.unbind(1))]
 
 
-def captum_target(positions: Tensor) -> TargetLike:
+def captum_target(positions: Tensor) -> TargetType:
     r"""
     :func:`target_positions`' indices as a target for Captum's own classes: the
     ``(N,)`` classes as they are, ``N x D`` indices as a list of tuples, ``N x 0``

@@ -7,7 +7,7 @@ min-max scaling to ``[0, 1]`` that maps a constant map to zeros, never to NaN, a
 does not depend on the maps' units (no absolute epsilon).
 """
 
-from typing import Sequence
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -119,3 +119,79 @@ def as_maps(attributions: Tensor, name: str = "attributions") -> Tensor:
     if torch.isnan(attributions).any():
         raise ValueError(f"{name} contains NaN")
     return attributions
+
+
+def check_image_size(image_size: Sequence[int], name: str = "image_size") -> Tuple[int, int]:
+    r"""An image size: a pair of positive ints ``(H, W)``."""
+    if len(image_size) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size
+    ):
+        raise ValueError(f"{name} must be a pair of positive ints (H, W); got {image_size!r}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def boxes_to_masks(
+    boxes: Union[Tensor, Sequence[Tensor]], image_size: Sequence[int], name: str = "boxes"
+) -> Tensor:
+    r"""
+    Turns boxes into boolean masks.
+
+    Args:
+        boxes (Tensor or list[Tensor]): ``N x 4`` boxes ``(x1, y1, x2, y2)``, one per
+                    example, or a list of ``N`` tensors ``K_i x 4`` whose union is
+                    an example's mask (``K_i = 0`` gives an empty mask). 0-based,
+                    inclusive pixel coordinates.
+        image_size (tuple[int, int]): ``(H, W)``.
+        name (str, optional): argument name used in error messages.
+
+    Returns:
+        *Tensor*: ``N x 1 x H x W`` bool masks.
+
+    Examples::
+
+        >>> boxes_to_masks(torch.tensor([[1, 0, 2, 1]]), (3, 4))[0, 0].int()
+        tensor([[0, 1, 1, 0],
+                [0, 1, 1, 0],
+                [0, 0, 0, 0]], dtype=torch.int32)
+    """
+    height, width = check_image_size(image_size)
+    per_example: List[Tensor]
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f"{name} must be N x 4 (x1, y1, x2, y2); got shape {tuple(boxes.shape)}"
+            )
+        per_example = [boxes[i : i + 1] for i in range(boxes.shape[0])]
+    elif isinstance(boxes, (list, tuple)):
+        per_example = []
+        for i, b in enumerate(boxes):
+            if not isinstance(b, Tensor):
+                b = torch.as_tensor(b, dtype=torch.float64)
+            b = b.reshape(-1, 4) if b.numel() % 4 == 0 and b.dim() <= 2 else b
+            if b.dim() != 2 or b.shape[1] != 4:
+                raise ValueError(f"{name}[{i}] must be K x 4 boxes; got shape {tuple(b.shape)}")
+            per_example.append(b)
+    else:
+        raise TypeError(f"{name} must be an N x 4 tensor or a list of K x 4 tensors")
+    rows = torch.arange(height).reshape(1, height, 1)
+    cols = torch.arange(width).reshape(1, 1, width)
+    masks = torch.zeros(len(per_example), 1, height, width, dtype=torch.bool)
+    for i, b in enumerate(per_example):
+        if b.shape[0] == 0:
+            continue
+        b = b.detach().to("cpu", torch.float64)
+        if not torch.isfinite(b).all():
+            raise ValueError(f"{name} of example {i} contain NaN or inf")
+        x1, y1, x2, y2 = (b[:, j].reshape(-1, 1, 1) for j in range(4))
+        if bool(((x1 > x2) | (y1 > y2)).any()):
+            raise ValueError(
+                f"{name} of example {i} must have x1 <= x2 and y1 <= y2; got {b.tolist()}"
+            )
+        if bool(((x1 < 0) | (y1 < 0) | (x2 > width - 1) | (y2 > height - 1)).any()):
+            raise ValueError(
+                f"{name} of example {i} lie outside the {height} x {width} image "
+                f"(0 <= x <= {width - 1}, 0 <= y <= {height - 1}); got {b.tolist()}"
+            )
+        inside = (cols >= x1) & (cols <= x2) & (rows >= y1) & (rows <= y2)
+        masks[i, 0] = inside.any(dim=0)
+    return masks

@@ -16,10 +16,11 @@ TFT masks of AFT.
   column, i.e. the largest mask).
 
 Only tensors go in and out: evaluating the masked inputs is the metrics' chunked
-sweep (:func:`captum_cams.metrics._scoring.masked_scores`).
+sweep (:func:`captum_cams._utils.metric_scoring.masked_scores`).
 """
 
 import math
+import numbers
 from typing import Any, Callable, Iterable, Optional, Tuple, Union
 
 import torch
@@ -47,11 +48,23 @@ def check_fraction(value: float, name: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def _is_real_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool)
+    return isinstance(value, numbers.Real)
+
+
 def check_thresholds(
     thresholds: Iterable[float], allow_zero: bool = False, name: str = "thresholds"
 ) -> Tuple[float, ...]:
     r"""
     Checks candidate thresholds and returns them sorted ascending.
+
+    Any iterable of real numbers is taken (a list, a tensor, a NumPy array); the
+    error names the position of a value that is not a number (``TypeError``, bools
+    included) or lies outside the bounds (``ValueError``, NaN included).
 
     Args:
         thresholds (iterable of float): at least one number in ``(0, 1]``
@@ -64,11 +77,22 @@ def check_thresholds(
         *tuple[float, ...]*: the values as floats, ascending.
     """
     bounds = "[0, 1]" if allow_zero else "(0, 1]"
+    expected = f"{name} must be a sequence of numbers in {bounds}"
     if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Iterable):
-        raise TypeError(
-            f"{name} must be a sequence of numbers in {bounds}; got {type(thresholds).__name__}"
-        )
-    values = [check_fraction(t, name, allow_zero=allow_zero) for t in thresholds]
+        raise TypeError(f"{expected}; got {type(thresholds).__name__}")
+    try:
+        items = list(thresholds)
+    except TypeError:  # e.g. a 0-d tensor
+        raise TypeError(f"{expected}; got {type(thresholds).__name__}") from None
+    values = []
+    for position, value in enumerate(items):
+        if not _is_real_number(value):
+            raise TypeError(f"{name}[{position}] must be a number in {bounds}; got {value!r}")
+        number = float(value)
+        low_ok = number >= 0 if allow_zero else number > 0
+        if not (low_ok and number <= 1):  # NaN fails the test too
+            raise ValueError(f"{name}[{position}] must be in {bounds}; got {value!r}")
+        values.append(number)
     if len(values) == 0:
         raise ValueError(f"{name} must hold at least one value in {bounds}; got none")
     return tuple(sorted(values))

@@ -22,7 +22,7 @@ from captum_cams.attr.multi_layer import MultiLayerCam, fuse_maps
 from captum_cams.attr.reference_library import ReferenceLibrary
 from captum_cams.attr.relevance_cam import LayerRelevanceCam
 from captum_cams.attr.score_cam import LayerScoreCam
-from captum_cams.attr.shap_cam import LayerShapCam, exact_channel_shapley
+from captum_cams.attr.shap_cam import LayerShapCam
 from captum_cams.attr.smooth_grad_cam_plus_plus import LayerSmoothGradCamPlusPlus
 from captum_cams.attr.ss_cam import LayerSSCam
 from captum_cams.attr.xgrad_cam import LayerXGradCam
@@ -53,7 +53,6 @@ __all__ = [
     "LibraCamDetails",
     "OutputAdapter",
     "ReferenceLibrary",
-    "exact_channel_shapley",
     "find_cam_layer",
     "MultiLayerCam",
     "fuse_maps",

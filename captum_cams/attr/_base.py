@@ -17,7 +17,7 @@ inputs) use :func:`batched_target_scores`, the one chunked evaluation loop.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from captum._utils.gradient import (
     _forward_layer_eval,
     compute_layer_gradients_and_eval,
 )
+from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import (
     GradientAttribution,
     LayerAttribution,
@@ -40,12 +41,11 @@ from torch.nn import Module
 
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
+    check_additional_forward_args,
     check_finite,
     check_image_batch,
     check_layer_in_model,
     check_output_tensor,
-    describe_forward_failure,
     parameters_without_grad,
     preserved_model_state,
     target_positions,
@@ -258,7 +258,7 @@ class CamBase(LayerAttribution):
     def _attribute_cam(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike,
+        target: TargetType,
         additional_forward_args: Any,
         attribute_to_layer_input: bool,
         relu_attributions: bool,
@@ -334,12 +334,13 @@ class CamBase(LayerAttribution):
             if isinstance(extra, Tensor):
                 check_finite(extra, f"inputs[{position}]")
         formatted_args = _format_additional_forward_args(additional_forward_args) or ()
+        check_additional_forward_args(formatted_args, formatted_inputs[0].shape[0])
         return formatted_inputs, formatted_args
 
     def _capture(
         self,
         inputs: Tuple[Tensor, ...],
-        target: TargetLike,
+        target: TargetType,
         additional_forward_args: Tuple[Any, ...],
         attribute_to_layer_input: bool,
         with_gradients: Optional[bool] = None,
@@ -398,13 +399,6 @@ class CamBase(LayerAttribution):
                         device_ids=self.device_ids,
                         attribute_to_layer_input=attribute_to_layer_input,
                     )
-        except RuntimeError as error:
-            explained = describe_forward_failure(
-                self.forward_func, inputs[0], additional_forward_args, error
-            )
-            if explained is None:
-                raise
-            raise explained from error
         except AssertionError as error:
             if "did not obtain any outputs" in str(error):
                 raise ValueError(
@@ -516,11 +510,38 @@ class GradientCamBase(CamBase, GradientAttribution):
         CamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         GradientAttribution.__init__(self, forward_func)
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

@@ -208,7 +208,7 @@ def split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     head_graph.lint()
     head = fx.GraphModule(model, head_graph, class_name="Head")
     # positions (in the model's arguments) the head takes after A; None: A only
-    head.extra_arguments = len(placeholders) - 1 if used else None
+    _set_extra_arguments(head, len(placeholders) - 1 if used else None)
     return head
 
 
@@ -219,7 +219,13 @@ _SPLIT_CACHE: "weakref.WeakKeyDictionary[Module, Dict[str, Tuple[Tuple[Tuple[str
 _SPLIT_CACHE_LOCK = threading.Lock()
 
 
-def _module_structure(model: Module) -> Tuple[Tuple[str, int], ...]:
+def _set_extra_arguments(head: fx.GraphModule, count: Optional[int]) -> None:
+    # a plain attribute of the head, as Module.__setattr__ stores any value that is not a
+    # tensor or a module (torch's annotation of __setattr__ admits only those two)
+    object.__setattr__(head, "extra_arguments", count)
+
+
+def module_structure(model: Module) -> Tuple[Tuple[str, int], ...]:
     r"""Which module object (by identity) sits under which qualified name."""
     return tuple((name, id(module)) for name, module in model.named_modules())
 
@@ -244,7 +250,7 @@ def cached_split_head(model: Module, layer: Module) -> Optional[fx.GraphModule]:
     layer_name = _qualified_name(model, layer)
     if not layer_name:
         return None
-    structure = _module_structure(model)
+    structure = module_structure(model)
     with _SPLIT_CACHE_LOCK:
         entry = _SPLIT_CACHE.get(model, {}).get(layer_name)
     if entry is not None and entry[0] == structure:
@@ -318,7 +324,7 @@ def layer_then_head(layer: Module, head: Callable[[Tensor], Tensor]) -> Module:
     layer_output = graph.call_module("layer", (activation,))
     graph.output(graph.call_module("head", (layer_output, *extras)))
     composed = fx.GraphModule(root, graph, class_name="LayerThenHead")
-    composed.extra_arguments = count
+    _set_extra_arguments(composed, count)
     return composed
 
 
@@ -486,100 +492,10 @@ class LayerHead:
         self._verified = True
 
 
-def captum_forward(
-    head: Callable[[Tensor, Tensor], Tensor], examples: Tensor
-) -> Callable[[Tensor], Tensor]:
-    r"""
-    A head as the ``forward_func`` of Captum's perturbation classes
-    (``FeatureAblation``, ``ShapleyValueSampling``, ``ShapleyValues``) run over layer
-    activations.
-
-    Captum's ``perturbations_per_eval`` stacks perturbed copies of the batch it was
-    given along dimension 0, so row ``i`` of an evaluation belongs to example
-    ``examples[i % len(examples)]``; that index is what :class:`LayerHead`'s
-    whole-model fallback needs. Every call gives the head a copy: a head may work in
-    place on its input (DenseNet's begins with an in-place ReLU), and Captum reuses
-    the tensors it passes (its unperturbed inputs, ``ShapleyValueSampling``'s running
-    coalition).
-
-    Args:
-        head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
-                    index of each row to ``M x C`` outputs, as :class:`LayerHead`.
-        examples (Tensor): ``(B,)`` the example of each row of the batch given to
-                    Captum.
-
-    Returns:
-        *Callable*: maps ``(p B) x K x h x w`` activations to ``(p B) x C`` outputs.
-
-    Examples::
-
-        >>> forward = captum_forward(layer_head, torch.arange(len(activations)))
-        >>> FeatureAblation(forward).attribute(activations, target=target,
-        ...     feature_mask=channel_feature_mask(activations))
-    """
-
-    def forward(activations: Tensor) -> Tensor:
-        rows = torch.arange(activations.shape[0], device=examples.device)
-        return head(activations.clone(), examples[rows % examples.shape[0]])
-
-    return forward
-
-
-def channel_feature_mask(activations: Tensor) -> Tensor:
-    r"""
-    Captum's ``feature_mask`` with one feature per channel: ``1 x K x 1 x 1`` holding
-    ``0 .. K-1``, broadcast by Captum over the examples and the ``h x w`` positions.
-
-    Args:
-        activations (Tensor): ``N x K x h x w`` layer activations.
-
-    Returns:
-        *Tensor*: ``1 x K x 1 x 1`` (int64, on the activations' device).
-
-    Examples::
-
-        >>> channel_feature_mask(torch.zeros(2, 3, 7, 7)).flatten()
-        tensor([0, 1, 2])
-    """
-    num_channels = activations.shape[1]
-    return torch.arange(num_channels, device=activations.device).view(1, num_channels, 1, 1)
-
-
-def perturbations_per_eval(
-    internal_batch_size: Optional[int], batch_size: int, num_features: int
-) -> int:
-    r"""
-    Captum's ``perturbations_per_eval`` for at most ``internal_batch_size`` rows per
-    head evaluation: each perturbation is one row per example, so
-    ``internal_batch_size // batch_size`` perturbations (at least one, so a batch
-    larger than ``internal_batch_size`` is evaluated one perturbation at a time);
-    ``None`` evaluates all ``num_features`` perturbations at once.
-
-    Args:
-        internal_batch_size (int, optional): the package's chunk size, in rows.
-        batch_size (int): ``N``, the rows of one perturbation.
-        num_features (int): the features (channels) perturbed.
-
-    Returns:
-        *int*: ``perturbations_per_eval``, at least 1.
-
-    Examples::
-
-        >>> perturbations_per_eval(256, 3, 512)
-        85
-    """
-    if internal_batch_size is None:
-        return max(num_features, 1)
-    return max(internal_batch_size // batch_size, 1)
-
-
 __all__: Sequence[str] = [
     "LayerHead",
     "LayerThenHead",
     "cached_split_head",
-    "captum_forward",
-    "channel_feature_mask",
     "layer_then_head",
-    "perturbations_per_eval",
     "split_head",
 ]

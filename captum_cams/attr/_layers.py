@@ -26,10 +26,10 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_cams._utils.guards import (
-    TargetLike,
     check_image_batch,
     check_output_tensor,
     parameters_without_grad,
@@ -140,7 +140,7 @@ def _layout(
 def find_cam_layer(
     model: nn.Module,
     inputs: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     allow_reshape: bool = True,
 ) -> CamLayer:

@@ -57,7 +57,7 @@ from captum.attr._utils.lrp_rules import (
 )
 from torch.nn import Module
 
-from captum_cams.attr._head import _module_structure
+from captum_cams.attr._head import module_structure
 
 
 class UnsupportedRelevanceError(ValueError):
@@ -218,9 +218,7 @@ class RelevanceHead:
                         setattr(site, name, nn.Parameter(parameter.detach(), requires_grad=False))
                     for name, buffer in original.named_buffers(recurse=False):
                         site._buffers[name] = buffer
-                site.rule = _rule_for(  # type: ignore[assignment]
-                    site, site is self.output_site, epsilon
-                )
+                site.rule = _rule_for(site, site is self.output_site, epsilon)
             try:
                 yield self.module
             finally:
@@ -327,7 +325,7 @@ def relevance_head(head: Module) -> RelevanceHead:
             elif type(module) is nn.ReLU:
                 node.target = add_site(nn.ReLU(), None)  # one out-of-place ReLU per site
             elif type(module) in _IDENTITY_MODULES:
-                node.replace_all_uses_with(node.args[0])  # type: ignore[arg-type]
+                node.replace_all_uses_with(node.args[0])
                 graph.erase_node(node)
             elif type(module) is nn.Flatten:
                 with graph.inserting_before(node):
@@ -384,7 +382,7 @@ def relevance_head(head: Module) -> RelevanceHead:
                 raise UnsupportedRelevanceError(
                     f"{_node_name(node)} runs in training mode; put the model in eval mode"
                 )
-            node.replace_all_uses_with(node.args[0])  # type: ignore[arg-type]
+            node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
         elif target in _REARRANGING_FUNCTIONS or (
             node.op == "call_method" and target in _REARRANGING_METHODS
@@ -420,7 +418,7 @@ def cached_relevance_head(head: Module) -> RelevanceHead:
     Returns:
         *RelevanceHead*: as :func:`relevance_head`.
     """
-    structure = _module_structure(head)
+    structure = module_structure(head)
     with _CACHE_LOCK:
         entry = _CACHE.get(head)
     if entry is not None and entry[0] == structure:

@@ -138,7 +138,7 @@ def check_reshape_transform(reshape_transform: object) -> Optional[ReshapeTransf
             "reshape_transform must be a callable from the layer's output to N x K x h x w "
             f"(e.g. captum_cams.vit_reshape_transform); got {type(reshape_transform).__name__}"
         )
-    return reshape_transform  # type: ignore[return-value]
+    return reshape_transform
 
 
 def reshaped(reshape_transform: ReshapeTransform, values: Tensor, what: str) -> Tensor:

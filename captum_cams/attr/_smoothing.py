@@ -17,9 +17,10 @@ from typing import Any, Callable, List, Tuple, Union
 
 import torch
 from captum._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
+from captum._utils.typing import TargetType
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, format_target, target_indices
+from captum_cams._utils.guards import format_target, target_indices
 from captum_cams._utils.maps import minmax_normalize
 
 #: The brightness factors of pytorch-grad-cam's default ``aug_smooth`` (ttach's
@@ -104,7 +105,7 @@ def augmentation_smoothed(
     maps_of: Callable[[Union[Tensor, Tuple[Tensor, ...]], Tensor], Tensor],
     forward_func: Callable,
     inputs: Union[Tensor, Tuple[Tensor, ...]],
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
 ) -> Tensor:
     r"""

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
 
 import torch
-from captum.attr import FeatureAblation
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams.attr._base import (
     CamContext,
     CamOutput,
@@ -14,7 +14,6 @@ from captum_cams.attr._base import (
     batched_target_scores,
     head_model,
 )
-from captum_cams.attr._head import captum_forward, channel_feature_mask, perturbations_per_eval
 
 
 def ablated_target_scores(
@@ -29,9 +28,8 @@ def ablated_target_scores(
     ablated copies (one copy and one zeroed channel per row), in chunks of
     ``internal_batch_size`` rows.
 
-    :func:`captum_ablation_differences` computes ``y_c - y_c^(k)`` with Captum's
-    ``FeatureAblation`` instead (tested equal); Ablation-CAM uses this loop because
-    it measured faster (see :class:`LayerAblationCam`).
+    ``y_c`` minus these equals Captum's ``FeatureAblation`` on the head with one
+    feature per channel and baseline 0 (tested in float64).
 
     Args:
         head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
@@ -72,49 +70,6 @@ def ablated_target_scores(
     return scores.view(num_examples, num_channels)
 
 
-def captum_ablation_differences(
-    head: Callable[[Tensor, Tensor], Tensor],
-    activations: Tensor,
-    target: Tensor,
-    internal_batch_size: Optional[int] = 256,
-) -> Tensor:
-    r"""
-    ``y_c - y_c^(k)`` for every channel ``k`` by Captum's ``FeatureAblation``, run on
-    the head over the layer's activations with one feature per channel
-    (``feature_mask`` broadcast over ``h x w``), ablated to the paper's baseline 0.
-    Divided by ``y_c`` these are Ablation-CAM's weights.
-
-    Args:
-        head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
-                    index of each row to ``M x C`` outputs (a :class:`LayerHead`).
-        activations (Tensor): ``N x K x h x w`` layer activations.
-        target (Tensor): ``(N,)`` class index per example.
-        internal_batch_size (int, optional): at most this many rows per head
-                    evaluation (``perturbations_per_eval = internal_batch_size // N``,
-                    at least 1); ``None`` evaluates all ``N x K`` at once. Default: 256.
-
-    Returns:
-        *Tensor*: ``N x K``, ``head(A)_c - head(A with channel k zeroed)_c``, in the
-        activations' dtype.
-
-    Examples::
-
-        >>> differences = captum_ablation_differences(head, activations, torch.tensor([3, 7]))
-    """
-    num_examples, num_channels = activations.shape[:2]
-    examples = torch.arange(num_examples, device=activations.device)
-    differences = FeatureAblation(captum_forward(head, examples)).attribute(
-        activations,
-        baselines=0.0,
-        target=target,
-        feature_mask=channel_feature_mask(activations),
-        perturbations_per_eval=perturbations_per_eval(
-            internal_batch_size, num_examples, num_channels
-        ),
-    )
-    return differences[:, :, 0, 0]  # every position of a channel holds its value
-
-
 class LayerAblationCam(HeadCamBase):
     r"""
     Ablation-CAM: channel weights ``w_k = (y_c - y_c^(k)) / y_c`` where
@@ -125,8 +80,7 @@ class LayerAblationCam(HeadCamBase):
     ``internal_batch_size`` rows (by default as many as the pass budget allows,
     :func:`~captum_cams.get_pass_budget`), never the whole network per channel. The
     differences ``y_c - y_c^(k)`` equal Captum's ``FeatureAblation`` on the head with
-    one feature per channel and baseline 0 (:func:`captum_ablation_differences`,
-    tested in float64). Equal to
+    one feature per channel and baseline 0 (tested in float64). Equal to
     pytorch-grad-cam's ``AblationCAM`` (tested to 1e-4) for layers whose output is
     non-negative (where that library also ablates to zero).
 
@@ -159,11 +113,9 @@ class LayerAblationCam(HeadCamBase):
     """
 
     def _weights(self, context: CamContext) -> Tensor:
-        # The own loop, not Captum's FeatureAblation (captum_ablation_differences,
-        # tested equal): benchmarks/captum_reuse_speed.py measured it 2.7x (resnet18
-        # layer4) and 4.3x (CIFAR ResNet-20 layer3) faster in the same run, where the
-        # head is cheap and FeatureAblation's several passes per ablated copy dominate;
-        # equal (1.0-1.1x) where the head dominates (benchmarks/README.md).
+        # The own loop rather than Captum's FeatureAblation (tested equal): one head
+        # evaluation per chunk of ablated copies, where FeatureAblation makes several
+        # passes per copy (benchmarks/captum_reuse_speed.py compares the two).
         ablated = ablated_target_scores(
             self._verified_head(context),
             context.activations,
@@ -173,11 +125,38 @@ class LayerAblationCam(HeadCamBase):
         original = context.target_scores[:, None].to(ablated.dtype)
         return (original - ablated) / original
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

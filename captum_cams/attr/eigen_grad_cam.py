@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-from typing import Any, Tuple, Union
+from typing import Any, Literal, Tuple, Union, overload
 
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamContext, CamOutput, GradientCamBase
 
 
@@ -57,11 +57,36 @@ class LayerEigenGradCam(GradientCamBase):
         # the projection is the method, not an option
         return super()._map(weights, activations, relu_attributions, attr_dim_summation, True)
 
-    @log_usage()
-    def attribute(  # type: ignore[override]
+    @overload  # type: ignore[override]  # no eigen_smooth: the map is already a projection
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        aug_smooth: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        aug_smooth: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamContext, CamOutput, GradientCamBase
 
 
@@ -50,11 +50,42 @@ class LayerGradCam(GradientCamBase):
         assert context.gradients is not None
         return context.gradients.mean(dim=(2, 3))
 
-    @log_usage()
-    def attribute(  # type: ignore[override]
+    @overload  # type: ignore[override]  # Captum's LayerGradCam arguments (attr_dim_summation, grad_kwargs)
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = False,
+        attr_dim_summation: bool = True,
+        grad_kwargs: Optional[Dict[str, Any]] = None,
+        return_weights: Literal[False] = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = False,
+        attr_dim_summation: bool = True,
+        grad_kwargs: Optional[Dict[str, Any]] = None,
+        *,
+        return_weights: Literal[True],
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = False,

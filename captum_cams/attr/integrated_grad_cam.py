@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 import warnings
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union, overload
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr._utils.approximation_methods import (
     SUPPORTED_METHODS,
     approximation_parameters,
@@ -14,7 +15,6 @@ from torch.nn import Module
 from captum_cams._utils.baselines import parse_baselines
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar, take_examples
 from captum_cams._utils.guards import (
-    TargetLike,
     check_positive_int,
     format_target_positions,
     preserved_model_state,
@@ -158,12 +158,47 @@ class LayerIntegratedGradCam(GradientCamBase):
         r"""True: ``return_convergence_delta`` gives Captum's path-integral delta."""
         return True
 
-    @log_usage()
-    def attribute(  # type: ignore[override]
+    @overload  # type: ignore[override]  # LayerIntegratedGradients' arguments, not the Grad-CAM family's
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor]],
         baselines: BaselineInput = None,
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_right",
+        internal_batch_size: Optional[int] = None,
+        return_convergence_delta: Literal[False] = False,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        subtract_baseline_activation: bool = True,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor]],
+        baselines: BaselineInput = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_right",
+        internal_batch_size: Optional[int] = None,
+        *,
+        return_convergence_delta: Literal[True],
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        subtract_baseline_activation: bool = True,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor]],
+        baselines: BaselineInput = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         n_steps: int = 50,
         method: str = "riemann_right",

@@ -44,16 +44,27 @@ default as many as the pass budget allows, :func:`~captum_cams.get_pass_budget`)
 """
 
 import warnings
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    List,
+    Literal,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_choice,
     check_positive_int,
     preserved_model_state,
@@ -169,11 +180,52 @@ class LayerLibraCam(GradientCamBase):
         GradientCamBase.__init__(self, forward_func, layer, device_ids, reshape_transform)
         self.library = library
 
-    @log_usage()
-    def attribute(  # type: ignore[override]
+    @overload  # type: ignore[override]  # its own options (references, calibration); no return_weights
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        internal_batch_size: Optional[int] = None,
+        use_references: bool = True,
+        filter_references: bool = True,
+        calibrate: bool = True,
+        thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
+        threshold_mode: str = "value",
+        score: str = "probability",
+        return_details: Literal[False] = False,
+        normalize_calibration: bool = False,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        internal_batch_size: Optional[int] = None,
+        use_references: bool = True,
+        filter_references: bool = True,
+        calibrate: bool = True,
+        thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
+        threshold_mode: str = "value",
+        score: str = "probability",
+        *,
+        return_details: Literal[True],
+        normalize_calibration: bool = False,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, "LibraCamDetails"]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         internal_batch_size: Optional[int] = None,

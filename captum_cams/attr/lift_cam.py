@@ -1,21 +1,19 @@
 #!/usr/bin/env python3
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr import InputXGradient
 from captum.attr._utils.attribution import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike, captum_target, target_values
+from captum_cams._utils.guards import captum_target, target_values
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
-from captum_cams.attr._deeplift_head import (
-    RescaleDeepLift,
-    cached_deeplift_head,
-    check_eval_mode,
-)
+from captum_cams.attr._deeplift_head import cached_deeplift_head, check_eval_mode
+from captum_cams.attr._deeplift_rules import RescaleDeepLift
 from captum_cams.attr._reshape import ReshapeTransform
 
 
@@ -212,11 +210,62 @@ class LayerLiftCam(HeadCamBase, GradientAttribution):
             )
         return contributions.detach()
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: Literal[False] = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        return_convergence_delta: Literal[True],
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: Literal[False] = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        return_convergence_delta: Literal[True],
+        relu_attributions: bool = True,
+        return_weights: Literal[True],
+    ) -> Tuple[Tensor, Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         return_convergence_delta: bool = False,

@@ -5,12 +5,13 @@ torchcam's ``fuse_cams`` (as the Layer-CAM paper fuses shallow and deep layers).
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike, check_choice, check_layer_in_model
+from captum_cams._utils.guards import check_choice, check_layer_in_model
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample
 
 #: How :func:`fuse_maps` combines the normalised maps.
@@ -113,11 +114,11 @@ class MultiLayerCam(Attribution):
         self.fusion = fusion
         self.methods: List[Any] = [method(forward_func, layer) for layer in self.layers]
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         size: Optional[Tuple[int, int]] = None,
         **kwargs: Any,
@@ -154,7 +155,7 @@ class MultiLayerCam(Attribution):
             )
             for method in self.methods
         ]
-        return fuse_maps(maps, self.fusion, size)  # type: ignore[arg-type]
+        return fuse_maps(maps, self.fusion, size)
 
 
 __all__ = ["FUSIONS", "MultiLayerCam", "fuse_maps"]

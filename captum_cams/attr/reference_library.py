@@ -12,7 +12,9 @@ costs ``unique entries × K·h·w`` values, not ``C·R`` copies.
 Building works in one process and under ``torchrun``: the loader's batches are
 sharded with :func:`~captum_cams._utils.distributed.shard_indices` and the candidates
 merged with :func:`~captum_cams._utils.distributed.gather_by_index` by their global
-position, so two processes build exactly the library one process builds.
+position, so two processes build exactly the library one process builds. This module
+holds the container and its file format; the scan of a loader is
+``attr/_reference_scan.py``'s ``scan_references``.
 
 Files are written with ``torch.save`` (to a temporary file, then renamed) and read
 with ``torch.load(weights_only=True)``: loading cannot run code.
@@ -26,21 +28,13 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.capture import capture_layer, single_feature_map
-from captum_cams._utils.distributed import (
-    gather_by_index,
-    is_main_process,
-    rank_and_world_size,
-    shard_indices,
-)
 from captum_cams._utils.files import atomic_path, load_weights_only
 from captum_cams._utils.guards import (
     check_layer_in_model,
-    check_output_tensor,
     check_positive_int,
-    preserved_model_state,
 )
-from captum_cams.attr._reshape import check_reshape_transform, reshaped
+from captum_cams.attr._reference_scan import scan_references
+from captum_cams.attr._reshape import check_reshape_transform
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -478,92 +472,11 @@ class ReferenceLibrary:
             raise ValueError(f"min_confidence must be in (0, 1]; got {min_confidence!r}")
         if dtype not in (torch.float16, torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float16, float32 or float64; got {dtype}")
-        if device is None:
-            owner = forward_func if isinstance(forward_func, Module) else layer
-            first = next(owner.parameters(), None)
-            device = first.device if first is not None else torch.device("cpu")
-        length = _length(dataloader)
-        # batches of this process: shard_indices when the loader has a length, else
-        # the same rank-strided rule batch by batch
-        mine = set(shard_indices(length)) if length is not None else None
-        rank, world = rank_and_world_size()
-
-        local_lists: List[List[int]] = [[] for _ in range(num_classes)]
-        stored: Dict[int, Tuple[Tensor, List[int]]] = {}
-
-        iterator: Iterable[Any] = dataloader
-        if progress and is_main_process():
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(dataloader, total=length, desc="reference library", unit="batch")
-        offset = 0
-        try:
-            with torch.no_grad(), preserved_model_state(forward_func):
-                if isinstance(forward_func, Module):
-                    forward_func.eval()
-                for batch_index, batch in enumerate(iterator):
-                    inputs, labels = _split_batch(batch, batch_index)
-                    size = int(inputs.shape[0])
-                    ours = batch_index in mine if mine is not None else batch_index % world == rank
-                    if ours:
-                        inputs = inputs.to(device)
-                        layer_tensors, outputs = capture_layer(
-                            forward_func,
-                            inputs,
-                            layer,
-                            additional_forward_args,
-                            attribute_to_layer_input=attribute_to_layer_input,
-                        )
-                        if reshape_transform is not None and len(layer_tensors) == 1:
-                            layer_tensors = (
-                                reshaped(reshape_transform, layer_tensors[0], "the layer's output"),
-                            )
-                        activations = single_feature_map(layer_tensors)
-                        outputs = check_output_tensor(outputs)
-                        if outputs.dim() != 2:
-                            raise ValueError(
-                                "forward_func must return N x num_classes logits; got shape "
-                                f"{tuple(outputs.shape)}"
-                            )
-                        if outputs.shape[1] != num_classes:
-                            raise ValueError(
-                                f"num_classes is {num_classes} but the model returns "
-                                f"{outputs.shape[1]} outputs"
-                            )
-                        probabilities = torch.softmax(outputs.float(), dim=1)
-                        low = probabilities < tau
-                        if min_confidence is not None:
-                            top, predicted = probabilities.max(dim=1)
-                            good = (predicted.cpu() == labels.cpu()) & (
-                                top.cpu() >= float(min_confidence)
-                            )
-                            low &= good.to(low.device)[:, None]
-                        low = low.cpu()
-                        for row in range(size):
-                            classes = [
-                                c
-                                for c in low[row].nonzero().flatten().tolist()
-                                if len(local_lists[c]) < max_per_class
-                            ]
-                            if not classes:
-                                continue
-                            position = offset + row
-                            for c in classes:
-                                local_lists[c].append(position)
-                            stored[position] = (
-                                activations[row].to(dtype=dtype, device="cpu").clone(),
-                                classes,
-                            )
-                    offset += size
-                    if all(len(lst) >= max_per_class for lst in local_lists):
-                        break
-        finally:
-            if hasattr(iterator, "close"):
-                iterator.close()
-
-        merged = gather_by_index(
-            (position, (position, entry)) for position, entry in stored.items()
-        )
+        merged = scan_references(
+            forward_func, layer, dataloader, num_classes, tau, max_per_class, min_confidence,
+            dtype, device, additional_forward_args, attribute_to_layer_input, progress,
+            reshape_transform,
+        )  # fmt: skip
         return cls._from_candidates(merged, num_classes, tau, max_per_class, min_confidence)
 
     @classmethod
@@ -598,24 +511,6 @@ class ReferenceLibrary:
         ]
         sources = torch.tensor([candidates[rank][0] for rank in used], dtype=torch.long)
         return cls(activations, class_indices, tau, max_per_class, sources, min_confidence)
-
-
-def _length(dataloader: Iterable[Any]) -> Optional[int]:
-    try:
-        return len(dataloader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _split_batch(batch: Any, batch_index: int) -> Tuple[Tensor, Tensor]:
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        inputs, labels = batch[0], batch[1]
-        if isinstance(inputs, Tensor) and isinstance(labels, Tensor):
-            return inputs, labels
-    raise ValueError(
-        f"dataloader must yield (inputs, labels, ...) batches of tensors; batch {batch_index} "
-        f"is a {type(batch).__name__}"
-    )
 
 
 __all__ = ["ReferenceLibrary"]

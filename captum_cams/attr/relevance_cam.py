@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr import LRP
 from captum.attr._utils.attribution import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_cams._utils.guards import TargetLike
 from captum_cams.attr._base import CamContext, CamOutput, HeadCamBase
 from captum_cams.attr._lrp_head import RelevanceHead, cached_relevance_head
 from captum_cams.attr._reshape import ReshapeTransform
@@ -150,11 +150,62 @@ class LayerRelevanceCam(HeadCamBase, GradientAttribution):
             relevance = self.reshape_transform(relevance)
         return relevance.sum(dim=(2, 3))
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: Literal[False] = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        return_convergence_delta: Literal[True],
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        return_convergence_delta: Literal[False] = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        return_convergence_delta: Literal[True],
+        relu_attributions: bool = True,
+        return_weights: Literal[True],
+    ) -> Tuple[Tensor, Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         return_convergence_delta: bool = False,

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Literal, Optional, Tuple, Union, overload
 
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams._utils.scores import check_score
 from captum_cams.attr._base import CamContext, CamOutput, PerturbationCamBase
 from captum_cams.attr._channel_masks import channel_masks, channel_scores, masked_target_scores
@@ -63,11 +64,40 @@ class LayerScoreCam(PerturbationCamBase):
 
         return channel_scores(activations, pair_scores).softmax(dim=1)
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        internal_batch_size: Optional[int] = None,
+        score: str = "logit",
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        internal_batch_size: Optional[int] = None,
+        score: str = "logit",
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-import math
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Literal, Optional, Tuple, Union, overload
 
 import torch
-from captum.attr import ShapleyValues, ShapleyValueSampling
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams.attr._base import (
     CamContext,
     CamOutput,
@@ -15,89 +14,6 @@ from captum_cams.attr._base import (
     batched_target_scores,
     head_model,
 )
-from captum_cams.attr._head import captum_forward, channel_feature_mask, perturbations_per_eval
-
-#: Above this many channels the exact enumeration (``2^K`` head evaluations per
-#: example) is refused.
-MAX_EXACT_CHANNELS: int = 16
-
-
-def exact_channel_shapley(
-    head: Callable[[Tensor], Tensor],
-    activations: Tensor,
-    target: Tensor,
-    internal_batch_size: Optional[int] = None,
-) -> Tensor:
-    r"""
-    The exact Shapley values of the channels of ``activations`` for the target
-    outputs of ``head``, by enumerating all ``2^K`` channel subsets (absent channels
-    zeroed): the reference that SHAP-CAM estimates and LIFT-CAM approximates.
-
-    Args:
-        head (Callable): maps ``M x K x h x w`` activations to ``M x C`` outputs.
-        activations (Tensor): ``N x K x h x w`` layer activations, ``K <= 16``.
-        target (Tensor): ``(N,)`` class index per example.
-        internal_batch_size (int, optional): subsets evaluated at once; ``None``:
-                    as many as the pass budget allows
-                    (:func:`~captum_cams.get_pass_budget`). Default: None.
-
-    Returns:
-        *Tensor*: ``N x K`` Shapley values; each row sums to
-        ``head(A)_c - head(0)_c``.
-
-    Examples::
-
-        >>> phi = exact_channel_shapley(head, activations, torch.tensor([3, 7]))
-    """
-    # The own 2^K-subset loop, not Captum's ShapleyValues (captum_channel_shapley with
-    # orders=None, tested equal): ShapleyValues walks all K! orders, K evaluations
-    # each, and benchmarks/captum_reuse_speed.py measured this loop 35x faster in the
-    # same run at K = 5 (ResNet-20 layer2); it also keeps float64 (Captum
-    # accumulates in float32).
-    num_examples, num_channels = activations.shape[:2]
-    if num_channels > MAX_EXACT_CHANNELS:
-        raise ValueError(
-            f"exact enumeration needs 2^K head evaluations per example; K = "
-            f"{num_channels} > {MAX_EXACT_CHANNELS}: use LayerShapCam instead"
-        )
-    device = activations.device
-    subsets = torch.arange(2**num_channels, device=device)
-    bits = 2 ** torch.arange(num_channels, device=device)
-    members = (subsets[:, None] & bits) > 0  # (2^K, K)
-    num_subsets = subsets.shape[0]
-    row_example = torch.arange(num_examples, device=device).repeat_interleave(num_subsets)
-
-    def subset_outputs(rows: Tensor) -> Tensor:
-        examples = row_example[rows]
-        present = members[rows % num_subsets].to(activations.dtype)
-        return head(activations[examples] * present[:, :, None, None])
-
-    values = batched_target_scores(
-        subset_outputs,
-        row_example,
-        target.to(device),
-        internal_batch_size,
-        row=activations[0],
-        model=head_model(head),
-        head=True,
-    ).view(num_examples, num_subsets)
-    sizes = members.sum(dim=1)
-    weights = torch.tensor(
-        [
-            math.factorial(s) * math.factorial(num_channels - s - 1) / math.factorial(num_channels)
-            if s < num_channels
-            else 0.0
-            for s in range(num_channels + 1)
-        ],
-        dtype=values.dtype,
-        device=device,
-    )[sizes]
-    phi = values.new_zeros(num_examples, num_channels)
-    for k in range(num_channels):
-        without = ~members[:, k]
-        gain = values[:, subsets[without] | bits[k]] - values[:, subsets[without]]
-        phi[:, k] = (gain * weights[without]).sum(dim=1)
-    return phi
 
 
 def permutation_orders(
@@ -135,73 +51,6 @@ def permutation_orders(
     )
 
 
-def captum_channel_shapley(
-    head: Callable[[Tensor, Tensor], Tensor],
-    activations: Tensor,
-    target: Tensor,
-    orders: Optional[Tensor] = None,
-    internal_batch_size: Optional[int] = 256,
-) -> Tensor:
-    r"""
-    Shapley values of the channels by Captum: ``ShapleyValueSampling`` over the given
-    channel orders, or, with ``orders=None``, ``ShapleyValues`` (all ``K!`` orders),
-    run on the head over the layer's activations with one feature per channel
-    (``feature_mask`` broadcast over ``h x w``) and the baseline 0.
-
-    The orders are handed to ``ShapleyValueSampling`` as its permutation generator
-    (its own draws from the global random state). ``P x K`` orders are shared by the
-    whole batch, as Captum's own scheme, and evaluated in one call; ``N x P x K``
-    orders (SHAP-CAM's, :func:`permutation_orders`) are each example's own, one call
-    per example, and then the result equals :func:`sampled_channel_shapley` for the
-    same orders. Captum accumulates the attributions in float32
-    (``shapley_value.py``, ``total_attrib``), so for float64 activations the result
-    is equal to float32 rounding only.
-
-    Args:
-        head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
-                    index of each row to ``M x C`` outputs (a :class:`LayerHead`).
-        activations (Tensor): ``N x K x h x w`` layer activations.
-        target (Tensor): ``(N,)`` class index per example.
-        orders (Tensor, optional): ``P x K`` channel orders for the batch or
-                    ``N x P x K`` per example. Default: None (all orders, exact).
-        internal_batch_size (int, optional): at most this many rows per head
-                    evaluation, mapped to ``perturbations_per_eval`` (Captum never
-                    mixes two orders in one evaluation); ``None``: one order at a
-                    time. Default: 256.
-
-    Returns:
-        *Tensor*: ``N x K`` Shapley values (estimates, with ``orders``), in the
-        activations' dtype.
-
-    Examples::
-
-        >>> alpha = captum_channel_shapley(head, activations, target,
-        ...                                permutation_orders(2, 10, 512, seed=0))
-    """
-    num_channels = activations.shape[1]
-    mask = channel_feature_mask(activations)
-
-    def shapley(examples: Tensor, given: Optional[List[List[int]]]) -> Tensor:
-        forward = captum_forward(head, examples)
-        chunk = perturbations_per_eval(internal_batch_size, examples.shape[0], num_channels)
-        arguments = dict(baselines=0.0, target=target[examples], feature_mask=mask)
-        if given is None:
-            method: ShapleyValueSampling = ShapleyValues(forward)
-        else:
-            method = ShapleyValueSampling(forward)
-            method.permutation_generator = lambda _features, _samples: iter(given)
-            arguments["n_samples"] = len(given)
-        values = method.attribute(activations[examples], perturbations_per_eval=chunk, **arguments)
-        return values[:, :, 0, 0].to(activations.dtype)
-
-    everyone = torch.arange(activations.shape[0], device=activations.device)
-    if orders is None or orders.dim() == 2:
-        return shapley(everyone, None if orders is None else orders.tolist())
-    return torch.cat(
-        [shapley(everyone[n : n + 1], orders[n].tolist()) for n in range(len(everyone))]
-    )
-
-
 def sampled_channel_shapley(
     head: Callable[[Tensor, Tensor], Tensor],
     activations: Tensor,
@@ -216,9 +65,9 @@ def sampled_channel_shapley(
     chunks of ``internal_batch_size`` rows; channel ``k``'s value is the mean over
     the orders of the target output's change when it joins.
 
-    :func:`captum_channel_shapley` computes the same with Captum's
-    ``ShapleyValueSampling`` (tested equal); SHAP-CAM uses this loop because it
-    measured faster (see :class:`LayerShapCam`).
+    Equal to Captum's ``ShapleyValueSampling`` on the head with one feature per
+    channel and baseline 0, given the same orders (tested), but kept in the
+    activations' dtype: Captum accumulates in float32.
 
     Args:
         head (Callable): maps ``M x K x h x w`` activations and the ``(M,)`` example
@@ -262,8 +111,8 @@ def sampled_channel_shapley(
             order = torch.where(inside, (local - 2) // inner, 0)
             prefix = torch.where(inside, (local - 2) % inner + 1, prefix)
         present = ranks[examples, order] < prefix[:, None]
-        # one copy, masked in place: 11 ms instead of 18 ms per 256-row chunk at
-        # resnet18 layer4 (a second full-size buffer is allocated and filled otherwise)
+        # one copy, masked in place: a second full-size buffer would be allocated and
+        # filled otherwise
         masked = activations.index_select(0, examples).mul_(present[:, :, None, None])
         return head(masked, examples)
 
@@ -309,7 +158,7 @@ class LayerShapCam(HeadCamBase):
     allows). Permutations come from an own
     ``torch.Generator`` seeded with ``seed``; the global random state is untouched.
     The weights equal Captum's ``ShapleyValueSampling`` on the head, one feature per
-    channel, baseline 0, given the same orders (:func:`captum_channel_shapley`;
+    channel, baseline 0, given the same orders (tested in float64;
     Captum's own generator would draw one order per call for the whole batch from
     the global random state).
 
@@ -348,14 +197,11 @@ class LayerShapCam(HeadCamBase):
             context.activations.shape[1],
             context.options["seed"],
         )
-        # The own loop, not Captum's ShapleyValueSampling (captum_channel_shapley,
-        # tested equal for the same orders): Captum accumulates in float32, which would
-        # break float64 completeness (sum = F_c(A) - F_c(0) to 1e-12), and
-        # benchmarks/captum_reuse_speed.py measured this loop 3.4x (resnet18 layer4)
-        # and 15x (CIFAR ResNet-20 layer3) faster in the same run (3.1x and 5.6x
-        # against one call with the orders shared by the batch, Captum's own scheme),
-        # as Captum adds one channel per Python step; 1.3-1.4x where the head
-        # dominates (ResNet-20 layer2; benchmarks/README.md).
+        # The own loop rather than Captum's ShapleyValueSampling (tested equal for the
+        # same orders): Captum accumulates in float32, which would break float64
+        # completeness (sum = F_c(A) - F_c(0) to 1e-12), and it adds one channel per
+        # Python step where this loop evaluates whole chunks of prefixes
+        # (benchmarks/captum_reuse_speed.py compares the two).
         return sampled_channel_shapley(
             self._verified_head(context),
             context.activations,
@@ -364,11 +210,42 @@ class LayerShapCam(HeadCamBase):
             context.options["internal_batch_size"],
         )
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        num_permutations: int = 10,
+        seed: Optional[int] = 0,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        num_permutations: int = 10,
+        seed: Optional[int] = 0,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

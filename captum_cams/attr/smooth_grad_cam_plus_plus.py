@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union, overload
 
 import torch
 import torch.nn.functional as F
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import add_to_progress
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams.attr._base import CamContext, CamOutput, GradientCamBase
 from captum_cams.attr._channel_masks import check_seed, check_stdevs, noise_generator
 from captum_cams.attr._reshape import ReshapeTransform
@@ -106,11 +107,44 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         alpha = torch.where(second != 0, alpha, torch.zeros_like(alpha))
         return (F.relu(first) * alpha).sum(dim=(2, 3))
 
-    @log_usage()
-    def attribute(  # type: ignore[override]
+    @overload
+    def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        num_samples: int = 4,
+        stdevs: float = 0.3,
+        seed: Optional[int] = 0,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        num_samples: int = 4,
+        stdevs: float = 0.3,
+        seed: Optional[int] = 0,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

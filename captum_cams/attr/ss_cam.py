@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Literal, Optional, Tuple, Union, overload
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_cams._utils.guards import TargetLike, check_positive_int
+from captum_cams._utils.guards import check_positive_int
 from captum_cams._utils.scores import check_score, scores_of
 from captum_cams.attr._base import CamContext, CamOutput, PerturbationCamBase
 from captum_cams.attr._channel_masks import (
@@ -89,11 +90,46 @@ class LayerSSCam(PerturbationCamBase):
         baseline = scores_of(context.outputs, context.options["score"])
         return (mean - baseline.gather(1, context.target[:, None]).to(mean.dtype)).softmax(dim=1)
 
-    @log_usage()
+    @overload
     def attribute(
         self,
         inputs: Union[Tensor, Tuple[Tensor, ...]],
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        return_weights: Literal[False] = False,
+        internal_batch_size: Optional[int] = None,
+        score: str = "logit",
+        num_samples: int = 35,
+        stdevs: float = 2.0,
+        seed: Optional[int] = 0,
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = True,
+        *,
+        return_weights: Literal[True],
+        internal_batch_size: Optional[int] = None,
+        score: str = "logit",
+        num_samples: int = 35,
+        stdevs: float = 2.0,
+        seed: Optional[int] = 0,
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, Tensor]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Union[Tensor, Tuple[Tensor, ...]],
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         relu_attributions: bool = True,

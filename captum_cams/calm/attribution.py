@@ -6,13 +6,13 @@ from typing import Any, List, Optional, Sequence, Union
 import torch
 from captum._utils.common import _format_additional_forward_args
 from captum._utils.gradient import _forward_layer_eval
+from captum._utils.typing import TargetType
 from captum.attr import LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.guards import (
-    TargetLike,
     check_image_batch,
     preserved_model_state,
     target_indices,
@@ -95,16 +95,16 @@ class CALMAttribution(LayerAttribution):
         LayerAttribution.__init__(self, model, layer, device_ids)
         self.model = model
 
-    @log_usage()
+    @log_usage(part_of_slo=True)
     def attribute(
         self,
         inputs: Tensor,
-        target: TargetLike = None,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         attribution_type: str = "joint",
         subset_targets: Optional[SubsetLike] = None,
-        counterfactual_target: TargetLike = None,
+        counterfactual_target: TargetType = None,
     ) -> Tensor:
         r"""
         Args:

@@ -304,8 +304,8 @@ class CALM(nn.Module):
         log_output: bool = False,
     ) -> "CALM":
         r"""
-        CALM on a CIFAR ResNet (:class:`~captum_cams.models.cifar_resnet.CifarResNet`,
-        e.g. ResNet-20 from :func:`~captum_cams.models.load_cifar_resnet`): the
+        CALM on a CIFAR ResNet (:class:`~captum_cams.kit.models.cifar_resnet.CifarResNet`,
+        e.g. ResNet-20 from :func:`~captum_cams.kit.models.load_cifar_resnet`): the
         backbone is ``conv1, bn1, relu, layer1, layer2, layer3`` (``64 x 8 x 8`` for
         32 × 32 inputs), a deep copy.
 
@@ -380,7 +380,7 @@ class CALM(nn.Module):
                 if fc.bias is not None:
                     model.classifier.bias.copy_(fc.bias)  # type: ignore[union-attr]
                 else:
-                    model.classifier.bias.zero_()  # type: ignore[union-attr]
+                    model.classifier.bias.zero_()
         parameter = next(source.parameters(), None)
         if parameter is not None:
             model.to(device=parameter.device, dtype=parameter.dtype)

@@ -4,10 +4,10 @@
 Perturbation metrics take ``(forward_func, inputs, attributions, target,
 additional_forward_args, max_examples_per_batch, ...)`` and return one value per
 example; localisation metrics take ``(attributions, masks)``. All of them build
-their masked inputs with the shared :mod:`captum_cams.metrics._masking` module.
+their masked inputs with the shared :mod:`captum_cams._utils.masking` module.
 """
 
-from captum_cams.metrics._masking import gaussian_blur
+from captum_cams._utils.masking import gaussian_blur
 from captum_cams.metrics.confidence import (
     ConfidenceScores,
     ThresholdSweep,

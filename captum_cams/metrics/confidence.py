@@ -18,26 +18,27 @@ with an error naming the examples (it is representable in float64).
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
-from captum_cams._utils.thresholding import check_thresholds, sweep_keep
-from captum_cams.metrics._masking import (
+from captum_cams._utils.guards import check_image_batch, preserved_model_state
+from captum_cams._utils.masking import (
     build_mask,
     masked_copies,
     prepare_maps,
     sweep_baseline,
 )
-from captum_cams.metrics._scoring import (
+from captum_cams._utils.metric_scoring import (
     TargetScores,
     check_metric_args,
     joint_logits,
     probability_scores,
     relative_change,
 )
+from captum_cams._utils.thresholding import check_thresholds, sweep_keep
 
 #: The thresholds of :func:`threshold_sweep`: 0, 0.1, ..., 1.0.
 DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))
@@ -46,7 +47,7 @@ DEFAULT_SWEEP_THRESHOLDS: Tuple[float, ...] = tuple(i / 10 for i in range(11))
 def _target_scores(
     forward_func: Callable,
     x: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     score: str,
@@ -135,7 +136,7 @@ def _confidence_scores(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     keep_top_fraction: Optional[float],
@@ -176,12 +177,12 @@ def _confidence_scores(
     return ConfidenceScores(scores.y, scores.o[:, 0], scores.log_y, log_masked, metric)
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def confidence_scores(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -252,12 +253,12 @@ def confidence_scores(
     )  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def average_drop(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -315,12 +316,12 @@ def average_drop(
     ).average_drop  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def increase_in_confidence(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -376,12 +377,12 @@ def increase_in_confidence(
     ).increase_in_confidence  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def average_probability_increase(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -438,12 +439,12 @@ def average_probability_increase(
     ).average_probability_increase  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def drop_rate(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -498,12 +499,12 @@ def drop_rate(
     ).drop_rate  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def average_drop_in_deletion(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     keep_top_fraction: Optional[float] = None,
@@ -561,12 +562,12 @@ def average_drop_in_deletion(
     ).relative_drop  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def relative_probability_increase(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     threshold: float = 0.0,
@@ -646,12 +647,12 @@ class ThresholdSweep(NamedTuple):
     original: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_sweep(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_SWEEP_THRESHOLDS,

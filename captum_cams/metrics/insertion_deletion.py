@@ -14,20 +14,21 @@ import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike, parse_baselines
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import check_image_batch, preserved_model_state
+from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, joint_logits, perturbed_scores
 from captum_cams._utils.thresholding import (
     check_fraction,
     count_of_fraction,
     pixel_ranks,
     top_k_mask,
 )
-from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, joint_logits, perturbed_scores
 
 
 class InsertionDeletionResult(NamedTuple):
@@ -61,7 +62,7 @@ def _curve(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     step: float,
@@ -142,12 +143,12 @@ def _constant_baseline(baselines: BaselineLike) -> bool:
     )
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def deletion_auc(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     step: float = 0.025,
@@ -204,12 +205,12 @@ def deletion_auc(
     )  # fmt: skip
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def insertion_auc(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     step: float = 0.025,

@@ -15,119 +15,20 @@ Ground truth (argument ``masks``) is given either as
 The maps are brought to the image size as everywhere else: ``S = mm(up(I))``.
 """
 
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from captum_cams._utils.maps import as_maps
-from captum_cams._utils.thresholding import pixel_ranks
-from captum_cams.metrics._masking import prepare_maps
+from captum_cams._utils.maps import as_maps, boxes_to_masks, check_image_size
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.thresholding import check_thresholds, first_argmax, pixel_ranks
 
 GroundTruth = Union[Tensor, Sequence[Tensor]]
 
 #: PxAP's default thresholds: 0, 0.01, ..., 1.0 (as wsolevaluation's CAM curve).
 DEFAULT_PXAP_THRESHOLDS: Tuple[float, ...] = tuple(i / 100 for i in range(101))
-
-
-def _check_size(image_size: Sequence[int], name: str = "image_size") -> Tuple[int, int]:
-    if len(image_size) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size
-    ):
-        raise ValueError(f"{name} must be a pair of positive ints (H, W); got {image_size!r}")
-    return int(image_size[0]), int(image_size[1])
-
-
-def _check_map_thresholds(thresholds: Sequence[float]) -> List[float]:
-    r"""The thresholds of normalised maps, checked: numbers in ``[0, 1]``, ascending."""
-    try:
-        items = list(thresholds) if not isinstance(thresholds, (str, bytes)) else None
-    except TypeError:
-        items = None
-    if items is None:
-        raise TypeError(
-            f"thresholds must be a sequence of numbers in [0, 1]; got {type(thresholds).__name__}"
-        )
-    values: List[float] = []
-    for position, value in enumerate(items):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"thresholds[{position}] must be a number in [0, 1]; got {value!r}"
-            ) from None
-        if isinstance(value, bool) or not 0.0 <= number <= 1.0:  # NaN fails the test too
-            raise ValueError(f"thresholds[{position}] must be in [0, 1]; got {value!r}")
-        values.append(number)
-    if not values:
-        raise ValueError("thresholds must hold at least one value")
-    return sorted(values)
-
-
-def boxes_to_masks(boxes: GroundTruth, image_size: Sequence[int], name: str = "boxes") -> Tensor:
-    r"""
-    Turns boxes into boolean masks.
-
-    Args:
-        boxes (Tensor or list[Tensor]): ``N x 4`` boxes ``(x1, y1, x2, y2)``, one per
-                    example, or a list of ``N`` tensors ``K_i x 4`` whose union is
-                    an example's mask (``K_i = 0`` gives an empty mask). 0-based,
-                    inclusive pixel coordinates.
-        image_size (tuple[int, int]): ``(H, W)``.
-        name (str, optional): argument name used in error messages.
-
-    Returns:
-        *Tensor*: ``N x 1 x H x W`` bool masks.
-
-    Examples::
-
-        >>> boxes_to_masks(torch.tensor([[1, 0, 2, 1]]), (3, 4))[0, 0].int()
-        tensor([[0, 1, 1, 0],
-                [0, 1, 1, 0],
-                [0, 0, 0, 0]], dtype=torch.int32)
-    """
-    height, width = _check_size(image_size)
-    per_example: List[Tensor]
-    if isinstance(boxes, Tensor):
-        if boxes.dim() != 2 or boxes.shape[1] != 4:
-            raise ValueError(
-                f"{name} must be N x 4 (x1, y1, x2, y2); got shape {tuple(boxes.shape)}"
-            )
-        per_example = [boxes[i : i + 1] for i in range(boxes.shape[0])]
-    elif isinstance(boxes, (list, tuple)):
-        per_example = []
-        for i, b in enumerate(boxes):
-            if not isinstance(b, Tensor):
-                b = torch.as_tensor(b, dtype=torch.float64)
-            b = b.reshape(-1, 4) if b.numel() % 4 == 0 and b.dim() <= 2 else b
-            if b.dim() != 2 or b.shape[1] != 4:
-                raise ValueError(f"{name}[{i}] must be K x 4 boxes; got shape {tuple(b.shape)}")
-            per_example.append(b)
-    else:
-        raise TypeError(f"{name} must be an N x 4 tensor or a list of K x 4 tensors")
-    rows = torch.arange(height).reshape(1, height, 1)
-    cols = torch.arange(width).reshape(1, 1, width)
-    masks = torch.zeros(len(per_example), 1, height, width, dtype=torch.bool)
-    for i, b in enumerate(per_example):
-        if b.shape[0] == 0:
-            continue
-        b = b.detach().to("cpu", torch.float64)
-        if not torch.isfinite(b).all():
-            raise ValueError(f"{name} of example {i} contain NaN or inf")
-        x1, y1, x2, y2 = (b[:, j].reshape(-1, 1, 1) for j in range(4))
-        if bool(((x1 > x2) | (y1 > y2)).any()):
-            raise ValueError(
-                f"{name} of example {i} must have x1 <= x2 and y1 <= y2; got {b.tolist()}"
-            )
-        if bool(((x1 < 0) | (y1 < 0) | (x2 > width - 1) | (y2 > height - 1)).any()):
-            raise ValueError(
-                f"{name} of example {i} lie outside the {height} x {width} image "
-                f"(0 <= x <= {width - 1}, 0 <= y <= {height - 1}); got {b.tolist()}"
-            )
-        inside = (cols >= x1) & (cols <= x2) & (rows >= y1) & (rows <= y2)
-        masks[i, 0] = inside.any(dim=0)
-    return masks
 
 
 def _ground_truth(
@@ -141,7 +42,7 @@ def _ground_truth(
     r"""Ground truth as ``N x 1 x H x W`` bool masks, checked."""
     is_boxes = (isinstance(masks, Tensor) and masks.dim() == 2) or isinstance(masks, (list, tuple))
     if is_boxes:
-        size = _check_size(image_size) if image_size is not None else default_size
+        size = check_image_size(image_size) if image_size is not None else default_size
         gt = boxes_to_masks(masks, size, name=name)
     elif isinstance(masks, Tensor):
         if masks.dim() == 3:
@@ -332,7 +233,7 @@ def pixel_average_precision(
         >>> pixel_average_precision(maps, masks)
         tensor(0.6125)
     """
-    values = _check_map_thresholds(thresholds)
+    values = check_thresholds(thresholds, allow_zero=True)
     with torch.no_grad():
         maps, gt = _maps_and_truth(attributions, masks, image_size, allow_empty=True)
         flat_gt = gt.flatten()
@@ -529,7 +430,7 @@ def box_accuracy(
     """
     if box_from not in BOX_SOURCES:
         raise ValueError(f"box_from must be one of {BOX_SOURCES}; got {box_from!r}")
-    values = _check_map_thresholds(thresholds)
+    values = check_thresholds(thresholds, allow_zero=True)
     if (
         isinstance(iou_threshold, bool)
         or not isinstance(iou_threshold, (int, float))
@@ -539,7 +440,7 @@ def box_accuracy(
     with torch.no_grad():
         maps = as_maps(attributions)
         num = maps.shape[0]
-        size = _check_size(image_size) if image_size is not None else tuple(maps.shape[-2:])
+        size = check_image_size(image_size) if image_size is not None else tuple(maps.shape[-2:])
         if isinstance(boxes, Tensor):
             if boxes.dim() != 2 or boxes.shape[1] != 4:
                 raise ValueError(
@@ -574,7 +475,7 @@ def box_accuracy(
             iou[i] = torch.where(found, best, 0.0)
         correct = (iou >= iou_threshold).to(scores.dtype)
         accuracy = correct.mean(0)
-        position = int(torch.argmax(accuracy))
+        position = int(first_argmax(accuracy[None])[0])  # ties: the lowest threshold
         return BoxAccuracyResult(
             thresholds=t.to(scores.dtype),
             iou=iou.to(scores.dtype),

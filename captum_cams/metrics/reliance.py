@@ -3,7 +3,7 @@ r"""Model-grounded truth: what the model itself relies on, measured by intervent
 
 Human boxes say where the object is, not what the model uses. Where the images come
 from a renderer that can leave a region out (as
-:class:`~captum_cams.datasets.ClutteredShapes` can), the model's *reliance* on region
+:class:`~captum_cams.kit.datasets.ClutteredShapes` can), the model's *reliance* on region
 ``r`` of image ``x`` is measured directly:
 
 .. math::
@@ -27,13 +27,14 @@ import math
 from typing import Any, Callable, Optional
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, joint_logits, original_scores
+from captum_cams._utils.guards import check_image_batch, preserved_model_state
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, joint_logits, original_scores
 from captum_cams.metrics.sanity import spearman_correlation
 
 #: Reliances with ``|ρ| ≤`` this (a probability) count as "the model ignores the region":
@@ -44,12 +45,12 @@ DEFAULT_RELIANCE_TOLERANCE: float = 0.05
 _DENSITY_RESOLUTION = 1e9
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def intervention_reliance(
     forward_func: Callable,
     inputs: Tensor,
     intervened: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",
@@ -64,7 +65,7 @@ def intervention_reliance(
         inputs (Tensor): ``N x C x H x W`` images.
         intervened (Tensor): ``N x R x C x H x W``: image ``n`` rendered with
                     region ``r`` left out (e.g.
-                    :meth:`~captum_cams.datasets.ClutteredShapes.interventions`).
+                    :meth:`~captum_cams.kit.datasets.ClutteredShapes.interventions`).
         target (int, list[int], Tensor, optional): class per example, as Captum
                     takes it. None: each example's predicted class. Default: None
         additional_forward_args (Any, optional): further arguments of
@@ -152,7 +153,7 @@ def _check_regions(
     )
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def reliance_rank_correlation(
     attributions: Tensor,
     region_masks: Tensor,
@@ -210,7 +211,7 @@ def reliance_rank_correlation(
     return out
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def ignored_region_mass(
     attributions: Tensor,
     region_masks: Tensor,

@@ -16,20 +16,21 @@ released evaluation script with zeros: both are ``baselines`` here.
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch, preserved_model_state
+from captum_cams._utils.guards import check_image_batch, preserved_model_state
+from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, joint_logits
 from captum_cams._utils.thresholding import (
     check_fraction,
     count_of_fraction,
     pixel_ranks,
     top_k_mask,
 )
-from captum_cams.metrics._masking import apply_mask, make_baseline, prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, joint_logits
 
 DEFAULT_FRACTIONS = tuple(k / 10 for k in range(1, 10))
 
@@ -67,12 +68,12 @@ class RemoveAndClassifyResult(NamedTuple):
     accuracy_difference: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def remove_and_classify(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,

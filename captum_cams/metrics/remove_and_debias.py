@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
@@ -28,14 +29,13 @@ from torch import Tensor
 
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_choice,
     check_image_batch,
     preserved_model_state,
 )
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, original_scores, perturbed_scores
 from captum_cams._utils.thresholding import count_of_fraction, pixel_ranks
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, original_scores, perturbed_scores
 
 #: ``((row offset, column offset), weight)`` of the eight neighbours in the imputation.
 NEIGHBOUR_WEIGHTS: Tuple[Tuple[Tuple[int, int], float], ...] = (
@@ -230,12 +230,12 @@ def _removal_masks(
     return by_threshold
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def road(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     order: str = "morf",

@@ -5,16 +5,16 @@ and the cosine similarity of channel weights (LIFT-CAM's Table 2).
 """
 
 import copy
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, cast
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_cams._utils.batching import add_to_progress, progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_image_batch,
     format_target,
     target_indices,
@@ -100,12 +100,12 @@ def _default_layers(model: Module) -> List[str]:
     return names[::-1]
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def cascading_randomization(
     model: Module,
     attribute_func: Callable[[Module, Tensor, Tensor], Tensor],
     inputs: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     layers: Optional[Sequence[str]] = None,
     seed: int = 0,
     show_progress: bool = False,
@@ -210,7 +210,8 @@ def _randomized_correlations(
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed + step)
             with torch.no_grad():
-                modules[name].reset_parameters()
+                # callable: checked by name before the cascade starts
+                cast(Callable[[], None], modules[name].reset_parameters)()
         maps = as_maps(attribute_func(work, x, idx)).detach()
         columns.append(spearman_correlation(original, maps))
         add_to_progress(done=1, unit="maps")

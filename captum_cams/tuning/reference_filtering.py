@@ -15,7 +15,7 @@ deviation); all of them when no ``d_r`` is positive.
 
 All masked inputs go through the model with the package's one chunked loop
 (:func:`captum_cams._utils.batching.evaluate_in_chunks`), masks built with
-:mod:`captum_cams.metrics._masking`.
+:mod:`captum_cams._utils.masking`.
 
 Paper: Lee & Han, "Libra-CAM: An Activation-Based Attribution Based on the Linear
 Approximation of Deep Neural Nets and Threshold Calibration", IJCAI 2022.
@@ -26,24 +26,25 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from captum._utils.common import _format_additional_forward_args
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
+    check_additional_forward_args,
     check_choice,
     check_image_batch,
     format_target,
     preserved_model_state,
 )
 from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams.metrics._masking import masked_copies, sweep_baseline
-from captum_cams.metrics._scoring import (
-    _forward_scores,
+from captum_cams._utils.masking import masked_copies, sweep_baseline
+from captum_cams._utils.metric_scoring import (
     check_metric_args,
     check_target_range,
+    forward_scores,
     original_scores,
 )
 
@@ -144,6 +145,7 @@ def filter_rows(
         raise ValueError("rule='authors' needs the original scores f_c(x) (original=...)")
     num = inputs.shape[0]
     afa = _format_additional_forward_args(additional_forward_args)
+    check_additional_forward_args(afa, num)
     with torch.no_grad(), preserved_model_state(forward_func):
         base = sweep_baseline(inputs, baselines)
         row_example = row_example.to(inputs.device)
@@ -155,7 +157,7 @@ def filter_rows(
             examples = row_example[rows]
             keep = maps.index_select(0, rows)  # no host round trip to slice the rows
             masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
-            scores = _forward_scores(forward_func, masked, examples, num, afa, score)
+            scores = forward_scores(forward_func, masked, examples, num, afa, score)
             if unchecked[0]:
                 check_target_range(target_idx, scores.shape[1])
                 unchecked[0] = False
@@ -197,12 +199,12 @@ def filter_rows(
     return FilteringResult(filtered_maps=filtered, kept=kept, scores=scores, thresholds=gammas)
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def reference_filtering(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     score: str = "probability",

@@ -15,7 +15,7 @@ on Libra-CAM's ``L`` that is a departure from the paper (an option of
 This is the maths of threshold fine-tuning (TFT) with a soft mask and the raw score
 instead of its relative increase: the masks and the first-argmax selection are
 those of :mod:`captum_cams._utils.thresholding` and all ``N x T`` masked inputs go
-through the sweep TFT uses (:func:`captum_cams.metrics._scoring.masked_scores`).
+through the sweep TFT uses (:func:`captum_cams._utils.metric_scoring.masked_scores`).
 With ``threshold_mode="rank"`` ``t`` is the fraction of pixels kept. Unlike TFT, the
 arg-max is always taken, also when no threshold raises the score above the unmasked
 input's. ``C_t`` needs no forward of the unmasked inputs: with a given ``target``
@@ -36,13 +36,16 @@ import warnings
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
+from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
-from captum_cams._utils.guards import TargetLike, check_image_batch
+from captum_cams._utils.guards import check_image_batch
 from captum_cams._utils.maps import as_maps, upsample
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import check_metric_args, masked_scores
 from captum_cams._utils.thresholding import (
     check_threshold_mode,
     check_thresholds,
@@ -50,8 +53,6 @@ from captum_cams._utils.thresholding import (
     rank_keep,
     sweep_keep,
 )
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import check_metric_args, masked_scores
 from captum_cams.tuning.threshold_fine_tuning import DEFAULT_TFT_THRESHOLDS
 
 #: Libra-CAM's candidate thresholds: 0.1, 0.2, ..., 1.0 (the same ten values as TFT).
@@ -84,12 +85,12 @@ class CalibrationResult(NamedTuple):
     grid: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_calibration(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_CALIBRATION_THRESHOLDS,
@@ -248,12 +249,12 @@ def authors_kept_count(i: int, num_pixels: int) -> int:
     return int(0.1 * i * num_pixels)
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_calibration_authors(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     baselines: BaselineLike = None,

@@ -11,7 +11,7 @@ computed by the sweep TFT shares with Libra-CAM's threshold calibration: the mas
 and the selection come from :mod:`captum_cams._utils.thresholding` (``sweep_keep``,
 ``first_argmax``; rank thresholds rank pixels with its ``pixel_ranks``), and all
 ``N x T`` masked inputs go through the model in one chunked loop
-(:func:`captum_cams.metrics._scoring.masked_scores`). ``variant="authors"`` is the exact
+(:func:`captum_cams._utils.metric_scoring.masked_scores`). ``variant="authors"`` is the exact
 setting of the authors' AFT code (rank thresholds keeping 0.9 … 0.1 of the pixels,
 their ``int`` pixel counts, soft masks).
 
@@ -33,14 +33,17 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     NamedTuple,
     Optional,
     Sequence,
     Tuple,
     Union,
+    overload,
 )
 
 import torch
+from captum._utils.typing import TargetType
 from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
@@ -48,11 +51,19 @@ from torch import Tensor
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar
 from captum_cams._utils.guards import (
-    TargetLike,
     check_choice,
     check_image_batch,
     preserved_model_state,
     target_indices,
+)
+from captum_cams._utils.masking import prepare_maps
+from captum_cams._utils.metric_scoring import (
+    active_shared_passes,
+    check_metric_args,
+    masked_scores,
+    original_scores,
+    probability_scores,
+    relative_change,
 )
 from captum_cams._utils.scores import scores_of
 from captum_cams._utils.thresholding import (
@@ -61,15 +72,6 @@ from captum_cams._utils.thresholding import (
     first_argmax,
     support,
     sweep_keep,
-)
-from captum_cams.metrics._masking import prepare_maps
-from captum_cams.metrics._scoring import (
-    active_shared_passes,
-    check_metric_args,
-    masked_scores,
-    original_scores,
-    probability_scores,
-    relative_change,
 )
 
 #: TFT's candidate thresholds: the paper's ten values 0.1, 0.2, ..., 1.0.
@@ -109,12 +111,12 @@ class TFTResult(NamedTuple):
     grid: Tensor
 
 
-@log_usage()
+@log_usage(part_of_slo=True)
 def threshold_fine_tuning(
     forward_func: Callable,
     inputs: Tensor,
     attributions: Tensor,
-    target: TargetLike = None,
+    target: TargetType = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
@@ -233,7 +235,7 @@ def _tune(
     forward_func: Callable,
     x: Tensor,
     attributions: Tensor,
-    target: TargetLike,
+    target: TargetType,
     additional_forward_args: Any,
     max_examples_per_batch: Optional[int],
     setting: "_Setting",
@@ -375,11 +377,46 @@ class ThresholdFineTuned(Attribution):
         Attribution.__init__(self, forward_func)
         self.attribution = attribution
 
-    @log_usage()
-    def attribute(  # type: ignore[override]
+    @overload
+    def attribute(
         self,
         inputs: Tensor,
-        target: TargetLike = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        max_examples_per_batch: Optional[int] = None,
+        thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+        return_details: Literal[False] = False,
+        soft: bool = False,
+        threshold_mode: str = "value",
+        baselines: BaselineLike = None,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        max_examples_per_batch: Optional[int] = None,
+        thresholds: Sequence[float] = DEFAULT_TFT_THRESHOLDS,
+        *,
+        return_details: Literal[True],
+        soft: bool = False,
+        threshold_mode: str = "value",
+        baselines: BaselineLike = None,
+        variant: str = "paper",
+        show_progress: bool = False,
+    ) -> Tuple[Tensor, "TFTResult"]: ...
+
+    @log_usage(part_of_slo=True)
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         max_examples_per_batch: Optional[int] = None,
@@ -455,7 +492,7 @@ class ThresholdFineTuned(Attribution):
     def _tuned(
         self,
         inputs: Tensor,
-        target: TargetLike,
+        target: TargetType,
         additional_forward_args: Any,
         max_examples_per_batch: Optional[int],
         setting: "_Setting",

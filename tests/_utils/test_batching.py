@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 import torch
+from _captum_references import exact_channel_shapley
 from torch import Tensor, nn
 
 import captum_cams
@@ -44,7 +45,6 @@ from captum_cams._utils.batching import (
     rows_per_pass,
     set_pass_budget,
 )
-from captum_cams.attr.shap_cam import exact_channel_shapley
 from captum_cams.metrics import (
     average_drop,
     average_drop_in_deletion,

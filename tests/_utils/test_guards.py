@@ -6,10 +6,9 @@ import torch
 import torch.nn as nn
 
 from captum_cams._utils.guards import (
+    check_additional_forward_args,
     check_finite,
     check_image_batch,
-    describe_forward_failure,
-    explained_forward_errors,
     format_target,
     parameters_without_grad,
     target_indices,
@@ -70,13 +69,11 @@ def test_check_finite_passes_finite_and_integer_tensors() -> None:
         assert check_finite(tensor, "x") is tensor
 
 
-def test_forward_failures_of_other_causes_are_not_explained() -> None:
-    model = torch.nn.Conv2d(3, 2, 1)
-    x = torch.zeros(2, 3, 4, 4)
-    assert describe_forward_failure(model, x, (torch.zeros(2), 5), RuntimeError("boom")) is None
-    with pytest.raises(RuntimeError, match="^boom$"):
-        with explained_forward_errors(model, x, (torch.zeros(1),)):
-            raise RuntimeError("boom")
-    with pytest.raises(KeyError):  # only RuntimeError is looked at
-        with explained_forward_errors(model, x.double()):
-            raise KeyError("k")
+def test_additional_forward_args_follow_captums_rows_rule() -> None:
+    # one row per example, or one row for all; scalars and non-tensors pass
+    check_additional_forward_args((torch.zeros(2, 5), torch.zeros(1, 3), torch.tensor(4.0), 7), 2)
+    check_additional_forward_args(None, 2)
+    with pytest.raises(
+        ValueError, match=r"^additional_forward_args\[1\] has 3 rows \(shape \(3, 4\)\)"
+    ):
+        check_additional_forward_args((torch.zeros(2), torch.zeros(3, 4)), 2)

@@ -36,19 +36,19 @@ def test_check_thresholds_sorts_and_names_the_argument():
     assert check_thresholds([0.5, 1, 0.25]) == (0.25, 0.5, 1.0)
     assert check_thresholds((x / 4 for x in (2, 1))) == (0.25, 0.5)  # any iterable
     assert check_thresholds([0, 0.5], allow_zero=True) == (0.0, 0.5)
-    with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\]; got 0"):
+    with pytest.raises(ValueError, match=r"thresholds\[0\] must be in \(0, 1\]; got 0"):
         check_thresholds([0, 0.5])
     with pytest.raises(ValueError, match=r"must hold at least one value in \(0, 1\]"):
         check_thresholds([])
-    with pytest.raises(ValueError, match="thresholds must be in"):
+    with pytest.raises(ValueError, match=r"thresholds\[0\] must be in"):
         check_thresholds([math.nan])
-    with pytest.raises(ValueError, match="grid must be in"):
+    with pytest.raises(ValueError, match=r"grid\[0\] must be in"):
         check_thresholds([1.5], name="grid")
     with pytest.raises(TypeError, match="thresholds must be a sequence"):
         check_thresholds("0.5")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="thresholds must be a sequence"):
         check_thresholds(0.5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="thresholds must be a number"):
+    with pytest.raises(TypeError, match=r"thresholds\[0\] must be a number"):
         check_thresholds([True])
 
 

@@ -5,6 +5,7 @@ import gc
 import warnings
 import weakref
 
+import _captum_references
 import pytest
 import torch
 import torch.fx.graph_module as fx_graph_module
@@ -147,8 +148,8 @@ def test_whole_model_fallback_warns_once_naming_head() -> None:
 
 def test_captum_batching_helpers() -> None:
     # perturbations_per_eval: at most internal_batch_size rows (N per perturbation)
-    assert _head.perturbations_per_eval(256, 3, 512) == 85
-    assert _head.perturbations_per_eval(2, 3, 512) == 1  # never fewer than one
-    assert _head.perturbations_per_eval(None, 3, 7) == 7  # all at once
-    mask = _head.channel_feature_mask(torch.zeros(2, 4, 3, 3))
+    assert _captum_references.perturbations_per_eval(256, 3, 512) == 85
+    assert _captum_references.perturbations_per_eval(2, 3, 512) == 1  # never fewer than one
+    assert _captum_references.perturbations_per_eval(None, 3, 7) == 7  # all at once
+    mask = _captum_references.channel_feature_mask(torch.zeros(2, 4, 3, 3))
     assert mask.shape == (1, 4, 1, 1) and mask.flatten().tolist() == [0, 1, 2, 3]

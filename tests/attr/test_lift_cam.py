@@ -13,19 +13,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from _captum_references import exact_channel_shapley
 from torch import Tensor
 
 from captum_cams import LayerGradCam, LayerLiftCam
-from captum_cams.attr._deeplift_head import (
-    RESCALE_RULES,
-    RescaleDeepLift,
-    UnsupportedNonLinearityError,
-    deeplift_head,
-)
+from captum_cams.attr._deeplift_head import UnsupportedNonLinearityError, deeplift_head
+from captum_cams.attr._deeplift_rules import RESCALE_RULES, RescaleDeepLift
 from captum_cams.attr._head import split_head
-from captum_cams.attr.shap_cam import exact_channel_shapley
+from captum_cams.kit.models.cifar_resnet import resnet20
 from captum_cams.metrics import coefficient_cosine_similarity
-from captum_cams.models.cifar_resnet import resnet20
 
 K = 8
 

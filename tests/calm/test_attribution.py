@@ -9,7 +9,7 @@ import torch.nn as nn
 from captum.attr import LayerAttribution
 
 from captum_cams.calm import ATTRIBUTION_TYPES, CALM, CALMAttribution
-from captum_cams.models.embedded import load_embedded_default
+from captum_cams.kit.models.embedded import load_embedded_default
 
 
 def test_every_type_matches_the_loops(tiny_calm, tiny_inputs, direct):
@@ -57,7 +57,7 @@ def test_completeness_on_the_trained_embedded_backbone():
     model = CALM(net.features, 64, 10).eval()
     with torch.no_grad():
         model.attention.weight.normal_(0, 0.3)
-    from captum_cams.datasets import make_batch
+    from captum_cams.kit.datasets import make_batch
 
     images = make_batch(6).images
     attr = CALMAttribution(model)

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torchvision
 
 from captum_cams.calm import CALM, log_saliency_from_attention
-from captum_cams.models.cifar_resnet import resnet20
+from captum_cams.kit.models.cifar_resnet import resnet20
 
 
 def test_forward_is_the_marginal_of_the_directly_computed_joint(tiny_calm, tiny_inputs, direct):

@@ -8,9 +8,9 @@ than the box's share of the image; a random map must put about that share.
 import torch
 
 from captum_cams import LayerGradCam
-from captum_cams.datasets import make_batch
+from captum_cams.kit.datasets import make_batch
+from captum_cams.kit.models import embedded_default_layer, load_embedded_default
 from captum_cams.metrics import boxes_to_masks, energy_pointing_game
-from captum_cams.models import embedded_default_layer, load_embedded_default
 
 
 def test_grad_cam_energy_is_well_above_box_area_and_random_is_near_it() -> None:

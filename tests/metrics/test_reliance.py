@@ -165,8 +165,8 @@ def test_bad_arguments_name_themselves(call, match) -> None:
 
 @pytest.fixture(scope="module")
 def embedded_truth():
-    from captum_cams.datasets import ClutteredShapes
-    from captum_cams.models import load_embedded_cluttered
+    from captum_cams.kit.datasets import ClutteredShapes
+    from captum_cams.kit.models import load_embedded_cluttered
 
     model = load_embedded_cluttered()
     data = ClutteredShapes(120, split="test", seed=0, return_annotations=True)

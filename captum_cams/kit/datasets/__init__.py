@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Data: the shared CIFAR-10 and ImageNet folders, the project's ground-truth dataset, VOC boxes."""
+
+from captum_cams.kit.datasets.cifar10 import (  # noqa: F401
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    cifar10_root,
+    cifar10_test_set,
+    cifar10_train_set,
+    cifar10_transform,
+    find_cifar10_root,
+)
+from captum_cams.kit.datasets.cluttered import (  # noqa: F401
+    CLUTTERED_CLASS_PARTS,
+    CLUTTERED_CLASSES,
+    REGION_NAMES,
+    ClutteredShapes,
+)
+from captum_cams.kit.datasets.ground_truth import (  # noqa: F401
+    CLASS_PARTS,
+    CLASSES,
+    NUM_CLASSES,
+    NUM_PARTS,
+    PART_NAMES,
+    GroundTruthBatch,
+    GroundTruthShapes,
+    class_parts,
+    counterfactual_mask,
+    counterfactual_pairs,
+    make_batch,
+)
+from captum_cams.kit.datasets.imagenet import (  # noqa: F401
+    IMAGENET_MOBILENET_FILE,
+    IMAGENET_MOBILENET_MEAN,
+    IMAGENET_MOBILENET_RESIZE,
+    IMAGENET_MOBILENET_SIZE,
+    IMAGENET_MOBILENET_STD,
+    ImageNetPhotos,
+    find_imagenet_root,
+    imagenet_mobilenet_transform,
+    imagenet_root,
+)
+from captum_cams.kit.datasets.voc import (  # noqa: F401
+    read_voc_boxes,
+    read_voc_size,
+    voc_boxes_to_tensor,
+    voc_ground_truth_mask,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "cifar10_root",
+    "cifar10_test_set",
+    "cifar10_train_set",
+    "cifar10_transform",
+    "find_cifar10_root",
+    "IMAGENET_MOBILENET_FILE",
+    "IMAGENET_MOBILENET_MEAN",
+    "IMAGENET_MOBILENET_RESIZE",
+    "IMAGENET_MOBILENET_SIZE",
+    "IMAGENET_MOBILENET_STD",
+    "ImageNetPhotos",
+    "find_imagenet_root",
+    "imagenet_mobilenet_transform",
+    "imagenet_root",
+    "read_voc_boxes",
+    "read_voc_size",
+    "voc_boxes_to_tensor",
+    "voc_ground_truth_mask",
+    "CLUTTERED_CLASS_PARTS",
+    "CLUTTERED_CLASSES",
+    "ClutteredShapes",
+    "REGION_NAMES",
+    "CLASS_PARTS",
+    "CLASSES",
+    "GroundTruthBatch",
+    "GroundTruthShapes",
+    "NUM_CLASSES",
+    "NUM_PARTS",
+    "PART_NAMES",
+    "class_parts",
+    "counterfactual_mask",
+    "counterfactual_pairs",
+    "make_batch",
+]
