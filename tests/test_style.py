@@ -24,9 +24,21 @@ def test_ruff(arguments: list) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_test_file_names_are_unique() -> None:
-    # tests/ has no __init__.py files, so pytest imports each test module by its base
-    # name: two files called test_x.py in different folders break collection
-    names = sorted(path.name for path in (REPO / "tests").rglob("test_*.py"))
+def _imported_name(path: Path) -> str:
+    # pytest imports a test module by its base name, prefixed by the folders above it
+    # that hold an __init__.py (tests/calm has one: tests/attr/test_head.py and
+    # tests/calm/test_head.py both mirror a head module; tests/attr cannot have one,
+    # as a package called attr would shadow the attrs library's)
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
+
+
+def test_test_module_names_are_unique() -> None:
+    # two test files pytest would import under one name break collection
+    names = sorted(_imported_name(path) for path in (REPO / "tests").rglob("test_*.py"))
     duplicates = sorted({name for name in names if names.count(name) > 1})
-    assert not duplicates, f"test files share a base name: {duplicates}"
+    assert not duplicates, f"test files share an imported name: {duplicates}"

@@ -60,13 +60,11 @@ DEFAULT_CUDA_FREE_SHARE: float = 0.5
 PASS_BUDGET_ENV: str = "CAPTUM_CAMS_PASS_BUDGET"
 
 #: On the CPU (and devices other than CUDA) a pass through a whole model holds at most
-#: this many rows, however small they are: 32 rows amortise a pass's fixed cost, and
-#: larger passes of small rows only make the allocator map and zero-fill fresh pages (the
-#: package's embedded 64 x 64 model: 0 page faults and 0.26 s per deletion curve of 16
-#: images at 32 rows, 65,000 faults and 0.39 s at the 136 rows its working set would
-#: allow). A head's rows are not capped: a call of the head costs much against its rows
-#: (MobileNetV1's SHAP-CAM took 1.2x the loop of 32 rows a user writes with passes of 32,
-#: 0.7x with the 76 the budget allows).
+#: this many rows, however small they are: this many rows already amortise a pass's fixed
+#: cost, and larger passes of small rows only make the allocator map and zero-fill fresh
+#: pages, which costs more time than the fewer passes save. A head's rows are not capped:
+#: they are cheap, so a call's fixed cost weighs much against them and larger passes
+#: still save time (the measurements are in ``docs/speed.md``).
 MAX_CPU_ROWS_PER_PASS: int = 32
 
 #: Activations of one row alive at once at the peak of a pass, in units of the
@@ -75,8 +73,10 @@ MAX_CPU_ROWS_PER_PASS: int = 32
 LIVE_ACTIVATIONS: int = 3
 
 #: For the first pass of a loop, before they are measured, the largest activation of
-#: a row is taken as this many times the row's input (ResNet-50 at 224 px: 5x,
-#: MobileNetV1: 4x, EfficientNet-B0: 8x, VGG-16: 21x).
+#: a row is taken as this many times the row's input: common ImageNet networks' largest
+#: activation is a few times to a few tens of times their input, and a guess on the
+#: large side keeps the first pass small (its size only decides that pass; every later
+#: one is sized by what the first measured).
 UNMEASURED_ACTIVATION_RATIO: int = 8
 
 BudgetLike = Union[None, int, str]

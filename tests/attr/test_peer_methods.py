@@ -3,14 +3,14 @@
 
 HiResCAM, element-wise Grad-CAM, Eigen-CAM and Eigen-Grad-CAM against pytorch-grad-cam
 (min-max normalised at layer resolution; torchvision ResNet-18, random weights from a
-fixed seed, eval, at ``layer3`` and ``layer4``); IS-CAM, SS-CAM (the same noise draws)
-and Smooth Grad-CAM++ (its weights, the same noise draws, where the maths coincide)
-against torchcam. The singular vector's sign, which LAPACK leaves open, is handled
-explicitly: pytorch-grad-cam's own projections decide per example which sign its map
-took.
+fixed seed, eval, at ``layer3`` and ``layer4``). IS-CAM, SS-CAM and Smooth Grad-CAM++
+against torchcam are in their own files (``test_is_cam.py``, ``test_ss_cam.py``,
+``test_smooth_grad_cam_plus_plus.py``). The singular vector's sign, which LAPACK leaves
+open, is handled explicitly: pytorch-grad-cam's own projections decide per example which
+sign its map took.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import pytest
@@ -37,9 +37,6 @@ from captum_cams import (
     LayerGradCamElementWise,
     LayerGradCamPlusPlus,
     LayerHiResCam,
-    LayerISCam,
-    LayerSmoothGradCamPlusPlus,
-    LayerSSCam,
 )
 from captum_cams._utils.maps import minmax_normalize
 
@@ -250,146 +247,3 @@ def test_smoothing_options_refuse_what_they_cannot_return(resnet18: nn.Module) -
         LayerGradCam(resnet18, resnet18.layer3).attribute(
             x, 1, attr_dim_summation=False, eigen_smooth=True
         )
-
-
-# ---------------------------------------------------------------- torchcam's methods
-def _small_resnet() -> Tuple[nn.Module, nn.Module, torch.Tensor]:
-    # layer1 (64 channels, 8 x 8 at 32 x 32) keeps the peers' K·N forwards cheap;
-    # 32·32 is a multiple of 16, so torch draws the noise chunk by chunk as in one piece
-    torch.manual_seed(1)
-    model = torchvision.models.resnet18(weights=None).eval()
-    return model, model.layer1, _inputs(32, 2)
-
-
-def test_is_cam_equals_torchcam() -> None:
-    from torchcam.methods import ISCAM
-
-    model, layer, x = _small_resnet()
-    targets = TARGETS
-    ours = LayerISCam(model, layer).attribute(
-        x, target=targets, num_samples=3, internal_batch_size=64
-    )
-    with ISCAM(
-        model, target_layer=layer, batch_size=64, num_samples=3, input_shape=x.shape[1:]
-    ) as peer:
-        with torch.no_grad():
-            scores = model(x)
-        (peer_maps,) = peer(class_idx=targets, scores=scores)
-    assert float(ours.amax()) > 0
-    torch.testing.assert_close(minmax_normalize(ours)[:, 0], peer_maps, atol=1e-4, rtol=0)
-
-
-def test_ss_cam_equals_torchcam_with_the_same_noise() -> None:
-    from torchcam.methods import SSCAM
-
-    model, layer, x = _small_resnet()
-    targets = TARGETS
-    ours = LayerSSCam(model, layer).attribute(
-        x, target=targets, num_samples=2, seed=5, internal_batch_size=96
-    )
-    with SSCAM(
-        model, target_layer=layer, batch_size=64, num_samples=2, std=2.0, input_shape=x.shape[1:]
-    ) as peer:
-        with torch.no_grad():
-            scores = model(x)
-        torch.manual_seed(5)  # torchcam draws from the global generator
-        (peer_maps,) = peer(class_idx=targets, scores=scores)
-    torch.testing.assert_close(minmax_normalize(ours)[:, 0], peer_maps, atol=1e-4, rtol=0)
-    # another seed is another draw
-    other = LayerSSCam(model, layer).attribute(x, target=targets, num_samples=2, seed=6)
-    assert not torch.allclose(minmax_normalize(other), minmax_normalize(ours), atol=1e-3)
-
-
-def test_ss_cam_leaves_the_global_random_state_alone() -> None:
-    model, layer, x = _small_resnet()
-    state = torch.get_rng_state()
-    LayerSSCam(model, layer).attribute(x[:1], target=1, num_samples=1, internal_batch_size=None)
-    assert torch.equal(state, torch.get_rng_state())
-
-
-class _PooledMLP(nn.Module):
-    r"""A global average pool, then a non-linear head: ``dy/dA`` is the same at every
-    position of a channel but depends on the input (so the noise matters)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1), nn.ReLU()
-        )
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 5)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-
-def _torchcam_smooth_weights(
-    model: nn.Module, layer: nn.Module, x: torch.Tensor, targets: List[int], samples: int, seed: int
-) -> torch.Tensor:
-    from torchcam.methods import SmoothGradCAMpp
-
-    with SmoothGradCAMpp(
-        model, target_layer=layer, num_samples=samples, input_shape=x.shape[1:]
-    ) as peer:
-        scores = model(x)
-        torch.manual_seed(seed)
-        (weights,) = peer._get_weights(targets, scores)
-    return weights
-
-
-def test_smooth_grad_cam_plus_plus_weights_equal_torchcam_where_the_maths_coincide() -> None:
-    # ResNet-18 layer4: dy/dA is constant over the positions and the input (a linear
-    # head), so torchcam's two formula differences vanish, for any number of samples
-    torch.manual_seed(1)
-    model = torchvision.models.resnet18(weights=None).eval()
-    x = _inputs(64, 2)
-    _, ours = LayerSmoothGradCamPlusPlus(model, model.layer4).attribute(
-        x, target=TARGETS, seed=5, return_weights=True
-    )
-    theirs = _torchcam_smooth_weights(model, model.layer4, x, TARGETS, 4, 5)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7 * float(ours.abs().max()))
-    # a non-linear head after the pool: the noise changes dy/dA; with one sample the
-    # last sample's gradient is the mean, so the draws themselves are compared
-    net = _PooledMLP().eval()
-    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    _, ours = LayerSmoothGradCamPlusPlus(net, net.body[3]).attribute(
-        x, target=[1, 4], seed=7, num_samples=1, return_weights=True
-    )
-    theirs = _torchcam_smooth_weights(net, net.body[3], x, [1, 4], 1, 7)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-8)
-    _, other_seed = LayerSmoothGradCamPlusPlus(net, net.body[3]).attribute(
-        x, target=[1, 4], seed=8, num_samples=1, return_weights=True
-    )
-    assert not torch.allclose(other_seed, ours)
-
-
-def test_smooth_grad_cam_plus_plus_by_hand_in_float64() -> None:
-    # the paper's averages of g, g^2, g^3 over the noisy inputs, by plain autograd
-    net = _PooledMLP().double().eval()
-    body = nn.Sequential(net.body[0], net.body[1], nn.Conv2d(8, 6, 3, padding=1))
-    body[2].load_state_dict(net.body[2].state_dict())
-    body = body.double()
-    head = nn.Sequential(nn.ReLU(), net.head)
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    target = [1, 4]
-    maps, weights = LayerSmoothGradCamPlusPlus(net, net.body[2]).attribute(
-        x, target=target, seed=11, num_samples=3, stdevs=0.5, return_weights=True
-    )
-    generator = torch.Generator().manual_seed(11)
-    grads = []
-    for _ in range(3):
-        noisy = x + 0.5 * torch.randn(x.shape, generator=generator, dtype=torch.float64)
-        a = body(noisy).detach().requires_grad_()
-        head(a)[[0, 1], target].sum().backward()
-        grads.append(a.grad)
-    g = torch.stack(grads)
-    g1, g2, g3 = g.mean(0), g.pow(2).mean(0), g.pow(3).mean(0)
-    a_clean = body(x).detach()
-    alpha = g2 / (2 * g2 + a_clean.sum(dim=(2, 3), keepdim=True) * g3 + 1e-8)
-    alpha = torch.where(g2 != 0, alpha, torch.zeros_like(alpha))
-    expected = (g1.clamp_min(0) * alpha).sum(dim=(2, 3))
-    torch.testing.assert_close(weights, expected, rtol=1e-10, atol=1e-14)
-    expected_map = (expected[:, :, None, None] * a_clean).sum(1, keepdim=True).clamp_min(0)
-    torch.testing.assert_close(maps, expected_map, rtol=1e-10, atol=1e-14)

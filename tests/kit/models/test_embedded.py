@@ -12,7 +12,6 @@ from captum_cams.kit.models import (
     ShapesNet,
     embedded_default_layer,
     load_embedded_default,
-    train_embedded,
 )
 from captum_cams.kit.models.embedded import save_checkpoint
 
@@ -129,31 +128,3 @@ def test_save_checkpoint_refuses_metadata_weights_only_cannot_load(tmp_path) -> 
     with pytest.raises(TypeError, match="meta"):
         save_checkpoint(ShapesNet(), tmp_path / "x.pt", {"w": torch.zeros(1)})
     assert os.listdir(tmp_path) == []
-
-
-def test_training_command_writes_a_loadable_checkpoint(tmp_path, capsys) -> None:
-    out = tmp_path / "tiny.pt"
-    accuracy = train_embedded.main(
-        [
-            "--epochs",
-            "1",
-            "--train-samples",
-            "32",
-            "--test-samples",
-            "16",
-            "--batch-size",
-            "16",
-            "--out",
-            str(out),
-        ]
-    )
-    assert 0.0 <= accuracy <= 1.0
-    assert "test accuracy" in capsys.readouterr().out
-    loaded = load_embedded_default(out)
-    assert loaded.meta["epochs"] == 1 and loaded.meta["train_samples"] == 32
-    assert os.listdir(tmp_path) == ["tiny.pt"]
-
-
-def test_training_command_rejects_bad_arguments() -> None:
-    with pytest.raises(SystemExit):
-        train_embedded.main(["--epochs", "0"])
