@@ -57,6 +57,15 @@ def test_readme_is_short_and_its_links_resolve() -> None:
     assert 20_000 < figure.stat().st_size < 400_000
 
 
+def test_every_test_file_the_pages_name_exists() -> None:
+    pages = [REPO / "README.md", REPO / "benchmarks" / "README.md"]
+    pages += sorted((REPO / "docs").glob("*.md"))
+    named = {path for page in pages for path in re.findall(r"(tests/[\w/]+\.py)", page.read_text())}
+    assert len(named) >= 8
+    missing = sorted(path for path in named if not (REPO / path).is_file())
+    assert not missing, f"the pages name missing test files {missing}"
+
+
 def test_readme_and_docs_hold_no_dates_or_issue_numbers() -> None:
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     for page in pages:
