@@ -265,6 +265,7 @@ def explain(args: argparse.Namespace) -> int:
         check_output_folder,
     )
     from captum_cams.kit.benchmark.methods import LIBRARY_NEEDED
+    from captum_cams.kit.benchmark.report import GRID_DPI
     from captum_cams.kit.inputs import check_device
     from captum_cams.metrics import energy_pointing_game
     from captum_cams.visualization import overlay_grid, save_figure
@@ -384,7 +385,7 @@ def explain(args: argparse.Namespace) -> int:
         caption=caption,
     )
     output = Path(args.out) / "explain.png"
-    save_figure(figure, output, dpi=80)  # as the benchmark's grid: photos stay a few hundred kB
+    save_figure(figure, output, dpi=GRID_DPI)
     rows = len(figure_rows["titles"])
     shown_rows = f" (the first {count_of(rows, 'image')})" if rows < count else ""
     print(f"figure written to {output}{shown_rows}")

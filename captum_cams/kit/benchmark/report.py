@@ -313,6 +313,11 @@ def separating_metrics(
 #: Widest line of the printed table: a terminal's 120 columns.
 TABLE_WIDTH = 120
 
+#: Resolution of the overlay grids (the benchmark's and ``explain``'s): a 64 px image is
+#: drawn in 128 px, sharp, and a grid of every method's maps of noisy images or photos
+#: stays a PNG of a few hundred kilobytes.
+GRID_DPI = 80
+
 
 def _markdown_rows(rows: Sequence[Sequence[str]]) -> List[str]:
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
@@ -621,9 +626,7 @@ def write_outputs(
             outlines=outlines,
             caption=_outline_caption(data, shown.part_masks is not None, outlines is not None),
         )
-        # 80 dpi draws a 64 px image in 128 px: sharp, and the grid of every method's
-        # noisy maps stays a PNG of a few hundred kilobytes
-        save_figure(figure, out / "overlay_grid.png", dpi=80)
+        save_figure(figure, out / "overlay_grid.png", dpi=GRID_DPI)
         files.append(out / "overlay_grid.png")
     titled = {METHODS[m].title: result.curves.get(m, {}) for m in result.methods}
     if all("api_apd_auc.api" in c for c in titled.values()) and titled:
