@@ -38,12 +38,10 @@ def test_command_line_section_names_every_method_and_metric() -> None:
         assert f"`{notebook.name}`" in tutorials, notebook.name
 
 
-def test_guarantees_name_test_files_that_exist() -> None:
+def test_guarantees_name_the_tests_that_hold_them() -> None:
+    # that each named file exists: test_every_test_file_the_pages_name_exists
     section = (REPO / "docs" / "guarantees.md").read_text()
-    named = re.findall(r"`(tests/[\w/]+\.py)`", section)
-    assert len(named) >= 8
-    missing = [path for path in named if not (REPO / path).is_file()]
-    assert not missing, f"docs/guarantees.md names missing tests {missing}"
+    assert len(re.findall(r"`(tests/[\w/]+\.py)`", section)) >= 8
 
 
 def test_readme_is_short_and_its_links_resolve() -> None:
