@@ -115,23 +115,6 @@ def channel_scores(activations: Tensor, pair_scores: Callable[[Tensor, Tensor], 
     return scores.view(num_examples, num_channels)
 
 
-def noise_generator(device: torch.device, seed: Optional[int]) -> torch.Generator:
-    r"""A generator of its own on ``device``, seeded with ``seed`` (None: fresh entropy),
-    so the global random state is left alone."""
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
-
-
-def check_seed(seed: object) -> None:
-    r"""``seed`` must be an int or None."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
-
-
 def check_stdevs(stdevs: object) -> float:
     r"""``stdevs`` must be a finite number ``>= 0``."""
     if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float)):
@@ -144,8 +127,6 @@ def check_stdevs(stdevs: object) -> float:
 __all__ = [
     "channel_masks",
     "channel_scores",
-    "check_seed",
     "check_stdevs",
     "masked_target_scores",
-    "noise_generator",
 ]

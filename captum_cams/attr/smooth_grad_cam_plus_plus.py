@@ -10,8 +10,9 @@ from torch.nn import Module
 
 from captum_cams._utils.batching import add_to_progress
 from captum_cams._utils.guards import check_positive_int
+from captum_cams._utils.seeding import check_seed, seeded_generator
 from captum_cams.attr._base import CamContext, CamOutput, GradientCamBase
-from captum_cams.attr._channel_masks import check_seed, check_stdevs, noise_generator
+from captum_cams.attr._channel_masks import check_stdevs
 from captum_cams.attr._reshape import ReshapeTransform
 
 
@@ -80,7 +81,7 @@ class LayerSmoothGradCamPlusPlus(GradientCamBase):
         activations = context.activations
         num_samples = context.options["num_samples"]
         stdevs = context.options["stdevs"]
-        generator = noise_generator(images.device, context.options["seed"])
+        generator = seeded_generator(images.device, context.options["seed"])
         first = torch.zeros_like(activations)
         second = torch.zeros_like(activations)
         third = torch.zeros_like(activations)

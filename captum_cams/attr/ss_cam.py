@@ -8,13 +8,12 @@ from torch import Tensor
 
 from captum_cams._utils.guards import check_positive_int
 from captum_cams._utils.scores import check_score, scores_of
+from captum_cams._utils.seeding import check_seed, seeded_generator
 from captum_cams.attr._base import CamContext, CamOutput, PerturbationCamBase
 from captum_cams.attr._channel_masks import (
     channel_masks,
-    check_seed,
     check_stdevs,
     masked_target_scores,
-    noise_generator,
 )
 
 
@@ -68,7 +67,7 @@ class LayerSSCam(PerturbationCamBase):
         row_example = torch.arange(num_examples, device=device).repeat_interleave(num_channels)
         row_example = row_example.repeat(num_samples)
         row_channel = torch.arange(num_channels, device=device).repeat(num_examples * num_samples)
-        generator = noise_generator(images.device, context.options["seed"])
+        generator = seeded_generator(images.device, context.options["seed"])
         size = images.shape[-2:]
 
         def noisy_masks(rows: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ from captum_cams._utils.guards import (
 )
 from captum_cams._utils.masking import prepare_maps
 from captum_cams._utils.metric_scoring import check_metric_args, original_scores, perturbed_scores
+from captum_cams._utils.seeding import check_seed, seeded_generator
 from captum_cams._utils.thresholding import count_of_fraction, pixel_ranks
 
 #: ``((row offset, column offset), weight)`` of the eight neighbours in the imputation.
@@ -315,13 +316,8 @@ def road(
     steps = _check_percentages(percentages)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
         raise ValueError(f"noise must be a number >= 0; got {noise!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
+    check_seed(seed)
+    generator = seeded_generator(torch.device("cpu"), seed)
     with progress_bar(show_progress, "road"), torch.no_grad(), preserved_model_state(forward_func):
         x = inputs.detach()
         maps = prepare_maps(attributions, x.shape[-2:], x.shape[0], dtype=x.dtype, device=x.device)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from captum_cams.attr._channel_masks import channel_masks, channel_scores, check_seed, check_stdevs
+from captum_cams.attr._channel_masks import channel_masks, channel_scores, check_stdevs
 
 F64 = torch.float64
 
@@ -45,11 +45,7 @@ def test_constant_channels_are_scored_once_per_example() -> None:
         assert scores[n, k] == 10 * n + k
 
 
-def test_seed_and_stdevs_are_checked_by_name() -> None:
-    check_seed(None)
-    check_seed(3)
-    with pytest.raises(TypeError, match="seed must be an int or None"):
-        check_seed(True)
+def test_stdevs_are_checked_by_name() -> None:
     assert check_stdevs(0) == 0.0
     for bad in (-0.1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="stdevs must be a finite number >= 0"):
