@@ -65,6 +65,12 @@ def check_finite(values: Tensor, name: str) -> Tensor:
     """
     if not (values.is_floating_point() or values.is_complex()):
         return values
+    # A finite sum proves every value finite (a NaN or an Inf makes the sum NaN or
+    # Inf) and costs one reduction without a mask the size of the input, a twentieth
+    # of isfinite(values).all() on an image; only a sum that is not finite (which
+    # overflow of large finite values can also give) needs the exact check.
+    if bool(torch.isfinite(values.sum())):
+        return values
     finite = torch.isfinite(values)
     if bool(finite.all()):
         return values
@@ -451,11 +457,44 @@ def captum_target(positions: Tensor) -> TargetType:
     return [tuple(int(i) for i in row) for row in positions.tolist()]
 
 
+def submodules(model: Module) -> List[Module]:
+    r"""
+    Every module of ``model``, itself included, each once: the modules
+    ``model.modules()`` yields, in another order.
+
+    The guards below walk the model on every call of a method; ``modules()`` builds a
+    qualified name for every module it passes, which costs several times this walk
+    (about 0.06 ms against 0.02 ms for MobileNetV1's 113 modules) on calls of ten
+    milliseconds.
+
+    Args:
+        model (torch.nn.Module): the model.
+
+    Returns:
+        *list[torch.nn.Module]*: ``model`` first.
+
+    Examples::
+
+        >>> len(submodules(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())))
+        3
+    """
+    found = [model]
+    seen = {id(model)}
+    pending = [model]
+    while pending:
+        for child in pending.pop()._modules.values():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+                pending.append(child)
+    return found
+
+
 def check_layer_in_model(forward_func: Callable, layer: Any, name: str = "layer") -> None:
     r"""Checks that ``layer`` is a module and, for a module model, one of its submodules."""
     if not isinstance(layer, Module):
         raise TypeError(f"{name} must be a torch.nn.Module; got {type(layer).__name__}")
-    if isinstance(forward_func, Module) and not any(m is layer for m in forward_func.modules()):
+    if isinstance(forward_func, Module) and not any(m is layer for m in submodules(forward_func)):
         raise ValueError(f"{name} is not a submodule of the model (forward_func)")
 
 
@@ -477,7 +516,13 @@ def parameters_without_grad(model: Any) -> Iterator[None]:
     if not isinstance(model, Module):
         yield
         return
-    switched = [p for p in model.parameters() if p.requires_grad]
+    # a parameter shared by two modules is switched (and restored) twice
+    switched = [
+        param
+        for module in submodules(model)
+        for param in module._parameters.values()
+        if param is not None and param.requires_grad
+    ]
     for param in switched:
         param.requires_grad_(False)
     try:
@@ -511,15 +556,14 @@ def preserved_model_state(model: Any) -> Iterator[None]:
     # one walk over the modules (model.parameters() and .buffers() would walk them
     # again, each, and deduplicate); a parameter shared by two modules is simply
     # restored twice
-    modes: List[Tuple[Module, bool]] = []
-    params: List[Tensor] = []
-    buffers: List[Tuple[Tensor, Tensor]] = []
-    for module in model.modules():
-        modes.append((module, module.training))
-        params.extend(p for p in module._parameters.values() if p is not None)
-        buffers.extend((b, b.detach().clone()) for b in module._buffers.values() if b is not None)
+    modules = submodules(model)
+    modes = [module.training for module in modules]
+    params = [p for module in modules for p in module._parameters.values() if p is not None]
+    buffers = [b for module in modules for b in module._buffers.values() if b is not None]
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
+    with torch.no_grad():
+        saved = [b.clone() for b in buffers]
     try:
         yield
     finally:
@@ -527,12 +571,12 @@ def preserved_model_state(model: Any) -> Iterator[None]:
         # (the usual case) pays no attribute write per module and parameter. Buffers
         # are always copied back (batch norm updates its running statistics without
         # bumping their version counters).
-        for module, mode in modes:
+        for module, mode in zip(modules, modes):
             if module.training is not mode:
                 module.training = mode
         with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
         for param, flag, grad in zip(params, flags, grads):
             if param.requires_grad is not flag:
                 param.requires_grad_(flag)

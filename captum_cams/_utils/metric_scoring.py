@@ -21,7 +21,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import evaluate_in_chunks, take_examples
+from captum_cams._utils.batching import evaluate_in_chunks, select_rows, take_examples
 from captum_cams._utils.guards import (
     check_additional_forward_args,
     check_positive_int,
@@ -256,7 +256,7 @@ def original_scores(
         idx = target_indices(target, all_scores)
         return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
     all_scores = evaluate_in_chunks(
-        lambda rows: forward_scores(forward_func, inputs[rows], rows, num, afa, score),
+        lambda rows: forward_scores(forward_func, select_rows(inputs, rows), rows, num, afa, score),
         num,
         max_examples_per_batch,
         inputs.device,
@@ -379,7 +379,7 @@ def joint_logits(
         # rows of step 0 are the inputs themselves (selected without a host round trip)
         batch = build(examples, (steps - 1).clamp_min(0))
         unchanged = (steps == 0).view(-1, *([1] * (batch.dim() - 1)))
-        return torch.where(unchanged, inputs[examples], batch)
+        return torch.where(unchanged, select_rows(inputs, examples), batch)
 
     num = inputs.shape[0]
     everyone = torch.zeros(num, dtype=torch.long, device=inputs.device)
@@ -513,7 +513,11 @@ def masked_scores(
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             kept = keep(examples, steps)
-            return masked_copies(x[examples], kept, None if base is None else base[examples])
+            return masked_copies(
+                select_rows(x, examples),
+                kept,
+                None if base is None else select_rows(base, examples),
+            )
 
         o = perturbed_scores(
             forward_func, x, num_steps, build, idx, additional_forward_args,

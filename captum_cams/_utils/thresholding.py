@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from captum_cams._utils.batching import select_rows
 from captum_cams._utils.guards import check_choice
 
 #: The values ``threshold_mode`` accepts: value thresholds (the papers) or rank
@@ -198,7 +199,7 @@ def value_keep(maps: Tensor, grid: Tensor, binary: bool = False) -> KeepFunction
     (its :func:`support` with ``binary``)."""
 
     def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        return threshold_mask(maps[examples], grid[steps].reshape(-1, 1, 1, 1))
+        return threshold_mask(select_rows(maps, examples), grid[steps].reshape(-1, 1, 1, 1))
 
     return support(keep) if binary else keep
 
@@ -213,7 +214,9 @@ def rank_keep(maps: Tensor, counts: Tensor, binary: bool = False) -> KeepFunctio
     shape = tuple(maps.shape[-2:])
 
     def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        return maps[examples] * top_k_mask(ranks[examples], counts[steps], shape, maps.dtype)
+        return select_rows(maps, examples) * top_k_mask(
+            select_rows(ranks, examples), counts[steps], shape, maps.dtype
+        )
 
     return support(keep) if binary else keep
 

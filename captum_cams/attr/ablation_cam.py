@@ -6,6 +6,7 @@ from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.batching import select_rows
 from captum_cams._utils.guards import check_positive_int
 from captum_cams.attr._base import (
     CamContext,
@@ -54,7 +55,7 @@ def ablated_target_scores(
 
     def ablated_outputs(rows: Tensor) -> Tensor:
         examples = row_example[rows]
-        ablated = activations[examples]  # advanced indexing copies
+        ablated = select_rows(activations, examples)
         ablated[torch.arange(rows.shape[0], device=device), row_channel[rows]] = 0
         return head(ablated, examples)
 

@@ -23,7 +23,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import progress_bar
+from captum_cams._utils.batching import progress_bar, select_rows
 from captum_cams._utils.guards import check_image_batch, preserved_model_state
 from captum_cams._utils.masking import (
     build_mask,
@@ -166,7 +166,9 @@ def _confidence_scores(
 
             def build(examples: Tensor, steps: Tensor) -> Tensor:
                 return masked_copies(
-                    x[examples], keep[examples], None if base is None else base[examples]
+                    select_rows(x, examples),
+                    select_rows(keep, examples),
+                    None if base is None else select_rows(base, examples),
                 )
 
             scores = _target_scores(
@@ -720,7 +722,11 @@ def threshold_sweep(
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             kept = keep(examples, steps)
-            return masked_copies(x[examples], kept, None if base is None else base[examples])
+            return masked_copies(
+                select_rows(x, examples),
+                kept,
+                None if base is None else select_rows(base, examples),
+            )
 
         scores = _target_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score,

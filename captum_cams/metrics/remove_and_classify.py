@@ -21,7 +21,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import progress_bar
+from captum_cams._utils.batching import progress_bar, select_rows
 from captum_cams._utils.guards import check_image_batch, preserved_model_state
 from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
 from captum_cams._utils.metric_scoring import check_metric_args, joint_logits
@@ -142,9 +142,11 @@ def remove_and_classify(
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             # steps 0..K-1: the map's order; K..2K-1: the random order
             use_random = (steps >= num_k).reshape(-1, 1)
-            order = torch.where(use_random, random_ranks[examples], ranks[examples])
+            order = torch.where(
+                use_random, select_rows(random_ranks, examples), select_rows(ranks, examples)
+            )
             erase = top_k_mask(order, counts[steps % num_k], size, x.dtype)
-            return apply_mask(x[examples], 1 - erase, base[examples])
+            return apply_mask(select_rows(x, examples), 1 - erase, select_rows(base, examples))
 
         # the unmasked inputs (for the predicted class) in the same loop as the erased
         outputs, idx = joint_logits(

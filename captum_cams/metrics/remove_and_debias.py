@@ -27,7 +27,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 from torch import Tensor
 
-from captum_cams._utils.batching import progress_bar
+from captum_cams._utils.batching import progress_bar, select_rows
 from captum_cams._utils.guards import (
     check_choice,
     check_image_batch,
@@ -214,7 +214,7 @@ def _removal_masks(
         )
 
         def by_rank(examples: Tensor, steps: Tensor) -> Tensor:
-            removed = ranks[examples] < counts[steps].unsqueeze(1)
+            removed = select_rows(ranks, examples) < counts[steps].unsqueeze(1)
             return removed.view(-1, height, width)
 
         return by_rank
@@ -225,7 +225,7 @@ def _removal_masks(
     thresholds = torch.quantile(values, quantiles.to(values.device), dim=1).T  # N x P
 
     def by_threshold(examples: Tensor, steps: Tensor) -> Tensor:
-        removed = values[examples] >= thresholds[examples, steps].unsqueeze(1)
+        removed = select_rows(values, examples) >= thresholds[examples, steps].unsqueeze(1)
         return removed.view(-1, height, width)
 
     return by_threshold
@@ -336,7 +336,7 @@ def road(
                     f"{int(examples[job])} (its map is constant there, and the threshold "
                     "takes ties together); use selection='rank'"
                 )
-            return noisy_linear_imputation(x[examples], removed, noise, generator)
+            return noisy_linear_imputation(select_rows(x, examples), removed, noise, generator)
 
         curves = perturbed_scores(
             forward_func, x, len(steps), build, idx, additional_forward_args,

@@ -31,7 +31,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar, select_rows
 from captum_cams._utils.guards import (
     check_additional_forward_args,
     check_choice,
@@ -156,7 +156,11 @@ def filter_rows(
         def row_scores(rows: Tensor) -> Tensor:
             examples = row_example[rows]
             keep = maps.index_select(0, rows)  # no host round trip to slice the rows
-            masked = masked_copies(inputs[examples], keep, None if base is None else base[examples])
+            masked = masked_copies(
+                select_rows(inputs, examples),
+                keep,
+                None if base is None else select_rows(base, examples),
+            )
             scores = forward_scores(forward_func, masked, examples, num, afa, score)
             if unchecked[0]:
                 check_target_range(target_idx, scores.shape[1])

@@ -43,6 +43,7 @@ from captum_cams._utils.batching import (
     pass_budget,
     progress_bar,
     rows_per_pass,
+    select_rows,
     set_pass_budget,
 )
 from captum_cams.metrics import (
@@ -594,3 +595,16 @@ def test_the_defaults_follow_the_budget() -> None:
     ):
         assert inspect.signature(function).parameters[name].default is None
     assert batching.DEFAULT_CPU_PASS_BUDGET == 32 * 2**20
+
+
+def test_select_rows_is_advanced_indexing_with_its_gradient() -> None:
+    values = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([2, 2, 0, 3, 2])
+    picked = select_rows(values, index)
+    torch.testing.assert_close(picked, values[index], rtol=0, atol=0)
+    (weights,) = torch.autograd.grad((picked * torch.arange(30.0).view(5, 3, 2)).sum(), values)
+    (expected,) = torch.autograd.grad(
+        (values[index] * torch.arange(30.0).view(5, 3, 2)).sum(), values
+    )
+    torch.testing.assert_close(weights, expected, rtol=0, atol=0)
+    assert select_rows(torch.arange(3), torch.tensor([1, 1])).tolist() == [1, 1]

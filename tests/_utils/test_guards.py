@@ -11,6 +11,8 @@ from captum_cams._utils.guards import (
     check_image_batch,
     format_target,
     parameters_without_grad,
+    preserved_model_state,
+    submodules,
     target_indices,
 )
 
@@ -67,6 +69,44 @@ def test_check_finite_names_the_argument_and_what_it_holds(
 def test_check_finite_passes_finite_and_integer_tensors() -> None:
     for tensor in (torch.zeros(3), torch.arange(4), torch.tensor([1e38], dtype=torch.float32)):
         assert check_finite(tensor, "x") is tensor
+    # finite values whose sum overflows: the quick sum is not finite, the exact check passes
+    large = torch.full((4,), 3e38, dtype=torch.float32)
+    assert not torch.isfinite(large.sum())
+    assert check_finite(large, "x") is large
+    large[2] = float("nan")
+    with pytest.raises(ValueError, match=r"^x contains NaN \(1 of 4 values\)"):
+        check_finite(large, "x")
+
+
+def test_submodules_are_the_modules_each_once() -> None:
+    shared = nn.Linear(2, 2)
+    inner = nn.Sequential(shared, nn.ReLU())
+    model = nn.Sequential(inner, shared, nn.Sequential(inner), nn.Identity())
+    found = submodules(model)
+    assert found[0] is model
+    assert len(found) == len({id(m) for m in found})
+    assert {id(m) for m in found} == {id(m) for m in model.modules()}
+
+
+def test_preserved_model_state_restores_modes_flags_grads_and_buffers() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Linear(1, 1)).eval()
+    model[2].weight.requires_grad_(False)
+    model[0].weight.grad = torch.ones_like(model[0].weight)
+    grad = model[0].weight.grad
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="inside"):
+        with preserved_model_state(model):
+            model.train()
+            model(torch.randn(3, 1, 2, 1))  # batch norm updates its running statistics
+            for param in model.parameters():
+                param.requires_grad_(not param.requires_grad)
+                param.grad = None
+            raise RuntimeError("inside")
+    assert not any(m.training for m in model.modules())
+    assert [p.requires_grad for p in model.parameters()] == [True, True, True, True, False, True]
+    assert model[0].weight.grad is grad and model[1].weight.grad is None
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
 
 
 def test_additional_forward_args_follow_captums_rows_rule() -> None:
