@@ -14,7 +14,8 @@ model per pass, as in Captum. When it gives ``None``, the rows per pass come fro
 
 ``rows per pass = max(1, budget // (row input + LIVE_ACTIVATIONS · largest activation))``
 
-(at most :data:`MAX_CPU_ROWS_PER_PASS` through a whole model on the CPU), where "row
+(at most :data:`MAX_CPU_ROWS_PER_PASS` through a whole model on the CPU; through a head
+only, :data:`HEAD_LIVE_ACTIVATIONS` in place of :data:`LIVE_ACTIVATIONS`), where "row
 input" is the bytes of one modified copy and "largest activation" the largest module
 output one row creates (or the row input, when larger: a head's input is its largest
 tensor), measured on the first pass of every loop (a forward hook on every module for
@@ -71,6 +72,13 @@ MAX_CPU_ROWS_PER_PASS: int = 32
 #: largest one (e.g. a residual block's input, a convolution's output and its
 #: normalised copy).
 LIVE_ACTIVATIONS: int = 3
+
+#: The same for a head's rows (Ablation- and SHAP-CAM): a head's largest tensor is
+#: usually the modified copy it is given, and what it makes from it (a pooled vector,
+#: logits) is small, so one more tensor of that size is counted, not three. With three,
+#: ResNet-50's head passes were 20 rows of 2048 x 7 x 7 and MobileNetV1's 76, slower than
+#: 40 and 150 (``docs/speed.md``).
+HEAD_LIVE_ACTIVATIONS: int = 1
 
 #: For the first pass of a loop, before they are measured, the largest activation of
 #: a row is taken as this many times the row's input: common ImageNet networks' largest
@@ -263,15 +271,19 @@ def _largest_module_output() -> Iterator[Dict[str, int]]:
         handle.remove()
 
 
-def row_working_set(row_bytes: int, activation_bytes: Optional[float]) -> float:
+def row_working_set(
+    row_bytes: int, activation_bytes: Optional[float], live_activations: int = LIVE_ACTIVATIONS
+) -> float:
     r"""
     The estimated bytes one row occupies at the peak of a pass: its input plus
-    :data:`LIVE_ACTIVATIONS` times its largest activation, the input included (taken
+    ``live_activations`` times its largest activation, the input included (taken
     as :data:`UNMEASURED_ACTIVATION_RATIO` times the input when not measured).
 
     Args:
         row_bytes (int): the bytes of one row's input.
         activation_bytes (float, optional): the largest activation of one row.
+        live_activations (int, optional): how many tensors of the largest activation's
+                    size one row holds at once. Default: :data:`LIVE_ACTIVATIONS`.
 
     Returns:
         *float*: bytes.
@@ -285,7 +297,7 @@ def row_working_set(row_bytes: int, activation_bytes: Optional[float]) -> float:
         activation_bytes = UNMEASURED_ACTIVATION_RATIO * row_bytes
     # the row's input is one of its activations too (a head's largest tensor is the
     # modified copy of the layer's output it is given)
-    return row_bytes + LIVE_ACTIVATIONS * max(activation_bytes, row_bytes)
+    return row_bytes + live_activations * max(activation_bytes, row_bytes)
 
 
 def rows_per_pass(
@@ -304,8 +316,9 @@ def rows_per_pass(
                     not measured yet (a conservative guess from the input).
         device (str or torch.device): where the passes run.
         head (bool, optional): the rows go through a model's head only (Ablation- and
-                    SHAP-CAM): no row cap, the head's call costs much against its rows.
-                    Default: False.
+                    SHAP-CAM): :data:`HEAD_LIVE_ACTIVATIONS` tensors of the largest size
+                    per row, and no row cap (the head's call costs much against its
+                    rows). Default: False.
 
     Returns:
         *int*: at least 1.
@@ -315,7 +328,8 @@ def rows_per_pass(
         >>> rows_per_pass(3 * 224 * 224 * 4, 256 * 56 * 56 * 4, "cpu")   # ResNet-50
         3
     """
-    working_set = row_working_set(row_bytes, activation_bytes)
+    live = HEAD_LIVE_ACTIVATIONS if head else LIVE_ACTIVATIONS
+    working_set = row_working_set(row_bytes, activation_bytes, live)
     rows = max(1, int(get_pass_budget(device) // max(working_set, 1.0)))
     if not head and torch.device(device).type != "cuda":
         rows = min(rows, MAX_CPU_ROWS_PER_PASS)
@@ -548,6 +562,7 @@ def evaluate_in_chunks(
 __all__ = [
     "DEFAULT_CPU_PASS_BUDGET",
     "DEFAULT_CUDA_FREE_SHARE",
+    "HEAD_LIVE_ACTIVATIONS",
     "LIVE_ACTIVATIONS",
     "MAX_CPU_ROWS_PER_PASS",
     "PASS_BUDGET_ENV",

@@ -32,6 +32,7 @@ from captum_cams import (
 from captum_cams._utils import batching
 from captum_cams._utils.batching import (
     DEFAULT_CPU_PASS_BUDGET,
+    HEAD_LIVE_ACTIVATIONS,
     LIVE_ACTIVATIONS,
     MAX_CPU_ROWS_PER_PASS,
     PASS_BUDGET_ENV,
@@ -132,8 +133,13 @@ def test_rows_per_pass_divides_the_budget_by_a_rows_working_set() -> None:
     with pass_budget(2**40):  # at most MAX_CPU_ROWS_PER_PASS rows through a whole model
         assert rows_per_pass(image, largest, "cpu") == MAX_CPU_ROWS_PER_PASS == 32
         assert rows_per_pass(image, largest, "cpu", head=True) == 2**40 // (
-            image + LIVE_ACTIVATIONS * largest
+            image + HEAD_LIVE_ACTIVATIONS * largest
         )
+    # a head's rows: the copy it is given is its largest tensor, counted twice in all
+    resnet50_head_row = 2048 * 7 * 7 * 4
+    with pass_budget(DEFAULT_CPU_PASS_BUDGET):
+        assert rows_per_pass(resnet50_head_row, 2048 * 4, "cpu", head=True) == 41
+        assert rows_per_pass(resnet50_head_row, 2048 * 4, "cpu") == 20
 
 
 # --- the loop ---------------------------------------------------------------------------
