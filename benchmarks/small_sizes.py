@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+r"""
+The package at its defaults against an earlier checkout of itself, at the small sizes
+its earlier speed tables used: torchvision ResNet-18 and ResNet-50 (random weights)
+at ``layer4`` with 224 px inputs for the gradient methods, TFT and the metrics, 64 px
+for Score- and Ablation-CAM; and the CIFAR-10 ResNet-20 at 32 px (``layer3``), where rows
+are smallest and a pass's fixed cost weighs most. Target 3, CPU, one thread.
+
+Each round runs one process per checkout, in an order alternated from round to round;
+a process builds every case, calls each once (warm-up), then times each call (repeated
+within its turn until ``--min-time`` has passed) and prints the seconds as JSON. A
+cell is checkout / earlier checkout: the median over the rounds of the ratio within a
+round, with the smallest and largest. Only the public API both checkouts share is
+called, with every chunking argument left at its default.
+
+Example::
+
+    git worktree add /tmp/before a97cb1d^      # the code before the pass budget
+    OMP_NUM_THREADS=1 python benchmarks/small_sizes.py --before /tmp/before --rounds 3
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+CASES = ("resnet18:1", "resnet18:8", "resnet50:1", "resnet50:8", "resnet20:8", "resnet20:64")
+ITEMS = (
+    "gradcam",
+    "igcam",
+    "tft",
+    "scorecam",
+    "ablationcam",
+    "average_drop",
+    "deletion_auc",
+)
+
+
+def _calls(model_name: str, batch_size: int) -> Dict[str, Callable[[], Any]]:
+    r"""The cases of one model and batch size, built with the checkout on ``sys.path``."""
+    import torch
+    import torchvision
+
+    from captum_cams import (
+        LayerAblationCam,
+        LayerGradCam,
+        LayerIntegratedGradCam,
+        LayerScoreCam,
+        ThresholdFineTuned,
+    )
+    from captum_cams.metrics import average_drop, deletion_auc
+
+    torch.manual_seed(0)
+    if model_name == "resnet20":
+        try:
+            from captum_cams.kit.models import resnet20
+        except ImportError:  # checkouts from before the kit held the models
+            from captum_cams.models import resnet20  # type: ignore[no-redef]
+
+        model = resnet20().eval()  # random weights: the time does not depend on them
+        layer, size, small = model.layer3, 32, 32
+    else:
+        model = getattr(torchvision.models, model_name)(weights=None).eval()
+        with torch.no_grad():  # logits of a usable scale: softmax does not saturate
+            model.fc.weight.mul_(0.05)
+        layer, size, small = model.layer4, 224, 64
+    x = torch.randn(batch_size, 3, size, size)
+    x_small = torch.randn(batch_size, 3, small, small)
+    target = 3
+    maps = LayerGradCam(model, layer).attribute(x, target=target).detach()
+    return {
+        "gradcam": lambda: LayerGradCam(model, layer).attribute(x, target=target),
+        "igcam": lambda: LayerIntegratedGradCam(model, layer).attribute(
+            x, target=target, n_steps=8
+        ),
+        "tft": lambda: ThresholdFineTuned(LayerGradCam(model, layer)).attribute(x, target=target),
+        "scorecam": lambda: LayerScoreCam(model, layer).attribute(x_small, target=target),
+        "ablationcam": lambda: LayerAblationCam(model, layer).attribute(x_small, target=target),
+        "average_drop": lambda: average_drop(model, x, maps, target=target),
+        "deletion_auc": lambda: deletion_auc(model, x, maps, target=target),
+    }
+
+
+def child(case: str, items: Sequence[str], min_time: float) -> None:
+    r"""Times every item of ``case`` in this process (the checkout is on ``sys.path``)."""
+    import torch
+
+    torch.set_num_threads(1)
+    model_name, batch = case.split(":")
+    calls = _calls(model_name, int(batch))
+    seconds: Dict[str, float] = {}
+    for item in items:
+        call = calls[item]
+        start = time.perf_counter()
+        call()  # warm-up: kernels and caches for these shapes
+        repeats = max(1, int(min_time / max(time.perf_counter() - start, 1e-6)))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        seconds[item] = (time.perf_counter() - start) / repeats
+    print(json.dumps(seconds), flush=True)
+
+
+def _run(tree: Path, case: str, items: Sequence[str], min_time: float) -> Dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", case,
+         "--items", ",".join(items), "--min-time", str(min_time)],
+        capture_output=True, text=True, env=env, cwd=str(tree),
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"{tree} {case}: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _summary(values: List[float]) -> Tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", help="the earlier checkout (a directory)")
+    parser.add_argument("--after", default=str(Path(__file__).resolve().parents[1]),
+                        help="the checkout measured (default: this one)")  # fmt: skip
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--items", default=",".join(ITEMS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-time", type=float, default=0.5)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    items = [item for item in args.items.split(",") if item]
+    if args.child:
+        child(args.child, items, args.min_time)
+        return
+    if not args.before:
+        parser.error("--before is required: the checkout to compare against")
+    trees = {"before": Path(args.before).resolve(), "after": Path(args.after).resolve()}
+    print(f"# command: python {' '.join(sys.argv)}")
+    print(f"# before: {trees['before']}  after: {trees['after']}", flush=True)
+    print("\n| model, batch | item | n | after s | before s | after / before (min–max) |")
+    print("|---|---|---|---|---|---|")
+    for case in args.cases.split(","):
+        ratios: Dict[str, List[float]] = {item: [] for item in items}
+        seconds: Dict[str, Dict[str, List[float]]] = {
+            name: {item: [] for item in items} for name in trees
+        }
+        for round_index in range(args.rounds):
+            order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
+            measured = {name: _run(trees[name], case, items, args.min_time) for name in order}
+            for item in items:
+                for name in trees:
+                    seconds[name][item].append(measured[name][item])
+                ratios[item].append(measured["after"][item] / measured["before"][item])
+        model_name, batch = case.split(":")
+        for item in items:
+            median, low, high = _summary(ratios[item])
+            after = statistics.median(seconds["after"][item])
+            before = statistics.median(seconds["before"][item])
+            cells = f"{after:.3g} | {before:.3g} | **{median:.2f}** ({low:.2f}–{high:.2f})"
+            print(f"| {model_name}, {batch} | {item} | {args.rounds} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
