@@ -847,6 +847,58 @@ def print_records(records: List[Dict[str, Any]]) -> None:
         )
 
 
+LABELS = {
+    "gradcam": "Grad-CAM (`LayerGradCam`)",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM",
+    "ablationcam": "Ablation-CAM",
+    "shapcam": "SHAP-CAM (10 orders)",
+    "igcam": f"Integrated Grad-CAM ({IG_STEPS} steps)",
+    "tft": "TFT on Grad-CAM (`ThresholdFineTuned`)",
+    "libracam": f"Libra-CAM ({LIBRA_REFERENCES} references)",
+    "average_drop": "AD (`average_drop`; IC, API, DR: the same pass)",
+    "average_drop_in_deletion": "ADD",
+    "threshold_sweep": "threshold sweep (11 thresholds) and its AUC",
+    "threshold_calibration": "threshold calibration",
+    "reference_filtering": "reference filtering (3 candidates)",
+    "deletion_auc": "deletion (41 steps)",
+    "insertion_auc": "insertion (41 steps, blur)",
+    "remove_and_classify": "remove-and-classify (9 fractions × 2)",
+    "intervention_reliance": "reliance (4 interventions)",
+    "cascading_randomization": "cascading randomisation (3 layers)",
+}
+
+
+def tabulate(paths: Sequence[str]) -> None:
+    r"""The grid of method / metric by model and batch size from ``--json`` records
+    (the last record of a cell wins): ratio (min–max) and n, then the seconds."""
+    cells: Dict[Tuple[str, int, str], Dict[str, Any]] = {}
+    for path in paths:
+        with open(path) as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    cells[(record["model"], record["batch"], record["item"])] = record
+    columns = sorted({(model, batch) for model, batch, _ in cells},
+                     key=lambda c: (MODELS.index(c[0]), c[1]))  # fmt: skip
+    header = " | ".join(f"{model}, batch {batch}" for model, batch in columns)
+    rule = "|---" * (len(columns) + 1) + "|"
+    for what in ("ratio", "seconds"):
+        print(f"\n| method / metric | {header} |\n{rule}")
+        for item in ALL_ITEMS:
+            row = []
+            for model, batch in columns:
+                r = cells.get((model, batch, item))
+                if r is None:
+                    row.append("not run")
+                elif what == "ratio":
+                    row.append(f"**{_range(r).replace(' (', '** (', 1)}, n = {r['rounds']}")
+                else:
+                    row.append(f"{r['ours_s']:.3g} / {r['hand_s']:.3g}")
+            if any(cell != "not run" for cell in row):
+                print(f"| {LABELS[item]} | " + " | ".join(row) + " |")
+
+
 # ----------------------------------------------------------------------------- memory
 def _sampled_peak(call: Callable[[], Any], seconds: Optional[float]) -> Tuple[float, float]:
     r"""``(peak rise, before)`` of the resident set in MiB during ``call`` (during its
@@ -954,8 +1006,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="seconds a turn lasts (fast calls repeat within it)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="append the records to this file (JSON lines)")
+    parser.add_argument("--tabulate", nargs="+", metavar="JSONL",
+                        help="print the tables of earlier --json records and stop")  # fmt: skip
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.tabulate:
+        tabulate(args.tabulate)
+        return
     if args.memory_child:
         model_name, batch_size, item, seconds = args.memory_child.split(",")
         memory_child(model_name, int(batch_size), item, float(seconds) if seconds else None)
