@@ -164,6 +164,7 @@ def batched_target_scores(
             row=row,
             model=model,
             head=head,
+            batch_rows=target.shape[0],
         )
 
 

@@ -22,9 +22,13 @@ from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar, select_rows
-from captum_cams._utils.guards import check_image_batch, preserved_model_state
+from captum_cams._utils.guards import check_image_batch, format_target, preserved_model_state
 from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
-from captum_cams._utils.metric_scoring import check_metric_args, joint_logits
+from captum_cams._utils.metric_scoring import (
+    check_metric_args,
+    joint_logits,
+    perturbed_scores,
+)
 from captum_cams._utils.thresholding import (
     check_fraction,
     count_of_fraction,
@@ -148,12 +152,20 @@ def remove_and_classify(
             erase = top_k_mask(order, counts[steps % num_k], size, x.dtype)
             return apply_mask(select_rows(x, examples), 1 - erase, select_rows(base, examples))
 
-        # the unmasked inputs (for the predicted class) in the same loop as the erased
-        outputs, idx = joint_logits(
-            forward_func, x, target, additional_forward_args, max_examples_per_batch,
-            2 * num_k, build,
-        )  # fmt: skip
-        logits = outputs[:, 1:]
+        if target is None:
+            # the unmasked inputs (for the predicted class) in the same loop as the erased
+            outputs, idx = joint_logits(
+                forward_func, x, target, additional_forward_args, max_examples_per_batch,
+                2 * num_k, build,
+            )  # fmt: skip
+            logits = outputs[:, 1:]
+        else:
+            # a given class needs no unmasked pass: only the erased inputs are scored
+            idx = format_target(target, num, x.device)
+            logits = perturbed_scores(
+                forward_func, x, 2 * num_k, build, idx, additional_forward_args,
+                max_examples_per_batch, "logit", return_all=True, check_target=True,
+            )  # fmt: skip
         hits = (logits.argmax(dim=2) == idx.unsqueeze(1)).to(x.dtype)
         correct, random_correct = hits[:, :num_k], hits[:, num_k:]
         accuracy, random_accuracy = correct.mean(0), random_correct.mean(0)
