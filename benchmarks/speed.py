@@ -398,10 +398,14 @@ def hand_average_drop_in_deletion(c: Cell) -> Callable[[], Tensor]:
 
 def hand_threshold_sweep(c: Cell) -> Callable[[], Tensor]:
     def run() -> Tensor:
+        # API and APD, what the sweep is for, need y: the unmasked forward too
+        y = _prob(c.model, c.x, c.target)[:, None]
         image = _image_maps(c)
-        return torch.stack(
+        o = torch.stack(
             [_prob(c.model, c.x * (image * (image >= t)), c.target) for t in SWEEP], dim=1
         )
+        c.extras["sweep_api_apd"] = (torch.clamp(o - y, min=0) / y, torch.clamp(y - o, min=0) / y)
+        return o
 
     return run
 

@@ -24,7 +24,7 @@ tensor), measured on the first pass of every loop (a forward hook on every modul
 that one pass). The first pass itself is sized with the largest activation taken as
 :data:`UNMEASURED_ACTIVATION_RATIO` times the row's input, so it is small; every later
 pass has the measured size. The passes of a call therefore depend only on the model,
-the row's shape and the budget, never on earlier calls, and so do the results.
+the row's shape, the batch size and the budget, never on earlier calls, and so do the results.
 
 The budget is :data:`DEFAULT_CPU_PASS_BUDGET` on the CPU — the working set at which
 passes of 192–224 px ImageNet networks are still bound by arithmetic rather than by
