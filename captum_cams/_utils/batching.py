@@ -12,19 +12,17 @@ channels, path points, thresholds, deletion steps, …) runs them through
 model per pass, as in Captum. When it gives ``None``, the rows per pass come from the
 **pass budget** (:func:`get_pass_budget`) and the size of one row:
 
-``rows = max(batch rows, budget // (row input + LIVE_ACTIVATIONS · largest activation))``
+``rows per pass = max(1, budget // (row input + LIVE_ACTIVATIONS · largest activation))``
 
 (at most :data:`MAX_CPU_ROWS_PER_PASS` through a whole model on the CPU; through a head
-only, :data:`HEAD_LIVE_ACTIVATIONS` in place of :data:`LIVE_ACTIVATIONS`; never fewer
-than the "batch rows", the examples of the batch the copies are made from, which the
-call runs through the model at once anyway), where "row
+only, :data:`HEAD_LIVE_ACTIVATIONS` in place of :data:`LIVE_ACTIVATIONS`), where "row
 input" is the bytes of one modified copy and "largest activation" the largest module
 output one row creates (or the row input, when larger: a head's input is its largest
 tensor), measured on the first pass of every loop (a forward hook on every module for
 that one pass). The first pass itself is sized with the largest activation taken as
 :data:`UNMEASURED_ACTIVATION_RATIO` times the row's input, so it is small; every later
 pass has the measured size. The passes of a call therefore depend only on the model,
-the row's shape, the batch size and the budget, never on earlier calls, and so do the results.
+the row's shape and the budget, never on earlier calls, and so do the results.
 
 The budget is :data:`DEFAULT_CPU_PASS_BUDGET` on the CPU — the working set at which
 passes of 192–224 px ImageNet networks are still bound by arithmetic rather than by
@@ -472,7 +470,6 @@ def evaluate_in_chunks(
     row: Optional[Tensor] = None,
     model: Any = None,
     head: bool = False,
-    batch_rows: int = 1,
 ) -> Tensor:
     r"""
     The one chunked evaluation loop: ``evaluate`` on consecutive row ranges.
@@ -501,13 +498,6 @@ def evaluate_in_chunks(
                     remembered. Default: None (not remembered).
         head (bool, optional): the rows go through a model's head only, and so are
                     not held to :data:`MAX_CPU_ROWS_PER_PASS`. Default: False.
-        batch_rows (int, optional): the examples of the batch the copies are made
-                    from. With ``chunk_size=None`` a pass holds at least this many
-                    rows: the call runs that batch through the model at once anyway,
-                    so such a pass holds no more memory than the call already does,
-                    and a pass of fewer rows would read the model's weights more often
-                    for the same rows than the loop a user writes over the batch.
-                    Default: 1.
 
     Returns:
         *Tensor*: the results of all rows, in row order.
@@ -529,7 +519,7 @@ def evaluate_in_chunks(
     elif row is None:
         chunk = 1  # nothing known: one row measures what a row costs
     else:
-        chunk = max(rows_per_pass(row_bytes, None, device, head), batch_rows)
+        chunk = rows_per_pass(row_bytes, None, device, head)
     if fitted is not None:
         chunk = min(chunk, fitted)
     add_to_progress(total=num_rows)
@@ -555,7 +545,7 @@ def evaluate_in_chunks(
             if seen["bytes"] > 0:  # else no module ran: keep the guess from the input
                 activation = seen["bytes"] / (stop - start)
                 size = row_bytes if row is not None else activation
-                chunk = max(rows_per_pass(int(size), activation, device, head), batch_rows)
+                chunk = rows_per_pass(int(size), activation, device, head)
             elif row is None:
                 chunk = num_rows  # nothing to size the passes by
             if fitted is not None:

@@ -262,7 +262,6 @@ def original_scores(
         inputs.device,
         row=inputs[0],
         model=forward_func,
-        batch_rows=num,
     )
     idx = target_indices(target, all_scores)
     return all_scores.gather(1, idx.unsqueeze(1)).squeeze(1), idx, all_scores
@@ -326,7 +325,6 @@ def perturbed_scores(
         inputs.device,
         row=inputs[0],
         model=forward_func,
-        batch_rows=num,
     )
     if return_all:
         return out.reshape(num, num_steps, -1)

@@ -164,7 +164,6 @@ def batched_target_scores(
             row=row,
             model=model,
             head=head,
-            batch_rows=target.shape[0],
         )
 
 

@@ -419,6 +419,5 @@ class LayerIntegratedGradCam(GradientCamBase):
             image.device,
             row=image[0],
             model=self.forward_func,
-            batch_rows=num_rows,
         )
         return weighted.reshape(len(alphas), num_rows, *weighted.shape[1:]).sum(dim=0)

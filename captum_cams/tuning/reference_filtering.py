@@ -174,7 +174,6 @@ def filter_rows(
             inputs.device,
             row=inputs[0],
             model=forward_func,
-            batch_rows=num,
         )
         kept = torch.zeros_like(row_example, dtype=torch.bool)
         gammas = scores.new_empty(num)

@@ -184,32 +184,6 @@ def test_the_first_pass_measures_a_row_and_sizes_the_other_passes() -> None:
     assert again == sizes
 
 
-def test_a_pass_holds_at_least_the_batchs_rows_and_halves_below_on_out_of_memory() -> None:
-    model, inputs = _conv(16), torch.randn(40, 3, 8, 8, dtype=torch.float64)
-
-    def sizes_with(batch_rows: int, fail_above: Any = None) -> List[int]:
-        sizes: List[int] = []
-
-        def evaluate(rows: Tensor) -> Tensor:
-            if fail_above is not None and rows.shape[0] > fail_above:
-                raise torch.OutOfMemoryError("fake: out of memory")
-            sizes.append(rows.shape[0])
-            with torch.no_grad():
-                return model(inputs[rows])
-
-        with pass_budget(1):  # the budget alone: one row per pass
-            result = evaluate_in_chunks(
-                evaluate, 40, None, inputs.device, inputs[0], None, batch_rows=batch_rows
-            )
-        with torch.no_grad():
-            torch.testing.assert_close(result, model(inputs), rtol=0, atol=1e-12)
-        return sizes
-
-    assert sizes_with(1) == [1] * 40
-    assert sizes_with(8) == [8] * 5  # the batch's 8 rows: no more than its own forward
-    assert sizes_with(8, fail_above=4) == [4] * 10  # memory still decides, below it
-
-
 def test_an_integer_is_the_rows_per_pass_and_nothing_else() -> None:
     model, inputs = _conv(4), torch.randn(10, 3, 4, 4, dtype=torch.float64)
     sizes: List[int] = []
