@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike, parse_baselines
+from captum_cams._utils.batching import select_rows
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample
 from captum_cams._utils.thresholding import (
     check_fraction,
@@ -206,3 +207,24 @@ def masked_copies(inputs: Tensor, keep: Tensor, baseline: Optional[Tensor]) -> T
     if baseline is None:
         return inputs * keep
     return apply_mask(inputs, keep, baseline)
+
+
+def masked_rows(
+    inputs: Tensor, examples: Tensor, keep: Tensor, baseline: Optional[Tensor]
+) -> Tensor:
+    r"""
+    :func:`masked_copies` of the rows ``examples`` of ``inputs`` (and of ``baseline``,
+    when given): the masked copies a chunk of a metric's loop builds, the rows picked
+    with :func:`~captum_cams._utils.batching.select_rows`.
+
+    Args:
+        inputs (Tensor): ``N x C x H x W``.
+        examples (Tensor): ``(M,)`` example of each copy.
+        keep (Tensor): ``M x 1 x H x W`` (or ``M x C x H x W``) masks, one per copy.
+        baseline (Tensor, optional): ``N x C x H x W``; None: zeros.
+
+    Returns:
+        *Tensor*: ``M x C x H x W``.
+    """
+    base = None if baseline is None else select_rows(baseline, examples)
+    return masked_copies(select_rows(inputs, examples), keep, base)

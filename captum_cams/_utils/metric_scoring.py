@@ -29,7 +29,7 @@ from captum_cams._utils.guards import (
     preserved_model_state,
     target_indices,
 )
-from captum_cams._utils.masking import masked_copies, sweep_baseline
+from captum_cams._utils.masking import masked_rows, sweep_baseline
 from captum_cams._utils.scores import check_score, scores_of
 from captum_cams._utils.thresholding import KeepFunction
 
@@ -513,11 +513,7 @@ def masked_scores(
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             kept = keep(examples, steps)
-            return masked_copies(
-                select_rows(x, examples),
-                kept,
-                None if base is None else select_rows(base, examples),
-            )
+            return masked_rows(x, examples, kept, base)
 
         o = perturbed_scores(
             forward_func, x, num_steps, build, idx, additional_forward_args,

@@ -27,7 +27,7 @@ from captum_cams._utils.batching import progress_bar, select_rows
 from captum_cams._utils.guards import check_image_batch, preserved_model_state
 from captum_cams._utils.masking import (
     build_mask,
-    masked_copies,
+    masked_rows,
     prepare_maps,
     sweep_baseline,
 )
@@ -165,11 +165,7 @@ def _confidence_scores(
             base = sweep_baseline(x, baselines)  # None for zeros: M ⊙ x itself
 
             def build(examples: Tensor, steps: Tensor) -> Tensor:
-                return masked_copies(
-                    select_rows(x, examples),
-                    select_rows(keep, examples),
-                    None if base is None else select_rows(base, examples),
-                )
+                return masked_rows(x, examples, select_rows(keep, examples), base)
 
             scores = _target_scores(
                 forward_func, x, target, additional_forward_args, max_examples_per_batch,
@@ -722,11 +718,7 @@ def threshold_sweep(
 
         def build(examples: Tensor, steps: Tensor) -> Tensor:
             kept = keep(examples, steps)
-            return masked_copies(
-                select_rows(x, examples),
-                kept,
-                None if base is None else select_rows(base, examples),
-            )
+            return masked_rows(x, examples, kept, base)
 
         scores = _target_scores(
             forward_func, x, target, additional_forward_args, max_examples_per_batch, score,

@@ -21,7 +21,7 @@ from torch import Tensor
 from captum_cams._utils.baselines import BaselineLike, parse_baselines
 from captum_cams._utils.batching import progress_bar, select_rows
 from captum_cams._utils.guards import check_image_batch, preserved_model_state
-from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
+from captum_cams._utils.masking import make_baseline, masked_rows, prepare_maps
 from captum_cams._utils.metric_scoring import check_metric_args, joint_logits, perturbed_scores
 from captum_cams._utils.thresholding import (
     check_fraction,
@@ -104,7 +104,7 @@ def _curve(
             point = point_index[steps]
             top = top_k_mask(select_rows(ranks, examples), counts[point], size, x.dtype)
             keep = top if insertion else 1 - top
-            return apply_mask(select_rows(x, examples), keep, select_rows(base, examples))
+            return masked_rows(x, examples, keep, base)
 
         logits, idx = joint_logits(
             forward_func, x, target, additional_forward_args, max_examples_per_batch,

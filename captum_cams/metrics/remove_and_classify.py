@@ -23,7 +23,7 @@ from torch import Tensor
 from captum_cams._utils.baselines import BaselineLike
 from captum_cams._utils.batching import progress_bar, select_rows
 from captum_cams._utils.guards import check_image_batch, format_target, preserved_model_state
-from captum_cams._utils.masking import apply_mask, make_baseline, prepare_maps
+from captum_cams._utils.masking import make_baseline, masked_rows, prepare_maps
 from captum_cams._utils.metric_scoring import (
     check_metric_args,
     joint_logits,
@@ -150,7 +150,7 @@ def remove_and_classify(
                 use_random, select_rows(random_ranks, examples), select_rows(ranks, examples)
             )
             erase = top_k_mask(order, counts[steps % num_k], size, x.dtype)
-            return apply_mask(select_rows(x, examples), 1 - erase, select_rows(base, examples))
+            return masked_rows(x, examples, 1 - erase, base)
 
         if target is None:
             # the unmasked inputs (for the predicted class) in the same loop as the erased

@@ -31,7 +31,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike
-from captum_cams._utils.batching import evaluate_in_chunks, progress_bar, select_rows
+from captum_cams._utils.batching import evaluate_in_chunks, progress_bar
 from captum_cams._utils.guards import (
     check_additional_forward_args,
     check_choice,
@@ -40,7 +40,7 @@ from captum_cams._utils.guards import (
     preserved_model_state,
 )
 from captum_cams._utils.maps import minmax_normalize, upsample
-from captum_cams._utils.masking import masked_copies, sweep_baseline
+from captum_cams._utils.masking import masked_rows, sweep_baseline
 from captum_cams._utils.metric_scoring import (
     check_metric_args,
     check_target_range,
@@ -156,11 +156,7 @@ def filter_rows(
         def row_scores(rows: Tensor) -> Tensor:
             examples = row_example[rows]
             keep = maps.index_select(0, rows)  # no host round trip to slice the rows
-            masked = masked_copies(
-                select_rows(inputs, examples),
-                keep,
-                None if base is None else select_rows(base, examples),
-            )
+            masked = masked_rows(inputs, examples, keep, base)
             scores = forward_scores(forward_func, masked, examples, num, afa, score)
             if unchecked[0]:
                 check_target_range(target_idx, scores.shape[1])

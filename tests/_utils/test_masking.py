@@ -9,6 +9,7 @@ from captum_cams._utils.masking import (
     build_mask,
     count_of_fraction,
     make_baseline,
+    masked_rows,
     pixel_ranks,
     prepare_maps,
 )
@@ -54,3 +55,17 @@ def test_baselines():
     assert out[0, 0].tolist() == [[0.0, 10.0], [6.0, 10.0]]
     with pytest.raises(TypeError, match="baselines"):
         make_baseline(x, True)
+
+
+def test_masked_rows_masks_the_chosen_rows_against_their_own_baseline():
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    base = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    examples = torch.tensor([2, 0, 2])
+    keep = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    expected = apply_mask(x[examples], keep, base[examples])
+    torch.testing.assert_close(masked_rows(x, examples, keep, base), expected, rtol=0, atol=0)
+    # no baseline: zeros, i.e. keep times the rows
+    torch.testing.assert_close(
+        masked_rows(x, examples, keep, None), keep * x[examples], rtol=0, atol=0
+    )
