@@ -398,14 +398,13 @@ def hand_average_drop_in_deletion(c: Cell) -> Callable[[], Tensor]:
 
 def hand_threshold_sweep(c: Cell) -> Callable[[], Tensor]:
     def run() -> Tensor:
-        # API and APD, what the sweep is for, need y: the unmasked forward too
+        # the sweep's result is API (and APD) at every threshold: y too
         y = _prob(c.model, c.x, c.target)[:, None]
         image = _image_maps(c)
         o = torch.stack(
             [_prob(c.model, c.x * (image * (image >= t)), c.target) for t in SWEEP], dim=1
         )
-        c.extras["sweep_api_apd"] = (torch.clamp(o - y, min=0) / y, torch.clamp(y - o, min=0) / y)
-        return o
+        return torch.clamp(o - y, min=0) / y
 
     return run
 
@@ -619,6 +618,8 @@ def comparable(item: str, output: Any) -> Tensor:
     r"""What the check compares: the maps, or the scores a metric is computed from."""
     if item in ("tft", "libracam"):
         output = output[1]  # (maps, details) of ours; (maps, curve) of the hand loop
+    if item == "threshold_sweep" and hasattr(output, "api"):
+        return output.api
     if item == "remove_and_classify" and hasattr(output, "correct"):
         return torch.cat([output.correct, output.random_correct], dim=1)
     for name in ("rpi_curves", "calibration_scores", "curves", "correlations", "scores"):
