@@ -438,6 +438,66 @@ def select_rows(values: Tensor, index: Tensor) -> Tensor:
     return values.index_select(0, index)
 
 
+#: :func:`multiplied_rows` broadcasts run by run when the runs hold at least this many
+#: rows on average; shorter runs would cost a call each for little saved.
+_ROWS_PER_RUN: int = 4
+
+
+def multiplied_rows(values: Tensor, index: Tensor, factors: Tensor) -> Tensor:
+    r"""
+    ``select_rows(values, index) * factors``, the same numbers, written once.
+
+    The rows of a pass usually come in runs of one example (the ``K`` prefixes of one
+    order of SHAP-CAM, the masks of one image), so on the CPU each run is the example's
+    row broadcast against its factors, written straight into the result: the copy of
+    the selected rows and the second pass over it are saved, which is most of the
+    memory traffic of a pass through a model's head. Elsewhere (CUDA, where finding
+    the runs would wait for the device), with a graph to record, for rows of many
+    short runs or for non-contiguous ``values`` it is ``select_rows`` times
+    ``factors``.
+
+    Args:
+        values (Tensor): ``N x ...``.
+        index (Tensor): ``(M,)`` integer row indices, on ``values``'s device.
+        factors (Tensor): ``M x ...`` (or ``1 x ...``) with as many dimensions as
+                    ``values``, broadcastable against its rows (e.g. ``M x 1 x H x W``
+                    masks, or ``M x K x 1 x 1`` channel masks, bool or float).
+
+    Returns:
+        *Tensor*: ``M x ...``, ``values[index] * factors``.
+
+    Examples::
+
+        >>> factors = torch.tensor([[1.0], [2.0], [3.0]])
+        >>> multiplied_rows(torch.ones(2, 3), torch.tensor([0, 0, 1]), factors)
+        tensor([[1., 1., 1.],
+                [2., 2., 2.],
+                [3., 3., 3.]])
+    """
+    rows = index.numel()
+    if (
+        values.device.type != "cpu"
+        or rows < 2
+        or factors.dim() != values.dim()
+        or not values.is_contiguous()
+        or (torch.is_grad_enabled() and (values.requires_grad or factors.requires_grad))
+    ):
+        return select_rows(values, index) * factors
+    examples, counts = torch.unique_consecutive(index, return_counts=True)
+    if examples.numel() * _ROWS_PER_RUN > rows:  # runs too short to pay for a call each
+        return select_rows(values, index) * factors
+    shape = torch.broadcast_shapes((rows, *values.shape[1:]), factors.shape)
+    product = torch.empty(shape, dtype=torch.result_type(values, factors))
+    start = 0
+    for example, count in zip(examples.tolist(), counts.tolist()):
+        end = start + count
+        row_factors = factors if factors.shape[0] == 1 else factors[start:end]
+        row = values[example : example + 1].expand(count, *values.shape[1:])
+        torch.mul(row, row_factors, out=product[start:end])
+        start = end
+    return product
+
+
 def take_examples(values: Tuple[Any, ...], index: Tensor, batch_size: int) -> Tuple[Any, ...]:
     r"""
     Selects rows ``index`` of every batch-first tensor in ``values``.

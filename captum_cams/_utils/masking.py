@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from captum_cams._utils.baselines import BaselineLike, parse_baselines
-from captum_cams._utils.batching import select_rows
+from captum_cams._utils.batching import multiplied_rows, select_rows
 from captum_cams._utils.maps import as_maps, minmax_normalize, upsample
 from captum_cams._utils.thresholding import (
     check_fraction,
@@ -226,5 +226,6 @@ def masked_rows(
     Returns:
         *Tensor*: ``M x C x H x W``.
     """
-    base = None if baseline is None else select_rows(baseline, examples)
-    return masked_copies(select_rows(inputs, examples), keep, base)
+    if baseline is None:
+        return multiplied_rows(inputs, examples, keep)
+    return apply_mask(select_rows(inputs, examples), keep, select_rows(baseline, examples))

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from captum_cams._utils.batching import select_rows, take_examples
+from captum_cams._utils.batching import multiplied_rows, take_examples
 from captum_cams._utils.maps import minmax_normalize, upsample
 from captum_cams._utils.scores import scores_of
 from captum_cams.attr._base import CamContext, batched_target_scores
@@ -64,7 +64,7 @@ def masked_target_scores(
 
     def masked_outputs(rows: Tensor) -> Tensor:
         examples = row_example[rows]
-        masked = select_rows(images, examples) * row_masks(rows).to(images.dtype)
+        masked = multiplied_rows(images, examples, row_masks(rows).to(images.dtype))
         others = take_examples(context.inputs[1:], examples, num_examples)
         extra = take_examples(context.additional_forward_args, examples, num_examples)
         return scores_of(forward_func(masked, *others, *extra), score)

@@ -6,6 +6,7 @@ from captum._utils.typing import TargetType
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cams._utils.batching import multiplied_rows
 from captum_cams._utils.guards import check_positive_int
 from captum_cams.attr._base import (
     CamContext,
@@ -111,10 +112,7 @@ def sampled_channel_shapley(
             order = torch.where(inside, (local - 2) // inner, 0)
             prefix = torch.where(inside, (local - 2) % inner + 1, prefix)
         present = ranks[examples, order] < prefix[:, None]
-        # one copy, masked in place: a second full-size buffer would be allocated and
-        # filled otherwise
-        masked = activations.index_select(0, examples).mul_(present[:, :, None, None])
-        return head(masked, examples)
+        return head(multiplied_rows(activations, examples, present[:, :, None, None]), examples)
 
     scores = batched_target_scores(
         prefix_outputs,

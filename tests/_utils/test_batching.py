@@ -40,6 +40,7 @@ from captum_cams._utils.batching import (
     add_to_progress,
     evaluate_in_chunks,
     get_pass_budget,
+    multiplied_rows,
     parse_budget,
     pass_budget,
     progress_bar,
@@ -614,3 +615,45 @@ def test_select_rows_is_advanced_indexing_with_its_gradient() -> None:
     )
     torch.testing.assert_close(weights, expected, rtol=0, atol=0)
     assert select_rows(torch.arange(3), torch.tensor([1, 1])).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        [0] * 9 + [1] * 7 + [2] * 8,  # runs of one example: broadcast run by run
+        [0, 1, 2, 0, 1, 2, 0, 1],  # runs of one row: select, then multiply
+        [2],
+        [],
+    ],
+)
+@pytest.mark.parametrize("factor_shape", ["rows", "channels", "bool", "one"])
+def test_multiplied_rows_is_the_selected_rows_times_the_factors(
+    index: List[int], factor_shape: str
+) -> None:
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 4, 5, 6, dtype=torch.float64, generator=generator)
+    picked = torch.tensor(index, dtype=torch.long)
+    rows = len(index)
+    factors = {
+        "rows": torch.rand(rows, 1, 5, 6, dtype=torch.float64, generator=generator),
+        "channels": torch.rand(rows, 4, 1, 1, dtype=torch.float64, generator=generator),
+        "bool": torch.rand(rows, 4, 1, 1, generator=generator) > 0.5,
+        "one": torch.rand(1, 1, 5, 6, dtype=torch.float64, generator=generator),
+    }[factor_shape]
+    product = multiplied_rows(values, picked, factors)
+    expected = values[picked] * factors
+    assert product.dtype == expected.dtype and product.shape == expected.shape
+    torch.testing.assert_close(product, expected, rtol=0, atol=0)
+
+
+def test_multiplied_rows_keeps_the_gradient_and_takes_non_contiguous_values() -> None:
+    values = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([0] * 6 + [1] * 6)
+    factors = torch.rand(12, 1, 4, 4, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(multiplied_rows(values, index, factors).sum(), values)
+    (expected,) = torch.autograd.grad((values[index] * factors).sum(), values)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+    strided = values.detach().transpose(2, 3)
+    torch.testing.assert_close(
+        multiplied_rows(strided, index, factors), strided[index] * factors, rtol=0, atol=0
+    )
