@@ -487,7 +487,7 @@ def multiplied_rows(values: Tensor, index: Tensor, factors: Tensor) -> Tensor:
     if examples.numel() * _ROWS_PER_RUN > rows:  # runs too short to pay for a call each
         return select_rows(values, index) * factors
     shape = torch.broadcast_shapes((rows, *values.shape[1:]), factors.shape)
-    product = torch.empty(shape, dtype=torch.result_type(values, factors))
+    product = torch.empty(shape, dtype=torch.result_type(values, factors), device=values.device)
     start = 0
     for example, count in zip(examples.tolist(), counts.tolist()):
         end = start + count

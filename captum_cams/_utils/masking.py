@@ -191,31 +191,22 @@ def apply_mask(inputs: Tensor, keep: Tensor, baseline: Tensor) -> Tensor:
 
 
 def sweep_baseline(inputs: Tensor, baselines: BaselineLike) -> Optional[Tensor]:
-    r"""The baseline of :func:`masked_copies`: None for zeros, else :func:`make_baseline`."""
+    r"""The baseline of :func:`masked_rows`: None for zeros, else :func:`make_baseline`."""
     parsed = parse_baselines(baselines)
     if parsed is None or (isinstance(parsed, str) and parsed == "zero"):
         return None
     return make_baseline(inputs, parsed)
 
 
-def masked_copies(inputs: Tensor, keep: Tensor, baseline: Optional[Tensor]) -> Tensor:
-    r"""
-    ``keep ⊙ x + (1 − keep) ⊙ b`` (:func:`apply_mask`); with the zero baseline
-    (``baseline=None``, see :func:`sweep_baseline`) just ``keep ⊙ x``, the same
-    values without the three full-size temporaries of the baseline term.
-    """
-    if baseline is None:
-        return inputs * keep
-    return apply_mask(inputs, keep, baseline)
-
-
 def masked_rows(
     inputs: Tensor, examples: Tensor, keep: Tensor, baseline: Optional[Tensor]
 ) -> Tensor:
     r"""
-    :func:`masked_copies` of the rows ``examples`` of ``inputs`` (and of ``baseline``,
-    when given): the masked copies a chunk of a metric's loop builds, the rows picked
-    with :func:`~captum_cams._utils.batching.select_rows`.
+    The masked copies a chunk of a metric's loop builds: ``keep ⊙ x + (1 − keep) ⊙ b``
+    (:func:`apply_mask`) of the rows ``examples`` of ``inputs`` and of ``baseline``; with
+    the zero baseline (``baseline=None``, see :func:`sweep_baseline`) just ``keep ⊙ x``,
+    the same values without the baseline term's full-size temporaries, each copy written
+    once (:func:`~captum_cams._utils.batching.multiplied_rows`).
 
     Args:
         inputs (Tensor): ``N x C x H x W``.

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from captum_cams._utils.batching import select_rows
+from captum_cams._utils.batching import multiplied_rows, select_rows
 from captum_cams._utils.guards import check_choice
 
 #: The values ``threshold_mode`` accepts: value thresholds (the papers) or rank
@@ -214,9 +214,8 @@ def rank_keep(maps: Tensor, counts: Tensor, binary: bool = False) -> KeepFunctio
     shape = tuple(maps.shape[-2:])
 
     def keep(examples: Tensor, steps: Tensor) -> Tensor:
-        return select_rows(maps, examples) * top_k_mask(
-            select_rows(ranks, examples), counts[steps], shape, maps.dtype
-        )
+        top = top_k_mask(select_rows(ranks, examples), counts[steps], shape, maps.dtype)
+        return multiplied_rows(maps, examples, top)
 
     return support(keep) if binary else keep
 
