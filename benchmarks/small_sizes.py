@@ -6,12 +6,17 @@ at ``layer4`` with 224 px inputs for the gradient methods, TFT and the metrics, 
 for Score- and Ablation-CAM; and the CIFAR-10 ResNet-20 at 32 px (``layer3``), where rows
 are smallest and a pass's fixed cost weighs most. Target 3, CPU, one thread.
 
-Each round runs one process per checkout, in an order alternated from round to round;
-a process builds every case, calls each once (warm-up), then times each call (repeated
-within its turn until ``--min-time`` has passed) and prints the seconds as JSON. A
-cell is checkout / earlier checkout: the median over the rounds of the ratio within a
-round, with the smallest and largest. Only the public API both checkouts share is
-called, with every chunking argument left at its default.
+Each case runs in one fresh process that imports both checkouts (one after the other,
+under the same module name) and builds the case with each; after one call of each
+(warm-up), every round calls each item of both checkouts once, in a freshly shuffled
+order (a call shorter than ``--min-time`` repeated within its turn). Both checkouts'
+calls thus share the process, its allocator's state included: the heap a process has
+grown decides whether a pass's large tensors cost fresh, zero-filled pages, and two
+processes differ there by more than the code does. ``--separate-processes`` runs one
+process per checkout and round instead (alternating which goes first). A cell is
+checkout / earlier checkout: the median over the rounds of the ratio within a round,
+with the smallest and largest. Only the public API both checkouts share is called,
+with every chunking argument left at its default.
 
 Example::
 
@@ -20,8 +25,10 @@ Example::
 """
 
 import argparse
+import importlib
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -86,6 +93,51 @@ def _calls(model_name: str, batch_size: int) -> Dict[str, Callable[[], Any]]:
     }
 
 
+def _import_checkout(tree: Path) -> None:
+    r"""Makes ``tree``'s ``captum_cams`` the one ``import captum_cams`` finds, dropping
+    the modules of any checkout imported before (whose objects keep working)."""
+    for name in [name for name in sys.modules if name.split(".")[0] == "captum_cams"]:
+        del sys.modules[name]
+    sys.path[:] = [str(tree)] + [entry for entry in sys.path if entry != str(tree)]
+    importlib.invalidate_caches()
+    module = importlib.import_module("captum_cams")
+    if not str(module.__file__).startswith(str(tree)):
+        raise SystemExit(f"imported {module.__file__}, not the checkout in {tree}")
+
+
+def child_both(
+    case: str, items: Sequence[str], min_time: float, rounds: int, trees: Dict[str, Path]
+) -> None:
+    r"""Times every item of ``case`` with both checkouts in this process, round-robin
+    in a shuffled order per round; prints ``{checkout: {item: [seconds per round]}}``."""
+    import torch
+
+    torch.set_num_threads(1)
+    model_name, batch = case.split(":")
+    calls: Dict[Tuple[str, str], Callable[[], Any]] = {}
+    for name, tree in trees.items():
+        _import_checkout(tree)
+        built = _calls(model_name, int(batch))
+        for item in items:
+            calls[(name, item)] = built[item]
+    repeats: Dict[Tuple[str, str], int] = {}
+    for key, call in calls.items():
+        start = time.perf_counter()
+        call()  # warm-up: kernels and caches for these shapes
+        repeats[key] = max(1, int(min_time / max(time.perf_counter() - start, 1e-6)))
+    seconds: Dict[str, Dict[str, List[float]]] = {name: {} for name in trees}
+    keys = list(calls)
+    for round_index in range(rounds):
+        random.Random(round_index).shuffle(keys)
+        for key in keys:
+            start = time.perf_counter()
+            for _ in range(repeats[key]):
+                calls[key]()
+            took = (time.perf_counter() - start) / repeats[key]
+            seconds[key[0]].setdefault(key[1], []).append(took)
+    print(json.dumps(seconds), flush=True)
+
+
 def child(case: str, items: Sequence[str], min_time: float) -> None:
     r"""Times every item of ``case`` in this process (the checkout is on ``sys.path``)."""
     import torch
@@ -106,16 +158,30 @@ def child(case: str, items: Sequence[str], min_time: float) -> None:
     print(json.dumps(seconds), flush=True)
 
 
-def _run(tree: Path, case: str, items: Sequence[str], min_time: float) -> Dict[str, float]:
+def _child_output(arguments: List[str], tree: Path, label: str) -> Any:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", case,
-         "--items", ",".join(items), "--min-time", str(min_time)],
+        [sys.executable, os.path.abspath(__file__), *arguments],
         capture_output=True, text=True, env=env, cwd=str(tree),
     )  # fmt: skip
     if result.returncode != 0:
-        raise SystemExit(f"{tree} {case}: {result.stderr.strip()[-2000:]}")
+        raise SystemExit(f"{label}: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run(tree: Path, case: str, items: Sequence[str], min_time: float) -> Dict[str, float]:
+    arguments = ["--child", case, "--items", ",".join(items), "--min-time", str(min_time)]
+    return _child_output(arguments, tree, f"{tree} {case}")
+
+
+def _run_both(
+    trees: Dict[str, Path], case: str, items: Sequence[str], min_time: float, rounds: int
+) -> Dict[str, Dict[str, List[float]]]:
+    arguments = [
+        "--child-both", case, "--items", ",".join(items), "--min-time", str(min_time),
+        "--rounds", str(rounds), "--before", str(trees["before"]), "--after", str(trees["after"]),
+    ]  # fmt: skip
+    return _child_output(arguments, trees["after"], case)
 
 
 def _summary(values: List[float]) -> Tuple[float, float, float]:
@@ -131,7 +197,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--items", default=",".join(ITEMS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=0.5)
+    parser.add_argument("--separate-processes", action="store_true",
+                        help="one process per checkout and round (not both in one)")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-both", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     items = [item for item in args.items.split(",") if item]
     if args.child:
@@ -140,8 +209,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not args.before:
         parser.error("--before is required: the checkout to compare against")
     trees = {"before": Path(args.before).resolve(), "after": Path(args.after).resolve()}
+    if args.child_both:
+        child_both(args.child_both, items, args.min_time, args.rounds, trees)
+        return
     print(f"# command: python {' '.join(sys.argv)}")
     print(f"# before: {trees['before']}  after: {trees['after']}", flush=True)
+    mode = "one process per checkout" if args.separate_processes else "both in one process"
+    print(f"# {mode}", flush=True)
     print("\n| model, batch | item | n | after s | before s | after / before (min–max) |")
     print("|---|---|---|---|---|---|")
     for case in args.cases.split(","):
@@ -149,13 +223,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         seconds: Dict[str, Dict[str, List[float]]] = {
             name: {item: [] for item in items} for name in trees
         }
-        for round_index in range(args.rounds):
-            order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
-            measured = {name: _run(trees[name], case, items, args.min_time) for name in order}
-            for item in items:
-                for name in trees:
-                    seconds[name][item].append(measured[name][item])
-                ratios[item].append(measured["after"][item] / measured["before"][item])
+        if args.separate_processes:
+            for round_index in range(args.rounds):
+                order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
+                measured = {name: _run(trees[name], case, items, args.min_time) for name in order}
+                for item in items:
+                    for name in trees:
+                        seconds[name][item].append(measured[name][item])
+        else:
+            seconds = _run_both(trees, case, items, args.min_time, args.rounds)
+        for item in items:
+            after_seconds, before_seconds = seconds["after"][item], seconds["before"][item]
+            ratios[item] = [a / b for a, b in zip(after_seconds, before_seconds)]
         model_name, batch = case.split(":")
         for item in items:
             median, low, high = _summary(ratios[item])
