@@ -950,6 +950,55 @@ def memory_child(model_name: str, batch_size: int, item: str, seconds: Optional[
     os._exit(0)  # a call cut short by ``seconds`` is not waited for
 
 
+def passes(cell: Cell, items: Sequence[str]) -> None:
+    r"""The passes through the whole model of one call of ours and of the hand loop,
+    after one call of each: per pass size, how many, ms per row and page faults per
+    row (the process's minor faults during those passes), counted by hooks on the
+    model. Shows where two calls of the same rows differ: in their pass sizes, and
+    in whether the allocator gave a pass's tensors fresh pages."""
+    import resource
+
+    started: Dict[str, float] = {}
+    stats: Dict[Tuple[bool, int], List[float]] = {}
+
+    def faults() -> float:
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+    def before_pass(_module: nn.Module, _inputs: Any) -> None:
+        started["time"], started["faults"] = time.perf_counter(), faults()
+
+    def after_pass(_module: nn.Module, inputs: Any, _output: Any) -> None:
+        key = (torch.is_grad_enabled(), int(inputs[0].shape[0]))
+        entry = stats.setdefault(key, [0.0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - started["time"]
+        entry[2] += faults() - started["faults"]
+
+    print("\n| item | call | s | passes: rows (gradient) × count, ms and page faults per row |")
+    print("|---|---|---|---|")
+    for item in items:
+        for name, call in (("ours", ours(cell, item)), ("hand loop", HAND[item](cell))):
+            call()
+            handles = [
+                cell.model.register_forward_pre_hook(before_pass),
+                cell.model.register_forward_hook(after_pass),
+            ]
+            stats.clear()
+            try:
+                start = time.perf_counter()
+                call()
+                took = time.perf_counter() - start
+            finally:
+                for handle in handles:
+                    handle.remove()
+            described = "; ".join(
+                f"{rows}{' (gradient)' if grad else ''} × {int(count)}, "
+                f"{1e3 * seconds / (count * rows):.1f} ms, {page_faults / (count * rows):.0f}"
+                for (grad, rows), (count, seconds, page_faults) in sorted(stats.items())
+            )
+            print(f"| {item} | {name} | {took:.3g} | {described} |", flush=True)
+
+
 def memory(
     model_name: str, batch_size: int, items: Sequence[str], seconds: Optional[float] = None
 ) -> None:
@@ -997,6 +1046,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         "ablated channel)")  # fmt: skip
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--memory", action="store_true", help="peak RSS of one default call")
+    parser.add_argument("--passes", action="store_true",
+                        help="the passes of one call of ours and of the hand loop: sizes, "
+                        "ms and page faults per row")  # fmt: skip
     parser.add_argument(
         "--memory-items",
         type=_csv,
@@ -1051,6 +1103,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     with open(args.json, "a") as handle:
                         for record in records:
                             handle.write(json.dumps(record) + "\n")
+            if args.passes:
+                print(f"\n### passes: {model_name}, batch {batch_size}", flush=True)
+                passes(cell, args.items)
             if args.memory:
                 memory(model_name, batch_size, args.memory_items or args.items, args.memory_seconds)
 
