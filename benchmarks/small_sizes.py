@@ -93,6 +93,21 @@ def _calls(model_name: str, batch_size: int) -> Dict[str, Callable[[], Any]]:
     }
 
 
+def _repeats_after_warm_up(call: Callable[[], Any], min_time: float) -> int:
+    r"""Calls ``call`` once (kernels and caches for these shapes) and returns how many
+    calls fill ``min_time``."""
+    start = time.perf_counter()
+    call()
+    return max(1, int(min_time / max(time.perf_counter() - start, 1e-6)))
+
+
+def _seconds_per_call(call: Callable[[], Any], repeats: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats
+
+
 def _import_checkout(tree: Path) -> None:
     r"""Makes ``tree``'s ``captum_cams`` the one ``import captum_cams`` finds, dropping
     the modules of any checkout imported before (whose objects keep working)."""
@@ -120,20 +135,13 @@ def child_both(
         built = _calls(model_name, int(batch))
         for item in items:
             calls[(name, item)] = built[item]
-    repeats: Dict[Tuple[str, str], int] = {}
-    for key, call in calls.items():
-        start = time.perf_counter()
-        call()  # warm-up: kernels and caches for these shapes
-        repeats[key] = max(1, int(min_time / max(time.perf_counter() - start, 1e-6)))
+    repeats = {key: _repeats_after_warm_up(call, min_time) for key, call in calls.items()}
     seconds: Dict[str, Dict[str, List[float]]] = {name: {} for name in trees}
     keys = list(calls)
     for round_index in range(rounds):
         random.Random(round_index).shuffle(keys)
         for key in keys:
-            start = time.perf_counter()
-            for _ in range(repeats[key]):
-                calls[key]()
-            took = (time.perf_counter() - start) / repeats[key]
+            took = _seconds_per_call(calls[key], repeats[key])
             seconds[key[0]].setdefault(key[1], []).append(took)
     print(json.dumps(seconds), flush=True)
 
@@ -147,14 +155,8 @@ def child(case: str, items: Sequence[str], min_time: float) -> None:
     calls = _calls(model_name, int(batch))
     seconds: Dict[str, float] = {}
     for item in items:
-        call = calls[item]
-        start = time.perf_counter()
-        call()  # warm-up: kernels and caches for these shapes
-        repeats = max(1, int(min_time / max(time.perf_counter() - start, 1e-6)))
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        seconds[item] = (time.perf_counter() - start) / repeats
+        repeats = _repeats_after_warm_up(calls[item], min_time)
+        seconds[item] = _seconds_per_call(calls[item], repeats)
     print(json.dumps(seconds), flush=True)
 
 
@@ -172,6 +174,22 @@ def _child_output(arguments: List[str], tree: Path, label: str) -> Any:
 def _run(tree: Path, case: str, items: Sequence[str], min_time: float) -> Dict[str, float]:
     arguments = ["--child", case, "--items", ",".join(items), "--min-time", str(min_time)]
     return _child_output(arguments, tree, f"{tree} {case}")
+
+
+def _run_separately(
+    trees: Dict[str, Path], case: str, items: Sequence[str], min_time: float, rounds: int
+) -> Dict[str, Dict[str, List[float]]]:
+    r"""One process per checkout and round, alternating which goes first."""
+    seconds: Dict[str, Dict[str, List[float]]] = {
+        name: {item: [] for item in items} for name in trees
+    }
+    for round_index in range(rounds):
+        order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
+        measured = {name: _run(trees[name], case, items, min_time) for name in order}
+        for item in items:
+            for name in trees:
+                seconds[name][item].append(measured[name][item])
+    return seconds
 
 
 def _run_both(
@@ -219,22 +237,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print("\n| model, batch | item | n | after s | before s | after / before (min–max) |")
     print("|---|---|---|---|---|---|")
     for case in args.cases.split(","):
-        ratios: Dict[str, List[float]] = {item: [] for item in items}
-        seconds: Dict[str, Dict[str, List[float]]] = {
-            name: {item: [] for item in items} for name in trees
+        run = _run_separately if args.separate_processes else _run_both
+        seconds = run(trees, case, items, args.min_time, args.rounds)
+        ratios = {
+            item: [a / b for a, b in zip(seconds["after"][item], seconds["before"][item])]
+            for item in items
         }
-        if args.separate_processes:
-            for round_index in range(args.rounds):
-                order = ["before", "after"] if round_index % 2 == 0 else ["after", "before"]
-                measured = {name: _run(trees[name], case, items, args.min_time) for name in order}
-                for item in items:
-                    for name in trees:
-                        seconds[name][item].append(measured[name][item])
-        else:
-            seconds = _run_both(trees, case, items, args.min_time, args.rounds)
-        for item in items:
-            after_seconds, before_seconds = seconds["after"][item], seconds["before"][item]
-            ratios[item] = [a / b for a, b in zip(after_seconds, before_seconds)]
         model_name, batch = case.split(":")
         for item in items:
             median, low, high = _summary(ratios[item])
